@@ -1,0 +1,5 @@
+"""Supernet, blocks and heads."""
+
+from hwnas.nn.supernet import SubNet, Supernet
+
+__all__ = ["SubNet", "Supernet"]

@@ -1,0 +1,2 @@
+"""Task heads. Saliency: the SalNAS decoder (`saliency.decode`, steps in `hwnas.nn.blocks`).
+Classification: global pool + linear (`hwnas.nn.blocks.LinearHead`)."""

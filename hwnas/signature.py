@@ -1,0 +1,127 @@
+"""`BlockSignature`: the whole truth about one block's cost.
+
+A latency table row is keyed by a signature; two archs that share a signature share its row.
+Params and FLOPs are computed from the signature alone, so that the analytic counts of an arch are
+the sum over its blocks (checked against the extracted module and `FlopCounterMode` in tests).
+
+FLOPs follow `torch.utils.flop_counter.FlopCounterMode`: 2 per multiply-accumulate of convolutions
+and linear layers, for batch 1; batch norm, activations, pooling, interpolation and additions are
+not counted (they are memory-bound; the latency table measures them, the FLOP count does not).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, fields
+
+OPS = ("conv", "mbconv", "dec", "linear")
+ACTIVATIONS = ("relu", "hswish", "swish", "sigmoid")
+
+
+def make_divisible(value: float, divisor: int = 8) -> int:
+    """Round `value` to a multiple of `divisor`, never more than 10% down (MobileNetV2/OFA rule)."""
+    new_value = max(divisor, int(value + divisor / 2) // divisor * divisor)
+    if new_value < 0.9 * value:
+        new_value += divisor
+    return new_value
+
+
+def conv_out(size: int, kernel: int, stride: int) -> int:
+    """Output size of a convolution with 'same' padding `kernel // 2`."""
+    return (size + 2 * (kernel // 2) - kernel) // stride + 1
+
+
+@dataclass(frozen=True, order=True)
+class BlockSignature:
+    """One block's shape: op kind, input H x W x C, output channels and hyper-parameters.
+
+    op:
+      conv    3x3/1x1 convolution + BN + activation (stem, last conv)
+      mbconv  MobileNetV3 inverted residual: [expand 1x1] -> depthwise kxk -> [SE] -> project 1x1,
+              identity residual when stride is 1 and cin == cout
+      dec     decoder step: [concat a `skip`-channel encoder feature] -> conv kxk + BN + act
+              -> bilinear resize to out_h x out_w
+      linear  classification head: global average pool + linear layer
+    """
+
+    op: str
+    h: int
+    w: int
+    cin: int
+    cout: int
+    kernel: int = 1
+    stride: int = 1
+    expansion: int = 1
+    se: bool = False
+    act: str = "relu"
+    skip: int = 0
+    out_h: int = 0
+    out_w: int = 0
+
+    # ---- derived shapes -------------------------------------------------------------------
+    @property
+    def mid(self) -> int:
+        """Expanded channels of an MBConv block (the input channels when expansion is 1)."""
+        return self.cin if self.expansion == 1 else make_divisible(self.cin * self.expansion)
+
+    @property
+    def se_mid(self) -> int:
+        """Squeeze-excitation bottleneck width (reduction 4, divisible by 8; AttentiveNAS)."""
+        return make_divisible(self.mid // 4)
+
+    @property
+    def residual(self) -> bool:
+        return self.op == "mbconv" and self.stride == 1 and self.cin == self.cout
+
+    # ---- cost -----------------------------------------------------------------------------
+    def params(self) -> int:
+        """Trainable parameters of the block (BN affine included, running stats excluded)."""
+        k2 = self.kernel * self.kernel
+        if self.op == "conv":
+            return k2 * self.cin * self.cout + 2 * self.cout
+        if self.op == "dec":
+            return k2 * (self.cin + self.skip) * self.cout + 2 * self.cout
+        if self.op == "linear":
+            return self.cin * self.cout + self.cout
+        mid = self.mid
+        total = 0 if self.expansion == 1 else self.cin * mid + 2 * mid
+        total += k2 * mid + 2 * mid
+        if self.se:
+            total += 2 * mid * self.se_mid + mid + self.se_mid
+        return total + mid * self.cout + 2 * self.cout
+
+    def flops(self) -> int:
+        """FLOPs for one image, in `FlopCounterMode`'s convention (2 x MACs of conv/linear)."""
+        k2 = self.kernel * self.kernel
+        if self.op == "conv":
+            return 2 * self.out_h * self.out_w * self.cin * self.cout * k2
+        if self.op == "dec":
+            return 2 * self.h * self.w * (self.cin + self.skip) * self.cout * k2
+        if self.op == "linear":
+            return 2 * self.cin * self.cout
+        mid = self.mid
+        total = 0 if self.expansion == 1 else 2 * self.h * self.w * self.cin * mid
+        total += 2 * self.out_h * self.out_w * mid * k2
+        if self.se:
+            total += 4 * mid * self.se_mid
+        return total + 2 * self.out_h * self.out_w * mid * self.cout
+
+    # ---- serialisation --------------------------------------------------------------------
+    @property
+    def key(self) -> str:
+        """Stable human-readable key, e.g. `mbconv_96x128x24_c32_k5_s2_e4_se1_swish_x0_o48x64`."""
+        return (
+            f"{self.op}_{self.h}x{self.w}x{self.cin}_c{self.cout}_k{self.kernel}_s{self.stride}"
+            f"_e{self.expansion}_se{int(self.se)}_{self.act}_x{self.skip}_o{self.out_h}x{self.out_w}"
+        )
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> BlockSignature:
+        names = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in names})
+
+
+def spatial_after(h: int, w: int, kernel: int, stride: int) -> tuple[int, int]:
+    return conv_out(h, kernel, stride), conv_out(w, kernel, stride)

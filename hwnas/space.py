@@ -1,0 +1,550 @@
+"""`SearchSpace` and `Arch`: the choices of a weight-sharing supernet and one subnet of it.
+
+The space follows SalNAS (Termritthikun et al.), Section 3.1.2 and Table 1: a stem convolution,
+seven MBConv stages and a last 1x1 convolution, with resolution chosen globally, width and depth
+per stage, kernel and expansion per block. Presets live in `hwnas/spaces/*.toml`.
+
+An `Arch` is a frozen, hashable value. It has three forms that round-trip exactly:
+JSON (`to_dict`/`SearchSpace.arch_from_dict`), a readable line (`str(arch)`/`SearchSpace.parse`)
+and an integer vector with per-variable bounds for searchers (`encode`/`decode`).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+import tomllib
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from hwnas.errors import ArchError, SpaceError
+from hwnas.signature import ACTIVATIONS, BlockSignature, spatial_after
+
+TASKS = ("classification", "saliency")
+_ENCODER_ACTS = tuple(a for a in ACTIVATIONS if a != "sigmoid")
+
+
+# --------------------------------------------------------------------------------------------
+# Arch
+# --------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class StageArch:
+    """One stage of a subnet: its output width and, per active block, kernel and expansion."""
+
+    width: int
+    kernels: tuple[int, ...]
+    expansions: tuple[int, ...]
+
+    @property
+    def depth(self) -> int:
+        return len(self.kernels)
+
+
+@dataclass(frozen=True)
+class Arch:
+    """One subnet. `resolution` is (width, height) of the input image, as in `256x192`."""
+
+    resolution: tuple[int, int]
+    stem: int
+    stages: tuple[StageArch, ...]
+    last: int
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "resolution": list(self.resolution),
+            "stem": self.stem,
+            "stages": [
+                {
+                    "width": s.width,
+                    "depth": s.depth,
+                    "kernels": list(s.kernels),
+                    "expansions": list(s.expansions),
+                }
+                for s in self.stages
+            ],
+            "last": self.last,
+        }
+
+    def __str__(self) -> str:
+        """Readable one-line form, e.g. `256x192 s16 | w16 k3e1 | w24 k3e4 k5e6 k3e4 | ... | l1296`."""
+        w, h = self.resolution
+        parts = [f"{w}x{h} s{self.stem}"]
+        for s in self.stages:
+            blocks = " ".join(f"k{k}e{e}" for k, e in zip(s.kernels, s.expansions, strict=True))
+            parts.append(f"w{s.width} {blocks}")
+        parts.append(f"l{self.last}")
+        return " | ".join(parts)
+
+
+# --------------------------------------------------------------------------------------------
+# Space specification (validated TOML)
+# --------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class StemSpec:
+    widths: tuple[int, ...]
+    kernel: int
+    stride: int
+    act: str
+
+
+@dataclass(frozen=True)
+class StageSpec:
+    widths: tuple[int, ...]
+    depths: tuple[int, ...]
+    kernels: tuple[int, ...]
+    expansions: tuple[int, ...]
+    se: bool
+    stride: int
+    act: str
+
+
+@dataclass(frozen=True)
+class LastSpec:
+    widths: tuple[int, ...]
+    act: str
+
+
+class _Fields:
+    """Reads typed fields from one TOML table and names the field in every error."""
+
+    def __init__(self, table: Any, where: str, source: str):
+        if not isinstance(table, dict):
+            raise SpaceError(f"{source}: [{where}] must be a table, got {type(table).__name__}")
+        self.table, self.where, self.source = table, where, source
+
+    def _fail(self, name: str, expected: str) -> SpaceError:
+        got = self.table.get(name)
+        return SpaceError(f"{self.source}: field '{self.where}.{name}' must be {expected}, got {got!r}")
+
+    def get(self, name: str, default: Any = None) -> Any:
+        if name not in self.table:
+            if default is None:
+                raise SpaceError(f"{self.source}: missing field '{self.where}.{name}'")
+            return default
+        return self.table[name]
+
+    def int(self, name: str, default: int | None = None) -> int:
+        value = self.get(name, default)
+        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+            raise self._fail(name, "a positive integer")
+        return value
+
+    def ints(self, name: str, default: list[int] | None = None) -> tuple[int, ...]:
+        value = self.get(name, default)
+        ok = (
+            isinstance(value, list)
+            and value
+            and all(isinstance(v, int) and not isinstance(v, bool) and v >= 1 for v in value)
+        )
+        if not ok or len(set(value)) != len(value):
+            raise self._fail(name, "a non-empty list of distinct positive integers")
+        return tuple(sorted(value))
+
+    def bool(self, name: str, default: bool | None = None) -> bool:
+        value = self.get(name, default)
+        if not isinstance(value, bool):
+            raise self._fail(name, "true or false")
+        return value
+
+    def choice(self, name: str, allowed: tuple[str, ...], default: str | None = None) -> str:
+        value = self.get(name, default)
+        if value not in allowed:
+            raise self._fail(name, f"one of {list(allowed)}")
+        return value
+
+
+def _parse_resolutions(value: Any, source: str) -> tuple[tuple[int, int], ...]:
+    ok = (
+        isinstance(value, list)
+        and value
+        and all(isinstance(r, list) and len(r) == 2 and all(isinstance(v, int) and v >= 8 for v in r) for r in value)
+    )
+    if not ok:
+        raise SpaceError(
+            f"{source}: field 'resolutions' must be a list of [width, height] pairs of integers >= 8, got {value!r}"
+        )
+    return tuple(sorted({(r[0], r[1]) for r in value}, key=lambda r: (r[0] * r[1], r)))
+
+
+_KNOWN_TOP = {"name", "description", "resolutions", "stem", "stages", "last_conv", "decoder", "notes"}
+
+
+# --------------------------------------------------------------------------------------------
+# SearchSpace
+# --------------------------------------------------------------------------------------------
+class SearchSpace:
+    """The choices of a supernet. Build with `SearchSpace.load("alphanet")` or from a TOML path."""
+
+    def __init__(
+        self,
+        *,
+        name: str,
+        resolutions: tuple[tuple[int, int], ...],
+        stem: StemSpec,
+        stages: tuple[StageSpec, ...],
+        last: LastSpec,
+        decoder_act: str,
+        description: str = "",
+    ):
+        self.name = name
+        self.description = description
+        self.resolutions = resolutions
+        self.stem = stem
+        self.stages = stages
+        self.last = last
+        self.decoder_act = decoder_act
+        self._variables = self._build_variables()
+
+    # ---- loading ------------------------------------------------------------------------
+    @staticmethod
+    def presets() -> list[str]:
+        folder = resources.files("hwnas") / "spaces"
+        return sorted(p.name[:-5] for p in folder.iterdir() if p.name.endswith(".toml"))
+
+    @classmethod
+    def load(cls, name_or_path: str | Path) -> SearchSpace:
+        """A preset by name (`alphanet`, `mini`) or a TOML file by path."""
+        text_name = str(name_or_path)
+        if text_name in cls.presets():
+            text = (resources.files("hwnas") / "spaces" / f"{text_name}.toml").read_text()
+            return cls.from_toml(text, source=f"preset '{text_name}'")
+        path = Path(text_name)
+        if path.suffix == ".toml" or path.exists():
+            if not path.is_file():
+                raise SpaceError(f"search-space file {path} does not exist")
+            return cls.from_toml(path.read_text(encoding="utf-8"), source=str(path))
+        raise SpaceError(
+            f"unknown search space '{text_name}'; presets: {', '.join(cls.presets())}, or give the path of a .toml file"
+        )
+
+    @classmethod
+    def from_toml(cls, text: str, *, source: str = "<toml>") -> SearchSpace:
+        try:
+            data = tomllib.loads(text)
+        except tomllib.TOMLDecodeError as exc:
+            raise SpaceError(f"{source}: not valid TOML ({exc})") from None
+        unknown = set(data) - _KNOWN_TOP
+        if unknown:
+            raise SpaceError(f"{source}: unknown field(s) {sorted(unknown)}; allowed: {sorted(_KNOWN_TOP)}")
+        top = _Fields(data, "space", source)
+        name = top.get("name")
+        if not isinstance(name, str) or not re.fullmatch(r"[A-Za-z0-9_.-]+", name):
+            raise SpaceError(f"{source}: field 'name' must be a word of letters, digits, _ . -")
+        stem_f = _Fields(top.get("stem"), "stem", source)
+        stem = StemSpec(
+            widths=stem_f.ints("widths"),
+            kernel=stem_f.int("kernel", 3),
+            stride=stem_f.int("stride", 2),
+            act=stem_f.choice("act", _ENCODER_ACTS, "swish"),
+        )
+        raw_stages = top.get("stages")
+        if not isinstance(raw_stages, list) or not raw_stages:
+            raise SpaceError(f"{source}: field 'stages' must be a non-empty array of tables")
+        stages = tuple(cls._parse_stage(raw, i + 1, source) for i, raw in enumerate(raw_stages))
+        last_f = _Fields(top.get("last_conv"), "last_conv", source)
+        last = LastSpec(widths=last_f.ints("widths"), act=last_f.choice("act", _ENCODER_ACTS, "swish"))
+        dec_f = _Fields(data.get("decoder", {}), "decoder", source)
+        return cls(
+            name=name,
+            description=str(data.get("description", "")),
+            resolutions=_parse_resolutions(top.get("resolutions"), source),
+            stem=stem,
+            stages=stages,
+            last=last,
+            decoder_act=dec_f.choice("act", _ENCODER_ACTS, "swish"),
+        )
+
+    @staticmethod
+    def _parse_stage(raw: Any, index: int, source: str) -> StageSpec:
+        f = _Fields(raw, f"stages[{index}]", source)
+        kernels = f.ints("kernels")
+        if any(k % 2 == 0 for k in kernels):
+            raise f._fail("kernels", "a list of odd kernel sizes")
+        stride = f.int("stride")
+        if stride not in (1, 2):
+            raise f._fail("stride", "1 or 2")
+        return StageSpec(
+            widths=f.ints("widths"),
+            depths=f.ints("depths"),
+            kernels=kernels,
+            expansions=f.ints("expansions"),
+            se=f.bool("se"),
+            stride=stride,
+            act=f.choice("act", _ENCODER_ACTS, "swish"),
+        )
+
+    # ---- variables and encoding ---------------------------------------------------------
+    def _build_variables(self) -> list[tuple[str, tuple]]:
+        variables: list[tuple[str, tuple]] = [
+            ("resolution", tuple(self.resolutions)),
+            ("stem.width", self.stem.widths),
+        ]
+        for i, st in enumerate(self.stages, start=1):
+            variables += [(f"stages[{i}].width", st.widths), (f"stages[{i}].depth", st.depths)]
+            for b in range(1, max(st.depths) + 1):
+                variables += [
+                    (f"stages[{i}].block[{b}].kernel", st.kernels),
+                    (f"stages[{i}].block[{b}].expansion", st.expansions),
+                ]
+        variables.append(("last_conv.width", self.last.widths))
+        return variables
+
+    @property
+    def variables(self) -> list[tuple[str, tuple]]:
+        """(name, choices) of every encoded variable, in `encode()` order."""
+        return list(self._variables)
+
+    @property
+    def n_var(self) -> int:
+        return len(self._variables)
+
+    def bounds(self) -> tuple[np.ndarray, np.ndarray]:
+        """Inclusive integer bounds (xl, xu) of the encoding, for pymoo."""
+        xu = np.array([len(c) - 1 for _, c in self._variables], dtype=np.int64)
+        return np.zeros_like(xu), xu
+
+    def encode(self, arch: Arch) -> np.ndarray:
+        """Integer vector of choice indices; blocks beyond a stage's depth encode as 0."""
+        self.validate(arch)
+        out = [self.resolutions.index(tuple(arch.resolution)), self.stem.widths.index(arch.stem)]
+        for spec, st in zip(self.stages, arch.stages, strict=True):
+            out += [spec.widths.index(st.width), spec.depths.index(st.depth)]
+            for b in range(max(spec.depths)):
+                if b < st.depth:
+                    out += [spec.kernels.index(st.kernels[b]), spec.expansions.index(st.expansions[b])]
+                else:
+                    out += [0, 0]
+        out.append(self.last.widths.index(arch.last))
+        return np.asarray(out, dtype=np.int64)
+
+    def decode(self, x: np.ndarray | list[int]) -> Arch:
+        """The arch of an integer vector; raises `ArchError` for a wrong length or out-of-bounds gene."""
+        x = np.asarray(x)
+        if x.shape != (self.n_var,):
+            raise ArchError(f"an encoded arch of space '{self.name}' has {self.n_var} integers, got shape {x.shape}")
+        values = []
+        for gene, (name, choices) in zip(x.tolist(), self._variables, strict=True):
+            if int(gene) != gene or not 0 <= gene < len(choices):
+                raise ArchError(f"encoded {name} = {gene} is outside 0..{len(choices) - 1}")
+            values.append(choices[int(gene)])
+        it = iter(values)
+        resolution, stem = next(it), next(it)
+        stages = []
+        for spec in self.stages:
+            width, depth = next(it), next(it)
+            genes = [(next(it), next(it)) for _ in range(max(spec.depths))][:depth]
+            stages.append(StageArch(width, tuple(k for k, _ in genes), tuple(e for _, e in genes)))
+        return Arch(tuple(resolution), stem, tuple(stages), next(it))
+
+    # ---- sampling and variation -----------------------------------------------------------
+    def sample(self, rng: np.random.Generator) -> Arch:
+        """Uniform over each variable (so uniform over depth per stage, not over subnets)."""
+        _, xu = self.bounds()
+        return self.decode(rng.integers(0, xu + 1))
+
+    def min(self) -> Arch:
+        return self.decode(self.bounds()[0])
+
+    def max(self) -> Arch:
+        return self.decode(self.bounds()[1])
+
+    def mutate(self, arch: Arch, rng: np.random.Generator, prob: float = 0.1) -> Arch:
+        """Resample each variable with probability `prob` (once-for-all's mutation)."""
+        x = self.encode(arch)
+        _, xu = self.bounds()
+        hit = rng.random(self.n_var) < prob
+        x[hit] = rng.integers(0, xu + 1)[hit]
+        return self.decode(x)
+
+    def crossover(self, a: Arch, b: Arch, rng: np.random.Generator) -> Arch:
+        """Uniform crossover: each variable from either parent with equal chance."""
+        xa, xb = self.encode(a), self.encode(b)
+        return self.decode(np.where(rng.random(self.n_var) < 0.5, xa, xb))
+
+    def size(self) -> int:
+        """Number of distinct subnets (blocks beyond a stage's depth do not count)."""
+        total = len(self.resolutions) * len(self.stem.widths) * len(self.last.widths)
+        for st in self.stages:
+            per_block = len(st.kernels) * len(st.expansions)
+            total *= len(st.widths) * sum(per_block**d for d in st.depths)
+        return total
+
+    # ---- validation and serialisation -----------------------------------------------------
+    def validate(self, arch: Arch) -> Arch:
+        """Return `arch` if it belongs to this space, else raise `ArchError` naming the field."""
+
+        def check(name: str, value: Any, allowed: tuple) -> None:
+            if value not in allowed:
+                raise ArchError(f"arch {name} = {value!r} is not in space '{self.name}'; allowed: {list(allowed)}")
+
+        check("resolution", tuple(arch.resolution), self.resolutions)
+        check("stem", arch.stem, self.stem.widths)
+        if len(arch.stages) != len(self.stages):
+            raise ArchError(f"arch has {len(arch.stages)} stages; space '{self.name}' has {len(self.stages)}")
+        for i, (spec, st) in enumerate(zip(self.stages, arch.stages, strict=True), start=1):
+            check(f"stages[{i}].width", st.width, spec.widths)
+            check(f"stages[{i}].depth", st.depth, spec.depths)
+            if len(st.expansions) != st.depth:
+                raise ArchError(f"arch stages[{i}] has {st.depth} kernels but {len(st.expansions)} expansions")
+            for b, (k, e) in enumerate(zip(st.kernels, st.expansions, strict=True), start=1):
+                check(f"stages[{i}].block[{b}].kernel", k, spec.kernels)
+                check(f"stages[{i}].block[{b}].expansion", e, spec.expansions)
+        check("last", arch.last, self.last.widths)
+        return arch
+
+    def arch_to_dict(self, arch: Arch) -> dict[str, Any]:
+        return {"space": self.name, **self.validate(arch).to_dict()}
+
+    def arch_from_dict(self, data: Any) -> Arch:
+        """Build and validate an arch from its JSON form; a `space` key must name this space."""
+        if not isinstance(data, dict):
+            raise ArchError(f"an arch must be a JSON object, got {type(data).__name__}")
+        if data.get("space", self.name) != self.name:
+            raise ArchError(f"arch is for space '{data['space']}', not '{self.name}'")
+        allowed = {"space", "resolution", "stem", "stages", "last"}
+        if set(data) - allowed:
+            raise ArchError(f"unknown arch field(s) {sorted(set(data) - allowed)}; allowed: {sorted(allowed)}")
+        for key in ("resolution", "stem", "stages", "last"):
+            if key not in data:
+                raise ArchError(f"arch is missing field '{key}'")
+        res = data["resolution"]
+        if not (isinstance(res, list) and len(res) == 2 and all(_is_int(v) for v in res)):
+            raise ArchError(f"arch resolution must be [width, height], got {res!r}")
+        if not _is_int(data["stem"]) or not _is_int(data["last"]):
+            raise ArchError("arch fields 'stem' and 'last' must be integers")
+        if not isinstance(data["stages"], list):
+            raise ArchError("arch field 'stages' must be a list")
+        stages = tuple(_stage_from_dict(s, i) for i, s in enumerate(data["stages"], start=1))
+        return self.validate(Arch((res[0], res[1]), data["stem"], stages, data["last"]))
+
+    def load_arch(self, path: str | Path) -> Arch:
+        path = Path(path)
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raise ArchError(f"arch file {path} does not exist") from None
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            raise ArchError(f"arch file {path} is not valid JSON ({exc})") from None
+        return self.arch_from_dict(data)
+
+    def parse(self, text: str) -> Arch:
+        """Inverse of `str(arch)`."""
+        parts = [p.strip() for p in text.strip().split("|")]
+        head = re.fullmatch(r"(\d+)x(\d+) s(\d+)", parts[0]) if parts else None
+        tail = re.fullmatch(r"l(\d+)", parts[-1]) if len(parts) > 1 else None
+        if head is None or tail is None:
+            raise ArchError(f"cannot read arch string {text!r}; expected like '{self.min()}'")
+        stages = []
+        for part in parts[1:-1]:
+            m = re.fullmatch(r"w(\d+)((?: k\d+e\d+)+)", part)
+            if m is None:
+                raise ArchError(f"cannot read stage {part!r}; expected like 'w24 k3e4 k5e6'")
+            blocks = re.findall(r"k(\d+)e(\d+)", m.group(2))
+            stages.append(
+                StageArch(int(m.group(1)), tuple(int(k) for k, _ in blocks), tuple(int(e) for _, e in blocks))
+            )
+        arch = Arch((int(head.group(1)), int(head.group(2))), int(head.group(3)), tuple(stages), int(tail.group(1)))
+        return self.validate(arch)
+
+    # ---- structure shared by the supernet, the signatures and the decoder -----------------
+    def skip_sources(self) -> list[int]:
+        """Encoder features the saliency decoder concatenates, shallow to deep (-1 = the stem).
+
+        SalNAS taps the stem and, for each deeper resolution level but the deepest, the last stage
+        at that level; the deepest level enters through the last convolution.
+        """
+        level = self.stem.stride
+        last_at_level: dict[int, int] = {}
+        for i, st in enumerate(self.stages):
+            level *= st.stride
+            last_at_level[level] = i
+        deepest = max(last_at_level)
+        return [-1] + [i for lv, i in sorted(last_at_level.items()) if lv not in (self.stem.stride, deepest)]
+
+    def block_signatures(self, arch: Arch, task: str = "saliency", num_classes: int = 1000) -> list[BlockSignature]:
+        """Per-block cost keys of `arch` with the given head, in execution order."""
+        if task not in TASKS:
+            raise ArchError(f"unknown task '{task}'; allowed: {list(TASKS)}")
+        self.validate(arch)
+        w, h = arch.resolution
+        sigs, features = self._encoder_signatures(arch, h, w)
+        if task == "classification":
+            last = sigs[-1]
+            sigs.append(BlockSignature("linear", last.out_h, last.out_w, last.cout, num_classes, out_h=1, out_w=1))
+        else:
+            sigs += self._decoder_signatures(features, sigs[-1], h, w)
+        return sigs
+
+    def _encoder_signatures(self, arch: Arch, h: int, w: int) -> tuple[list[BlockSignature], list]:
+        st = self.stem
+        oh, ow = spatial_after(h, w, st.kernel, st.stride)
+        sigs = [BlockSignature("conv", h, w, 3, arch.stem, st.kernel, st.stride, act=st.act, out_h=oh, out_w=ow)]
+        features = [(oh, ow, arch.stem)]  # -1 (stem) first, then one per stage
+        cin = arch.stem
+        for spec, stage in zip(self.stages, arch.stages, strict=True):
+            for b, (k, e) in enumerate(zip(stage.kernels, stage.expansions, strict=True)):
+                stride = spec.stride if b == 0 else 1
+                ih, iw = oh, ow
+                oh, ow = spatial_after(ih, iw, k, stride)
+                sigs.append(
+                    BlockSignature(
+                        "mbconv", ih, iw, cin, stage.width, k, stride, e, spec.se, spec.act, out_h=oh, out_w=ow
+                    )
+                )
+                cin = stage.width
+            features.append((oh, ow, stage.width))
+        sigs.append(BlockSignature("conv", oh, ow, cin, arch.last, 1, 1, act=self.last.act, out_h=oh, out_w=ow))
+        return sigs, features
+
+    def _decoder_signatures(self, features: list, bottleneck: BlockSignature, h: int, w: int) -> list[BlockSignature]:
+        """SalNAS decoder: conv3x3-BN-act then upsample, concatenating encoder skips on the way up."""
+        act = self.decoder_act
+        taps = [features[i + 1] for i in self.skip_sources()]  # shallow -> deep
+        sigs = []
+        x_h, x_w, x_c, skip = bottleneck.out_h, bottleneck.out_w, bottleneck.cout, 0
+        for t_h, t_w, t_c in reversed(taps):
+            sigs.append(BlockSignature("dec", x_h, x_w, x_c, t_c, 3, act=act, skip=skip, out_h=t_h, out_w=t_w))
+            x_h, x_w, x_c, skip = t_h, t_w, t_c, t_c
+        c = taps[0][2]
+        sigs.append(BlockSignature("dec", x_h, x_w, x_c, c, 3, act=act, skip=skip, out_h=h, out_w=w))
+        sigs.append(BlockSignature("dec", h, w, c, c, 3, act=act, out_h=h, out_w=w))
+        sigs.append(BlockSignature("dec", h, w, c, 1, 3, act="sigmoid", out_h=h, out_w=w))
+        return sigs
+
+    def params(self, arch: Arch, task: str = "saliency", num_classes: int = 1000) -> int:
+        """Analytic trainable parameters of the extracted subnet."""
+        return sum(s.params() for s in self.block_signatures(arch, task, num_classes))
+
+    def flops(self, arch: Arch, task: str = "saliency", num_classes: int = 1000) -> int:
+        """Analytic FLOPs per image (2 x MACs), as `torch.utils.flop_counter` counts them."""
+        return sum(s.flops() for s in self.block_signatures(arch, task, num_classes))
+
+    def __repr__(self) -> str:
+        return f"SearchSpace(name={self.name!r}, n_var={self.n_var}, size~1e{math.log10(self.size()):.1f})"
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _stage_from_dict(data: Any, index: int) -> StageArch:
+    if not isinstance(data, dict):
+        raise ArchError(f"arch stages[{index}] must be an object with width, kernels, expansions")
+    for key in ("width", "kernels", "expansions"):
+        if key not in data:
+            raise ArchError(f"arch stages[{index}] is missing field '{key}'")
+    kernels, expansions = data["kernels"], data["expansions"]
+    if not _is_int(data["width"]) or not all(
+        isinstance(v, list) and all(_is_int(x) for x in v) for v in (kernels, expansions)
+    ):
+        raise ArchError(f"arch stages[{index}]: width must be an integer, kernels and expansions lists of integers")
+    if len(kernels) != len(expansions):
+        raise ArchError(f"arch stages[{index}] has {len(kernels)} kernels but {len(expansions)} expansions")
+    if "depth" in data and data["depth"] != len(kernels):
+        raise ArchError(f"arch stages[{index}].depth = {data['depth']!r} but it lists {len(kernels)} blocks")
+    return StageArch(data["width"], tuple(kernels), tuple(expansions))

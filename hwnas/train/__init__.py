@@ -1,0 +1,1 @@
+"""Training utilities: BN recalibration (more with the training issue)."""

@@ -1,0 +1,45 @@
+"""Shared fixtures: search spaces and supernets with non-trivial batch-norm statistics."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from hwnas.nn import Supernet
+from hwnas.space import SearchSpace
+
+
+@pytest.fixture(scope="session")
+def alphanet() -> SearchSpace:
+    return SearchSpace.load("alphanet")
+
+
+@pytest.fixture(scope="session")
+def mini() -> SearchSpace:
+    return SearchSpace.load("mini")
+
+
+def randomize_bn(model: torch.nn.Module, seed: int = 0) -> torch.nn.Module:
+    """Give every BN layer random affine parameters and running statistics, so that eval-mode
+    parity checks compare real normalisation, not the identity of freshly initialised BN."""
+    gen = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for m in model.modules():
+            if isinstance(m, torch.nn.BatchNorm2d):
+                n = m.num_features
+                m.running_mean.copy_(torch.randn(n, generator=gen) * 0.1)
+                m.running_var.copy_(torch.rand(n, generator=gen) + 0.5)
+                m.weight.copy_(torch.rand(n, generator=gen) + 0.5)
+                m.bias.copy_(torch.randn(n, generator=gen) * 0.1)
+    return model
+
+
+@pytest.fixture(scope="session")
+def supernets(mini, alphanet):
+    """One eval-mode supernet per (preset, task), built once for the session."""
+    torch.manual_seed(0)
+    nets = {}
+    for space in (mini, alphanet):
+        for task in ("saliency", "classification"):
+            nets[space.name, task] = randomize_bn(Supernet(space, task=task, num_classes=10)).eval()
+    return nets
