@@ -15,10 +15,27 @@ from typing import Annotated
 import numpy as np
 import typer
 from rich.console import Console
+from rich.markup import escape
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
 from rich.table import Table
 
+from hwnas.backends import get_backend
+from hwnas.devices import DEFAULT_DIR as DEFAULT_DEVICES_DIR
+from hwnas.devices import device_names, load_device
 from hwnas.errors import HwnasError
 from hwnas.io import atomic_write_json
+from hwnas.lut import LatencyTable, sidecar_path
+from hwnas.lut import default_path as default_lut_path
+from hwnas.profiler import DEFAULT_STATISTIC
+from hwnas.profiler import profile as run_profile
+from hwnas.profiler import validate as run_validate
 from hwnas.space import TASKS, SearchSpace
 
 app = typer.Typer(
@@ -39,7 +56,7 @@ def user_errors() -> Iterator[None]:
     try:
         yield
     except HwnasError as exc:
-        err.print(f"[red]error:[/red] {exc}", highlight=False, soft_wrap=True)
+        err.print(f"[red]error:[/red] {escape(str(exc))}", highlight=False, soft_wrap=True)
         raise typer.Exit(2) from None
 
 
@@ -139,6 +156,174 @@ def arch(
     out.print(f"params {params / 1e6:.3f} M, FLOPs {flops / 1e9:.3f} G ({task} head)")
     if save is not None:
         out.print(f"wrote {save}")
+
+
+# ---- devices, profile, lut -------------------------------------------------------------------
+DeviceOpt = Annotated[str, typer.Option("--device", "-d", help="device name in ./devices or a spec .toml path")]
+DevicesDirOpt = Annotated[Path, typer.Option("--devices-dir", help="folder of device specs")]
+RoundsOpt = Annotated[int, typer.Option(help="interleaved measurement rounds per model")]
+
+
+@app.command()
+def devices(devices_dir: DevicesDirOpt = DEFAULT_DEVICES_DIR) -> None:
+    """List the device specs and whether each can be measured on this host (and why not)."""
+    with user_errors():
+        names = device_names(devices_dir)
+        if not names:
+            raise HwnasError(f"no device specs (*.toml) in {devices_dir}/")
+        specs = [load_device(n, devices_dir) for n in names]
+    table = Table("device", "backend", "options", "runs here", "why not / what to do")
+    for spec in specs:
+        reason = spec.availability()
+        opts = f"threads={spec.threads} {spec.precision}"
+        if spec.backend == "onnxruntime":
+            opts += f" {spec.provider}"
+        if spec.backend == "coreml":
+            opts += f" {spec.compute_units}"
+        table.add_row(
+            spec.name,
+            spec.backend,
+            opts,
+            "[green]yes[/green]" if reason is None else "[red]no[/red]",
+            "" if reason is None else f"{reason}; profile it with `hwnas agent` on the target",
+        )
+    out.print(table)
+
+
+def _resolutions(values: list[str] | None) -> list[tuple[int, int]] | None:
+    if not values:
+        return None
+    parsed = []
+    for value in values:
+        parts = value.lower().split("x")
+        if len(parts) != 2 or not all(p.isdigit() and int(p) > 0 for p in parts):
+            raise HwnasError(f"--resolution must look like 256x192 (width x height), got '{value}'")
+        parsed.append((int(parts[0]), int(parts[1])))
+    return parsed
+
+
+def _progress_bar() -> Progress:
+    return Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+        TextColumn("{task.fields[label]}", style="dim"),
+        console=err,
+        transient=True,
+    )
+
+
+@app.command()
+def profile(
+    device: DeviceOpt,
+    space_name: SpaceOpt = "alphanet",
+    task: Annotated[str, typer.Option(help=f"head whose blocks are profiled: {', '.join(TASKS)}")] = "saliency",
+    resolution: Annotated[list[str] | None, typer.Option(help="WxH, repeatable; default: all of the space's")] = None,
+    lut_out: Annotated[
+        Path | None, typer.Option("--out", "-o", help="table path (default lut/DEVICE-SPACE.parquet)")
+    ] = None,
+    rounds: RoundsOpt = 4,
+    statistic: Annotated[
+        str,
+        typer.Option(
+            help="what a row predicts with: median (over rounds of each round's median) or min (fastest call)"
+        ),
+    ] = DEFAULT_STATISTIC,
+    devices_dir: DevicesDirOpt = DEFAULT_DEVICES_DIR,
+) -> None:
+    """Measure every block of the space on the device into a latency table (resumable)."""
+    with user_errors():
+        if task not in TASKS:
+            raise HwnasError(f"unknown --task '{task}'; allowed: {', '.join(TASKS)}")
+        spec = load_device(device, devices_dir)
+        sp = SearchSpace.load(space_name)
+        res = _resolutions(resolution)
+        for r in res or []:
+            sp.check_resolution(r)
+        path = lut_out or default_lut_path(spec.name, sp.name)
+        spec.require_available()
+        with _progress_bar() as bar:
+            job = bar.add_task(f"profiling {spec.name}/{sp.name}", total=None, label="")
+
+            def report(done: int, total: int, label: str) -> None:
+                bar.update(job, completed=done, total=total, label=label[:48])
+
+            table = run_profile(
+                spec, sp, task=task, resolutions=res, out=path, rounds=rounds, statistic=statistic, progress=report
+            )
+    out.print(
+        f"{len(table)} block signatures on {spec.name} ({table.meta['versions']}); "
+        f"per-call overhead {table.overhead_ms * 1000:.1f} us; wrote {path}",
+        highlight=False,
+    )
+
+
+lut_app = typer.Typer(help="Latency tables: validate against end-to-end measurements.", no_args_is_help=True)
+app.add_typer(lut_app, name="lut")
+
+
+@lut_app.command("validate")
+def lut_validate(
+    device: DeviceOpt,
+    space_name: SpaceOpt = "alphanet",
+    lut_path: Annotated[
+        Path | None, typer.Option("--lut", help="table path (default lut/DEVICE-SPACE.parquet)")
+    ] = None,
+    samples: Annotated[int, typer.Option(help="subnets to measure end to end (min and max included)")] = 20,
+    seed: Annotated[int, typer.Option(help="seed for the random subnets and the calibration split")] = 0,
+    resolution: Annotated[str | None, typer.Option(help="WxH: validate at this resolution only")] = None,
+    report_out: Annotated[Path | None, typer.Option("--report", help="write the per-subnet report as JSON")] = None,
+    rounds: RoundsOpt = 4,
+    devices_dir: DevicesDirOpt = DEFAULT_DEVICES_DIR,
+) -> None:
+    """Compare table predictions with end-to-end latency; fit and store the calibration."""
+    with user_errors():
+        spec = load_device(device, devices_dir)
+        sp = SearchSpace.load(space_name)
+        path = lut_path or default_lut_path(spec.name, sp.name)
+        table = LatencyTable.load(path, sp)
+        res = _resolutions([resolution] if resolution else None)
+        for r in res or []:
+            sp.check_resolution(r)
+        for note in table.compatibility_warnings(spec.options(), get_backend(spec).versions()):
+            err.print(f"[yellow]warning:[/yellow] {escape(note)}", highlight=False)
+        with _progress_bar() as bar:
+            job = bar.add_task(f"end-to-end on {spec.name}", total=samples, label="")
+            result = run_validate(
+                spec,
+                table,
+                samples=samples,
+                seed=seed,
+                resolution=res[0] if res else None,
+                progress=lambda d, n, label: bar.update(job, completed=d, total=n, label=""),
+            )
+        table.save(path)
+        if report_out is not None:
+            atomic_write_json(report_out, result.to_dict())
+    figures = Table("subnets", "n", "MAPE %", "within 5%", "within 10%", "Kendall tau", "Spearman rho")
+    for label, f in (
+        ("all, raw sum", result.all_raw),
+        ("held-out, before calibration", result.holdout_before),
+        ("held-out, after calibration", result.holdout_after),
+    ):
+        figures.add_row(
+            label,
+            str(f.n),
+            f"{f.mape:.1f}",
+            f"{f.within_5:.0%}",
+            f"{f.within_10:.0%}",
+            f"{f.kendall_tau:.3f}",
+            f"{f.spearman_rho:.3f}",
+        )
+    out.print(figures)
+    cal = result.calibration
+    out.print(
+        f"calibration: measured = {cal.slope:.4f} x table + {cal.intercept_ms:.4f} ms "
+        f"(fitted on {cal.fitted_on} subnets), stored in {sidecar_path(path)}",
+        highlight=False,
+    )
 
 
 def main() -> None:

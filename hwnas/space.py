@@ -11,6 +11,7 @@ and an integer vector with per-variable bounds for searchers (`encode`/`decode`)
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import re
@@ -79,6 +80,16 @@ class Arch:
             parts.append(f"w{s.width} {blocks}")
         parts.append(f"l{self.last}")
         return " | ".join(parts)
+
+
+@dataclass(frozen=True)
+class Slot:
+    """A block position and the encoding genes that decide its signature (see `SearchSpace.slots`)."""
+
+    position: int
+    genes: tuple[int, ...]
+    depth_gene: int | None = None
+    min_depth: int = 1
 
 
 # --------------------------------------------------------------------------------------------
@@ -199,6 +210,7 @@ class SearchSpace:
         self.last = last
         self.decoder_act = decoder_act
         self._variables = self._build_variables()
+        self._gene_index = {name: i for i, (name, _) in enumerate(self._variables)}
 
     # ---- loading ------------------------------------------------------------------------
     @staticmethod
@@ -451,6 +463,75 @@ class SearchSpace:
         arch = Arch((int(head.group(1)), int(head.group(2))), int(head.group(3)), tuple(stages), int(tail.group(1)))
         return self.validate(arch)
 
+    # ---- slots: which genes decide each block's signature (for tables and vectorised lookup) ----
+    def gene(self, name: str) -> int:
+        """Index of a named variable in the encoding (see `variables`)."""
+        return self._gene_index[name]
+
+    def _width_gene(self, source: int) -> int:
+        return self.gene("stem.width") if source == -1 else self.gene(f"stages[{source + 1}].width")
+
+    def slots(self, task: str = "saliency") -> list[Slot]:
+        """Every block position of a max-depth subnet with the genes its signature depends on.
+
+        `position` indexes `block_signatures()` of an arch whose stages are all at maximum depth;
+        a block beyond a stage's depth is absent (`depth_gene`, `min_depth`).
+        """
+        res = self.gene("resolution")
+        slots = [Slot(0, (res, self.gene("stem.width")))]
+        prev = self.gene("stem.width")
+        for i, spec in enumerate(self.stages, start=1):
+            width = self.gene(f"stages[{i}].width")
+            for b in range(1, max(spec.depths) + 1):
+                k, e = self.gene(f"stages[{i}].block[{b}].kernel"), self.gene(f"stages[{i}].block[{b}].expansion")
+                genes = (res, prev, width, k, e) if b == 1 else (res, width, k, e)
+                optional = b > min(spec.depths)
+                slots.append(Slot(len(slots), genes, self.gene(f"stages[{i}].depth") if optional else None, b))
+            prev = width
+        last = self.gene("last_conv.width")
+        slots.append(Slot(len(slots), (res, prev, last)))
+        if task == "classification":
+            return [*slots, Slot(len(slots), (res, last))]
+        deep_first = [self._width_gene(s) for s in reversed(self.skip_sources())]
+        steps = [(last, deep_first[0])]
+        steps += [(a, b) for a, b in zip(deep_first, deep_first[1:], strict=False)]
+        steps += [(deep_first[-1],)] * 3
+        return slots + [Slot(len(slots) + j, (res, *g)) for j, g in enumerate(steps)]
+
+    def check_resolution(self, resolution: tuple[int, int]) -> tuple[int, int]:
+        """`resolution` (width, height) if the space offers it, else an `ArchError` listing those it does."""
+        r = tuple(resolution)
+        if r not in self.resolutions:
+            allowed = ", ".join(f"{w}x{h}" for w, h in self.resolutions)
+            raise ArchError(f"resolution {r[0]}x{r[1]} is not in space '{self.name}'; allowed: {allowed}")
+        return r
+
+    def slot_signatures(
+        self, slot: Slot, task: str = "saliency", num_classes: int = 1000
+    ) -> dict[tuple, BlockSignature]:
+        """The signature of `slot` for every combination of its genes' choice indices."""
+        template = self.encode(self.max())
+        radices = [len(self._variables[g][1]) for g in slot.genes]
+        out = {}
+        for combo in np.ndindex(*radices):
+            x = template.copy()
+            x[list(slot.genes)] = combo
+            out[combo] = self.block_signatures(self.decode(x), task, num_classes)[slot.position]
+        return out
+
+    def all_block_signatures(
+        self, resolutions: list[tuple[int, int]] | None = None, task: str = "saliency", num_classes: int = 1000
+    ) -> list[BlockSignature]:
+        """Every distinct block signature the space can produce at the given resolutions (default: all)."""
+        wanted = self.resolutions if resolutions is None else tuple(self.check_resolution(r) for r in resolutions)
+        keep = {self.resolutions.index(r) for r in wanted}
+        found: set[BlockSignature] = set()
+        for slot in self.slots(task):
+            found.update(
+                sig for combo, sig in self.slot_signatures(slot, task, num_classes).items() if combo[0] in keep
+            )
+        return sorted(found)
+
     # ---- structure shared by the supernet, the signatures and the decoder -----------------
     def skip_sources(self) -> list[int]:
         """Encoder features the saliency decoder concatenates, shallow to deep (-1 = the stem).
@@ -523,6 +604,17 @@ class SearchSpace:
     def flops(self, arch: Arch, task: str = "saliency", num_classes: int = 1000) -> int:
         """Analytic FLOPs per image (2 x MACs), as `torch.utils.flop_counter` counts them."""
         return sum(s.flops() for s in self.block_signatures(arch, task, num_classes))
+
+    def digest(self) -> str:
+        """A short hash of the choices (not the name): tables and checkpoints record it."""
+        spec = {
+            "variables": [[n, [list(c) if isinstance(c, tuple) else c for c in ch]] for n, ch in self._variables],
+            "stem": [self.stem.kernel, self.stem.stride, self.stem.act],
+            "last_act": self.last.act,
+            "stages": [[s.se, s.stride, s.act] for s in self.stages],
+            "decoder": self.decoder_act,
+        }
+        return hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:16]
 
     def __repr__(self) -> str:
         return f"SearchSpace(name={self.name!r}, n_var={self.n_var}, size~1e{math.log10(self.size()):.1f})"

@@ -239,3 +239,38 @@ class DynamicLinearHead(nn.Module):
         out = LinearHead(sig.cin, sig.cout)
         out.linear = self.linear.extract(sig.cin)
         return out
+
+
+# --------------------------------------------------------------------------------------------
+# Standalone models for the latency table
+# --------------------------------------------------------------------------------------------
+class SignatureModel(nn.Module):
+    """One block as a model with tensor inputs only: what backends compile and the table times.
+
+    A decoder step takes its skip as a second input and resizes to the signature's output size.
+    """
+
+    def __init__(self, sig: BlockSignature):
+        super().__init__()
+        self.block = build_block(sig)
+        self.op, self.size = sig.op, (sig.out_h, sig.out_w)
+
+    def forward(self, x: torch.Tensor, skip: torch.Tensor | None = None) -> torch.Tensor:
+        if self.op == "dec":
+            return self.block(x, skip, self.size)
+        return self.block(x)
+
+
+def signature_inputs(sig: BlockSignature, batch: int = 1) -> list[tuple[int, ...]]:
+    """Input shapes of `SignatureModel(sig)`."""
+    shapes = [(batch, sig.cin, sig.h, sig.w)]
+    if sig.op == "dec" and sig.skip:
+        shapes.append((batch, sig.skip, sig.h, sig.w))
+    return shapes
+
+
+class IdentityModel(nn.Module):
+    """A near-empty model (one add) whose time on a backend is its per-call overhead."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + 1.0

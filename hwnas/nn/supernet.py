@@ -21,6 +21,7 @@ from hwnas.nn.blocks import (
     DynamicDecoderStep,
     DynamicLinearHead,
     DynamicMBConv,
+    build_block,
 )
 from hwnas.nn.heads.saliency import decode
 from hwnas.signature import BlockSignature
@@ -84,6 +85,25 @@ class SubNet(nn.Module):
         return run(
             x, self.stem, list(self.blocks), self.stage_ends, self.last, list(self.head), self.skip_sources, self.task
         )
+
+
+def build_subnet(space: SearchSpace, arch: Arch, *, task: str = "saliency", num_classes: int = 1000) -> SubNet:
+    """A `SubNet` for `arch` with fresh weights, built block by block from its signatures.
+
+    It has exactly the modules `Supernet.extract(arch)` returns (what end-to-end latency measures).
+    """
+    sigs = space.block_signatures(arch, task, num_classes)
+    n_enc = 2 + sum(st.depth for st in arch.stages)
+    return SubNet(
+        arch=arch,
+        space_name=space.name,
+        task=task,
+        stem=build_block(sigs[0]),
+        blocks=[build_block(s) for s in sigs[1 : n_enc - 1]],
+        last=build_block(sigs[n_enc - 1]),
+        head=[build_block(s) for s in sigs[n_enc:]],
+        skip_sources=space.skip_sources(),
+    )
 
 
 class Supernet(nn.Module):

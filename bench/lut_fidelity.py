@@ -1,0 +1,62 @@
+"""LUT fidelity and profiling time (issue targets: >= 95% of held-out subnets within 10%, Kendall
+tau >= 0.9; a full alphanet table on `cpu` in under 10 minutes).
+
+For each device: build the full alphanet table (both resolutions, timed), then validate at 256x192
+with N subnets (half fit the calibration, half are held out). Prints one row per device; writes the
+tables under bench/out/. Usage: python bench/lut_fidelity.py [--devices cpu,cpu-tflite] [--samples 200]
+Run it on an otherwise idle machine: every other process on the 2 cores shows up in the figures.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+from bench.common import machine
+from hwnas.devices import load_device
+from hwnas.lut import LatencyTable
+from hwnas.profiler import profile, validate
+from hwnas.space import SearchSpace
+
+OUT = Path(__file__).parent / "out"
+
+
+def run(device_name: str, samples: int, resolutions: list[tuple[int, int]] | None) -> dict:
+    device = load_device(device_name)
+    space = SearchSpace.load("alphanet")
+    path = OUT / f"{device_name}-alphanet.parquet"
+    start = time.perf_counter()
+    table = profile(device, space, resolutions=resolutions, out=path)
+    profile_s = time.perf_counter() - start
+    start = time.perf_counter()
+    result = validate(device, LatencyTable.load(path, space), samples=samples, seed=0, resolution=(256, 192))
+    validate_s = time.perf_counter() - start
+    (OUT / f"{device_name}-validation.json").write_text(json.dumps(result.to_dict(), indent=1))
+    return {"device": device_name, "signatures": len(table), "profile_s": profile_s, "validate_s": validate_s,
+            "overhead_us": table.overhead_ms * 1000, "result": result}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--devices", default="cpu,cpu-tflite")
+    parser.add_argument("--samples", type=int, default=200)
+    parser.add_argument("--resolution", action="append", help="WxH to profile (default: both)")
+    args = parser.parse_args()
+    OUT.mkdir(exist_ok=True)
+    resolutions = [tuple(int(v) for v in r.split("x")) for r in args.resolution] if args.resolution else None
+    print(f"machine: {machine()}")
+    print("device      sigs  profile   n_held  raw within10  tau_raw | held-out after cal: MAPE  within5 "
+          "within10  tau    rho")
+    for name in args.devices.split(","):
+        row = run(name, args.samples, resolutions)
+        r = row["result"]
+        raw, after = r.holdout_before, r.holdout_after
+        print(f"{name:<11} {row['signatures']:>4}  {row['profile_s'] / 60:5.1f} min  {after.n:>4}  "
+              f"{raw.within_10:10.0%}  {raw.kendall_tau:7.3f} | {after.mape:27.1f}% {after.within_5:7.0%} "
+              f"{after.within_10:8.0%}  {after.kendall_tau:.3f}  {after.spearman_rho:.3f}", flush=True)
+
+
+if __name__ == "__main__":
+    main()

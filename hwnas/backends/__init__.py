@@ -1,0 +1,32 @@
+"""Runtime adapters, one module per runtime, behind `Backend` / `Runnable` (see `base`)."""
+
+from __future__ import annotations
+
+from hwnas.backends.base import Backend, Protocol, Runnable, Timing, measure
+from hwnas.devices import Device
+
+
+def get_backend(device: Device) -> Backend:
+    """The backend for a device spec; runtime packages are imported only when used."""
+    if device.backend == "onnxruntime":
+        from hwnas.backends.onnxruntime import OnnxRuntimeBackend
+
+        return OnnxRuntimeBackend(device)
+    if device.backend == "tflite":
+        from hwnas.backends.tflite import TfliteBackend
+
+        return TfliteBackend(device)
+    if device.backend == "torch":
+        from hwnas.backends.torch import TorchBackend
+
+        return TorchBackend(device)
+    if device.backend == "coreml":
+        from hwnas.backends.coreml import CoremlBackend
+
+        return CoremlBackend(device)
+    from hwnas.backends.tensorrt import TensorrtBackend
+
+    return TensorrtBackend(device)
+
+
+__all__ = ["Backend", "Protocol", "Runnable", "Timing", "get_backend", "measure"]

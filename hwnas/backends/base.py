@@ -1,0 +1,200 @@
+"""The backend protocol and the one shared measurement function.
+
+A `Backend` compiles a module for its runtime into a `Runnable`; `Runnable.measure(protocol)`
+times it with `measure`, the single implementation of the measurement protocol
+(../shared/BACKENDS.md): a fixed thread count, warm-up until the time per call is stable, timed
+calls with `perf_counter_ns` (or device events), median / p90 / min / CV, and re-measurement of
+noisy entries, which stay flagged if they remain noisy. The defaults are for one round: tables and
+end-to-end checks measure each model in several interleaved rounds (`hwnas.profiler`). Nothing is
+subtracted here; per-call overhead is measured separately (an identity model) and stored in the
+table's metadata.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sys
+import time
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import numpy as np
+from torch import nn
+
+from hwnas.devices import Device
+
+
+@dataclass(frozen=True)
+class Protocol:
+    """How long and how often to time one model."""
+
+    warmup_min_calls: int = 5
+    warmup_min_s: float = 0.05
+    warmup_max_s: float = 1.0
+    window: int = 5
+    stable_tol: float = 0.05
+    runs: int = 15
+    min_run_s: float = 0.05
+    cv_threshold: float = 0.10
+    retries: int = 1
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class Timing:
+    """Statistics of the timed calls, in milliseconds; `noisy` if CV stayed above the threshold."""
+
+    median_ms: float
+    p90_ms: float
+    min_ms: float
+    mean_ms: float
+    cv: float
+    n: int
+    attempts: int = 1
+    noisy: bool = False
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def _stats(samples_ns: Sequence[int]) -> tuple[float, float, float, float, float]:
+    ms = np.asarray(samples_ns, dtype=np.float64) / 1e6
+    mean = float(ms.mean())
+    cv = float(ms.std(ddof=1) / mean) if len(ms) > 1 and mean > 0 else 0.0
+    return float(np.median(ms)), float(np.percentile(ms, 90)), float(ms.min()), mean, cv
+
+
+def _default_timer(call: Callable[[], object]) -> Callable[[], int]:
+    def timed() -> int:
+        start = time.perf_counter_ns()
+        call()
+        return time.perf_counter_ns() - start
+
+    return timed
+
+
+def warm_up(timed: Callable[[], int], protocol: Protocol) -> int:
+    """Call until two consecutive windows agree within `stable_tol` (and the minimums are met)."""
+    samples: list[int] = []
+    start = time.perf_counter()
+    while True:
+        samples.append(timed())
+        elapsed = time.perf_counter() - start
+        if elapsed >= protocol.warmup_max_s:
+            break
+        if len(samples) < max(protocol.warmup_min_calls, 2 * protocol.window) or elapsed < protocol.warmup_min_s:
+            continue
+        last = np.median(samples[-protocol.window :])
+        prev = np.median(samples[-2 * protocol.window : -protocol.window])
+        if abs(last - prev) <= protocol.stable_tol * prev:
+            break
+    return len(samples)
+
+
+def measure(
+    call: Callable[[], object], protocol: Protocol = Protocol(), timer: Callable[[], int] | None = None
+) -> Timing:
+    """Time `call` under `protocol`; `timer` (returns ns for one call) replaces wall-clock timing."""
+    timed = timer or _default_timer(call)
+    warm_up(timed, protocol)
+    best: Timing | None = None
+    for attempt in range(1, protocol.retries + 2):
+        samples = []
+        start = time.perf_counter()
+        while len(samples) < protocol.runs or time.perf_counter() - start < protocol.min_run_s:
+            samples.append(timed())
+        median, p90, low, mean, cv = _stats(samples)
+        timing = Timing(median, p90, low, mean, cv, len(samples), attempt, cv > protocol.cv_threshold)
+        if best is None or timing.cv < best.cv:
+            best = Timing(median, p90, low, mean, cv, len(samples), attempt, timing.noisy)
+        if not timing.noisy:
+            break
+    return best
+
+
+class Runnable(ABC):
+    """A compiled model on one runtime with fixed input shapes."""
+
+    def __init__(self, input_shapes: Sequence[tuple[int, ...]]):
+        self.input_shapes = [tuple(s) for s in input_shapes]
+
+    @abstractmethod
+    def run(self, inputs: Sequence[np.ndarray]) -> list[np.ndarray]:
+        """Outputs for float32 `inputs` (numerics checks)."""
+
+    @abstractmethod
+    def bind(self, inputs: Sequence[np.ndarray]) -> Callable[[], object]:
+        """A zero-argument call that runs the model once on `inputs` (what `measure` times)."""
+
+    def timer(self, call: Callable[[], object]) -> Callable[[], int] | None:
+        """A device-specific timer for one call, or None for wall-clock timing."""
+        return None
+
+    def example_inputs(self, seed: int = 0) -> list[np.ndarray]:
+        rng = np.random.default_rng(seed)
+        return [rng.standard_normal(s).astype(np.float32) for s in self.input_shapes]
+
+    def measure(self, protocol: Protocol = Protocol(), inputs: Sequence[np.ndarray] | None = None) -> Timing:
+        call = self.bind(self.example_inputs() if inputs is None else inputs)
+        return measure(call, protocol, self.timer(call))
+
+
+@dataclass(frozen=True)
+class Artifact:
+    """A model converted for one runtime (ONNX bytes, a flatbuffer, an mlprogram, an engine...)."""
+
+    payload: Any
+    input_shapes: tuple[tuple[int, ...], ...]
+
+
+class Backend(ABC):
+    """A runtime adapter: `prepare` converts a module once, `load` makes a fresh `Runnable` of it.
+
+    Tables measure each model in several rounds and load it anew for each, so that no idle
+    sessions (and their thread pools) linger while another model is timed.
+    """
+
+    name: str = ""
+
+    def __init__(self, device: Device):
+        self.device = device
+
+    @abstractmethod
+    def prepare(self, module: nn.Module, input_shapes: Sequence[tuple[int, ...]]) -> Artifact:
+        """Convert `module` (eval mode, float32) for this runtime with the device's options."""
+
+    @abstractmethod
+    def load(self, artifact: Artifact) -> Runnable:
+        """A runnable instance of a converted model."""
+
+    def compile(self, module: nn.Module, input_shapes: Sequence[tuple[int, ...]]) -> Runnable:
+        return self.load(self.prepare(module, input_shapes))
+
+    @abstractmethod
+    def versions(self) -> dict[str, str]:
+        """Versions of every runtime component that affects a measurement."""
+
+
+@contextlib.contextmanager
+def quiet_fds() -> Iterator[None]:
+    """Silence stdout/stderr at the file-descriptor level (converters that print from C++)."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    saved = [os.dup(1), os.dup(2)]
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, 1)
+        os.dup2(devnull, 2)
+        yield
+    finally:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os.dup2(saved[0], 1)
+        os.dup2(saved[1], 2)
+        for fd in (*saved, devnull):
+            os.close(fd)

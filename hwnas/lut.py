@@ -1,0 +1,331 @@
+"""`LatencyTable`: per-block costs on one device for one space (MoSegNAS Eq. 7).
+
+Rows are keyed by `BlockSignature` (the whole truth about a block's cost) and hold the measured
+median / p90 / min / CV / n; the table is Parquet with a JSON sidecar that records the device, the
+backend and runtime versions, threads, precision, batch, the space (name and digest), the host,
+dates, the schema version, the per-call overhead and the calibration.
+
+Each block is measured in several rounds spread over the whole profiling run (this shared machine's
+speed drifts by 20-30% over tens of seconds). A row keeps every round's median; `median_ms` is the
+median of those, `min_ms` the fastest call of all rounds, `p90_ms` and `cv` the worst round's,
+`mean_ms` and `n` over all calls, `noisy` whether any round stayed noisy. The table's `statistic`
+(`median`, the default, or `min`) is what predictions sum, and `hwnas lut validate` measures whole
+subnets the same way.
+
+Prediction (MoSegNAS Eq. 7, with the overhead made explicit): each block's median includes one
+per-call overhead `o` measured on an identity model, so the raw estimate of a subnet is
+`sum_i (t_i - o) + o`; the calibration `a * raw + b`, fitted by `hwnas lut validate` against
+end-to-end measurements, is applied unless `calibrated=False`. A missing entry is an error that
+names it, never a silent zero.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import io
+import json
+import platform
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from hwnas.backends.base import Timing
+from hwnas.errors import HwnasError
+from hwnas.io import atomic_write_bytes, atomic_write_json
+from hwnas.signature import BlockSignature
+from hwnas.space import Arch, SearchSpace
+
+SCHEMA_VERSION = 1
+SIGNATURE_COLUMNS = [f.name for f in fields(BlockSignature)]
+TIMING_COLUMNS = [f.name for f in fields(Timing)]
+STATISTICS = ("median", "min")
+COLUMNS = ["key", *SIGNATURE_COLUMNS, *TIMING_COLUMNS, "rounds", "round_medians_ms"]
+
+
+class LutError(HwnasError):
+    """A latency table is missing, damaged, incompatible or lacks entries."""
+
+
+def default_path(device_name: str, space_name: str, root: str | Path = "lut") -> Path:
+    return Path(root) / f"{device_name}-{space_name}.parquet"
+
+
+def sidecar_path(path: str | Path) -> Path:
+    return Path(path).with_suffix(".json")
+
+
+def host_info() -> dict[str, str]:
+    return {
+        "node": platform.node(),
+        "system": platform.system(),
+        "machine": platform.machine(),
+        "processor": platform.processor() or platform.machine(),
+        "python": platform.python_version(),
+    }
+
+
+def now() -> str:
+    return dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
+
+
+@dataclass(frozen=True)
+class Calibration:
+    """Linear map from the raw block sum to end-to-end latency: `slope * raw + intercept_ms`."""
+
+    slope: float
+    intercept_ms: float
+    fitted_on: int
+
+    def apply(self, raw_ms: np.ndarray | float) -> np.ndarray | float:
+        return self.slope * raw_ms + self.intercept_ms
+
+    @classmethod
+    def fit(cls, raw_ms: np.ndarray, measured_ms: np.ndarray) -> Calibration:
+        slope, intercept = np.polyfit(np.asarray(raw_ms), np.asarray(measured_ms), 1)
+        return cls(float(slope), float(intercept), len(raw_ms))
+
+
+class LatencyTable:
+    """Measured block costs for one (device, space, task) with metadata; see the module docstring."""
+
+    def __init__(self, *, meta: dict[str, Any], rows: pd.DataFrame | None = None, space: SearchSpace | None = None):
+        self.meta = meta
+        records = [] if rows is None else rows.to_dict("records")
+        self._rows: dict[str, dict] = {}
+        for row in records:
+            row["round_medians_ms"] = [float(v) for v in row["round_medians_ms"]]
+            self._rows[row["key"]] = row
+        self.space = space or SearchSpace.load(meta["space"])
+        self._slot_cache: list | None = None
+
+    # ---- construction and files ---------------------------------------------------------
+    @classmethod
+    def new(
+        cls,
+        *,
+        device: dict,
+        versions: dict,
+        space: SearchSpace,
+        task: str,
+        resolutions: list[tuple[int, int]],
+        overhead: Timing,
+        protocol: dict,
+        statistic: str = "median",
+    ) -> LatencyTable:
+        if statistic not in STATISTICS:
+            raise LutError(f"unknown statistic '{statistic}'; allowed: {', '.join(STATISTICS)}")
+        meta = {
+            "schema_version": SCHEMA_VERSION,
+            "device": device,
+            "versions": versions,
+            "space": space.name,
+            "space_digest": space.digest(),
+            "task": task,
+            "resolutions": [list(r) for r in resolutions],
+            "host": host_info(),
+            "created": now(),
+            "statistic": statistic,
+            "overhead": overhead.to_dict(),
+            "protocol": protocol,
+            "calibration": None,
+        }
+        return cls(meta=meta, space=space)
+
+    @classmethod
+    def load(cls, path: str | Path, space: SearchSpace | None = None) -> LatencyTable:
+        """Read a table and its sidecar; damaged, foreign or other-schema files raise `LutError`."""
+        path = Path(path)
+        side = sidecar_path(path)
+        if not path.is_file():
+            raise LutError(f"latency table {path} does not exist; build it with `hwnas profile`")
+        if not side.is_file():
+            raise LutError(f"latency table {path} has no sidecar {side}; rebuild it with `hwnas profile`")
+        try:
+            meta = json.loads(side.read_text(encoding="utf-8"))
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            raise LutError(
+                f"sidecar {side} is not valid JSON ({exc}); rebuild the table with `hwnas profile`"
+            ) from None
+        if not isinstance(meta, dict) or meta.get("schema_version") != SCHEMA_VERSION:
+            got = meta.get("schema_version") if isinstance(meta, dict) else None
+            raise LutError(
+                f"latency table {path} has schema version {got!r}; this hwnas reads version "
+                f"{SCHEMA_VERSION}: rebuild it with `hwnas profile`"
+            )
+        try:
+            rows = pd.read_parquet(io.BytesIO(path.read_bytes()))
+        except Exception as exc:  # pyarrow raises several types for damaged files
+            raise LutError(
+                f"latency table {path} is damaged or truncated ({type(exc).__name__}); "
+                "rerun `hwnas profile` to rebuild it"
+            ) from None
+        if list(rows.columns) != COLUMNS or rows["key"].duplicated().any():
+            raise LutError(f"latency table {path} has unexpected columns or duplicate rows; rebuild it")
+        table_space = space if space is not None else _space_of(meta, path)
+        if meta.get("space") != table_space.name or meta.get("space_digest") != table_space.digest():
+            raise LutError(
+                f"latency table {path} was built for space '{meta.get('space')}' "
+                f"(digest {meta.get('space_digest')}), not '{table_space.name}' ({table_space.digest()})"
+            )
+        return cls(meta=meta, rows=rows, space=table_space)
+
+    def save(self, path: str | Path) -> Path:
+        """Write the Parquet table and the JSON sidecar, each atomically."""
+        path = Path(path)
+        self.meta["updated"] = now()
+        buffer = io.BytesIO()
+        self.rows.to_parquet(buffer, index=False)
+        atomic_write_json(sidecar_path(path), self.meta)
+        atomic_write_bytes(path, buffer.getvalue())
+        return path
+
+    # ---- rows ---------------------------------------------------------------------------
+    @property
+    def rows(self) -> pd.DataFrame:
+        return pd.DataFrame(list(self._rows.values()), columns=COLUMNS)
+
+    def __len__(self) -> int:
+        return len(self._rows)
+
+    def __contains__(self, sig: BlockSignature | str) -> bool:
+        return (sig.key if isinstance(sig, BlockSignature) else sig) in self._rows
+
+    def rounds_done(self, sig: BlockSignature) -> int:
+        row = self._rows.get(sig.key)
+        return 0 if row is None else int(row["rounds"])
+
+    def record(self, sig: BlockSignature, timing: Timing) -> None:
+        """Add one measurement round of `sig` (see the module docstring for what a row holds)."""
+        row = self._rows.get(sig.key)
+        if row is None:
+            row = {"key": sig.key, **sig.to_dict(), **timing.to_dict(), "rounds": 0, "round_medians_ms": []}
+            self._rows[sig.key] = row
+        else:
+            n = row["n"] + timing.n
+            row.update(
+                p90_ms=max(row["p90_ms"], timing.p90_ms),
+                min_ms=min(row["min_ms"], timing.min_ms),
+                mean_ms=(row["mean_ms"] * row["n"] + timing.mean_ms * timing.n) / n,
+                cv=max(row["cv"], timing.cv),
+                n=n,
+                attempts=max(row["attempts"], timing.attempts),
+                noisy=bool(row["noisy"] or timing.noisy),
+            )
+        row["rounds"] += 1
+        row["round_medians_ms"] = [*row["round_medians_ms"], timing.median_ms]
+        row["median_ms"] = float(np.median(row["round_medians_ms"]))
+        self._slot_cache = None
+
+    def missing(self, sigs: list[BlockSignature]) -> list[BlockSignature]:
+        return [s for s in dict.fromkeys(sigs) if s.key not in self._rows]
+
+    @property
+    def statistic(self) -> str:
+        """Which figure of each row predictions sum: `median` or `min` (see the module docstring)."""
+        return self.meta.get("statistic", "median")
+
+    @property
+    def overhead_ms(self) -> float:
+        return float(self.meta["overhead"][f"{self.statistic}_ms"])
+
+    def _cost(self, key: str) -> float:
+        return float(self._rows[key][f"{self.statistic}_ms"])
+
+    @property
+    def calibration(self) -> Calibration | None:
+        cal = self.meta.get("calibration")
+        return None if cal is None else Calibration(cal["slope"], cal["intercept_ms"], cal["fitted_on"])
+
+    @calibration.setter
+    def calibration(self, value: Calibration | None) -> None:
+        self.meta["calibration"] = None if value is None else {**value.__dict__, "fitted": now()}
+
+    def compatibility_warnings(self, device: dict, versions: dict) -> list[str]:
+        """Differences between the table's device/runtime and the given ones (a warning each)."""
+        notes = []
+        for key, value in device.items():
+            if self.meta["device"].get(key) != value:
+                notes.append(f"table was measured with {key}={self.meta['device'].get(key)!r}, not {value!r}")
+        for key, value in versions.items():
+            if self.meta["versions"].get(key) != value:
+                notes.append(f"table was measured with {key} {self.meta['versions'].get(key)}, this host has {value}")
+        return notes
+
+    # ---- prediction ---------------------------------------------------------------------
+    def _require(self, sigs: list[BlockSignature]) -> None:
+        missing = self.missing(sigs)
+        if missing:
+            shown = ", ".join(s.key for s in missing[:3])
+            more = f" and {len(missing) - 3} more" if len(missing) > 3 else ""
+            raise LutError(
+                f"latency table has no entry for {len(missing)} block(s): {shown}{more}; "
+                "profile them with `hwnas profile` (for the resolution used)"
+            )
+
+    def raw_ms(self, arch: Arch) -> float:
+        """Sum of block medians with the per-call overhead counted once (uncalibrated)."""
+        sigs = self.space.block_signatures(arch, self.meta["task"])
+        self._require(sigs)
+        o = self.overhead_ms
+        return float(sum(self._cost(s.key) - o for s in sigs) + o)
+
+    def predict(self, arch: Arch, *, calibrated: bool = True) -> float:
+        """Predicted end-to-end latency of `arch` in ms."""
+        raw = self.raw_ms(arch)
+        cal = self.calibration
+        return float(cal.apply(raw)) if calibrated and cal is not None else raw
+
+    def predict_many(self, archs: list[Arch] | np.ndarray, *, calibrated: bool = True) -> np.ndarray:
+        """Vectorised `predict` over archs or an encoded matrix (n x n_var) via per-slot lookups."""
+        x = np.asarray([self.space.encode(a) for a in archs]) if isinstance(archs, list) else np.asarray(archs)
+        if x.ndim != 2 or x.shape[1] != self.space.n_var:
+            raise LutError(f"predict_many needs archs or an (n, {self.space.n_var}) integer matrix, got {x.shape}")
+        o = self.overhead_ms
+        total = np.full(len(x), o)
+        for slot, costs, keys, active in self._slots():
+            index = tuple(x[:, g] for g in slot.genes)
+            cost = costs[index]
+            if active is not None:
+                cost = np.where(active[x[:, slot.depth_gene]], cost, 0.0)
+            if np.isnan(cost).any():
+                bad = keys[tuple(i[np.isnan(cost)][:3] for i in index)]
+                raise LutError(
+                    f"latency table has no entry for block(s) {', '.join(dict.fromkeys(bad))}; "
+                    "profile them with `hwnas profile`"
+                )
+            total += cost
+        cal = self.calibration
+        return cal.apply(total) if calibrated and cal is not None else total
+
+    def _slots(self) -> list:
+        """Per slot: cost array (median - overhead, NaN if missing) over its genes, keys, depth mask."""
+        if self._slot_cache is None:
+            task, o, cache = self.meta["task"], self.overhead_ms, []
+            for slot in self.space.slots(task):
+                sigs = self.space.slot_signatures(slot, task)
+                shape = tuple(max(c[i] for c in sigs) + 1 for i in range(len(slot.genes)))
+                costs, keys = np.full(shape, np.nan), np.empty(shape, dtype=object)
+                for combo, sig in sigs.items():
+                    keys[combo] = sig.key
+                    if sig.key in self._rows:
+                        costs[combo] = self._cost(sig.key) - o
+                active = None
+                if slot.depth_gene is not None:
+                    depths = self.space.variables[slot.depth_gene][1]
+                    active = np.array([d >= slot.min_depth for d in depths])
+                cache.append((slot, costs, keys, active))
+            self._slot_cache = cache
+        return self._slot_cache
+
+
+def _space_of(meta: dict, path: Path) -> SearchSpace:
+    try:
+        return SearchSpace.load(meta["space"])
+    except (KeyError, HwnasError):
+        raise LutError(
+            f"latency table {path} names space {meta.get('space')!r}, which is not a preset; "
+            "pass the space's .toml with --space"
+        ) from None

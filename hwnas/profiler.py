@@ -1,0 +1,244 @@
+"""Building and validating latency tables on a device (`hwnas profile`, `hwnas lut validate`).
+
+`profile` measures every distinct block signature of a space at the chosen resolutions, one
+`SignatureModel` per row, writes the table after every row (atomically) and resumes an
+interrupted run without re-measuring finished rows. `validate` measures whole subnets end to end,
+compares them with the table (MAPE, share within 5% / 10%, Kendall tau, Spearman rho), fits the
+calibration on one half and reports it on the held-out half (MoSegNAS Fig. 4 / 11 report the same
+rank correlation for their table).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+from scipy import stats
+
+from hwnas.backends import Protocol, get_backend
+from hwnas.devices import Device
+from hwnas.lut import Calibration, LatencyTable, LutError, default_path, now
+from hwnas.nn.blocks import IdentityModel, SignatureModel, signature_inputs
+from hwnas.nn.supernet import build_subnet
+from hwnas.space import Arch, SearchSpace
+
+Progress = Callable[[int, int, str], None]
+SAVE_EVERY_S = 1.0
+DEFAULT_STATISTIC = "median"
+
+
+def _quiet(done: int, total: int, label: str) -> None:
+    return None
+
+
+def measure_overhead(device: Device, protocol: Protocol):
+    """Per-call overhead of the device's runtime: the time of a one-add model on a tiny tensor."""
+    backend = get_backend(device)
+    return backend.compile(IdentityModel(), [(device.batch, 8, 8, 8)]).measure(protocol)
+
+
+def open_or_create(
+    path: Path,
+    device: Device,
+    space: SearchSpace,
+    task: str,
+    resolutions: list[tuple[int, int]],
+    protocol: Protocol,
+    statistic: str = "median",
+) -> LatencyTable:
+    """The table at `path` if it was built for this device, space, task and runtime; else a new one."""
+    backend = get_backend(device)
+    versions = backend.versions()
+    if path.exists():
+        table = LatencyTable.load(path, space)
+        notes = table.compatibility_warnings(device.options(), versions)
+        if table.meta["device"].get("name", device.name) != device.name:
+            notes.insert(0, f"it was built for device '{table.meta['device'].get('name')}'")
+        if table.statistic != statistic:
+            notes.insert(0, f"it predicts with the {table.statistic} statistic, not {statistic}")
+        if table.meta["task"] != task:
+            notes.insert(0, f"it was built for the {table.meta['task']} head")
+        if notes:
+            raise LutError(f"cannot resume {path}: {notes[0]}; remove it or choose another --out")
+        table.meta["resolutions"] = sorted({tuple(r) for r in table.meta["resolutions"]} | set(resolutions))
+        return table
+    device_meta = {"name": device.name, "backend": device.backend, **device.options()}
+    return LatencyTable.new(
+        device=device_meta,
+        versions=versions,
+        space=space,
+        task=task,
+        resolutions=resolutions,
+        overhead=measure_overhead(device, protocol),
+        protocol=protocol.to_dict(),
+        statistic=statistic,
+    )
+
+
+def profile(
+    device: Device,
+    space: SearchSpace,
+    *,
+    task: str = "saliency",
+    resolutions: list[tuple[int, int]] | None = None,
+    out: str | Path | None = None,
+    rounds: int = 4,
+    statistic: str = DEFAULT_STATISTIC,
+    protocol: Protocol | None = None,
+    progress: Progress = _quiet,
+) -> LatencyTable:
+    """Measure every block signature in `rounds` interleaved passes, saving as it goes.
+
+    Round r measures each signature that has fewer than r+1 rounds, so a rerun after an
+    interruption continues where the last one stopped and never repeats a finished measurement.
+    """
+    if rounds < 1:
+        raise LutError(f"--rounds must be at least 1, got {rounds}")
+    device.require_available()
+    protocol = protocol or Protocol()
+    resolutions = list(space.resolutions) if resolutions is None else [tuple(r) for r in resolutions]
+    sigs = space.all_block_signatures(resolutions, task)
+    path = Path(out) if out is not None else default_path(device.name, space.name)
+    table = open_or_create(path, device, space, task, resolutions, protocol, statistic)
+    table.meta["rounds"] = max(rounds, table.meta.get("rounds", 0))
+    table.save(path)
+    backend = get_backend(device)
+    artifacts = {}
+    total = len(sigs) * rounds
+    done = sum(min(table.rounds_done(s), rounds) for s in sigs)
+    progress(done, total, "")
+    last_save = time.monotonic()
+    for r in range(rounds):
+        for sig in sigs:
+            if table.rounds_done(sig) > r:
+                continue
+            if sig not in artifacts:
+                artifacts[sig] = backend.prepare(SignatureModel(sig).eval(), signature_inputs(sig, device.batch))
+            table.record(sig, backend.load(artifacts[sig]).measure(protocol))
+            done += 1
+            if time.monotonic() - last_save > SAVE_EVERY_S:
+                table.save(path)
+                last_save = time.monotonic()
+            progress(done, total, f"round {r + 1}/{rounds} {sig.key}")
+        table.save(path)
+    return table
+
+
+# ---- validation -------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Fidelity:
+    """How well predictions match measurements over a set of subnets."""
+
+    n: int
+    mape: float
+    within_5: float
+    within_10: float
+    kendall_tau: float
+    spearman_rho: float
+
+    @classmethod
+    def of(cls, predicted: np.ndarray, measured: np.ndarray) -> Fidelity:
+        error = np.abs(predicted - measured) / measured
+        tau = stats.kendalltau(predicted, measured).statistic
+        rho = stats.spearmanr(predicted, measured).statistic
+        return cls(
+            len(measured),
+            float(error.mean() * 100),
+            float((error <= 0.05).mean()),
+            float((error <= 0.10).mean()),
+            float(tau),
+            float(rho),
+        )
+
+
+@dataclass(frozen=True)
+class Validation:
+    """End-to-end check of a table: raw figures on all subnets, before/after calibration on held-out ones."""
+
+    archs: list[str]
+    measured_ms: list[float]
+    raw_ms: list[float]
+    calibrated_ms: list[float]
+    holdout: list[bool]
+    all_raw: Fidelity
+    holdout_before: Fidelity
+    holdout_after: Fidelity
+    calibration: Calibration
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def validation_archs(
+    space: SearchSpace, samples: int, seed: int, resolution: tuple[int, int] | None = None
+) -> list[Arch]:
+    """min, max and random subnets (distinct), all at `resolution` if given."""
+    rng = np.random.default_rng(seed)
+    found: dict[Arch, None] = {}
+    for arch in [space.min(), space.max()]:
+        found[_at(arch, resolution)] = None
+    attempts = 0
+    while len(found) < samples and attempts < 100 * samples:
+        found[_at(space.sample(rng), resolution)] = None
+        attempts += 1
+    return list(found)[:samples]
+
+
+def _at(arch: Arch, resolution: tuple[int, int] | None) -> Arch:
+    return arch if resolution is None else Arch(tuple(resolution), arch.stem, arch.stages, arch.last)
+
+
+def validate(
+    device: Device,
+    table: LatencyTable,
+    *,
+    samples: int = 20,
+    seed: int = 0,
+    resolution: tuple[int, int] | None = None,
+    rounds: int = 4,
+    protocol: Protocol | None = None,
+    progress: Progress = _quiet,
+) -> Validation:
+    """Measure `samples` subnets end to end in `rounds` interleaved rounds (aggregated like the
+    table's rows), fit the calibration on half of them and report it on the other half."""
+    if samples < 4:
+        raise LutError(f"--samples must be at least 4 (two to fit the calibration, two to test it), got {samples}")
+    if rounds < 1:
+        raise LutError(f"--rounds must be at least 1, got {rounds}")
+    device.require_available()
+    protocol = protocol or Protocol()
+    space, task = table.space, table.meta["task"]
+    archs = validation_archs(space, samples, seed, resolution)
+    raw = np.array([table.raw_ms(a) for a in archs])  # raises early, naming missing signatures
+    backend = get_backend(device)
+    artifacts = []
+    for arch in archs:
+        w, h = arch.resolution
+        artifacts.append(backend.prepare(build_subnet(space, arch, task=task).eval(), [(device.batch, 3, h, w)]))
+        progress(0, len(archs) * rounds, f"converted {len(artifacts)}/{len(archs)}")
+    per_round = np.zeros((rounds, len(archs)))
+    for r in range(rounds):
+        for i, artifact in enumerate(artifacts):
+            timing = backend.load(artifact).measure(protocol)
+            per_round[r, i] = getattr(timing, f"{table.statistic}_ms")
+            progress(r * len(archs) + i + 1, len(archs) * rounds, f"round {r + 1}/{rounds}")
+    measured = np.median(per_round, axis=0) if table.statistic == "median" else per_round.min(axis=0)
+    holdout = np.random.default_rng(seed + 1).permutation(len(archs)) % 2 == 1
+    calibration = Calibration.fit(raw[~holdout], measured[~holdout])
+    table.calibration = calibration
+    table.meta["validation"] = {"date": now(), "samples": len(archs), "seed": seed, "rounds": rounds}
+    calibrated = calibration.apply(raw)
+    return Validation(
+        archs=[str(a) for a in archs],
+        measured_ms=measured.tolist(),
+        raw_ms=raw.tolist(),
+        calibrated_ms=calibrated.tolist(),
+        holdout=holdout.tolist(),
+        all_raw=Fidelity.of(raw, measured),
+        holdout_before=Fidelity.of(raw[holdout], measured[holdout]),
+        holdout_after=Fidelity.of(calibrated[holdout], measured[holdout]),
+        calibration=calibration,
+    )
