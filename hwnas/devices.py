@@ -12,10 +12,10 @@ import importlib.util
 import platform
 import re
 import shutil
-import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 
+from hwnas.config import check_name, load_toml
 from hwnas.errors import HwnasError
 
 BACKENDS = ("onnxruntime", "tflite", "torch", "coreml", "tensorrt")
@@ -103,16 +103,8 @@ def _choice(table: dict, key: str, allowed: tuple, default: str, source: str, wh
 
 def parse_device(text: str, *, source: str) -> Device:
     """Validate a device spec's TOML text."""
-    try:
-        data = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
-        raise DeviceError(f"{source}: not valid TOML ({exc})") from None
-    unknown = set(data) - _KEYS
-    if unknown:
-        raise DeviceError(f"{source}: unknown field(s) {sorted(unknown)}; allowed: {sorted(_KEYS)}")
-    name = data.get("name")
-    if not isinstance(name, str) or not re.fullmatch(r"[A-Za-z0-9_.-]+", name):
-        raise _fail(source, "name", "a word of letters, digits, _ . -", name)
+    data = load_toml(text, source=source, allowed=_KEYS, error=DeviceError)
+    name = check_name(data.get("name"), source=source, error=DeviceError)
     if "backend" not in data:
         raise DeviceError(f"{source}: missing field 'backend'; allowed: {list(BACKENDS)}")
     backend = _choice(data, "backend", BACKENDS, "", source)

@@ -15,7 +15,6 @@ import hashlib
 import json
 import math
 import re
-import tomllib
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -23,6 +22,7 @@ from typing import Any
 
 import numpy as np
 
+from hwnas.config import check_name, load_toml
 from hwnas.errors import ArchError, SpaceError
 from hwnas.signature import ACTIVATIONS, BlockSignature, spatial_after
 
@@ -236,17 +236,9 @@ class SearchSpace:
 
     @classmethod
     def from_toml(cls, text: str, *, source: str = "<toml>") -> SearchSpace:
-        try:
-            data = tomllib.loads(text)
-        except tomllib.TOMLDecodeError as exc:
-            raise SpaceError(f"{source}: not valid TOML ({exc})") from None
-        unknown = set(data) - _KNOWN_TOP
-        if unknown:
-            raise SpaceError(f"{source}: unknown field(s) {sorted(unknown)}; allowed: {sorted(_KNOWN_TOP)}")
+        data = load_toml(text, source=source, allowed=_KNOWN_TOP, error=SpaceError)
         top = _Fields(data, "space", source)
-        name = top.get("name")
-        if not isinstance(name, str) or not re.fullmatch(r"[A-Za-z0-9_.-]+", name):
-            raise SpaceError(f"{source}: field 'name' must be a word of letters, digits, _ . -")
+        name = check_name(data.get("name"), source=source, error=SpaceError)
         stem_f = _Fields(top.get("stem"), "stem", source)
         stem = StemSpec(
             widths=stem_f.ints("widths"),

@@ -71,10 +71,9 @@ def test_tensorrt_build_plan_10_vs_11():
         build_plan("int8", "10.13.0")
 
 
+@pytest.mark.skipif(load_device("rtx4090", DEVICES).availability() is None, reason="a GPU with TensorRT is present")
 def test_tensorrt_refuses_without_gpu():
     device = load_device("rtx4090", DEVICES)
-    if device.availability() is None:
-        pytest.skip("a GPU with TensorRT is present: the GPU-only path applies")  # never on CI's CPU machines
     with pytest.raises(DeviceError, match="cannot run on this host"):
         get_backend(device).compile(SignatureModel(SIGS[0]), signature_inputs(SIGS[0]))
 
