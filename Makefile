@@ -23,9 +23,12 @@ lint: setup
 	$(BIN)/ruff check hwnas tests bench
 
 demo: setup
+	$(BIN)/hwnas devices
 	$(BIN)/hwnas space mini
 	$(BIN)/hwnas arch max --space mini
-	@echo "make demo: the profile -> train -> search -> export pipeline is not there yet (issue 11)."
+	$(BIN)/hwnas profile --device cpu --space mini --resolution 32x32 --rounds 2
+	$(BIN)/hwnas lut validate --device cpu --space mini --resolution 32x32 --samples 8 --rounds 2
+	@echo "make demo: train -> search -> export are not there yet (issue 11)."
 
 
 clean:

@@ -1,8 +1,9 @@
 """Building and validating latency tables on a device (`hwnas profile`, `hwnas lut validate`).
 
 `profile` measures every distinct block signature of a space at the chosen resolutions, one
-`SignatureModel` per row, writes the table after every row (atomically) and resumes an
-interrupted run without re-measuring finished rows. `validate` measures whole subnets end to end,
+`SignatureModel` per row, in several interleaved rounds; it writes the table atomically at least
+once a second and after every round, and a rerun after an interruption measures only the rounds
+still missing. `validate` measures whole subnets end to end,
 compares them with the table (MAPE, share within 5% / 10%, Kendall tau, Spearman rho), fits the
 calibration on one half and reports it on the held-out half (MoSegNAS Fig. 4 / 11 report the same
 rank correlation for their table).
@@ -18,7 +19,7 @@ from pathlib import Path
 import numpy as np
 from scipy import stats
 
-from hwnas.backends import Protocol, get_backend
+from hwnas.backends import Protocol, Timing, get_backend
 from hwnas.devices import Device
 from hwnas.lut import Calibration, LatencyTable, LutError, default_path, now
 from hwnas.nn.blocks import IdentityModel, SignatureModel, signature_inputs
@@ -34,7 +35,7 @@ def _quiet(done: int, total: int, label: str) -> None:
     return None
 
 
-def measure_overhead(device: Device, protocol: Protocol):
+def measure_overhead(device: Device, protocol: Protocol) -> Timing:
     """Per-call overhead of the device's runtime: the time of a one-add model on a tiny tensor."""
     backend = get_backend(device)
     return backend.compile(IdentityModel(), [(device.batch, 8, 8, 8)]).measure(protocol)
