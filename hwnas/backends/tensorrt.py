@@ -17,6 +17,7 @@ from torch import nn
 
 from hwnas.backends.base import Artifact, Backend, Runnable
 from hwnas.backends.onnxruntime import to_onnx
+from hwnas.backends.torch import cuda_event_timer
 from hwnas.devices import DeviceError
 
 WORKSPACE_BYTES = 1 << 30
@@ -121,15 +122,7 @@ class TensorrtRunnable(Runnable):
         return self._execute
 
     def timer(self, call: Callable[[], object]) -> Callable[[], int]:
-        def timed() -> int:
-            start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-            start.record(self.stream)
-            call()
-            end.record(self.stream)
-            end.synchronize()
-            return int(start.elapsed_time(end) * 1e6)
-
-        return timed
+        return cuda_event_timer(call, self.stream)
 
 
 class TensorrtBackend(Backend):

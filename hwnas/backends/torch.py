@@ -23,6 +23,21 @@ def torch_threads(n: int) -> Iterator[None]:
         torch.set_num_threads(before)
 
 
+def cuda_event_timer(call: Callable[[], object], stream) -> Callable[[], int]:
+    """Nanoseconds of one `call` on `stream`, timed with CUDA events (the GPU protocol)."""
+
+    def timed() -> int:
+        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        with torch.cuda.stream(stream):
+            start.record(stream)
+            call()
+            end.record(stream)
+        end.synchronize()
+        return int(start.elapsed_time(end) * 1e6)
+
+    return timed
+
+
 class TorchRunnable(Runnable):
     def __init__(self, module: nn.Module, input_shapes, device: str, threads: int):
         super().__init__(input_shapes)
@@ -49,20 +64,7 @@ class TorchRunnable(Runnable):
         return call
 
     def timer(self, call: Callable[[], object]) -> Callable[[], int] | None:
-        if self.device != "cuda":
-            return None
-        stream = torch.cuda.Stream()
-
-        def timed() -> int:
-            start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-            with torch.cuda.stream(stream):
-                start.record(stream)
-                call()
-                end.record(stream)
-            end.synchronize()
-            return int(start.elapsed_time(end) * 1e6)
-
-        return timed
+        return cuda_event_timer(call, torch.cuda.Stream()) if self.device == "cuda" else None
 
 
 class TorchBackend(Backend):
