@@ -41,6 +41,10 @@ def one_error_line(result: subprocess.CompletedProcess, message: str) -> None:
     assert len(lines) == 1 and message in lines[0], result.stderr
 
 
+def validate_on_cpu(lut: str, *args: str, space: str = "mini") -> subprocess.CompletedProcess:
+    return run("lut", "validate", "--device", "cpu", "--space", space, "--lut", lut, *args)
+
+
 def rows(path: Path) -> pd.DataFrame:
     return pd.read_parquet(path)
 
@@ -109,14 +113,7 @@ def test_resume_finishes_without_duplicates_or_remeasuring(interrupted_then_resu
 def test_validate_reports_real_figures_and_stores_calibration(interrupted_then_resumed, mini, tmp_path):
     path = interrupted_then_resumed[0]
     report = tmp_path / "report.json"
-    result = run(
-        "lut",
-        "validate",
-        "--device",
-        "cpu",
-        "--space",
-        "mini",
-        "--lut",
+    result = validate_on_cpu(
         str(path),
         "--samples",
         "8",
@@ -225,14 +222,7 @@ def test_validate_other_schema_version(synthetic_lut):
 
 def test_validate_with_missing_signatures(synthetic_lut):
     one_error_line(
-        run(
-            "lut",
-            "validate",
-            "--device",
-            "cpu",
-            "--space",
-            "mini",
-            "--lut",
+        validate_on_cpu(
             str(synthetic_lut),
             "--resolution",
             "32x32",
