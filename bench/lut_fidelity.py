@@ -34,8 +34,14 @@ def run(device_name: str, samples: int, resolutions: list[tuple[int, int]] | Non
     result = validate(device, LatencyTable.load(path, space), samples=samples, seed=0, resolution=(256, 192))
     validate_s = time.perf_counter() - start
     (OUT / f"{device_name}-validation.json").write_text(json.dumps(result.to_dict(), indent=1))
-    return {"device": device_name, "signatures": len(table), "profile_s": profile_s, "validate_s": validate_s,
-            "overhead_us": table.overhead_ms * 1000, "result": result}
+    return {
+        "device": device_name,
+        "signatures": len(table),
+        "profile_s": profile_s,
+        "validate_s": validate_s,
+        "overhead_us": table.overhead_ms * 1000,
+        "result": result,
+    }
 
 
 def main() -> None:
@@ -47,15 +53,20 @@ def main() -> None:
     OUT.mkdir(exist_ok=True)
     resolutions = [tuple(int(v) for v in r.split("x")) for r in args.resolution] if args.resolution else None
     print(f"machine: {machine()}")
-    print("device      sigs  profile   n_held  raw within10  tau_raw | held-out after cal: MAPE  within5 "
-          "within10  tau    rho")
+    print(
+        "device      sigs  profile   n_held  raw within10  tau_raw | held-out after cal: MAPE  within5 "
+        "within10  tau    rho"
+    )
     for name in args.devices.split(","):
         row = run(name, args.samples, resolutions)
         r = row["result"]
         raw, after = r.holdout_before, r.holdout_after
-        print(f"{name:<11} {row['signatures']:>4}  {row['profile_s'] / 60:5.1f} min  {after.n:>4}  "
-              f"{raw.within_10:10.0%}  {raw.kendall_tau:7.3f} | {after.mape:27.1f}% {after.within_5:7.0%} "
-              f"{after.within_10:8.0%}  {after.kendall_tau:.3f}  {after.spearman_rho:.3f}", flush=True)
+        print(
+            f"{name:<11} {row['signatures']:>4}  {row['profile_s'] / 60:5.1f} min  {after.n:>4}  "
+            f"{raw.within_10:10.0%}  {raw.kendall_tau:7.3f} | {after.mape:27.1f}% {after.within_5:7.0%} "
+            f"{after.within_10:8.0%}  {after.kendall_tau:.3f}  {after.spearman_rho:.3f}",
+            flush=True,
+        )
 
 
 if __name__ == "__main__":

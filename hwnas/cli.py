@@ -36,7 +36,7 @@ from hwnas.lut import default_path as default_lut_path
 from hwnas.profiler import DEFAULT_STATISTIC
 from hwnas.profiler import profile as run_profile
 from hwnas.profiler import validate as run_validate
-from hwnas.space import TASKS, SearchSpace
+from hwnas.space import TASKS, Arch, SearchSpace
 
 app = typer.Typer(
     help="hwnas: hardware-aware latency profiling, architecture search and export.",
@@ -139,16 +139,7 @@ def arch(
         sp = SearchSpace.load(space_name)
         if task not in TASKS:
             raise HwnasError(f"unknown --task '{task}'; allowed: {', '.join(TASKS)}")
-        if pick == "min":
-            chosen = sp.min()
-        elif pick == "max":
-            chosen = sp.max()
-        elif pick == "random":
-            chosen = sp.sample(np.random.default_rng(seed))
-        elif pick.endswith(".json") or Path(pick).exists():
-            chosen = sp.load_arch(pick)
-        else:
-            raise HwnasError(f"unknown arch '{pick}'; use min, max, random or a path to an arch .json file")
+        chosen = _pick_arch(sp, pick, seed)
         if save is not None:
             atomic_write_json(save, sp.arch_to_dict(chosen))
         params, flops = sp.params(chosen, task), sp.flops(chosen, task)
@@ -156,6 +147,21 @@ def arch(
     out.print(f"params {params / 1e6:.3f} M, FLOPs {flops / 1e9:.3f} G ({task} head)")
     if save is not None:
         out.print(f"wrote {save}")
+
+
+def _pick_arch(sp: SearchSpace, pick: str, seed: int = 0) -> Arch:
+    """min, max, random, an arch .json file, or an arch's one-line string."""
+    if pick == "min":
+        return sp.min()
+    if pick == "max":
+        return sp.max()
+    if pick == "random":
+        return sp.sample(np.random.default_rng(seed))
+    if pick.endswith(".json") or Path(pick).exists():
+        return sp.load_arch(pick)
+    if "|" in pick:
+        return sp.parse(pick)
+    raise HwnasError(f"unknown arch '{pick}'; use min, max, random, a path to an arch .json file or an arch line")
 
 
 # ---- devices, profile, lut -------------------------------------------------------------------
@@ -324,6 +330,228 @@ def lut_validate(
         f"(fitted on {cal.fitted_on} subnets), stored in {sidecar_path(path)}",
         highlight=False,
     )
+
+
+# ---- train -----------------------------------------------------------------------------------
+train_app = typer.Typer(help="Train a supernet (sandwich rule, Self-KD) or one subnet.", no_args_is_help=True)
+app.add_typer(train_app, name="train")
+
+DataOpt = Annotated[str, typer.Option("--data", help="synthetic, digits, or a SALICON-layout folder")]
+EpochsOpt = Annotated[int, typer.Option(help="epochs to train (a resumed run continues up to this many)")]
+BatchOpt = Annotated[int, typer.Option(help="images per step and process")]
+LrOpt = Annotated[float, typer.Option(help="SGD learning rate (SalNAS: 0.1 at batch 64)")]
+T0Opt = Annotated[int, typer.Option("--t0", help="epochs between warm restarts of the cosine schedule")]
+AlphaOpt = Annotated[float, typer.Option(help="weight left on the ground truth after epoch 1 (SalNAS Eq. 3)")]
+SeedOpt = Annotated[int, typer.Option(help="seed of weights, data order and sampled subnets")]
+MaxStepsOpt = Annotated[int, typer.Option(help="cap on steps per epoch (0: the whole split)")]
+SizeOpt = Annotated[int, typer.Option(help="synthetic data: training images")]
+ValSizeOpt = Annotated[int, typer.Option(help="synthetic data: validation images")]
+FreshOpt = Annotated[bool, typer.Option("--fresh", help="ignore an existing checkpoint at --out and start over")]
+TorchDeviceOpt = Annotated[str, typer.Option("--torch-device", help="where to train: cpu or cuda[:N]")]
+AmpOpt = Annotated[bool, typer.Option("--amp", help="mixed precision (CUDA only)")]
+ClipOpt = Annotated[float, typer.Option(help="gradient-norm clipping (0: off)")]
+
+
+def _train(
+    model_factory,
+    *,
+    sp: SearchSpace,
+    task: str,
+    data_source: str,
+    size: tuple[int, int],
+    config,
+    out_path: Path,
+    fresh: bool,
+    torch_device: str,
+    train_size: int,
+    val_size: int,
+    title: str,
+) -> None:
+    from hwnas.data import load_data
+    from hwnas.train.task import make_task
+    from hwnas.train.trainer import EpochEvent, fit, init_distributed
+
+    if task not in TASKS:
+        raise HwnasError(f"unknown --task '{task}'; allowed: {', '.join(TASKS)}")
+    if torch_device != "cpu" and not torch_device.startswith("cuda"):
+        raise HwnasError(f"--torch-device must be cpu or cuda[:N], got '{torch_device}'")
+    config.validate()
+    rank, world = init_distributed(torch_device)
+    w, h = size
+    data = load_data(data_source, task=task, size=(h, w), seed=config.seed, train_size=train_size, val_size=val_size)
+    model = model_factory(data.num_classes)
+    talk = rank == 0
+    with _progress_bar() as bar:
+        job = bar.add_task(title, total=None, label="")
+
+        def report(event) -> None:
+            if isinstance(event, EpochEvent):
+                out.print(_epoch_line(event), highlight=False, soft_wrap=True)
+                return
+            bar.update(
+                job,
+                description=f"{title} epoch {event.epoch + 1}/{event.epochs}",
+                completed=event.step,
+                total=event.steps,
+                label=f"loss {event.loss:.4f}  {event.images_per_s:.0f} img/s",
+            )
+
+        result = fit(
+            model,
+            space=sp,
+            data=data,
+            task=make_task(task, data.num_classes),
+            config=config,
+            out=out_path,
+            resume=not fresh,
+            device=torch_device,
+            on_event=report if talk else None,
+        )
+    if talk:
+        if result.resumed_from:
+            out.print(f"resumed from epoch {result.resumed_from}", highlight=False)
+        out.print(f"wrote {result.checkpoint} ({len(result.history)} epochs, {world} process(es))", highlight=False)
+
+
+def _epoch_line(event) -> str:
+    r = event.record
+    parts = [
+        f"epoch {event.epoch}/{event.epochs}",
+        f"train loss {r['train_loss']:.4f}",
+        f"val loss {r['val_loss']:.4f}",
+    ]
+    for name, scores in r["val"].items():
+        shown = [k for k in ("cc", "nss", "kld", "top1") if k in scores]
+        parts.append(f"{name}: " + " ".join(f"{k} {scores[k]:.3f}" for k in shown))
+    parts.append(f"{r['images_per_s']:.0f} img/s, {r['seconds']:.1f} s")
+    if r.get("teacher_updated"):
+        parts.append("teacher updated")
+    return " | ".join(parts)
+
+
+@train_app.command("supernet")
+def train_supernet(
+    space_name: SpaceOpt = "mini",
+    task: Annotated[str, typer.Option(help=f"head: {', '.join(TASKS)}")] = "saliency",
+    data: DataOpt = "synthetic",
+    epochs: EpochsOpt = 3,
+    selfkd: Annotated[bool, typer.Option("--selfkd", help="Self-KD teacher (SalNAS Algorithm 1)")] = False,
+    inplace_kd: Annotated[bool, typer.Option(help="the largest subnet teaches the others")] = True,
+    sandwich: Annotated[int, typer.Option(help="random subnets per step besides the largest and smallest")] = 2,
+    batch_size: BatchOpt = 32,
+    lr: LrOpt = 0.05,
+    t0: T0Opt = 10,
+    alpha: AlphaOpt = 0.5,
+    grad_clip: ClipOpt = 5.0,
+    seed: SeedOpt = 0,
+    max_steps: MaxStepsOpt = 0,
+    train_size: SizeOpt = 512,
+    val_size: ValSizeOpt = 128,
+    ckpt: Annotated[
+        Path | None, typer.Option("--out", "-o", help="checkpoint (default runs/SPACE-TASK/supernet.pt)")
+    ] = None,
+    fresh: FreshOpt = False,
+    torch_device: TorchDeviceOpt = "cpu",
+    amp: AmpOpt = False,
+    check_replicas: Annotated[
+        bool, typer.Option("--check-replicas", help="under torchrun: verify after every step that all ranks agree")
+    ] = False,
+) -> None:
+    """Train a weight-sharing supernet with the sandwich rule, inplace KD and optional Self-KD (resumable)."""
+    from hwnas.train.trainer import TrainConfig, new_model
+
+    with user_errors():
+        sp = SearchSpace.load(space_name)
+        config = TrainConfig(
+            epochs=epochs,
+            batch_size=batch_size,
+            lr=lr,
+            t0=t0,
+            grad_clip=grad_clip,
+            sandwich=sandwich,
+            inplace_kd=inplace_kd,
+            method="selfkd" if selfkd else "baseline",
+            alpha=alpha,
+            seed=seed,
+            amp=amp,
+            max_steps=max_steps,
+            check_replicas=check_replicas,
+        )
+        _train(
+            lambda n: new_model(sp, task=task, num_classes=n, seed=seed),
+            sp=sp,
+            task=task,
+            data_source=data,
+            size=sp.max().resolution,
+            config=config,
+            out_path=ckpt or Path("runs") / f"{sp.name}-{task}" / "supernet.pt",
+            fresh=fresh,
+            torch_device=torch_device,
+            train_size=train_size,
+            val_size=val_size,
+            title="supernet",
+        )
+
+
+@train_app.command("selfkd")
+def train_selfkd(
+    arch_pick: Annotated[str, typer.Option("--arch", help="min, max, an arch .json file or an arch line")] = "min",
+    space_name: SpaceOpt = "mini",
+    task: Annotated[str, typer.Option(help=f"head: {', '.join(TASKS)}")] = "saliency",
+    data: DataOpt = "synthetic",
+    method: Annotated[str, typer.Option(help="selfkd, baseline (no KD), pkd or pskd (SalNAS Table 6)")] = "selfkd",
+    init: Annotated[
+        Path | None, typer.Option(help="inherit the subnet's weights from this supernet checkpoint")
+    ] = None,
+    epochs: EpochsOpt = 5,
+    batch_size: BatchOpt = 32,
+    lr: LrOpt = 0.05,
+    t0: T0Opt = 10,
+    alpha: AlphaOpt = 0.5,
+    grad_clip: ClipOpt = 5.0,
+    seed: SeedOpt = 0,
+    max_steps: MaxStepsOpt = 0,
+    train_size: SizeOpt = 512,
+    val_size: ValSizeOpt = 128,
+    ckpt: Annotated[
+        Path | None, typer.Option("--out", "-o", help="checkpoint (default runs/SPACE-TASK/subnet-METHOD.pt)")
+    ] = None,
+    fresh: FreshOpt = False,
+    torch_device: TorchDeviceOpt = "cpu",
+    amp: AmpOpt = False,
+) -> None:
+    """Train one subnet with Self-KD (SalNAS Algorithm 1) or a comparison method (resumable)."""
+    from hwnas.train.trainer import TrainConfig, initial_subnet
+
+    with user_errors():
+        sp = SearchSpace.load(space_name)
+        chosen = _pick_arch(sp, arch_pick, seed)
+        config = TrainConfig(
+            epochs=epochs,
+            batch_size=batch_size,
+            lr=lr,
+            t0=t0,
+            grad_clip=grad_clip,
+            method=method,
+            alpha=alpha,
+            seed=seed,
+            amp=amp,
+            max_steps=max_steps,
+        )
+        _train(
+            lambda n: initial_subnet(sp, chosen, task=task, num_classes=n, seed=seed, init=init),
+            sp=sp,
+            task=task,
+            data_source=data,
+            size=chosen.resolution,
+            config=config,
+            out_path=ckpt or Path("runs") / f"{sp.name}-{task}" / f"subnet-{method}.pt",
+            fresh=fresh,
+            torch_device=torch_device,
+            train_size=train_size,
+            val_size=val_size,
+            title=method,
+        )
 
 
 def main() -> None:

@@ -209,6 +209,7 @@ class SearchSpace:
         self.stages = stages
         self.last = last
         self.decoder_act = decoder_act
+        self.toml: str | None = None  # the TOML text it was read from, which checkpoints embed
         self._variables = self._build_variables()
         self._gene_index = {name: i for i, (name, _) in enumerate(self._variables)}
 
@@ -253,7 +254,7 @@ class SearchSpace:
         last_f = _Fields(top.get("last_conv"), "last_conv", source)
         last = LastSpec(widths=last_f.ints("widths"), act=last_f.choice("act", _ENCODER_ACTS, "swish"))
         dec_f = _Fields(data.get("decoder", {}), "decoder", source)
-        return cls(
+        space = cls(
             name=name,
             description=str(data.get("description", "")),
             resolutions=_parse_resolutions(top.get("resolutions"), source),
@@ -262,6 +263,8 @@ class SearchSpace:
             last=last,
             decoder_act=dec_f.choice("act", _ENCODER_ACTS, "swish"),
         )
+        space.toml = text
+        return space
 
     @staticmethod
     def _parse_stage(raw: Any, index: int, source: str) -> StageSpec:

@@ -1,0 +1,42 @@
+"""Datasets for training and scoring supernets: `load_data("synthetic" | "digits" | PATH, task=...)`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from hwnas.data.split import DataError, DataSet, Split
+
+__all__ = ["DataError", "DataSet", "Split", "load_data", "SOURCES"]
+
+SOURCES = {"synthetic": "saliency", "digits": "classification"}
+
+
+def load_data(
+    source: str, *, task: str, size: tuple[int, int], seed: int = 0, train_size: int = 512, val_size: int = 128
+) -> DataSet:
+    """A `DataSet` at (height, width) `size`.
+
+    source: "synthetic" (procedural saliency scenes, `train_size` + `val_size` of them),
+    "digits" (scikit-learn digits, classification) or the path of a SALICON-layout folder.
+    """
+    if source in SOURCES:
+        if SOURCES[source] != task:
+            raise DataError(f"data '{source}' is for the {SOURCES[source]} task, not {task}")
+        if source == "synthetic":
+            from hwnas.data.synthetic import synthetic_saliency
+
+            train = synthetic_saliency(train_size, size=size, seed=seed)
+            val = synthetic_saliency(val_size, size=size, seed=seed + 1_000_003)
+            return DataSet(name="synthetic", task=task, train=train, val=val)
+        from hwnas.data.digits import digits
+
+        train, val = digits(size, seed)
+        return DataSet(name="digits", task=task, train=train, val=val, num_classes=10)
+    root = Path(source)
+    if not root.is_dir():
+        raise DataError(f"data '{source}' is neither a built-in set ({', '.join(SOURCES)}) nor an existing folder")
+    if task != "saliency":
+        raise DataError(f"a data folder is read in the SALICON layout, which is for the saliency task, not {task}")
+    from hwnas.data.saliency import read_split
+
+    return DataSet(name=root.name, task=task, train=read_split(root, "train", size), val=read_split(root, "val", size))

@@ -1,0 +1,116 @@
+"""`Split` and `DataSet`: in-memory image sets at a chosen resolution.
+
+Images are kept as uint8 (N, 3, H, W) and normalised per batch; saliency maps as uint8 (N, 1, H, W),
+fixations as bool (N, 1, H, W), class labels as int64 (N,). A `DataSet` holds a train and a
+validation split of one task and hands out copies resized to each resolution a supernet asks for.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from hwnas.errors import HwnasError
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+class DataError(HwnasError):
+    """A dataset folder or source is missing, incomplete or inconsistent."""
+
+
+def resize_fixations(fix: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """Move every fixation of a bool (N, 1, H, W) map to its scaled pixel in an (h, w) map."""
+    n, _, h0, w0 = fix.shape
+    h, w = size
+    out = torch.zeros((n, 1, h, w), dtype=torch.bool)
+    idx = fix.nonzero(as_tuple=True)
+    ys = torch.clamp((idx[2].double() + 0.5) * h / h0, max=h - 1).long()
+    xs = torch.clamp((idx[3].double() + 0.5) * w / w0, max=w - 1).long()
+    out[idx[0], 0, ys, xs] = True
+    return out
+
+
+def resize_uint8(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """Bilinear (antialiased when shrinking) resize of a uint8 (N, C, H, W) tensor."""
+    if tuple(x.shape[-2:]) == tuple(size):
+        return x
+    y = F.interpolate(x.float(), size=size, mode="bilinear", align_corners=False, antialias=True)
+    return y.round().clamp(0, 255).to(torch.uint8)
+
+
+@dataclass(frozen=True)
+class Split:
+    """One split: images plus `fields` ("map", "fix" for saliency; "label" for classification)."""
+
+    images: torch.Tensor
+    fields: dict[str, torch.Tensor]
+
+    def __len__(self) -> int:
+        return int(self.images.shape[0])
+
+    @property
+    def size(self) -> tuple[int, int]:
+        """(height, width) of the stored images."""
+        return int(self.images.shape[-2]), int(self.images.shape[-1])
+
+    def resized(self, size: tuple[int, int]) -> Split:
+        """A copy at (height, width)."""
+        if tuple(size) == self.size:
+            return self
+        fields = {}
+        for name, value in self.fields.items():
+            if name == "fix":
+                fields[name] = resize_fixations(value, size)
+            elif value.dim() == 4:
+                fields[name] = resize_uint8(value, size)
+            else:
+                fields[name] = value
+        return Split(resize_uint8(self.images, size), fields)
+
+    def subset(self, indices: np.ndarray | list[int]) -> Split:
+        index = torch.as_tensor(np.asarray(indices, dtype=np.int64))
+        return Split(self.images[index], {k: v[index] for k, v in self.fields.items()})
+
+
+@dataclass
+class DataSet:
+    """A named train/validation pair for one task, resizable to any resolution."""
+
+    name: str
+    task: str
+    train: Split
+    val: Split
+    num_classes: int = 1
+    mean: tuple[float, float, float] = IMAGENET_MEAN
+    std: tuple[float, float, float] = IMAGENET_STD
+    _cache: dict = field(default_factory=dict, repr=False)
+
+    def split(self, which: str, resolution: tuple[int, int]) -> Split:
+        """The `which` ("train" or "val") split at `resolution` = (width, height), cached."""
+        key = (which, tuple(resolution))
+        if key not in self._cache:
+            w, h = resolution
+            self._cache[key] = getattr(self, which).resized((h, w))
+        return self._cache[key]
+
+    def batch(self, split: Split, indices: np.ndarray | list[int] | slice) -> dict[str, torch.Tensor]:
+        """Float, normalised images and float targets for the given rows."""
+        index = indices if isinstance(indices, slice) else torch.as_tensor(np.asarray(indices, dtype=np.int64))
+        mean = torch.tensor(self.mean).view(1, 3, 1, 1)
+        std = torch.tensor(self.std).view(1, 3, 1, 1)
+        out = {"image": (split.images[index].float() / 255 - mean) / std}
+        for name, value in split.fields.items():
+            value = value[index]
+            out[name] = value.float() / 255 if name == "map" else value.float() if name == "fix" else value
+        return out
+
+    def batches(self, split: Split, batch_size: int) -> Iterator[dict[str, torch.Tensor]]:
+        """The whole split in order, `batch_size` rows at a time."""
+        for start in range(0, len(split), batch_size):
+            yield self.batch(split, slice(start, start + batch_size))

@@ -1,0 +1,103 @@
+"""Training checkpoints: one self-contained file per run, written atomically, read with weights_only.
+
+A checkpoint holds the search space's TOML text, the task, the model (a supernet or one static
+subnet), and everything exact resume needs: optimizer, scheduler, teacher, torch RNG, epoch,
+history. It is a plain dict of tensors and primitives, so `torch.load(..., weights_only=True)` reads
+it without unpickling code.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import pickle
+import zipfile
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from hwnas.errors import CheckpointError, HwnasError
+from hwnas.io import atomic_write_bytes
+from hwnas.space import SearchSpace
+
+FORMAT = "hwnas-checkpoint"
+VERSION = 1
+KINDS = ("supernet", "subnet")
+
+
+def save_checkpoint(path: str | Path, payload: dict[str, Any]) -> Path:
+    """Write `payload` (plus the format tag) atomically."""
+    buffer = io.BytesIO()
+    torch.save({"format": FORMAT, "version": VERSION, **payload}, buffer)
+    return atomic_write_bytes(path, buffer.getvalue())
+
+
+def load_checkpoint(path: str | Path) -> dict[str, Any]:
+    """Read and check an hwnas checkpoint; every problem is one `CheckpointError`."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint {path} does not exist")
+    try:
+        data = torch.load(path, map_location="cpu", weights_only=True)
+    except (RuntimeError, EOFError, OSError, ValueError, pickle.UnpicklingError, zipfile.BadZipFile) as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise CheckpointError(f"checkpoint {path} is corrupted or not a torch file ({first[:160]})") from None
+    if not isinstance(data, dict) or data.get("format") != FORMAT:
+        raise CheckpointError(
+            f"checkpoint {path} is not an hwnas checkpoint (a bare state_dict or another tool's file?); "
+            "train one with `hwnas train supernet`"
+        )
+    if int(data.get("version", 0)) > VERSION:
+        raise CheckpointError(f"checkpoint {path} has format version {data['version']}; this hwnas reads {VERSION}")
+    for key in ("kind", "task", "space_toml", "model", "epoch"):
+        if key not in data:
+            raise CheckpointError(f"checkpoint {path} lacks '{key}'; it is truncated or was written by a broken tool")
+    if data["kind"] not in KINDS:
+        raise CheckpointError(f"checkpoint {path} holds a '{data['kind']}', expected one of {KINDS}")
+    return data
+
+
+def checkpoint_space(data: dict[str, Any], path: str | Path) -> SearchSpace:
+    """The search space embedded in a checkpoint."""
+    try:
+        return SearchSpace.from_toml(data["space_toml"], source=f"checkpoint {path}")
+    except HwnasError as exc:
+        raise CheckpointError(f"checkpoint {path}: its embedded search space is invalid ({exc})") from None
+
+
+def check_space(data: dict[str, Any], space: SearchSpace, path: str | Path) -> None:
+    """Refuse a checkpoint trained on another search space."""
+    ours = checkpoint_space(data, path)
+    if ours.digest() != space.digest():
+        raise CheckpointError(
+            f"checkpoint {path} was trained on space '{ours.name}' (digest {ours.digest()}), "
+            f"not on '{space.name}' (digest {space.digest()})"
+        )
+
+
+def build_model(data: dict[str, Any], path: str | Path) -> nn.Module:
+    """The trained supernet or subnet of a checkpoint, weights loaded, in eval mode."""
+    from hwnas.nn.supernet import Supernet, build_subnet
+
+    space = checkpoint_space(data, path)
+    num_classes = int(data.get("num_classes", 1))
+    if data["kind"] == "supernet":
+        model = Supernet(space, task=data["task"], num_classes=num_classes)
+    else:
+        model = build_subnet(space, space.arch_from_dict(data["arch"]), task=data["task"], num_classes=num_classes)
+    try:
+        model.load_state_dict(data["model"])
+    except RuntimeError as exc:
+        raise CheckpointError(f"checkpoint {path}: weights do not fit the model ({str(exc).splitlines()[0]})") from None
+    return model.eval()
+
+
+def file_digest(path: str | Path) -> str:
+    """sha256 of a file, for manifests that name the checkpoint they came from."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()

@@ -1,0 +1,188 @@
+"""Teacher-based targets for training: Self-KD (SalNAS Algorithm 1, Eq. 3) and the comparison methods
+of SalNAS Table 6 (baseline, PKD, PS-KD).
+
+Every method turns the ground truth into a training target gt_bar = p + (gt - p) x alpha, where p
+is its teacher's prediction (SalNAS Eq. 3) and alpha the weight left on the ground truth:
+
+- baseline: no teacher, gt_bar = gt.
+- selfkd: the teacher S_avg averages the student's weights (buffers included) over the epochs whose
+  validation loss was the best so far (Algorithm 1, lines 18-21, in the manner of SWA); alpha = 1 in
+  the first epoch and `alpha` (0.5) after; no gradient flows through the teacher.
+- pkd: a second network of the same architecture, trained jointly on the ground truth; the student
+  fits the mix with its detached prediction.
+- pskd (Kim et al., progressive self-KD): the teacher is last epoch's student and the weight on it
+  grows as 0.8 x t / T, so alpha_t = 1 - 0.8 x t / T.
+
+Teachers predict with batch statistics (train mode with BN momentum 0): a supernet teacher's running
+statistics belong to no subnet, and this keeps one rule for supernets and single subnets.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+from collections.abc import Callable
+from typing import Any
+
+import torch
+from torch import nn
+from torch.optim.swa_utils import AveragedModel
+
+from hwnas.errors import HwnasError
+from hwnas.space import Arch
+from hwnas.train.task import Task
+
+METHODS = ("baseline", "selfkd", "pkd", "pskd")
+
+
+def activate(model: nn.Module, arch: Arch | None) -> None:
+    """Switch a supernet to `arch`; a static subnet has nothing to switch."""
+    if arch is not None and hasattr(model, "set_active"):
+        model.set_active(arch)
+
+
+def _freeze_bn_stats(model: nn.Module) -> nn.Module:
+    for m in model.modules():
+        if isinstance(m, nn.modules.batchnorm._BatchNorm):
+            m.momentum = 0.0
+    return model
+
+
+def _predict(teacher: nn.Module, task: Task, image: torch.Tensor, arch: Arch | None) -> torch.Tensor:
+    activate(teacher, arch)
+    teacher.train()
+    with torch.no_grad():
+        return task.prediction(teacher(image))
+
+
+def mix(teacher_pred: torch.Tensor, gt: torch.Tensor, alpha: float) -> torch.Tensor:
+    """SalNAS Eq. 3: gt_bar = p + (gt - p) x alpha."""
+    return teacher_pred + (gt - teacher_pred) * alpha
+
+
+class Baseline:
+    """No distillation: the target is the ground truth."""
+
+    method = "baseline"
+
+    def __init__(self, task: Task):
+        self.task = task
+
+    def target(self, image: torch.Tensor, gt: torch.Tensor, batch: dict, arch: Arch | None, epoch: int) -> torch.Tensor:
+        return gt
+
+    def end_epoch(self, student: nn.Module, val_loss: float, epoch: int) -> None:
+        """Called after validation of `epoch` (0-based)."""
+
+    def state_dict(self) -> dict[str, Any]:
+        return {}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        pass
+
+
+class SelfKD(Baseline):
+    """SalNAS Algorithm 1: S_avg, updated only when the validation loss improves."""
+
+    method = "selfkd"
+
+    def __init__(self, task: Task, student: nn.Module, *, alpha: float = 0.5):
+        super().__init__(task)
+        self.alpha = alpha
+        self.teacher = AveragedModel(student, use_buffers=True)
+        _freeze_bn_stats(self.teacher.module)
+        self.best = math.inf
+
+    def target(self, image, gt, batch, arch, epoch):  # noqa: D102
+        if epoch == 0 or int(self.teacher.n_averaged) == 0:  # Algorithm 1, lines 6 and 11: alpha = 1
+            return gt
+        return mix(_predict(self.teacher.module, self.task, image, arch), gt, self.alpha)
+
+    def end_epoch(self, student, val_loss, epoch):  # noqa: D102
+        if val_loss < self.best:
+            self.best = val_loss
+            self.teacher.update_parameters(student)
+
+    def state_dict(self):  # noqa: D102
+        return {"teacher": self.teacher.state_dict(), "best": self.best}
+
+    def load_state_dict(self, state):  # noqa: D102
+        self.teacher.load_state_dict(state["teacher"])
+        self.best = float(state["best"])
+
+
+class PSKD(Baseline):
+    """Progressive self-KD: teacher = the previous epoch's student, weight 0.8 x t / T on it."""
+
+    method = "pskd"
+
+    def __init__(self, task: Task, student: nn.Module, *, epochs: int, alpha_t: float = 0.8):
+        super().__init__(task)
+        self.teacher = _freeze_bn_stats(copy.deepcopy(student))
+        self.epochs, self.alpha_t = epochs, alpha_t
+
+    def target(self, image, gt, batch, arch, epoch):  # noqa: D102
+        weight = self.alpha_t * epoch / self.epochs
+        if weight == 0:
+            return gt
+        return mix(_predict(self.teacher, self.task, image, arch), gt, 1 - weight)
+
+    def end_epoch(self, student, val_loss, epoch):  # noqa: D102
+        self.teacher.load_state_dict(student.state_dict())
+        _freeze_bn_stats(self.teacher)
+
+    def state_dict(self):  # noqa: D102
+        return {"teacher": self.teacher.state_dict()}
+
+    def load_state_dict(self, state):  # noqa: D102
+        self.teacher.load_state_dict(state["teacher"])
+
+
+class PKD(Baseline):
+    """A same-architecture teacher trained jointly on the ground truth; the student fits its mix."""
+
+    method = "pkd"
+
+    def __init__(
+        self,
+        task: Task,
+        teacher: nn.Module,
+        *,
+        alpha: float,
+        make_optimizer: Callable[[nn.Module], tuple[torch.optim.Optimizer, Any]],
+        grad_clip: float,
+    ):
+        super().__init__(task)
+        self.teacher, self.alpha, self.grad_clip = teacher, alpha, grad_clip
+        self.optimizer, self.scheduler = make_optimizer(teacher)
+
+    def target(self, image, gt, batch, arch, epoch):  # noqa: D102
+        activate(self.teacher, arch)
+        self.teacher.train()
+        self.optimizer.zero_grad(set_to_none=True)
+        out = self.teacher(image)
+        loss = self.task.loss(out, gt, batch)
+        loss.backward()
+        if self.grad_clip > 0:
+            nn.utils.clip_grad_norm_(self.teacher.parameters(), self.grad_clip)
+        self.optimizer.step()
+        self.scheduler.step()
+        return mix(self.task.prediction(out.detach()), gt, self.alpha)
+
+    def state_dict(self):  # noqa: D102
+        return {
+            "teacher": self.teacher.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+        }
+
+    def load_state_dict(self, state):  # noqa: D102
+        self.teacher.load_state_dict(state["teacher"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+
+
+def check_method(method: str) -> str:
+    if method not in METHODS:
+        raise HwnasError(f"unknown distillation method '{method}'; allowed: {', '.join(METHODS)}")
+    return method

@@ -1,0 +1,407 @@
+"""The one training loop, for supernets and for single subnets.
+
+A supernet step follows the sandwich rule (Yu et al., BigNAS/AttentiveNAS; SalNAS Section 3.1): the
+largest subnet, the smallest and `sandwich` random ones, gradients accumulated, one optimizer step;
+with inplace distillation the largest subnet's detached prediction is the target of the others. A
+single subnet is the same loop with one arch per step. On top, a `selfkd` method (SalNAS Algorithm
+1) or a comparison method turns targets into gt_bar (Eq. 3). SGD with momentum 0.9 and cosine
+annealing with warm restarts every `t0` epochs (SalNAS Section 4.3, Table 3).
+
+Subnets and data order are functions of (seed, step) and (seed, epoch), so every DDP rank samples
+the same subnets and a resumed run repeats exactly what an uninterrupted one does. A checkpoint
+is written (by rank 0 only) after every epoch; a non-finite loss stops training and leaves the last
+good checkpoint in place.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import math
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.distributed as dist
+from torch import nn
+
+from hwnas.data import DataSet
+from hwnas.errors import CheckpointError, HwnasError
+from hwnas.space import Arch, SearchSpace
+from hwnas.train.checkpoint import check_space, load_checkpoint, save_checkpoint
+from hwnas.train.evaluate import evaluate
+from hwnas.train.selfkd import PKD, PSKD, Baseline, SelfKD, activate, check_method
+from hwnas.train.task import Task
+
+
+class TrainingError(HwnasError):
+    """Training cannot go on (a non-finite loss, replicas that diverged)."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class TrainConfig:
+    """Everything that decides the trained weights (all of it is stored in the checkpoint)."""
+
+    epochs: int = 3
+    batch_size: int = 32
+    lr: float = 0.05  # SalNAS: 0.1 at batch 64; scaled to the default batch of 32
+    momentum: float = 0.9
+    weight_decay: float = 1e-5
+    t0: int = 10
+    grad_clip: float = 5.0
+    sandwich: int = 2
+    inplace_kd: bool = True
+    method: str = "baseline"
+    alpha: float = 0.5
+    seed: int = 0
+    amp: bool = False
+    bn_batches: int = 8
+    max_steps: int = 0
+    check_replicas: bool = False
+
+    def validate(self) -> TrainConfig:
+        check_method(self.method)
+        positive = {"epochs": self.epochs, "batch_size": self.batch_size, "t0": self.t0, "bn_batches": self.bn_batches}
+        for name, value in positive.items():
+            if value < 1:
+                raise HwnasError(f"{name} must be at least 1, got {value}")
+        if not (self.lr > 0 and math.isfinite(self.lr)):
+            raise HwnasError(f"lr must be a positive number, got {self.lr}")
+        if not 0 <= self.alpha <= 1:
+            raise HwnasError(f"alpha must be in [0, 1], got {self.alpha}")
+        if self.sandwich < 0 or self.max_steps < 0 or self.grad_clip < 0:
+            raise HwnasError("sandwich, max_steps and grad_clip must not be negative")
+        return self
+
+
+# Settings a resumed run may change without changing what it computes.
+_RESUMABLE_CHANGES = {"epochs", "check_replicas"}
+
+
+@dataclass(frozen=True)
+class StepEvent:
+    epoch: int
+    epochs: int
+    step: int
+    steps: int
+    loss: float
+    images_per_s: float
+
+
+@dataclass(frozen=True)
+class EpochEvent:
+    epoch: int
+    epochs: int
+    record: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class TrainResult:
+    checkpoint: Path
+    history: list[dict[str, Any]]
+    resumed_from: int
+
+
+def sandwich(space: SearchSpace, *, seed: int, step: int, k: int) -> list[Arch]:
+    """The sandwich rule's subnets for a global step: largest, smallest, then k random ones."""
+    rng = np.random.default_rng([seed, step])
+    return [space.max(), space.min(), *(space.sample(rng) for _ in range(k))]
+
+
+def init_distributed(device: str = "cpu") -> tuple[int, int]:
+    """Join the process group `torchrun` describes (gloo on CPU, NCCL on CUDA); (rank, world size)."""
+    import os
+
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world > 1 and not dist.is_initialized():
+        dist.init_process_group(backend="nccl" if device.startswith("cuda") else "gloo")
+    return (dist.get_rank(), dist.get_world_size()) if dist.is_initialized() else (0, 1)
+
+
+def _rank_world() -> tuple[int, int]:
+    return (dist.get_rank(), dist.get_world_size()) if dist.is_initialized() else (0, 1)
+
+
+def _reinitialise(model: nn.Module, seed: int) -> nn.Module:
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        for module in model.modules():
+            if hasattr(module, "reset_parameters") and module is not model:
+                module.reset_parameters()
+    return model
+
+
+class _Run:
+    """State of one training run; `fit` drives it."""
+
+    def __init__(self, model, *, space, data, task, config, out, device):
+        self.model, self.space, self.data, self.task, self.config = model, space, data, task, config
+        self.out, self.device = Path(out), torch.device(device)
+        self.rank, self.world = _rank_world()
+        self.supernet = hasattr(model, "set_active")
+        self.model.to(self.device)
+        self.wrapped = model
+        if self.world > 1:
+            self.wrapped = nn.parallel.DistributedDataParallel(model, find_unused_parameters=True)
+        self.optimizer, self.scheduler = self.make_optimizer(model)
+        self.distiller = self.make_distiller()
+        self.scaler = torch.amp.GradScaler("cuda") if config.amp else None
+        self.history: list[dict[str, Any]] = []
+        self.epoch = 0
+
+    # ---- construction -----------------------------------------------------------------
+    def steps_per_epoch(self) -> int:
+        per_step = self.config.batch_size * self.world
+        steps = len(self.data.train) // per_step
+        if steps == 0:
+            raise HwnasError(
+                f"the training split has {len(self.data.train)} images, fewer than one step needs "
+                f"({self.config.batch_size} per process x {self.world}); lower --batch-size"
+            )
+        return min(steps, self.config.max_steps) if self.config.max_steps else steps
+
+    def make_optimizer(self, model: nn.Module):
+        c = self.config
+        optimizer = torch.optim.SGD(model.parameters(), lr=c.lr, momentum=c.momentum, weight_decay=c.weight_decay)
+        steps = len(self.data.train) // (c.batch_size * self.world) or 1
+        steps = min(steps, c.max_steps) if c.max_steps else steps
+        scheduler = torch.optim.lr_scheduler.CosineAnnealingWarmRestarts(optimizer, T_0=c.t0 * steps)
+        return optimizer, scheduler
+
+    def make_distiller(self) -> Baseline:
+        c = self.config
+        if c.method == "selfkd":
+            return SelfKD(self.task, self.model, alpha=c.alpha)
+        if c.method == "pskd":
+            return PSKD(self.task, self.model, epochs=c.epochs)
+        if c.method == "pkd":
+            teacher = _reinitialise(copy.deepcopy(self.model), c.seed + 1)
+            return PKD(self.task, teacher, alpha=c.alpha, make_optimizer=self.make_optimizer, grad_clip=c.grad_clip)
+        return Baseline(self.task)
+
+    def archs(self, step: int) -> list[Arch | None]:
+        if not self.supernet:
+            return [None]
+        return sandwich(self.space, seed=self.config.seed, step=step, k=self.config.sandwich)
+
+    def eval_archs(self) -> dict[str, Arch | None]:
+        return {"max": self.space.max(), "min": self.space.min()} if self.supernet else {"subnet": None}
+
+    # ---- checkpoint ---------------------------------------------------------------------
+    def payload(self) -> dict[str, Any]:
+        arch = None if self.supernet else self.space.arch_to_dict(self.model.arch)
+        return {
+            "kind": "supernet" if self.supernet else "subnet",
+            "task": self.task.name,
+            "num_classes": self.data.num_classes,
+            "space_toml": self.space.toml,
+            "space_digest": self.space.digest(),
+            "arch": arch,
+            "data": self.data.name,
+            "normalization": {"mean": list(self.data.mean), "std": list(self.data.std)},
+            "config": asdict(self.config),
+            "epoch": self.epoch,
+            "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "distiller": self.distiller.state_dict(),
+            "scaler": self.scaler.state_dict() if self.scaler else {},
+            "rng": torch.get_rng_state(),
+            "history": self.history,
+        }
+
+    def restore(self, path: Path) -> None:
+        data = load_checkpoint(path)
+        check_space(data, self.space, path)
+        mine = self.payload()
+        for key in ("kind", "task", "arch", "data"):
+            if data.get(key) != mine[key]:
+                raise CheckpointError(
+                    f"checkpoint {path} holds a {data.get(key)!r} run, not {mine[key]!r} ({key}); "
+                    "give another --out or --fresh to start over"
+                )
+        theirs = data.get("config", {})
+        changed = [
+            f"{f.name}={theirs.get(f.name)!r} (now {getattr(self.config, f.name)!r})"
+            for f in fields(self.config)
+            if f.name not in _RESUMABLE_CHANGES and theirs.get(f.name) != getattr(self.config, f.name)
+        ]
+        if changed:
+            raise CheckpointError(
+                f"checkpoint {path} was trained with other settings: {', '.join(changed)}; "
+                "resume with the same settings, or pass --fresh to start over"
+            )
+        self.model.load_state_dict(data["model"])
+        self.optimizer.load_state_dict(data["optimizer"])
+        self.scheduler.load_state_dict(data["scheduler"])
+        self.distiller.load_state_dict(data["distiller"])
+        if self.scaler and data.get("scaler"):
+            self.scaler.load_state_dict(data["scaler"])
+        torch.set_rng_state(data["rng"])
+        self.epoch, self.history = int(data["epoch"]), list(data["history"])
+
+    # ---- one step -------------------------------------------------------------------------
+    def step(self, rows: np.ndarray, archs: list[Arch | None], where: str) -> float:
+        task, c = self.task, self.config
+        self.optimizer.zero_grad(set_to_none=True)
+        inplace_target, total = None, 0.0
+        for i, arch in enumerate(archs):
+            w, h = (arch or self.model.arch).resolution
+            batch = {k: v.to(self.device) for k, v in self.data.batch(self.data.split("train", (w, h)), rows).items()}
+            gt = task.gt(batch) if inplace_target is None else task.resize(inplace_target, (h, w))
+            target = self.distiller.target(batch["image"], gt, batch, arch, self.epoch)
+            activate(self.model, arch)
+            with torch.autocast(self.device.type, enabled=c.amp):
+                output = self.wrapped(batch["image"])
+            loss = task.loss(output, target, batch)
+            self.check_finite(loss, f"{where}, subnet {arch or self.model.arch}")
+            (self.scaler.scale(loss) if self.scaler else loss).backward()
+            if i == 0 and c.inplace_kd and len(archs) > 1:
+                inplace_target = task.prediction(output.detach())
+            total += float(loss.detach())
+        if self.scaler:
+            self.scaler.unscale_(self.optimizer)
+        if c.grad_clip > 0:
+            nn.utils.clip_grad_norm_(self.model.parameters(), c.grad_clip)
+        if self.scaler:
+            self.scaler.step(self.optimizer)
+            self.scaler.update()
+        else:
+            self.optimizer.step()
+        self.scheduler.step()
+        return total / len(archs)
+
+    def check_finite(self, loss: torch.Tensor, where: str) -> None:
+        bad = torch.tensor([0.0 if torch.isfinite(loss).item() else 1.0])
+        if self.world > 1:
+            dist.all_reduce(bad)
+        if bad.item():
+            kept = (
+                f"the last good checkpoint (epoch {self.epoch}) is kept at {self.out}"
+                if self.epoch
+                else "no checkpoint was written"
+            )
+            raise TrainingError(
+                f"the loss became {float(loss.detach())} at {where}; training stopped and {kept}; "
+                "lower --lr or set --grad-clip"
+            )
+
+    def check_replicas(self) -> None:
+        digest = hashlib.sha256()
+        for p in self.model.parameters():
+            digest.update(p.detach().cpu().numpy().tobytes())
+        digests = [None] * self.world
+        dist.all_gather_object(digests, digest.hexdigest())
+        if len(set(digests)) != 1:
+            raise TrainingError(f"the {self.world} processes hold different weights after a step: {digests}")
+
+    # ---- epochs ---------------------------------------------------------------------------
+    def run_epoch(self, on_event: Callable | None) -> dict[str, Any]:
+        c, steps = self.config, self.steps_per_epoch()
+        per_step = c.batch_size * self.world
+        order = np.random.default_rng([c.seed, self.epoch]).permutation(len(self.data.train))
+        self.model.train()
+        start, losses, checked = time.perf_counter(), [], 0
+        for s in range(steps):
+            rows = order[s * per_step : (s + 1) * per_step][self.rank :: self.world]
+            t0 = time.perf_counter()
+            archs = self.archs(self.epoch * steps + s)
+            losses.append(self.step(rows, archs, f"epoch {self.epoch + 1} step {s + 1}"))
+            if c.check_replicas and self.world > 1:
+                self.check_replicas()
+                checked += 1
+            if on_event:
+                speed = per_step * len(archs) / (time.perf_counter() - t0)
+                on_event(StepEvent(self.epoch, c.epochs, s + 1, steps, losses[-1], speed))
+        seconds = time.perf_counter() - start
+        val = {
+            name: evaluate(self.model, self.data, self.task, arch=arch, bn_batches=c.bn_batches)
+            for name, arch in self.eval_archs().items()
+        }
+        val_loss = float(np.mean([v["loss"] for v in val.values()]))
+        best_before = getattr(self.distiller, "best", None)
+        self.distiller.end_epoch(self.model, val_loss, self.epoch)
+        return {
+            "epoch": self.epoch + 1,
+            "train_loss": float(np.mean(losses)),
+            "val": val,
+            "val_loss": val_loss,
+            "seconds": seconds,
+            "images_per_s": steps * per_step / seconds,
+            "teacher_updated": best_before is not None and val_loss < best_before,
+            "replica_checks": checked,
+            "lr": float(self.optimizer.param_groups[0]["lr"]),
+        }
+
+
+def fit(
+    model: nn.Module,
+    *,
+    space: SearchSpace,
+    data: DataSet,
+    task: Task,
+    config: TrainConfig,
+    out: str | Path,
+    resume: bool = True,
+    device: str = "cpu",
+    on_event: Callable[[StepEvent | EpochEvent], None] | None = None,
+) -> TrainResult:
+    """Train `model` (a `Supernet`, or a static `SubNet`) and checkpoint it to `out` after every epoch.
+
+    With `resume`, an existing checkpoint at `out` is continued exactly (it must come from the same
+    space, task, data and settings; only `epochs` may grow).
+    """
+    config.validate()
+    if config.amp and not device.startswith("cuda"):
+        raise HwnasError("--amp (mixed precision) needs a CUDA device; this run is on " + device)
+    run = _Run(model, space=space, data=data, task=task, config=config, out=out, device=device)
+    out = Path(out)
+    resumed_from = 0
+    if resume and out.exists():
+        run.restore(out)
+        resumed_from = run.epoch
+    else:
+        torch.manual_seed(
+            config.seed
+        )  # anything drawing from torch's generator repeats, and resumes from the checkpoint
+    while run.epoch < config.epochs:
+        record = run.run_epoch(on_event)
+        run.epoch += 1
+        run.history.append(record)
+        if run.rank == 0:
+            save_checkpoint(out, run.payload())
+        if run.world > 1:
+            dist.barrier()
+        if on_event:
+            on_event(EpochEvent(run.epoch, config.epochs, record))
+    return TrainResult(checkpoint=out, history=run.history, resumed_from=resumed_from)
+
+
+def new_model(space: SearchSpace, *, task: str, num_classes: int, seed: int, arch: Arch | None = None) -> nn.Module:
+    """A freshly initialised supernet (arch None) or static subnet, the same for the same seed."""
+    from hwnas.nn.supernet import Supernet, build_subnet
+
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        if arch is None:
+            return Supernet(space, task=task, num_classes=num_classes)
+        return build_subnet(space, arch, task=task, num_classes=num_classes)
+
+
+def initial_subnet(space: SearchSpace, arch: Arch, *, task: str, num_classes: int, seed: int, init: str | Path | None):
+    """The subnet a single-subnet run starts from: inherited from a supernet checkpoint, or fresh."""
+    from hwnas.train.checkpoint import build_model
+
+    if init is None:
+        return new_model(space, task=task, num_classes=num_classes, seed=seed, arch=arch)
+    data = load_checkpoint(init)
+    check_space(data, space, init)
+    if data["kind"] != "supernet" or data["task"] != task:
+        raise CheckpointError(
+            f"--init {init} holds a {data['task']} {data['kind']}; a {task} supernet checkpoint is needed"
+        )
+    return build_model(data, init).extract(arch).train()
