@@ -14,7 +14,7 @@ from torch import nn
 from hwnas.data import load_data
 from hwnas.space import SearchSpace
 from hwnas.train.checkpoint import load_checkpoint
-from hwnas.train.selfkd import PSKD, SelfKD, mix
+from hwnas.train.selfkd import PSKD, SelfKD, mix, predict
 from hwnas.train.task import SaliencyTask, make_task
 from hwnas.train.trainer import TrainConfig, TrainingError, fit, new_model, sandwich
 
@@ -248,3 +248,21 @@ def test_bad_flags(tmp_path):
         line = _one_error_line(_cli(*args, "--out", str(tmp_path / "x.pt"), check=False))
         assert message in line, line
     assert not (tmp_path / "x.pt").exists()
+
+
+def test_selfkd_table_of_a_subnet_teacher_matches_its_batch_predictions():
+    space = SearchSpace.load("mini")
+    arch = space.min()
+    model = new_model(space, task="saliency", num_classes=1, seed=0, arch=arch)
+    images = torch.randn(10, 3, 32, 32)
+    kd = SelfKD(SaliencyTask(), model, alpha=0.5, predict_all=lambda t: predict(t, SaliencyTask(), images, None))
+    kd.end_epoch(model, 1.0, 0)
+    rows = torch.tensor([7, 2, 5])
+    gt = torch.rand(3, 1, 32, 32)
+    from_table = kd.target(images[rows], gt, {"index": rows}, None, epoch=1)
+    inline = mix(predict(kd.teacher.module, SaliencyTask(), images[rows], None), gt, 0.5)
+    assert torch.allclose(from_table, inline, atol=1e-5)
+    kd.end_epoch(model, 2.0, 1)  # no improvement: the table stays
+    assert kd._table is not None
+    kd.end_epoch(model, 0.5, 2)  # a new S_avg: the table is recomputed on next use
+    assert kd._table is None

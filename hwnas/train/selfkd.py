@@ -13,8 +13,9 @@ is its teacher's prediction (SalNAS Eq. 3) and alpha the weight left on the grou
 - pskd (Kim et al., progressive self-KD): the teacher is last epoch's student and the weight on it
   grows as 0.8 x t / T, so alpha_t = 1 - 0.8 x t / T.
 
-Teachers predict with batch statistics (train mode with BN momentum 0): a supernet teacher's running
-statistics belong to no subnet, and this keeps one rule for supernets and single subnets.
+A single subnet's teacher predicts in eval mode, with its (averaged) BN buffers. A supernet
+teacher's running statistics belong to no subnet, so it predicts with batch statistics (train mode
+with BN momentum 0, which leaves its buffers as they are).
 """
 
 from __future__ import annotations
@@ -48,9 +49,10 @@ def _freeze_bn_stats(model: nn.Module) -> nn.Module:
     return model
 
 
-def _predict(teacher: nn.Module, task: Task, image: torch.Tensor, arch: Arch | None) -> torch.Tensor:
+def predict(teacher: nn.Module, task: Task, image: torch.Tensor, arch: Arch | None) -> torch.Tensor:
+    """A teacher's prediction, without gradient (eval mode for a subnet, batch statistics for a supernet)."""
     activate(teacher, arch)
-    teacher.train()
+    teacher.train(hasattr(teacher, "set_active"))
     with torch.no_grad():
         return task.prediction(teacher(image))
 
@@ -86,22 +88,40 @@ class SelfKD(Baseline):
 
     method = "selfkd"
 
-    def __init__(self, task: Task, student: nn.Module, *, alpha: float = 0.5):
+    def __init__(
+        self,
+        task: Task,
+        student: nn.Module,
+        *,
+        alpha: float = 0.5,
+        predict_all: Callable[[nn.Module], torch.Tensor] | None = None,
+    ):
+        """`predict_all(teacher)`, given for a single subnet, returns the teacher's predictions for the
+        whole training split in row order. An eval-mode teacher's prediction for an image does not
+        change until S_avg does, so it is computed once per update of S_avg instead of once per step
+        (Algorithm 1, line 7), in fixed batches so that a resumed run gets the same numbers."""
         super().__init__(task)
         self.alpha = alpha
         self.teacher = AveragedModel(student, use_buffers=True)
         _freeze_bn_stats(self.teacher.module)
         self.best = math.inf
+        self.predict_all = predict_all
+        self._table: torch.Tensor | None = None
 
     def target(self, image, gt, batch, arch, epoch):  # noqa: D102
         if epoch == 0 or int(self.teacher.n_averaged) == 0:  # Algorithm 1, lines 6 and 11: alpha = 1
             return gt
-        return mix(_predict(self.teacher.module, self.task, image, arch), gt, self.alpha)
+        if arch is None and self.predict_all is not None and "index" in batch:
+            if self._table is None:
+                self._table = self.predict_all(self.teacher.module)
+            return mix(self._table[batch["index"]], gt, self.alpha)
+        return mix(predict(self.teacher.module, self.task, image, arch), gt, self.alpha)
 
     def end_epoch(self, student, val_loss, epoch):  # noqa: D102
         if val_loss < self.best:
             self.best = val_loss
             self.teacher.update_parameters(student)
+            self._table = None
 
     def state_dict(self):  # noqa: D102
         return {"teacher": self.teacher.state_dict(), "best": self.best}
@@ -109,6 +129,7 @@ class SelfKD(Baseline):
     def load_state_dict(self, state):  # noqa: D102
         self.teacher.load_state_dict(state["teacher"])
         self.best = float(state["best"])
+        self._table = None
 
 
 class PSKD(Baseline):
@@ -125,7 +146,7 @@ class PSKD(Baseline):
         weight = self.alpha_t * epoch / self.epochs
         if weight == 0:
             return gt
-        return mix(_predict(self.teacher, self.task, image, arch), gt, 1 - weight)
+        return mix(predict(self.teacher, self.task, image, arch), gt, 1 - weight)
 
     def end_epoch(self, student, val_loss, epoch):  # noqa: D102
         self.teacher.load_state_dict(student.state_dict())

@@ -34,7 +34,7 @@ from hwnas.errors import CheckpointError, HwnasError
 from hwnas.space import Arch, SearchSpace
 from hwnas.train.checkpoint import check_space, load_checkpoint, save_checkpoint
 from hwnas.train.evaluate import evaluate
-from hwnas.train.selfkd import PKD, PSKD, Baseline, SelfKD, activate, check_method
+from hwnas.train.selfkd import PKD, PSKD, Baseline, SelfKD, activate, check_method, predict
 from hwnas.train.task import Task
 
 
@@ -77,6 +77,8 @@ class TrainConfig:
             raise HwnasError("sandwich, max_steps and grad_clip must not be negative")
         return self
 
+
+TABLE_BYTES = 1 << 30  # Self-KD keeps a subnet teacher's predictions for the training split up to this size
 
 # Settings a resumed run may change without changing what it computes.
 _RESUMABLE_CHANGES = {"epochs", "check_replicas"}
@@ -175,13 +177,30 @@ class _Run:
     def make_distiller(self) -> Baseline:
         c = self.config
         if c.method == "selfkd":
-            return SelfKD(self.task, self.model, alpha=c.alpha)
+            return SelfKD(self.task, self.model, alpha=c.alpha, predict_all=self.teacher_table())
         if c.method == "pskd":
             return PSKD(self.task, self.model, epochs=c.epochs)
         if c.method == "pkd":
             teacher = _reinitialise(copy.deepcopy(self.model), c.seed + 1)
             return PKD(self.task, teacher, alpha=c.alpha, make_optimizer=self.make_optimizer, grad_clip=c.grad_clip)
         return Baseline(self.task)
+
+    def teacher_table(self) -> Callable[[nn.Module], torch.Tensor] | None:
+        """For a single subnet, a function giving a teacher's predictions over the training split, if
+        they fit in TABLE_BYTES (else the teacher predicts batch by batch)."""
+        if self.supernet:
+            return None
+        w, h = self.model.arch.resolution
+        per_image = h * w if self.task.name == "saliency" else self.data.num_classes
+        if len(self.data.train) * per_image * 4 > TABLE_BYTES:
+            return None
+        split = self.data.split("train", (w, h))
+
+        def predict_all(teacher: nn.Module) -> torch.Tensor:
+            batches = self.data.batches(split, 128)
+            return torch.cat([predict(teacher, self.task, b["image"].to(self.device), None) for b in batches])
+
+        return predict_all
 
     def archs(self, step: int) -> list[Arch | None]:
         if not self.supernet:
@@ -252,6 +271,7 @@ class _Run:
         for i, arch in enumerate(archs):
             w, h = (arch or self.model.arch).resolution
             batch = {k: v.to(self.device) for k, v in self.data.batch(self.data.split("train", (w, h)), rows).items()}
+            batch["index"] = torch.as_tensor(rows, device=self.device)
             gt = task.gt(batch) if inplace_target is None else task.resize(inplace_target, (h, w))
             target = self.distiller.target(batch["image"], gt, batch, arch, self.epoch)
             activate(self.model, arch)
@@ -349,11 +369,13 @@ def fit(
     resume: bool = True,
     device: str = "cpu",
     on_event: Callable[[StepEvent | EpochEvent], None] | None = None,
+    until: int | None = None,
 ) -> TrainResult:
     """Train `model` (a `Supernet`, or a static `SubNet`) and checkpoint it to `out` after every epoch.
 
     With `resume`, an existing checkpoint at `out` is continued exactly (it must come from the same
-    space, task, data and settings; only `epochs` may grow).
+    space, task, data and settings; only `epochs` may grow). `until` stops after that many epochs
+    while schedules still count `config.epochs` (a later call resumes).
     """
     config.validate()
     if config.amp and not device.startswith("cuda"):
@@ -368,7 +390,7 @@ def fit(
         torch.manual_seed(
             config.seed
         )  # anything drawing from torch's generator repeats, and resumes from the checkpoint
-    while run.epoch < config.epochs:
+    while run.epoch < min(config.epochs, until or config.epochs):
         record = run.run_epoch(on_event)
         run.epoch += 1
         run.history.append(record)
