@@ -554,6 +554,110 @@ def train_selfkd(
         )
 
 
+# ---- search ----------------------------------------------------------------------------------
+@app.command()
+def search(
+    device: DeviceOpt,
+    budget: Annotated[list[str], typer.Option(help="e.g. 30ms, 2mJ, 300MFLOPs, 5M (params), 20MB; repeatable")],
+    space_name: SpaceOpt = "alphanet",
+    supernet: Annotated[Path | None, typer.Option(help="trained supernet checkpoint (hwnas train supernet)")] = None,
+    proxy: Annotated[str | None, typer.Option(help="no supernet: rank by flops or params instead (a proxy)")] = None,
+    lut_path: Annotated[Path | None, typer.Option("--lut", help="table (default lut/DEVICE-SPACE.parquet)")] = None,
+    algo: Annotated[str, typer.Option(help="mosegnas (surrogate-assisted), nsga2, evolution or random")] = "mosegnas",
+    evals: Annotated[int, typer.Option(help="subnets to evaluate on the supernet, in all")] = 64,
+    predictor: Annotated[
+        str, typer.Option(help="mosegnas accuracy predictor: ranknet, lgbm, gp, svr, ridge, knn, cart")
+    ] = "ranknet",
+    objectives: Annotated[str | None, typer.Option(help="costs to trade against accuracy, e.g. latency,params")] = None,
+    data: Annotated[str | None, typer.Option(help="validation data (default: what the supernet trained on)")] = None,
+    seed: SeedOpt = 0,
+    out_dir: Annotated[
+        Path | None, typer.Option("--out", "-o", help="folder (default runs/SPACE-search-DEVICE)")
+    ] = None,
+    devices_dir: DevicesDirOpt = DEFAULT_DEVICES_DIR,
+) -> None:
+    """Search the most accurate subnets under a budget; write archive.json, best.json and pareto.png."""
+    from hwnas.search import Costs, parse_budgets
+    from hwnas.search import search as run_search
+    from hwnas.search.evaluator import ProxyEvaluator, SupernetEvaluator
+    from hwnas.search.plot import pareto_png
+
+    with user_errors():
+        spec = load_device(device, devices_dir)
+        sp = SearchSpace.load(space_name)
+        budgets = parse_budgets(budget)
+        path = lut_path or default_lut_path(spec.name, sp.name)
+        table = LatencyTable.load(path, sp)
+        built_for = table.meta.get("device", {}).get("name")
+        if built_for != spec.name:
+            raise HwnasError(f"latency table {path} was built for device '{built_for}', not '{spec.name}'")
+        if supernet is None and proxy is None:
+            raise HwnasError(
+                "search needs a trained supernet to score subnets: train one with `hwnas train supernet --space "
+                f"{sp.name}` and pass --supernet runs/{sp.name}-saliency/supernet.pt, or rank by --proxy flops|params"
+            )
+        allowed = [sp.resolutions.index(tuple(r)) for r in table.meta["resolutions"] if tuple(r) in sp.resolutions]
+        task = table.meta["task"]
+        if supernet is not None:
+            accuracy = SupernetEvaluator(supernet, sp, data=data)
+            if accuracy.task_name != task:
+                raise HwnasError(f"the supernet is a {accuracy.task_name} model but the table is for the {task} head")
+        costs = Costs(sp, task=task, table=table)
+        if supernet is None:
+            accuracy = ProxyEvaluator(proxy, costs, sp)
+        folder = out_dir or Path("runs") / f"{sp.name}-search-{spec.name}"
+        with _progress_bar() as bar:
+            job = bar.add_task(f"{algo} on {spec.name}", total=None, label="")
+
+            def report(done: int, total: int, archive) -> None:
+                bar.update(job, completed=done, total=total, label=f"{len(archive)} subnets evaluated")
+
+            archive = run_search(
+                sp,
+                accuracy=accuracy,
+                costs=costs,
+                budgets=budgets,
+                algorithm=algo,
+                evaluations=evals,
+                seed=seed,
+                objectives=objectives.split(",") if objectives else None,
+                allowed_resolutions=allowed,
+                progress=report,
+                meta={"device": spec.name, "table": str(path), "supernet": str(supernet or "")},
+                options={"predictor": predictor},
+            )
+        chosen = archive.pick(budgets)
+        archive.save(folder / "archive.json")
+        atomic_write_json(folder / "best.json", sp.arch_to_dict(chosen.arch))
+        pareto_png(
+            archive,
+            budgets=budgets,
+            chosen=chosen,
+            path=folder / "pareto.png",
+            title=f"{sp.name} on {spec.name}, {algo}, budget {', '.join(map(str, budgets))}",
+        )
+    metric = archive.meta["metric"]
+    label = f"{metric} (PROXY, not accuracy)" if metric.startswith("proxy") else f"{metric} (supernet)"
+    front = Table("", label, *(f"{o.name} ({o.unit})" for o in archive.objectives[1:]), "arch")
+    for rec in archive.front():
+        mark = "[bold orange3]*[/]" if rec is chosen else ""
+        front.add_row(
+            mark,
+            f"{rec.values['accuracy']:.4f}",
+            *(o.show(rec.values[o.name]).split()[0] for o in archive.objectives[1:]),
+            str(rec.arch),
+        )
+    out.print(front)
+    costs_line = ", ".join(o.show(chosen.values[o.name]) for o in archive.objectives[1:])
+    out.print(
+        f"chosen: {label} {chosen.values['accuracy']:.4f}, {costs_line} under {', '.join(map(str, budgets))}",
+        highlight=False,
+    )
+    out.print(str(chosen.arch), highlight=False)
+    out.print(f"hypervolume {archive.meta['hypervolume']:.4g} (reference {archive.meta['reference']})", highlight=False)
+    out.print(f"wrote {folder}/archive.json, best.json, pareto.png", highlight=False)
+
+
 def main() -> None:
     app()
 

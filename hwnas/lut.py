@@ -36,6 +36,7 @@ from hwnas.backends.base import Timing
 from hwnas.errors import HwnasError
 from hwnas.io import atomic_write_bytes, atomic_write_json
 from hwnas.signature import BlockSignature
+from hwnas.slotcost import SlotCost
 from hwnas.space import Arch, SearchSpace
 
 SCHEMA_VERSION = 1
@@ -99,7 +100,7 @@ class LatencyTable:
             row["round_medians_ms"] = [float(v) for v in row["round_medians_ms"]]
             self._rows[row["key"]] = row
         self.space = space or SearchSpace.load(meta["space"])
-        self._slot_cache: list | None = None
+        self._slot_cache: SlotCost | None = None
 
     # ---- construction and files ---------------------------------------------------------
     @classmethod
@@ -284,41 +285,19 @@ class LatencyTable:
         if x.ndim != 2 or x.shape[1] != self.space.n_var:
             raise LutError(f"predict_many needs archs or an (n, {self.space.n_var}) integer matrix, got {x.shape}")
         o = self.overhead_ms
-        total = np.full(len(x), o)
-        for slot, costs, keys, active in self._slots():
-            index = tuple(x[:, g] for g in slot.genes)
-            cost = costs[index]
-            if active is not None:
-                cost = np.where(active[x[:, slot.depth_gene]], cost, 0.0)
-            if np.isnan(cost).any():
-                bad = keys[tuple(i[np.isnan(cost)][:3] for i in index)]
-                raise LutError(
-                    f"latency table has no entry for block(s) {', '.join(dict.fromkeys(bad))}; "
-                    "profile them with `hwnas profile`"
-                )
-            total += cost
+        if self._slot_cache is None:
+            rows = self._rows
+            self._slot_cache = SlotCost(
+                self.space, lambda sig: self._cost(sig.key) - o if sig.key in rows else None, task=self.meta["task"]
+            )
+        total, missing = self._slot_cache(x)
+        if missing:
+            raise LutError(
+                f"latency table has no entry for block(s) {', '.join(missing[:3])}; profile them with `hwnas profile`"
+            )
+        total = total + o
         cal = self.calibration
         return cal.apply(total) if calibrated and cal is not None else total
-
-    def _slots(self) -> list:
-        """Per slot: cost array (median - overhead, NaN if missing) over its genes, keys, depth mask."""
-        if self._slot_cache is None:
-            task, o, cache = self.meta["task"], self.overhead_ms, []
-            for slot in self.space.slots(task):
-                sigs = self.space.slot_signatures(slot, task)
-                shape = tuple(max(c[i] for c in sigs) + 1 for i in range(len(slot.genes)))
-                costs, keys = np.full(shape, np.nan), np.empty(shape, dtype=object)
-                for combo, sig in sigs.items():
-                    keys[combo] = sig.key
-                    if sig.key in self._rows:
-                        costs[combo] = self._cost(sig.key) - o
-                active = None
-                if slot.depth_gene is not None:
-                    depths = self.space.variables[slot.depth_gene][1]
-                    active = np.array([d >= slot.min_depth for d in depths])
-                cache.append((slot, costs, keys, active))
-            self._slot_cache = cache
-        return self._slot_cache
 
 
 def _space_of(meta: dict, path: Path) -> SearchSpace:

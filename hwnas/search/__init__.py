@@ -1,0 +1,101 @@
+"""Multi-objective search: `search(...)` runs one searcher and returns its `Archive`."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from hwnas.search.archive import Archive, Record
+from hwnas.search.baselines import evolution, random_search
+from hwnas.search.budget import Budget, BudgetError, parse_budget, parse_budgets
+from hwnas.search.mosegnas import mosegnas
+from hwnas.search.nsga import ArchProblem, ArchRepair, Progress, nsga2
+from hwnas.search.objectives import COSTS, Costs, Objective
+from hwnas.search.predictors import NAMES as PREDICTORS
+from hwnas.space import SearchSpace
+
+__all__ = ["Archive", "Budget", "BudgetError", "Costs", "Objective", "Record", "parse_budget", "parse_budgets"]
+__all__ += ["search", "lowest_cost", "reference_point", "ALGORITHMS"]
+
+ALGORITHMS = {"mosegnas": mosegnas, "nsga2": nsga2, "random": random_search, "evolution": evolution}
+
+
+def reference_point(
+    space: SearchSpace, costs: Costs, names: list[str], allowed_resolutions: list[int] | None
+) -> dict[str, float]:
+    """Hypervolume reference: accuracy 0 and 1.1 x each cost of the largest subnet (at an allowed resolution)."""
+    x = ArchRepair(space, allowed_resolutions)._do(None, space.encode(space.max())[None])
+    return {"accuracy": 0.0, **{n: 1.1 * float(costs(n, x)[0]) for n in names}}
+
+
+def lowest_cost(
+    space: SearchSpace, costs: Costs, name: str, allowed_resolutions: list[int] | None, samples: int = 4096
+) -> float:
+    """The lowest `name` among the smallest subnet and `samples` random ones (an upper bound on the space's)."""
+    rng = np.random.default_rng(0)
+    _, xu = space.bounds()
+    x = np.vstack([space.encode(space.min())[None], rng.integers(0, xu + 1, size=(samples, len(xu)))])
+    x = ArchRepair(space, allowed_resolutions)._do(None, x)
+    return float(costs(name, x).min())
+
+
+def search(
+    space: SearchSpace,
+    *,
+    accuracy,
+    costs: Costs,
+    budgets: list[Budget],
+    objectives: list[str] | None = None,
+    algorithm: str = "nsga2",
+    evaluations: int = 64,
+    seed: int = 0,
+    allowed_resolutions: list[int] | None = None,
+    progress: Progress | None = None,
+    meta: dict[str, Any] | None = None,
+    options: dict[str, Any] | None = None,
+) -> Archive:
+    """Find the accuracy/cost front under `budgets`; `accuracy` is a supernet or proxy evaluator.
+
+    `options` go to the mosegnas searcher (per_generation, initial, predictor, surrogate_pop/gens).
+    """
+    if algorithm not in ALGORITHMS:
+        raise BudgetError(f"unknown --algo '{algorithm}'; allowed: {', '.join(ALGORITHMS)}")
+    if algorithm == "mosegnas" and (options or {}).get("predictor", "ranknet") not in PREDICTORS:
+        raise BudgetError(f"unknown --predictor '{options['predictor']}'; allowed: {', '.join(PREDICTORS)}")
+    if evaluations < 2:
+        raise BudgetError(f"--evals must be at least 2, got {evaluations}")
+    names = list(dict.fromkeys(objectives or [b.objective for b in budgets] or ["latency"]))
+    for name in names:
+        if name not in COSTS:
+            raise BudgetError(f"unknown objective '{name}'; allowed: {', '.join(COSTS)}")
+    for b in budgets:
+        lowest = lowest_cost(space, costs, b.objective, allowed_resolutions)
+        if lowest > b.limit:
+            raise BudgetError(
+                f"no subnet of '{space.name}' can meet the budget {b}: the lowest {b.objective} found is "
+                f"{lowest:.4g} {'ms' if b.objective == 'latency' else ''}".rstrip()
+                + " (the smallest subnet and 4096 random ones); raise the budget"
+            )
+    archive = Archive(
+        space=space,
+        objectives=[Objective("accuracy", maximise=True), *(Objective(n) for n in names)],
+        meta={
+            "metric": accuracy.metric,
+            "accuracy_source": accuracy.source,
+            "algorithm": algorithm,
+            "seed": seed,
+            "evaluations": evaluations,
+            "budgets": [b.text for b in budgets],
+            **(meta or {}),
+        },
+    )
+    problem = ArchProblem(
+        archive=archive, accuracy=accuracy, costs=costs, budgets=budgets, allowed_resolutions=allowed_resolutions
+    )
+    reference = reference_point(space, costs, names, allowed_resolutions)
+    archive.meta["reference"] = reference
+    extra = {"reference": reference, **(options or {})} if algorithm == "mosegnas" else {}
+    ALGORITHMS[algorithm](problem, evaluations=evaluations, seed=seed, progress=progress, **extra)
+    archive.meta["hypervolume"] = archive.hypervolume(reference)
+    return archive

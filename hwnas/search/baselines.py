@@ -1,0 +1,96 @@
+"""Baseline searchers: uniform random sampling and once-for-all's constrained evolution."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from hwnas.search.archive import Archive
+from hwnas.search.nsga import ArchProblem, Progress
+
+
+def random_search(
+    problem: ArchProblem, *, evaluations: int, seed: int = 0, progress: Progress | None = None, batch: int = 16
+) -> Archive:
+    """Uniform samples over each variable (repaired), `evaluations` distinct archs, in batches."""
+    rng = np.random.default_rng(seed)
+    repair = problem.repair
+    _, xu = problem.archive.space.bounds()
+    seen: set[bytes] = set()
+    rounds = 0
+    while len(seen) < evaluations and rounds < 100 * evaluations:
+        rounds += 1
+        x = repair._do(problem, rng.integers(0, xu + 1, size=(batch, len(xu))))
+        fresh = []
+        for row in x:
+            if row.tobytes() not in seen and len(seen) < evaluations:
+                seen.add(row.tobytes())
+                fresh.append(row)
+        if fresh:
+            problem.evaluate(np.array(fresh))
+            if progress:
+                progress(len(seen), evaluations, problem.archive)
+    return problem.archive
+
+
+def evolution(
+    problem: ArchProblem,
+    *,
+    evaluations: int,
+    seed: int = 0,
+    progress: Progress | None = None,
+    population: int = 16,
+    parent_ratio: float = 0.25,
+    mutation_ratio: float = 0.5,
+    mutate_prob: float = 0.1,
+) -> Archive:
+    """Once-for-all's evolution finder: a single objective (accuracy) under the budgets; each generation
+    keeps the best `parent_ratio` of the population and refills it with mutants (`mutation_ratio`) and
+    crossovers of parents, resampling any child that breaks a budget (up to 50 tries)."""
+    archive, space = problem.archive, problem.archive.space
+    rng = np.random.default_rng(seed)
+    _, xu = space.bounds()
+
+    def feasible(x: np.ndarray) -> np.ndarray:
+        ok = np.ones(len(x), dtype=bool)
+        for b in problem.budgets:
+            ok &= problem.costs(b.objective, x) <= b.limit
+        return ok
+
+    def draw(make) -> np.ndarray | None:
+        for _ in range(50):
+            x = problem.repair._do(problem, make()[None])
+            if feasible(x)[0]:
+                return x[0]
+        return None
+
+    pop = [x for x in (draw(lambda: rng.integers(0, xu + 1)) for _ in range(population)) if x is not None]
+    if not pop:
+        return archive
+    problem.evaluate(np.array(pop[: max(1, min(len(pop), evaluations))]))
+    generation, total = 0, max(1, -(-evaluations // population))
+    while len(archive) < evaluations:
+        generation += 1
+        scored = sorted(pop, key=lambda x: -archive.get(space.decode(x)).values["accuracy"])
+        parents = scored[: max(2, int(parent_ratio * population))]
+        children = []
+        for i in range(population - len(parents)):
+            if i < mutation_ratio * (population - len(parents)):
+                base = parents[rng.integers(len(parents))]
+                child = draw(
+                    lambda base=base: np.where(rng.random(len(xu)) < mutate_prob, rng.integers(0, xu + 1), base)
+                )
+            else:
+                a, b = (parents[j] for j in rng.choice(len(parents), 2, replace=False))
+                child = draw(lambda a=a, b=b: np.where(rng.random(len(xu)) < 0.5, a, b))
+            if child is not None:
+                children.append(child)
+        fresh = [c for c in children if space.decode(c) not in archive][: evaluations - len(archive)]
+        before = len(archive)
+        if fresh:
+            problem.evaluate(np.unique(np.array(fresh), axis=0))
+        pop = parents + children
+        if progress:
+            progress(generation, total, archive)
+        if len(archive) == before and generation > 10 * total:
+            break
+    return archive

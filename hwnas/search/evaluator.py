@@ -1,0 +1,82 @@
+"""Accuracy of subnets: from a trained supernet (inherited weights, BN recalibrated on training
+batches, scored on the validation split; cached by arch so nothing is evaluated twice), or a labelled
+proxy (FLOPs or params) when no supernet is given."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from hwnas.data import SOURCES, load_data
+from hwnas.errors import CheckpointError
+from hwnas.search.objectives import Costs
+from hwnas.space import Arch, SearchSpace
+from hwnas.train.checkpoint import build_model, check_space, load_checkpoint
+from hwnas.train.evaluate import evaluate
+from hwnas.train.task import make_task
+
+PROXIES = ("flops", "params")
+
+
+class SupernetEvaluator:
+    """`evaluator(arch) -> score` (the task's primary metric: CC or top-1) on a trained supernet."""
+
+    def __init__(
+        self,
+        checkpoint: str | Path,
+        space: SearchSpace,
+        *,
+        data: str | None = None,
+        bn_batches: int = 4,
+        val_size: int = 128,
+    ):
+        ckpt = load_checkpoint(checkpoint)
+        check_space(ckpt, space, checkpoint)
+        if ckpt["kind"] != "supernet":
+            raise CheckpointError(f"{checkpoint} holds a single subnet; search needs a supernet checkpoint")
+        source = data or ckpt.get("data")
+        if data is None and source not in SOURCES:
+            raise CheckpointError(
+                f"{checkpoint} was trained on the folder '{source}'; pass its path with --data to score subnets"
+            )
+        self.space, self.task_name = space, ckpt["task"]
+        self.model = build_model(ckpt, checkpoint)
+        self.task = make_task(ckpt["task"], int(ckpt.get("num_classes", 1)))
+        seed = int(ckpt.get("config", {}).get("seed", 0))
+        w, h = space.max().resolution
+        self.data = load_data(source, task=ckpt["task"], size=(h, w), seed=seed, val_size=val_size)
+        self.bn_batches = bn_batches
+        self.metric = self.task.primary
+        self.source = "supernet"
+        self.cache: dict[str, float] = {}
+
+    def __call__(self, arch: Arch) -> float:
+        key = str(arch)
+        if key not in self.cache:
+            with torch.random.fork_rng(devices=[]):
+                scores = evaluate(self.model, self.data, self.task, arch=arch, bn_batches=self.bn_batches)
+            self.cache[key] = float(scores[self.metric])
+        return self.cache[key]
+
+    def many(self, x: np.ndarray) -> np.ndarray:
+        return np.array([self(self.space.decode(row)) for row in np.asarray(x, dtype=np.int64)])
+
+
+class ProxyEvaluator:
+    """FLOPs or params standing in for accuracy (bigger is assumed better); never an accuracy."""
+
+    def __init__(self, proxy: str, costs: Costs, space: SearchSpace):
+        if proxy not in PROXIES:
+            raise CheckpointError(f"unknown --proxy '{proxy}'; allowed: {', '.join(PROXIES)}")
+        self.proxy, self.costs, self.space = proxy, costs, space
+        self.metric = f"proxy-{proxy}"
+        self.source = f"proxy-{proxy}"
+        self.cache: dict[str, float] = {}
+
+    def __call__(self, arch: Arch) -> float:
+        return float(self.many(self.space.encode(arch)[None])[0])
+
+    def many(self, x: np.ndarray) -> np.ndarray:
+        return self.costs(self.proxy, np.asarray(x, dtype=np.int64))

@@ -1,0 +1,121 @@
+"""Search over the integer encoding with pymoo: the `ArchProblem` (pymoo `Problem`, vectorised
+`_evaluate` filling F and G), its repair, and the `nsga2` searcher.
+
+F holds the objectives in minimisation form (accuracy negated); G holds one inequality constraint
+per budget, cost - limit <= 0. Every arch whose accuracy is computed lands in the `Archive`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+from pymoo.core.problem import Problem
+from pymoo.core.repair import Repair
+
+from hwnas.search.archive import Archive
+from hwnas.search.budget import Budget
+from hwnas.search.objectives import Costs
+from hwnas.space import SearchSpace
+
+Progress = Callable[[int, int, Archive], None]
+
+
+class ArchRepair(Repair):
+    """Round to integers, clip to the bounds, and move the resolution gene to an allowed value."""
+
+    def __init__(self, space: SearchSpace, allowed_resolutions: list[int] | None = None):
+        super().__init__()
+        self.xl, self.xu = space.bounds()
+        self.gene = space.gene("resolution")
+        self.allowed = np.array(sorted(allowed_resolutions)) if allowed_resolutions else None
+
+    def _do(self, problem, X, **kwargs):
+        X = np.clip(np.round(np.asarray(X, dtype=float)), self.xl, self.xu).astype(np.int64)
+        if self.allowed is not None:
+            nearest = np.abs(X[:, self.gene][:, None] - self.allowed[None, :]).argmin(axis=1)
+            X[:, self.gene] = self.allowed[nearest]
+        return X
+
+
+class ArchProblem(Problem):
+    """Objectives (accuracy first) and budgets of encoded archs; fills the archive as it goes."""
+
+    def __init__(
+        self,
+        *,
+        archive: Archive,
+        accuracy,
+        costs: Costs,
+        budgets: list[Budget],
+        allowed_resolutions: list[int] | None = None,
+        record: bool = True,
+    ):
+        space = archive.space
+        xl, xu = space.bounds()
+        super().__init__(
+            n_var=space.n_var, n_obj=len(archive.objectives), n_ieq_constr=len(budgets), xl=xl, xu=xu, vtype=int
+        )
+        self.archive, self.accuracy, self.costs, self.budgets = archive, accuracy, costs, budgets
+        self.repair = ArchRepair(space, allowed_resolutions)
+        self.allowed_resolutions, self.record = allowed_resolutions, record
+
+    def values(self, x: np.ndarray) -> dict[str, np.ndarray]:
+        x = np.asarray(x, dtype=np.int64)
+        names = {o.name for o in self.archive.objectives[1:]} | {b.objective for b in self.budgets}
+        values = {name: self.costs(name, x) for name in names}
+        values[self.archive.objectives[0].name] = self.accuracy.many(x)
+        return values
+
+    def _evaluate(self, X, out, *args, **kwargs):
+        x = np.asarray(X, dtype=np.int64)
+        values = self.values(x)
+        if self.record:
+            for i, row in enumerate(x):
+                arch = self.archive.space.decode(row)
+                self.archive.add(arch, {k: v[i] for k, v in values.items()}, self.accuracy.source)
+        out["F"] = np.column_stack([-values[o.name] if o.maximise else values[o.name] for o in self.archive.objectives])
+        if self.budgets:
+            out["G"] = np.column_stack([values[b.objective] - b.limit for b in self.budgets])
+
+
+def nsga2(
+    problem: ArchProblem, *, evaluations: int, pop_size: int = 16, seed: int = 0, progress: Progress | None = None
+) -> Archive:
+    """pymoo NSGA-II (integer SBX and polynomial mutation with the arch repair), run by ask and tell
+    until `evaluations` distinct archs are in the archive (the last generation is cut to fit)."""
+    from pymoo.algorithms.moo.nsga2 import NSGA2
+    from pymoo.operators.crossover.sbx import SBX
+    from pymoo.operators.mutation.pm import PM
+    from pymoo.operators.sampling.rnd import IntegerRandomSampling
+
+    repair = problem.repair
+    pop_size = max(2, min(pop_size, evaluations))
+    algorithm = NSGA2(
+        pop_size=pop_size,
+        sampling=IntegerRandomSampling(),
+        crossover=SBX(prob=0.9, eta=15, vtype=float, repair=repair),
+        mutation=PM(eta=20, vtype=float, repair=repair),
+        repair=repair,
+        eliminate_duplicates=True,
+    )
+    algorithm.setup(problem, termination=("n_gen", 10**9), seed=seed, verbose=False)
+    archive, space = problem.archive, problem.archive.space
+    generation, stalled, total = 0, 0, max(1, -(-evaluations // pop_size))
+    while len(archive) < evaluations and stalled < 20:
+        generation += 1
+        pop = algorithm.ask()
+        x = np.asarray(pop.get("X"), dtype=np.int64)
+        room, keep = evaluations - len(archive), []
+        for i, row in enumerate(x):  # archived archs cost nothing (cached); new ones only while budget lasts
+            if space.decode(row) in archive or room > 0:
+                room -= space.decode(row) not in archive
+                keep.append(i)
+        before = len(archive)
+        pop = pop[keep]
+        algorithm.evaluator.eval(problem, pop)
+        algorithm.tell(infills=pop)
+        stalled = stalled + 1 if len(archive) == before else 0
+        if progress:
+            progress(min(generation, total), total, archive)
+    return problem.archive

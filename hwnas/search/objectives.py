@@ -1,0 +1,62 @@
+"""Objectives of a search: accuracy (maximised) and hardware costs (minimised), vectorised over
+encoded archs (an (n, n_var) integer matrix, `SearchSpace.encode`).
+
+Latency comes from the device's latency table (calibrated when the table holds a calibration);
+params, FLOPs and size are analytic sums over block signatures. Energy needs a table with energy
+columns (`hwnas profile --energy`), which does not exist yet.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from hwnas.lut import LatencyTable
+from hwnas.search.budget import BudgetError
+from hwnas.slotcost import SlotCost
+from hwnas.space import SearchSpace
+
+COSTS = ("latency", "params", "flops", "size", "energy")
+UNITS = {"accuracy": "", "latency": "ms", "params": "M", "flops": "GFLOPs", "size": "MB", "energy": "mJ"}
+DISPLAY_SCALE = {"params": 1e-6, "flops": 1e-9}
+
+
+@dataclass(frozen=True)
+class Objective:
+    name: str
+    maximise: bool = False
+
+    @property
+    def unit(self) -> str:
+        return UNITS.get(self.name, "")
+
+    def show(self, value: float) -> str:
+        """A value in display units (M params, GFLOPs)."""
+        scaled = value * DISPLAY_SCALE.get(self.name, 1.0)
+        return f"{scaled:.4f}" if self.name == "accuracy" else f"{scaled:.3f} {self.unit}".strip()
+
+
+class Costs:
+    """The hardware-side objectives of encoded archs."""
+
+    def __init__(self, space: SearchSpace, *, task: str, num_classes: int = 1, table: LatencyTable | None = None):
+        self.space, self.table = space, table
+        self._params = SlotCost(space, lambda s: float(s.params()), task=task, num_classes=num_classes)
+        self._flops = SlotCost(space, lambda s: float(s.flops()), task=task, num_classes=num_classes)
+
+    def __call__(self, name: str, x: np.ndarray) -> np.ndarray:
+        x = np.asarray(x, dtype=np.int64)
+        if name == "latency":
+            if self.table is None:
+                raise BudgetError("latency needs a latency table: build one with `hwnas profile --device D`")
+            return self.table.predict_many(x)
+        if name == "params":
+            return self._params(x)[0]
+        if name == "flops":
+            return self._flops(x)[0]
+        if name == "size":
+            return self._params(x)[0] * 4 / 1e6  # fp32 weights, MB
+        if name == "energy":
+            raise BudgetError("energy as an objective needs a table with energy columns (`hwnas profile --energy`)")
+        raise BudgetError(f"unknown objective '{name}'; allowed: accuracy, {', '.join(COSTS)}")

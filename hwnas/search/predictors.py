@@ -1,0 +1,213 @@
+"""Accuracy predictors behind one interface, `fit(X, y) -> self` and `predict(X)`, on encoded archs.
+
+- `RankNet` (MoSegNAS Section III-C, Algorithm 3, Eq. 5-6): an MLP on one-hot encoded archs trained
+  with a pairwise margin ranking loss, its training set enriched every epoch with random archs
+  labelled by RBF, decision-tree and gradient-boosting teachers, cosine-annealed learning rate.
+- `LightGBMEnsemble`: one LightGBM regressor per fold of a k-fold split, averaged (NATv2's default).
+- `SklearnPredictor`: Gaussian process with an RBF kernel, SVR, ridge, KNN, CART (scikit-learn).
+
+`kendall_tau(predictor, X_test, y_test)` is how each is judged: rank agreement on held-out archs.
+"""
+
+from __future__ import annotations
+
+import warnings
+from contextlib import contextmanager
+
+import numpy as np
+import torch
+from scipy.stats import kendalltau
+from torch import nn
+
+from hwnas.errors import HwnasError
+from hwnas.space import SearchSpace
+
+NAMES = ("ranknet", "lgbm", "gp", "svr", "ridge", "knn", "cart")
+
+
+@contextmanager
+def _quiet():
+    """scikit-learn's convergence notes on a few dozen samples are expected, not news for the user."""
+    from sklearn.exceptions import ConvergenceWarning
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        yield
+
+
+def one_hot(space: SearchSpace, x: np.ndarray) -> np.ndarray:
+    """The sparse encoding MoSegNAS feeds its MLP: one indicator per choice of each variable."""
+    x = np.asarray(x, dtype=np.int64)
+    sizes = [len(choices) for _, choices in space.variables]
+    out = np.zeros((len(x), sum(sizes)), dtype=np.float32)
+    offset = 0
+    for i, size in enumerate(sizes):
+        out[np.arange(len(x)), offset + x[:, i]] = 1.0
+        offset += size
+    return out
+
+
+def _sklearn_model(name: str, seed: int):
+    from sklearn.gaussian_process import GaussianProcessRegressor
+    from sklearn.gaussian_process.kernels import RBF, ConstantKernel, WhiteKernel
+    from sklearn.linear_model import Ridge
+    from sklearn.neighbors import KNeighborsRegressor
+    from sklearn.svm import SVR
+    from sklearn.tree import DecisionTreeRegressor
+
+    if name == "gp":
+        kernel = ConstantKernel() * RBF(length_scale=3.0) + WhiteKernel(1e-3)
+        return GaussianProcessRegressor(kernel, normalize_y=True, random_state=seed)
+    if name == "svr":
+        return SVR(C=1.0, epsilon=0.01)
+    if name == "ridge":
+        return Ridge(alpha=1.0)
+    if name == "knn":
+        return KNeighborsRegressor(n_neighbors=5, weights="distance")
+    if name == "cart":
+        return DecisionTreeRegressor(min_samples_leaf=2, random_state=seed)
+    raise HwnasError(f"unknown predictor '{name}'; allowed: {', '.join(NAMES)}")
+
+
+class SklearnPredictor:
+    """A scikit-learn regressor on one-hot encoded archs."""
+
+    def __init__(self, space: SearchSpace, *, name: str = "gp", seed: int = 0):
+        self.space, self.name, self.seed = space, name, seed
+        self.model = _sklearn_model(name, seed)
+
+    def fit(self, x: np.ndarray, y: np.ndarray) -> SklearnPredictor:
+        with _quiet():
+            self.model.fit(one_hot(self.space, x), np.asarray(y, dtype=np.float64))
+        return self
+
+    def predict(self, x: np.ndarray) -> np.ndarray:
+        return np.asarray(self.model.predict(one_hot(self.space, x)), dtype=np.float64)
+
+
+class LightGBMEnsemble:
+    """k LightGBM regressors, each fitted on k-1 folds, averaged; integer encoding as features."""
+
+    def __init__(self, space: SearchSpace, *, folds: int = 5, seed: int = 0):
+        self.space, self.folds, self.seed = space, folds, seed
+        self.models: list = []
+
+    def fit(self, x: np.ndarray, y: np.ndarray) -> LightGBMEnsemble:
+        import lightgbm
+        from sklearn.model_selection import KFold
+
+        x, y = np.asarray(x, dtype=np.float64), np.asarray(y, dtype=np.float64)
+        folds = max(2, min(self.folds, len(x)))
+        self.models = []
+        for k, (train, _) in enumerate(KFold(folds, shuffle=True, random_state=self.seed).split(x)):
+            model = lightgbm.LGBMRegressor(
+                n_estimators=200,
+                learning_rate=0.05,
+                num_leaves=15,
+                min_child_samples=3,
+                subsample=0.9,
+                subsample_freq=1,
+                colsample_bytree=0.9,
+                random_state=self.seed + k,
+                verbose=-1,
+            )
+            self.models.append(model.fit(x[train], y[train]))
+        return self
+
+    def predict(self, x: np.ndarray) -> np.ndarray:
+        x = np.asarray(x, dtype=np.float64)
+        return np.mean([m.predict(x) for m in self.models], axis=0)
+
+
+class RankNet:
+    """MoSegNAS's accuracy predictor (Algorithm 3).
+
+    Eq. 5 as printed puts the sign of the *predicted* difference in front of the true one, which
+    leaves no gradient to the network; the pairwise margin ranking loss it describes is
+    max(0, gamma - sign(y_i - y_j) (y_hat_i - y_hat_j)) over all pairs, with y and y_hat in [0, 1]
+    (labels min-max normalised, outputs through a sigmoid), plus weight decay (Eq. 6). Table I's
+    settings: 3 hidden layers of 300, 500 epochs, learning rate 8e-4 cosine-annealed (line 8),
+    weight decay 1e-5, margin 0.05; each epoch adds `synthetic` random archs labelled by the mean of
+    the RBF, decision-tree and gradient-boosting teachers (lines 4, 10-12). Optimised with Adam.
+    """
+
+    def __init__(
+        self,
+        space: SearchSpace,
+        *,
+        epochs: int = 500,
+        hidden: int = 300,
+        layers: int = 3,
+        lr: float = 8e-4,
+        weight_decay: float = 1e-5,
+        margin: float = 0.05,
+        synthetic: int = 32,
+        seed: int = 0,
+    ):
+        self.space, self.epochs, self.lr, self.weight_decay = space, epochs, lr, weight_decay
+        self.margin, self.synthetic, self.seed = margin, synthetic, seed
+        width = sum(len(c) for _, c in space.variables)
+        dims = [width] + [hidden] * layers
+        blocks: list[nn.Module] = []
+        for a, b in zip(dims[:-1], dims[1:], strict=True):
+            blocks += [nn.Linear(a, b), nn.ReLU()]
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            self.net = nn.Sequential(*blocks, nn.Linear(dims[-1], 1))
+
+    def _teachers(self, x: np.ndarray, y: np.ndarray):
+        from sklearn.ensemble import GradientBoostingRegressor
+        from sklearn.tree import DecisionTreeRegressor
+
+        features = one_hot(self.space, x)
+        with _quiet():
+            rbf = _sklearn_model("gp", self.seed).fit(features, y)
+        tree = DecisionTreeRegressor(min_samples_leaf=2, random_state=self.seed).fit(features, y)
+        boost = GradientBoostingRegressor(n_estimators=100, max_depth=3, random_state=self.seed).fit(features, y)
+        return lambda f: (rbf.predict(f) + tree.predict(f) + boost.predict(f)) / 3
+
+    def fit(self, x: np.ndarray, y: np.ndarray) -> RankNet:
+        x, y = np.asarray(x, dtype=np.int64), np.asarray(y, dtype=np.float64)
+        lo, span = y.min(), max(y.max() - y.min(), 1e-12)
+        label = lambda v: (v - lo) / span  # noqa: E731
+        teacher = self._teachers(x, y) if self.synthetic else None
+        rng = np.random.default_rng(self.seed)
+        _, xu = self.space.bounds()
+        real_x, real_y = torch.from_numpy(one_hot(self.space, x)), torch.from_numpy(label(y)).float()
+        optimizer = torch.optim.Adam(self.net.parameters(), lr=self.lr, weight_decay=self.weight_decay)
+        schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=self.epochs)
+        self.net.train()
+        for _ in range(self.epochs):
+            feats, labels = real_x, real_y
+            if teacher is not None:
+                fake = one_hot(self.space, rng.integers(0, xu + 1, size=(self.synthetic, len(xu))))
+                feats = torch.cat([feats, torch.from_numpy(fake)])
+                labels = torch.cat([labels, torch.from_numpy(label(teacher(fake))).float()])
+            pred = torch.sigmoid(self.net(feats)).squeeze(1)
+            sign = torch.sign(labels[:, None] - labels[None, :])
+            hinge = torch.clamp(self.margin - sign * (pred[:, None] - pred[None, :]), min=0)
+            loss = (hinge * (sign != 0)).sum() / (2 * len(labels))
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+            schedule.step()
+        self.net.eval()
+        return self
+
+    def predict(self, x: np.ndarray) -> np.ndarray:
+        with torch.no_grad():
+            out = torch.sigmoid(self.net(torch.from_numpy(one_hot(self.space, x)))).squeeze(1)
+        return out.double().numpy()
+
+
+def make_predictor(name: str, space: SearchSpace, *, seed: int = 0):
+    if name == "ranknet":
+        return RankNet(space, seed=seed)
+    if name == "lgbm":
+        return LightGBMEnsemble(space, seed=seed)
+    return SklearnPredictor(space, name=name, seed=seed)
+
+
+def kendall_tau(predictor, x: np.ndarray, y: np.ndarray) -> float:
+    """Kendall's tau between predictions and the true values of held-out archs."""
+    return float(kendalltau(predictor.predict(x), y).statistic)

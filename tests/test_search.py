@@ -1,0 +1,245 @@
+"""Search: budgets, vectorised costs, the archive's front / hypervolume / pick, and the whole chain
+on `mini` (real cpu table, real tiny supernet, `hwnas search --budget`) with its bad inputs."""
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from hwnas.errors import CheckpointError
+from hwnas.lut import LatencyTable
+from hwnas.search import Archive, BudgetError, Costs, Objective, parse_budget, parse_budgets
+from hwnas.search.evaluator import SupernetEvaluator
+from hwnas.space import SearchSpace
+
+HWNAS = [sys.executable, "-m", "hwnas.cli"]
+
+
+def _cli(*args, check=True):
+    proc = subprocess.run([*HWNAS, *args], capture_output=True, text=True, timeout=900)
+    if check and proc.returncode != 0:
+        raise AssertionError(proc.stdout + proc.stderr)
+    return proc
+
+
+@pytest.mark.parametrize(
+    ("text", "objective", "limit"),
+    [
+        ("30ms", "latency", 30.0),
+        ("500us", "latency", 0.5),
+        ("0.2s", "latency", 200.0),
+        ("2mJ", "energy", 2.0),
+        ("300MFLOPs", "flops", 3e8),
+        ("1.5GFLOPs", "flops", 1.5e9),
+        ("5M", "params", 5e6),
+        ("20MB", "size", 20.0),
+    ],
+)
+def test_budgets_parse_with_units(text, objective, limit):
+    budget = parse_budget(text)
+    assert (budget.objective, budget.limit) == (objective, pytest.approx(limit))
+
+
+@pytest.mark.parametrize("text", ["30", "30 bananas", "ms", "-3ms", "0ms", "30mS", "3e400ms"])
+def test_bad_budgets(text):
+    with pytest.raises(BudgetError, match="budget"):
+        parse_budget(text)
+    with pytest.raises(BudgetError, match="both limit latency"):
+        parse_budgets(["30ms", "20ms"])
+
+
+@pytest.mark.parametrize("preset", ["mini", "alphanet"])
+def test_vectorised_params_and_flops_match_the_signatures(preset):
+    space = SearchSpace.load(preset)
+    costs = Costs(space, task="saliency")
+    archs = [space.min(), space.max(), *(space.sample(np.random.default_rng(i)) for i in range(20))]
+    x = np.array([space.encode(a) for a in archs])
+    assert costs("params", x).tolist() == [space.params(a) for a in archs]
+    assert costs("flops", x).tolist() == [space.flops(a) for a in archs]
+    assert costs("size", x) == pytest.approx(np.array([space.params(a) * 4 / 1e6 for a in archs]))
+
+
+def _archive(points):
+    space = SearchSpace.load("mini")
+    archive = Archive(space=space, objectives=[Objective("accuracy", maximise=True), Objective("latency")])
+    rng = np.random.default_rng(0)
+    for acc, lat in points:
+        arch = space.sample(rng)
+        while arch in archive:
+            arch = space.sample(rng)
+        archive.add(arch, {"accuracy": acc, "latency": lat}, "supernet")
+    return archive
+
+
+def test_archive_front_hypervolume_and_pick_by_hand():
+    archive = _archive([(0.6, 1.0), (0.8, 3.0), (0.9, 4.0), (0.7, 3.5), (0.85, 5.0)])
+    assert [r.values["latency"] for r in archive.front()] == [1.0, 3.0, 4.0]
+    # reference accuracy 0, latency 6: boxes 0.6 x 5 + (0.8 - 0.6) x 3 + (0.9 - 0.8) x 2
+    assert archive.hypervolume({"accuracy": 0.0, "latency": 6.0}) == pytest.approx(3.0 + 0.6 + 0.2)
+    assert archive.pick(parse_budgets(["3.5ms"])).values == {"accuracy": 0.8, "latency": 3.0}
+    with pytest.raises(BudgetError, match=r"none of the 5 evaluated subnets meets 0.5ms \(lowest: latency 1\)"):
+        archive.pick(parse_budgets(["0.5ms"]))
+
+
+def test_archive_round_trips_through_json(tmp_path):
+    archive = _archive([(0.6, 1.0), (0.8, 3.0)])
+    archive.meta["metric"] = "cc"
+    loaded = Archive.load(archive.save(tmp_path / "a.json"), archive.space)
+    assert [(str(r.arch), r.values, r.source) for r in loaded.records] == [
+        (str(r.arch), r.values, r.source) for r in archive.records
+    ]
+    assert loaded.meta == {"metric": "cc"}
+
+
+# ---- the chain on mini: real table, real supernet, hwnas search ------------------------------------
+@pytest.fixture(scope="module")
+def chain(tmp_path_factory):
+    root = tmp_path_factory.mktemp("chain")
+    lut = root / "cpu-mini.parquet"
+    _cli("profile", "--device", "cpu", "--space", "mini", "--resolution", "32x32", "--rounds", "2", "--out", str(lut))
+    ckpt = root / "supernet.pt"
+    _cli(
+        "train",
+        "supernet",
+        "--space",
+        "mini",
+        "--epochs",
+        "1",
+        "--batch-size",
+        "16",
+        "--train-size",
+        "64",
+        "--val-size",
+        "32",
+        "--out",
+        str(ckpt),
+    )
+    table = LatencyTable.load(lut, SearchSpace.load("mini"))
+    space = table.space
+    low, high = table.predict(_at32(space.min())), table.predict(_at32(space.max()))
+    return {"root": root, "lut": lut, "ckpt": ckpt, "budget": (low + high) / 2}
+
+
+def _at32(arch):
+    from dataclasses import replace
+
+    return replace(arch, resolution=(32, 32))
+
+
+def test_search_chain_meets_the_budget_and_writes_a_loadable_choice(chain):
+    out = chain["root"] / "search"
+    budget = f"{chain['budget']:.4f}ms"
+    proc = _cli(
+        "search",
+        "--device",
+        "cpu",
+        "--space",
+        "mini",
+        "--lut",
+        str(chain["lut"]),
+        "--supernet",
+        str(chain["ckpt"]),
+        "--budget",
+        budget,
+        "--evals",
+        "24",
+        "--out",
+        str(out),
+    )
+    assert "cc (supernet)" in proc.stdout and "chosen:" in proc.stdout
+    space = SearchSpace.load("mini")
+    best = space.load_arch(out / "best.json")
+    table = LatencyTable.load(chain["lut"], space)
+    assert table.predict(best) <= chain["budget"]
+    archive = Archive.load(out / "archive.json", space)
+    assert len(archive) == 24 and all(r.arch.resolution == (32, 32) for r in archive.records)
+    assert str(best) in {str(r.arch) for r in archive.front()}
+    chosen = archive.get(best)
+    assert chosen.source == "supernet"
+    feasible = [r.values["accuracy"] for r in archive.feasible(parse_budgets([budget]))]
+    assert chosen.values["accuracy"] == max(feasible)
+    assert (out / "pareto.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_search_with_a_proxy_says_so(chain):
+    out = chain["root"] / "proxy"
+    proc = _cli(
+        "search",
+        "--device",
+        "cpu",
+        "--space",
+        "mini",
+        "--lut",
+        str(chain["lut"]),
+        "--proxy",
+        "flops",
+        "--budget",
+        f"{chain['budget']:.4f}ms",
+        "--algo",
+        "random",
+        "--evals",
+        "16",
+        "--out",
+        str(out),
+    )
+    assert "PROXY, not accuracy" in proc.stdout
+    assert json.loads((out / "archive.json").read_text())["meta"]["accuracy_source"] == "proxy-flops"
+
+
+def _one_error_line(proc):
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error:") and "Traceback" not in proc.stderr, proc.stderr
+    return lines[0]
+
+
+def test_search_bad_inputs(chain, tmp_path):
+    base = [
+        "search",
+        "--space",
+        "mini",
+        "--lut",
+        str(chain["lut"]),
+        "--supernet",
+        str(chain["ckpt"]),
+        "--out",
+        str(tmp_path / "s"),
+    ]
+    cases = [
+        (["--device", "cpu", "--budget", "fast"], "budget 'fast' is not a number with a unit"),
+        (["--device", "cpu", "--budget", "0.001ms"], "no subnet of 'mini' can meet the budget 0.001ms"),
+        (["--device", "cpu-torch", "--budget", "30ms"], "was built for device 'cpu', not 'cpu-torch'"),
+        (["--device", "cpu", "--budget", "30ms", "--algo", "magic"], "unknown --algo 'magic'"),
+    ]
+    for extra, message in cases:
+        line = _one_error_line(_cli(*base, *extra, check=False))
+        assert message in line, line
+    line = _one_error_line(
+        _cli(
+            "search",
+            "--device",
+            "cpu",
+            "--space",
+            "alphanet",
+            "--lut",
+            str(chain["lut"]),
+            "--budget",
+            "30ms",
+            "--proxy",
+            "flops",
+            check=False,
+        )
+    )
+    assert "mini" in line
+    line = _one_error_line(
+        _cli(
+            "search", "--device", "cpu", "--space", "mini", "--lut", str(chain["lut"]), "--budget", "30ms", check=False
+        )
+    )
+    assert "hwnas train supernet" in line
+    assert not (tmp_path / "s").exists()
+    other = SearchSpace.from_toml(SearchSpace.load("mini").toml.replace("widths = [192, 256]", "widths = [128, 256]"))
+    with pytest.raises(CheckpointError, match="trained on space 'mini'"):
+        SupernetEvaluator(chain["ckpt"], other)

@@ -1,0 +1,78 @@
+"""Predictors, pre-screening and the searchers on a synthetic table (no measurement, no supernet)."""
+
+import numpy as np
+import pytest
+
+from hwnas.search import Costs, parse_budgets, search
+from hwnas.search.evaluator import ProxyEvaluator
+from hwnas.search.mosegnas import prescreen, uniformity
+from hwnas.search.predictors import NAMES, kendall_tau, make_predictor, one_hot
+from hwnas.space import SearchSpace
+from tests.test_lut import synthetic_table
+
+
+@pytest.fixture(scope="module")
+def mini():
+    return SearchSpace.load("mini")
+
+
+def test_one_hot_marks_one_choice_per_variable(mini):
+    x = np.array([mini.encode(mini.min()), mini.encode(mini.max())])
+    encoded = one_hot(mini, x)
+    assert encoded.shape == (2, sum(len(c) for _, c in mini.variables))
+    assert (encoded.sum(axis=1) == mini.n_var).all()
+    assert encoded[0, 0] == 1 and encoded[1, 2] == 1  # resolution 32x32 and 64x64: the first variable
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_each_predictor_ranks_held_out_archs(mini, name):
+    rng = np.random.default_rng(0)
+    _, xu = mini.bounds()
+    x = rng.integers(0, xu + 1, size=(100, len(xu)))
+    genes = [mini.gene("resolution"), mini.gene("last_conv.width"), mini.gene("stages[5].depth")]
+    y = x[:, genes] @ np.array([1.0, 0.6, 0.3]) + rng.normal(0, 0.05, len(x))  # a known, learnable accuracy
+    model = make_predictor(name, mini, seed=0).fit(x[:60], y[:60])
+    # chance gives tau ~ 0 +- 0.11 on 40 archs; measured: KNN 0.34, SVR 0.54, the others 0.87-0.92
+    assert kendall_tau(model, x[60:], y[60:]) > 0.3, name
+
+
+def test_uniformity_is_the_ks_distance():
+    assert uniformity(np.array([0.5]), 0.0, 1.0) == pytest.approx(0.5)
+    assert uniformity(np.linspace(0.05, 0.95, 10), 0.0, 1.0) == pytest.approx(0.05)
+
+
+def test_prescreen_spreads_latencies_then_fills_by_accuracy():
+    latency = np.array([1.0, 1.1, 1.2, 5.0, 9.0, 9.1])
+    chosen = prescreen(latency, np.array([]), np.zeros(6), 3, seed=0)
+    picked = sorted(latency[chosen])
+    assert len(chosen) == 3 and picked[0] <= 1.2 and picked[1] == 5.0 and picked[2] >= 9.0
+    assert prescreen(latency[:2], np.array([3.0]), np.zeros(2), 3).tolist() == [0, 1]
+
+
+@pytest.mark.parametrize("algo", ["random", "evolution", "nsga2", "mosegnas"])
+def test_searchers_fill_the_archive_and_respect_the_budget(mini, algo):
+    table = synthetic_table(mini)
+    costs = Costs(mini, task="saliency", table=table)
+    accuracy = ProxyEvaluator("flops", costs, mini)
+    low, high = table.predict(mini.min()), table.predict(mini.max())
+    budgets = parse_budgets([f"{(low + high) / 2:.5f}ms"])
+    archive = search(
+        mini,
+        accuracy=accuracy,
+        costs=costs,
+        budgets=budgets,
+        algorithm=algo,
+        evaluations=24,
+        seed=1,
+        options={"predictor": "ridge"} if algo == "mosegnas" else None,
+    )
+    assert len(archive) == 24 and len({str(r.arch) for r in archive.records}) == 24
+    best = archive.pick(budgets)
+    assert best.values["latency"] <= budgets[0].limit
+    assert best.values["latency"] == pytest.approx(table.predict(best.arch))
+    assert best.values["accuracy"] == pytest.approx(mini.flops(best.arch))
+    if algo == "evolution":
+        assert all(r.values["latency"] <= budgets[0].limit for r in archive.records)
+    if algo == "mosegnas":
+        assert [g["evaluated"] for g in archive.meta["generations"]] == [16, 24]
+    assert archive.meta["hypervolume"] > 0
