@@ -574,10 +574,13 @@ def search(
     out_dir: Annotated[
         Path | None, typer.Option("--out", "-o", help="folder (default runs/SPACE-search-DEVICE)")
     ] = None,
+    fresh: Annotated[
+        bool, typer.Option("--fresh", help="ignore an archive.json in --out instead of resuming it")
+    ] = False,
     devices_dir: DevicesDirOpt = DEFAULT_DEVICES_DIR,
 ) -> None:
     """Search the most accurate subnets under a budget; write archive.json, best.json and pareto.png."""
-    from hwnas.search import Costs, parse_budgets
+    from hwnas.search import Archive, Costs, parse_budgets
     from hwnas.search import search as run_search
     from hwnas.search.evaluator import ProxyEvaluator, SupernetEvaluator
     from hwnas.search.plot import pareto_png
@@ -606,10 +609,15 @@ def search(
         if supernet is None:
             accuracy = ProxyEvaluator(proxy, costs, sp)
         folder = out_dir or Path("runs") / f"{sp.name}-search-{spec.name}"
+        previous = None
+        if not fresh and (folder / "archive.json").exists():
+            previous = Archive.load(folder / "archive.json", sp)
+        resumed = len(previous) if previous is not None else 0
         with _progress_bar() as bar:
             job = bar.add_task(f"{algo} on {spec.name}", total=None, label="")
 
             def report(done: int, total: int, archive) -> None:
+                archive.save(folder / "archive.json")  # an interrupted search resumes from here
                 bar.update(job, completed=done, total=total, label=f"{len(archive)} subnets evaluated")
 
             archive = run_search(
@@ -625,6 +633,13 @@ def search(
                 progress=report,
                 meta={"device": spec.name, "table": str(path), "supernet": str(supernet or "")},
                 options={"predictor": predictor},
+                resume=previous,
+            )
+        if resumed:
+            err.print(
+                f"resumed {folder / 'archive.json'}: {resumed} subnets were already evaluated",
+                highlight=False,
+                soft_wrap=True,
             )
         chosen = archive.pick(budgets)
         archive.save(folder / "archive.json")
@@ -639,8 +654,9 @@ def search(
     metric = archive.meta["metric"]
     label = f"{metric} (PROXY, not accuracy)" if metric.startswith("proxy") else f"{metric} (supernet)"
     front = Table("", label, *(f"{o.name} ({o.unit})" for o in archive.objectives[1:]), "arch")
+    knees = {str(r.arch) for r in archive.trade_offs()}
     for rec in archive.front():
-        mark = "[bold orange3]*[/]" if rec is chosen else ""
+        mark = ("[bold orange3]*[/]" if rec is chosen else "") + ("k" if str(rec.arch) in knees else "")
         front.add_row(
             mark,
             f"{rec.values['accuracy']:.4f}",
@@ -648,12 +664,19 @@ def search(
             str(rec.arch),
         )
     out.print(front)
+    out.print("* chosen, k a high trade-off point of the front", style="dim")
+    for g in archive.meta.get("generations", []):
+        out.print(
+            f"generation {g['generation']}: {g['evaluated']} evaluated, hypervolume {g['hypervolume']:.4g}, "
+            f"predictor Kendall tau on the new subnets {g['predictor_tau']:.3f}",
+            highlight=False,
+        )
     costs_line = ", ".join(o.show(chosen.values[o.name]) for o in archive.objectives[1:])
     out.print(
         f"chosen: {label} {chosen.values['accuracy']:.4f}, {costs_line} under {', '.join(map(str, budgets))}",
         highlight=False,
     )
-    out.print(str(chosen.arch), highlight=False)
+    out.print(str(chosen.arch), highlight=False, soft_wrap=True)
     out.print(f"hypervolume {archive.meta['hypervolume']:.4g} (reference {archive.meta['reference']})", highlight=False)
     out.print(f"wrote {folder}/archive.json, best.json, pareto.png", highlight=False)
 

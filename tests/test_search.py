@@ -2,8 +2,10 @@
 on `mini` (real cpu table, real tiny supernet, `hwnas search --budget`) with its bad inputs."""
 
 import json
+import signal
 import subprocess
 import sys
+import time
 
 import numpy as np
 import pytest
@@ -186,6 +188,43 @@ def test_search_with_a_proxy_says_so(chain):
     )
     assert "PROXY, not accuracy" in proc.stdout
     assert json.loads((out / "archive.json").read_text())["meta"]["accuracy_source"] == "proxy-flops"
+
+
+def test_search_resumes_after_a_kill(chain):
+    out = chain["root"] / "resume"
+    args = [
+        "search",
+        "--device",
+        "cpu",
+        "--space",
+        "mini",
+        "--lut",
+        str(chain["lut"]),
+        "--supernet",
+        str(chain["ckpt"]),
+        "--budget",
+        f"{chain['budget']:.4f}ms",
+        "--algo",
+        "random",
+        "--evals",
+        "40",
+        "--out",
+        str(out),
+    ]
+    proc = subprocess.Popen([*HWNAS, *args], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    archive_file, deadline = out / "archive.json", time.monotonic() + 300
+    while not archive_file.exists() and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    before = json.loads(archive_file.read_text())["records"]
+    assert 0 < len(before) < 40, "the search was not interrupted mid-way"
+    resumed = _cli(*args)
+    assert "chosen:" in resumed.stdout and f"{len(before)} subnets were already evaluated" in resumed.stderr
+    after = json.loads(archive_file.read_text())["records"]
+    assert len(after) == 40 and after[: len(before)] == before
+    line = _one_error_line(_cli(*args, "--seed", "1", check=False))
+    assert "seed=0 (now 1)" in line and "--fresh" in line
 
 
 def _one_error_line(proc):

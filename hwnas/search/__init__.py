@@ -54,10 +54,13 @@ def search(
     progress: Progress | None = None,
     meta: dict[str, Any] | None = None,
     options: dict[str, Any] | None = None,
+    resume: Archive | None = None,
 ) -> Archive:
     """Find the accuracy/cost front under `budgets`; `accuracy` is a supernet or proxy evaluator.
 
     `options` go to the mosegnas searcher (per_generation, initial, predictor, surrogate_pop/gens).
+    `resume` continues an interrupted search's archive (same settings): its archs count toward
+    `evaluations` and seed the searcher; `progress` is the place to save it as it grows.
     """
     if algorithm not in ALGORITHMS:
         raise BudgetError(f"unknown --algo '{algorithm}'; allowed: {', '.join(ALGORITHMS)}")
@@ -90,6 +93,8 @@ def search(
             **(meta or {}),
         },
     )
+    if resume is not None:
+        archive = _resumable(resume, archive)
     problem = ArchProblem(
         archive=archive, accuracy=accuracy, costs=costs, budgets=budgets, allowed_resolutions=allowed_resolutions
     )
@@ -99,3 +104,22 @@ def search(
     ALGORITHMS[algorithm](problem, evaluations=evaluations, seed=seed, progress=progress, **extra)
     archive.meta["hypervolume"] = archive.hypervolume(reference)
     return archive
+
+
+_SAME = ("metric", "accuracy_source", "algorithm", "seed", "budgets")
+
+
+def _resumable(old: Archive, new: Archive) -> Archive:
+    """`old` with `new`'s meta, if it was made by the same search; else a `BudgetError`."""
+    if [o.name for o in old.objectives] != [o.name for o in new.objectives]:
+        raise BudgetError(
+            f"the archive to resume trades accuracy against {[o.name for o in old.objectives[1:]]}, "
+            f"this search against {[o.name for o in new.objectives[1:]]}; pass --fresh to start over"
+        )
+    changed = [
+        f"{k}={old.meta.get(k)!r} (now {new.meta.get(k)!r})" for k in _SAME if old.meta.get(k) != new.meta.get(k)
+    ]
+    if changed:
+        raise BudgetError(f"the archive to resume was made with {', '.join(changed)}; pass --fresh to start over")
+    old.meta.update(new.meta)
+    return old

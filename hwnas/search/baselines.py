@@ -11,25 +11,24 @@ from hwnas.search.nsga import ArchProblem, Progress
 def random_search(
     problem: ArchProblem, *, evaluations: int, seed: int = 0, progress: Progress | None = None, batch: int = 16
 ) -> Archive:
-    """Uniform samples over each variable (repaired), `evaluations` distinct archs, in batches."""
+    """Uniform samples over each variable (repaired) until `evaluations` distinct archs are archived."""
+    archive, space = problem.archive, problem.archive.space
     rng = np.random.default_rng(seed)
-    repair = problem.repair
-    _, xu = problem.archive.space.bounds()
-    seen: set[bytes] = set()
-    rounds = 0
-    while len(seen) < evaluations and rounds < 100 * evaluations:
-        rounds += 1
-        x = repair._do(problem, rng.integers(0, xu + 1, size=(batch, len(xu))))
-        fresh = []
+    _, xu = space.bounds()
+    tries = 0
+    while len(archive) < evaluations and tries < 100 * evaluations:
+        tries += 1
+        x = problem.repair._do(problem, rng.integers(0, xu + 1, size=(batch, len(xu))))
+        fresh: dict[str, np.ndarray] = {}
         for row in x:
-            if row.tobytes() not in seen and len(seen) < evaluations:
-                seen.add(row.tobytes())
-                fresh.append(row)
+            key = str(space.decode(row))
+            if key not in fresh and space.decode(row) not in archive and len(archive) + len(fresh) < evaluations:
+                fresh[key] = row
         if fresh:
-            problem.evaluate(np.array(fresh))
+            problem.evaluate(np.array(list(fresh.values())))
             if progress:
-                progress(len(seen), evaluations, problem.archive)
-    return problem.archive
+                progress(len(archive), evaluations, archive)
+    return archive
 
 
 def evolution(
@@ -63,10 +62,12 @@ def evolution(
                 return x[0]
         return None
 
-    pop = [x for x in (draw(lambda: rng.integers(0, xu + 1)) for _ in range(population)) if x is not None]
+    known = sorted(archive.feasible(problem.budgets), key=lambda r: -r.values["accuracy"])[:population]
+    pop = [space.encode(r.arch) for r in known]  # a resumed search starts from its best archived archs
+    pop += [x for x in (draw(lambda: rng.integers(0, xu + 1)) for _ in range(population - len(pop))) if x is not None]
     if not pop:
         return archive
-    problem.evaluate(np.array(pop[: max(1, min(len(pop), evaluations))]))
+    problem.evaluate(np.array(pop[: max(1, min(len(pop), evaluations - len(archive) + len(known)))]))
     generation, total = 0, max(1, -(-evaluations // population))
     while len(archive) < evaluations:
         generation += 1

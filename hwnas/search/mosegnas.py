@@ -113,13 +113,16 @@ def mosegnas(
     cost = archive.objectives[1].name
     rng = np.random.default_rng(seed)
     _, xu = space.bounds()
-    n0 = min(evaluations, initial or max(per_generation, evaluations // 3))
-    start = np.vstack(
-        [space.encode(space.min()), space.encode(space.max()), rng.integers(0, xu + 1, (4 * n0, len(xu)))]
-    )
-    start = np.unique(problem.repair._do(problem, start), axis=0)
-    problem.evaluate(start[rng.permutation(len(start))][:n0])
-    history, generation = [], 0
+    n0 = min(evaluations, initial or max(per_generation, evaluations // 3)) - len(archive)  # a resumed archive counts
+    if n0 > 0:
+        start = np.vstack(
+            [space.encode(space.min()), space.encode(space.max()), rng.integers(0, xu + 1, (4 * n0, len(xu)))]
+        )
+        start = np.unique(problem.repair._do(problem, start), axis=0)
+        start = np.array([x for x in start[rng.permutation(len(start))] if space.decode(x) not in archive])
+        problem.evaluate(start[:n0])
+    history = archive.meta.setdefault("generations", [])  # in the archive as it grows, so a saved one resumes
+    generation = len(history)
     total = max(1, -(-(evaluations - len(archive)) // per_generation))
     while len(archive) < evaluations:
         generation += 1
@@ -173,5 +176,4 @@ def mosegnas(
             progress(generation, total, archive)
         if len(archive) == before:  # nothing new could be evaluated
             break
-    archive.meta["generations"] = history
     return archive

@@ -91,16 +91,22 @@ def nsga2(
 
     repair = problem.repair
     pop_size = max(2, min(pop_size, evaluations))
+    archive = problem.archive
+    ranked = {
+        str(r.arch): r.arch for r in archive.front() + sorted(archive.records, key=lambda r: -r.values["accuracy"])
+    }
+    start = [archive.space.encode(a) for a in list(ranked.values())[:pop_size]]  # a resumed search starts from its best
+    sampling = np.array(start) if len(start) >= 2 else IntegerRandomSampling()
     algorithm = NSGA2(
         pop_size=pop_size,
-        sampling=IntegerRandomSampling(),
+        sampling=sampling,
         crossover=SBX(prob=0.9, eta=15, vtype=float, repair=repair),
         mutation=PM(eta=20, vtype=float, repair=repair),
         repair=repair,
         eliminate_duplicates=True,
     )
     algorithm.setup(problem, termination=("n_gen", 10**9), seed=seed, verbose=False)
-    archive, space = problem.archive, problem.archive.space
+    space = archive.space
     generation, stalled, total = 0, 0, max(1, -(-evaluations // pop_size))
     while len(archive) < evaluations and stalled < 20:
         generation += 1
