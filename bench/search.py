@@ -7,9 +7,10 @@ Part A (`alphanet`, the cpu table from bench/out/cpu-alphanet.parquet, built by 
 there is no trained alphanet supernet on this machine, so RankNet is fitted on 100 archs labelled
 by a SYNTHETIC accuracy (normalised log-FLOPs plus noise); the labels only matter for the quality
 of the front, not for the timing or the dense-reference comparison, which use the same surrogates.
-Part B (`mini`): a real cpu table (all resolutions) and a real supernet trained 3 epochs on
-synthetic saliency data (both cached under bench/out/), searched by each algorithm.
-Usage: python -m bench.search [--part a|b|ab] [--seeds 5] [--evals 48]
+Part B (`mini`): a real cpu table and a real supernet trained 3 epochs on synthetic saliency data
+(both cached under bench/out/), searched at 32x32 by each algorithm with the same number of
+supernet evaluations; the budget is 40% of the way from the smallest to the largest subnet.
+Usage: python -m bench.search [--part a|b|ab] [--seeds 5] [--evals 32]
 """
 
 from __future__ import annotations
@@ -97,14 +98,22 @@ def part_b(seeds: int, evals: int) -> dict:
     table = LatencyTable.load(lut, space)
     costs = Costs(space, task="saliency", table=table)
     evaluator = SupernetEvaluator(ckpt, space)
-    low, high = table.predict(space.min()), table.predict(space.max())
+    at32 = [space.decode(np.r_[0, space.encode(a)[1:]]) for a in (space.min(), space.max())]
+    low, high = table.predict(at32[0]), table.predict(at32[1])
     budgets = parse_budgets([f"{low + 0.4 * (high - low):.4f}ms"])
     rows: dict[str, list] = {}
     for algo in ("random", "evolution", "nsga2", "mosegnas"):
         for seed in range(seeds):
             start = time.perf_counter()
             archive = search(
-                space, accuracy=evaluator, costs=costs, budgets=budgets, algorithm=algo, evaluations=evals, seed=seed
+                space,
+                accuracy=evaluator,
+                costs=costs,
+                budgets=budgets,
+                algorithm=algo,
+                evaluations=evals,
+                seed=seed,
+                allowed_resolutions=[0],
             )
             feasible = Archive(space=space, objectives=archive.objectives, records=archive.feasible(budgets))
             rows.setdefault(algo, []).append(
@@ -130,7 +139,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--part", default="ab")
     parser.add_argument("--seeds", type=int, default=5)
-    parser.add_argument("--evals", type=int, default=48)
+    parser.add_argument("--evals", type=int, default=32)
     args = parser.parse_args()
     report = {"machine": machine()}
     print(f"machine: {machine()}")
@@ -149,10 +158,17 @@ def main() -> None:
         b = part_b(args.seeds, args.evals)
         report["mini"] = b
         print(f"\nmini, budget {b['budget']}, {b['evals']} supernet evaluations each, {args.seeds} seeds (medians):")
-        print(f"{'algorithm':10s} {'HV':>8s} {'HV feasible':>12s} {'best CC':>8s} {'seconds':>8s}")
+        print(
+            f"{'algorithm':10s} {'HV':>8s} {'HV feasible':>12s} {'best CC':>8s} {'seconds':>8s} {'predictor tau':>14s}"
+        )
         for algo, runs in b["runs"].items():
             med = {k: float(np.median([r[k] for r in runs])) for k in ("hv", "hv_feasible", "best_cc", "seconds")}
-            print(f"{algo:10s} {med['hv']:8.4f} {med['hv_feasible']:12.4f} {med['best_cc']:8.4f} {med['seconds']:8.1f}")
+            taus = [t for r in runs for t in r["taus"] if t == t]
+            tau = f"{np.median(taus):14.3f}" if taus else f"{'-':>14s}"
+            print(
+                f"{algo:10s} {med['hv']:8.4f} {med['hv_feasible']:12.4f} {med['best_cc']:8.4f} "
+                f"{med['seconds']:8.1f} {tau}"
+            )
     OUT.mkdir(exist_ok=True)
     (OUT / "search.json").write_text(json.dumps(report, indent=1, default=float))
 
