@@ -4,7 +4,6 @@ on `mini` (real cpu table, real tiny supernet, `hwnas search --budget`) with its
 import json
 import signal
 import subprocess
-import sys
 import time
 
 import numpy as np
@@ -15,15 +14,7 @@ from hwnas.lut import LatencyTable
 from hwnas.search import Archive, BudgetError, Costs, Objective, parse_budget, parse_budgets
 from hwnas.search.evaluator import SupernetEvaluator
 from hwnas.space import SearchSpace
-
-HWNAS = [sys.executable, "-m", "hwnas.cli"]
-
-
-def _cli(*args, check=True):
-    proc = subprocess.run([*HWNAS, *args], capture_output=True, text=True, timeout=900)
-    if check and proc.returncode != 0:
-        raise AssertionError(proc.stdout + proc.stderr)
-    return proc
+from tests.cli import HWNAS, one_error_line, run_cli
 
 
 @pytest.mark.parametrize(
@@ -100,9 +91,11 @@ def test_archive_round_trips_through_json(tmp_path):
 def chain(tmp_path_factory):
     root = tmp_path_factory.mktemp("chain")
     lut = root / "cpu-mini.parquet"
-    _cli("profile", "--device", "cpu", "--space", "mini", "--resolution", "32x32", "--rounds", "2", "--out", str(lut))
+    run_cli(
+        "profile", "--device", "cpu", "--space", "mini", "--resolution", "32x32", "--rounds", "2", "--out", str(lut)
+    )
     ckpt = root / "supernet.pt"
-    _cli(
+    run_cli(
         "train",
         "supernet",
         "--space",
@@ -133,7 +126,7 @@ def _at32(arch):
 def test_search_chain_meets_the_budget_and_writes_a_loadable_choice(chain):
     out = chain["root"] / "search"
     budget = f"{chain['budget']:.4f}ms"
-    proc = _cli(
+    proc = run_cli(
         "search",
         "--device",
         "cpu",
@@ -167,7 +160,7 @@ def test_search_chain_meets_the_budget_and_writes_a_loadable_choice(chain):
 
 def test_search_with_a_proxy_says_so(chain):
     out = chain["root"] / "proxy"
-    proc = _cli(
+    proc = run_cli(
         "search",
         "--device",
         "cpu",
@@ -219,19 +212,12 @@ def test_search_resumes_after_a_kill(chain):
     proc.wait()
     before = json.loads(archive_file.read_text())["records"]
     assert 0 < len(before) < 40, "the search was not interrupted mid-way"
-    resumed = _cli(*args)
+    resumed = run_cli(*args)
     assert "chosen:" in resumed.stdout and f"{len(before)} subnets were already evaluated" in resumed.stderr
     after = json.loads(archive_file.read_text())["records"]
     assert len(after) == 40 and after[: len(before)] == before
-    line = _one_error_line(_cli(*args, "--seed", "1", check=False))
+    line = one_error_line(run_cli(*args, "--seed", "1", check=False))
     assert "seed=0 (now 1)" in line and "--fresh" in line
-
-
-def _one_error_line(proc):
-    assert proc.returncode == 2, proc.stdout + proc.stderr
-    lines = proc.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("error:") and "Traceback" not in proc.stderr, proc.stderr
-    return lines[0]
 
 
 def test_search_bad_inputs(chain, tmp_path):
@@ -253,10 +239,10 @@ def test_search_bad_inputs(chain, tmp_path):
         (["--device", "cpu", "--budget", "30ms", "--algo", "magic"], "unknown --algo 'magic'"),
     ]
     for extra, message in cases:
-        line = _one_error_line(_cli(*base, *extra, check=False))
+        line = one_error_line(run_cli(*base, *extra, check=False))
         assert message in line, line
-    line = _one_error_line(
-        _cli(
+    line = one_error_line(
+        run_cli(
             "search",
             "--device",
             "cpu",
@@ -272,8 +258,8 @@ def test_search_bad_inputs(chain, tmp_path):
         )
     )
     assert "mini" in line
-    line = _one_error_line(
-        _cli(
+    line = one_error_line(
+        run_cli(
             "search", "--device", "cpu", "--space", "mini", "--lut", str(chain["lut"]), "--budget", "30ms", check=False
         )
     )

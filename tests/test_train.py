@@ -17,16 +17,9 @@ from hwnas.train.checkpoint import load_checkpoint
 from hwnas.train.selfkd import PSKD, SelfKD, mix, predict
 from hwnas.train.task import SaliencyTask, make_task
 from hwnas.train.trainer import TrainConfig, TrainingError, fit, new_model, sandwich
+from tests.cli import HWNAS, one_error_line, run_cli
 
-HWNAS = [sys.executable, "-m", "hwnas.cli"]
 SMALL = ["--space", "mini", "--batch-size", "8", "--train-size", "48", "--val-size", "16", "--max-steps", "3"]
-
-
-def _cli(*args, check=True, env=None):
-    proc = subprocess.run([*HWNAS, *args], capture_output=True, text=True, timeout=600, env=env)
-    if check and proc.returncode != 0:
-        raise AssertionError(proc.stdout + proc.stderr)
-    return proc
 
 
 def _assert_same_state(a: dict, b: dict, path="") -> None:
@@ -54,7 +47,7 @@ def _comparable(ckpt: dict) -> dict:
 
 def test_resume_after_sigkill_is_bit_identical(tmp_path):
     args = ["train", "supernet", *SMALL, "--epochs", "4", "--selfkd"]
-    _cli(*args, "--out", str(tmp_path / "straight.pt"))
+    run_cli(*args, "--out", str(tmp_path / "straight.pt"))
     interrupted = tmp_path / "interrupted.pt"
     proc = subprocess.Popen(
         [*HWNAS, *args, "--out", str(interrupted)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
@@ -66,7 +59,7 @@ def test_resume_after_sigkill_is_bit_identical(tmp_path):
     proc.wait()
     stopped_at = load_checkpoint(interrupted)["epoch"]
     assert 1 <= stopped_at < 4, "the run was not interrupted mid-training"
-    resumed = _cli(*args, "--out", str(interrupted))
+    resumed = run_cli(*args, "--out", str(interrupted))
     assert f"resumed from epoch {stopped_at}" in resumed.stdout
     a, b = load_checkpoint(tmp_path / "straight.pt"), load_checkpoint(interrupted)
     assert b["epoch"] == 4 and int(b["distiller"]["teacher"]["n_averaged"]) >= 1
@@ -88,7 +81,7 @@ def test_two_process_gloo_ranks_agree_after_every_step(tmp_path):
 
 def test_digits_subnet_learns_and_selfkd_teacher_follows_improvement(tmp_path):
     out = tmp_path / "digits.pt"
-    proc = _cli(
+    proc = run_cli(
         "train",
         "selfkd",
         "--task",
@@ -172,15 +165,8 @@ def test_sandwich_is_deterministic_per_step():
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
     out = tmp_path_factory.mktemp("ckpt") / "one.pt"
-    _cli("train", "supernet", *SMALL, "--epochs", "1", "--out", str(out))
+    run_cli("train", "supernet", *SMALL, "--epochs", "1", "--out", str(out))
     return out
-
-
-def _one_error_line(proc):
-    assert proc.returncode == 2, proc.stdout + proc.stderr
-    lines = proc.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("error:") and "Traceback" not in proc.stderr, proc.stderr
-    return lines[0]
 
 
 def test_corrupted_truncated_and_foreign_checkpoints(tmp_path, trained):
@@ -191,19 +177,19 @@ def test_corrupted_truncated_and_foreign_checkpoints(tmp_path, trained):
     foreign = tmp_path / "foreign.pt"
     torch.save(nn.Linear(2, 2).state_dict(), foreign)
     for path, message in ((garbage, "corrupted"), (truncated, "corrupted"), (foreign, "not an hwnas checkpoint")):
-        line = _one_error_line(
-            _cli(
+        line = one_error_line(
+            run_cli(
                 "train", "selfkd", "--space", "mini", "--init", str(path), "--out", str(tmp_path / "x.pt"), check=False
             )
         )
         assert message in line and str(path) in line
     other_space = tmp_path / "other.toml"
     other_space.write_text(SearchSpace.load("mini").toml.replace("widths = [192, 256]", "widths = [128, 256]"))
-    line = _one_error_line(
-        _cli("train", "supernet", *SMALL[2:], "--space", str(other_space), "--out", str(trained), check=False)
+    line = one_error_line(
+        run_cli("train", "supernet", *SMALL[2:], "--space", str(other_space), "--out", str(trained), check=False)
     )
     assert "trained on space 'mini'" in line
-    line = _one_error_line(_cli("train", "supernet", *SMALL, "--lr", "0.2", "--out", str(trained), check=False))
+    line = one_error_line(run_cli("train", "supernet", *SMALL, "--lr", "0.2", "--out", str(trained), check=False))
     assert "lr=0.05 (now 0.2)" in line and "--fresh" in line
 
 
@@ -245,7 +231,7 @@ def test_bad_flags(tmp_path):
         (["train", "supernet", "--batch-size", "999", "--train-size", "16"], "fewer than one step needs"),
         (["train", "supernet", *SMALL, "--lr", "1e12", "--grad-clip", "0"], "no checkpoint was written"),
     ):
-        line = _one_error_line(_cli(*args, "--out", str(tmp_path / "x.pt"), check=False))
+        line = one_error_line(run_cli(*args, "--out", str(tmp_path / "x.pt"), check=False))
         assert message in line, line
     assert not (tmp_path / "x.pt").exists()
 
