@@ -117,6 +117,11 @@ def chain(tmp_path_factory):
     return {"root": root, "lut": lut, "ckpt": ckpt, "budget": (low + high) / 2}
 
 
+def _search(chain, *args: str, device: str = "cpu") -> list[str]:
+    """`hwnas search` on the chain's cpu table of `mini`, plus `args`."""
+    return ["search", "--device", device, "--space", "mini", "--lut", str(chain["lut"]), *args]
+
+
 def _at32(arch):
     from dataclasses import replace
 
@@ -127,21 +132,7 @@ def test_search_chain_meets_the_budget_and_writes_a_loadable_choice(chain):
     out = chain["root"] / "search"
     budget = f"{chain['budget']:.4f}ms"
     proc = run_cli(
-        "search",
-        "--device",
-        "cpu",
-        "--space",
-        "mini",
-        "--lut",
-        str(chain["lut"]),
-        "--supernet",
-        str(chain["ckpt"]),
-        "--budget",
-        budget,
-        "--evals",
-        "24",
-        "--out",
-        str(out),
+        *_search(chain, "--supernet", str(chain["ckpt"]), "--budget", budget, "--evals", "24", "--out", str(out))
     )
     assert "cc (supernet)" in proc.stdout and "chosen:" in proc.stdout
     space = SearchSpace.load("mini")
@@ -160,50 +151,18 @@ def test_search_chain_meets_the_budget_and_writes_a_loadable_choice(chain):
 
 def test_search_with_a_proxy_says_so(chain):
     out = chain["root"] / "proxy"
-    proc = run_cli(
-        "search",
-        "--device",
-        "cpu",
-        "--space",
-        "mini",
-        "--lut",
-        str(chain["lut"]),
-        "--proxy",
-        "flops",
-        "--budget",
-        f"{chain['budget']:.4f}ms",
-        "--algo",
-        "random",
-        "--evals",
-        "16",
-        "--out",
-        str(out),
-    )
+    budget = f"{chain['budget']:.4f}ms"
+    args = ["--proxy", "flops", "--budget", budget, "--algo", "random", "--evals", "16", "--out", str(out)]
+    proc = run_cli(*_search(chain, *args))
     assert "PROXY, not accuracy" in proc.stdout
     assert json.loads((out / "archive.json").read_text())["meta"]["accuracy_source"] == "proxy-flops"
 
 
 def test_search_resumes_after_a_kill(chain):
     out = chain["root"] / "resume"
-    args = [
-        "search",
-        "--device",
-        "cpu",
-        "--space",
-        "mini",
-        "--lut",
-        str(chain["lut"]),
-        "--supernet",
-        str(chain["ckpt"]),
-        "--budget",
-        f"{chain['budget']:.4f}ms",
-        "--algo",
-        "random",
-        "--evals",
-        "40",
-        "--out",
-        str(out),
-    ]
+    budget = f"{chain['budget']:.4f}ms"
+    args = _search(chain, "--supernet", str(chain["ckpt"]), "--budget", budget, "--algo", "random", "--evals", "40")
+    args += ["--out", str(out)]
     proc = subprocess.Popen([*HWNAS, *args], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     archive_file, deadline = out / "archive.json", time.monotonic() + 300
     while not archive_file.exists() and proc.poll() is None and time.monotonic() < deadline:
@@ -221,25 +180,15 @@ def test_search_resumes_after_a_kill(chain):
 
 
 def test_search_bad_inputs(chain, tmp_path):
-    base = [
-        "search",
-        "--space",
-        "mini",
-        "--lut",
-        str(chain["lut"]),
-        "--supernet",
-        str(chain["ckpt"]),
-        "--out",
-        str(tmp_path / "s"),
-    ]
+    supernet = ["--supernet", str(chain["ckpt"]), "--out", str(tmp_path / "s")]
     cases = [
-        (["--device", "cpu", "--budget", "fast"], "budget 'fast' is not a number with a unit"),
-        (["--device", "cpu", "--budget", "0.001ms"], "no subnet of 'mini' can meet the budget 0.001ms"),
-        (["--device", "cpu-torch", "--budget", "30ms"], "was built for device 'cpu', not 'cpu-torch'"),
-        (["--device", "cpu", "--budget", "30ms", "--algo", "magic"], "unknown --algo 'magic'"),
+        ("cpu", ["--budget", "fast"], "budget 'fast' is not a number with a unit"),
+        ("cpu", ["--budget", "0.001ms"], "no subnet of 'mini' can meet the budget 0.001ms"),
+        ("cpu-torch", ["--budget", "30ms"], "was built for device 'cpu', not 'cpu-torch'"),
+        ("cpu", ["--budget", "30ms", "--algo", "magic"], "unknown --algo 'magic'"),
     ]
-    for extra, message in cases:
-        line = one_error_line(run_cli(*base, *extra, check=False))
+    for device, extra, message in cases:
+        line = one_error_line(run_cli(*_search(chain, *supernet, *extra, device=device), check=False))
         assert message in line, line
     line = one_error_line(
         run_cli(
