@@ -34,3 +34,14 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> Path:
 
 def atomic_write_json(path: str | Path, data: Any) -> Path:
     return atomic_write_bytes(path, (json.dumps(data, indent=2) + "\n").encode())
+
+
+def read_json(path: str | Path, *, what: str, error: type[HwnasError] = HwnasError) -> Any:
+    """Parse a JSON file a user gave; a missing or malformed file is one `error` naming `what` it is."""
+    path = Path(path)
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise error(f"{what} {path} does not exist") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise error(f"{what} {path} is not valid JSON ({exc})") from None

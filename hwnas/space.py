@@ -24,6 +24,7 @@ import numpy as np
 
 from hwnas.config import check_name, load_toml
 from hwnas.errors import ArchError, SpaceError
+from hwnas.io import read_json
 from hwnas.signature import ACTIVATIONS, BlockSignature, spatial_after
 
 TASKS = ("classification", "saliency")
@@ -430,14 +431,7 @@ class SearchSpace:
         return self.validate(Arch((res[0], res[1]), data["stem"], stages, data["last"]))
 
     def load_arch(self, path: str | Path) -> Arch:
-        path = Path(path)
-        try:
-            data = json.loads(path.read_text(encoding="utf-8"))
-        except FileNotFoundError:
-            raise ArchError(f"arch file {path} does not exist") from None
-        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-            raise ArchError(f"arch file {path} is not valid JSON ({exc})") from None
-        return self.arch_from_dict(data)
+        return self.arch_from_dict(read_json(path, what="arch file", error=ArchError))
 
     def parse(self, text: str) -> Arch:
         """Inverse of `str(arch)`."""

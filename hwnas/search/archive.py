@@ -8,7 +8,6 @@ where its accuracy came from: "supernet" (inherited weights, measured on a valid
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -16,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from hwnas.errors import HwnasError
-from hwnas.io import atomic_write_json
+from hwnas.io import atomic_write_json, read_json
 from hwnas.search.budget import Budget, BudgetError
 from hwnas.search.objectives import Objective
 from hwnas.space import Arch, SearchSpace
@@ -135,13 +134,7 @@ class Archive:
 
     @classmethod
     def load(cls, path: str | Path, space: SearchSpace) -> Archive:
-        path = Path(path)
-        try:
-            data = json.loads(path.read_text(encoding="utf-8"))
-        except FileNotFoundError:
-            raise HwnasError(f"archive {path} does not exist") from None
-        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-            raise HwnasError(f"archive {path} is not valid JSON ({exc})") from None
+        data = read_json(path, what="archive")
         if not isinstance(data, dict) or data.get("format") != FORMAT:
             raise HwnasError(f"{path} is not an hwnas archive")
         if data.get("space_digest") != space.digest():

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import io
-import pickle
+import pickle  # only for its UnpicklingError, which torch.load(weights_only=True) raises
 import zipfile
 from pathlib import Path
 from typing import Any
