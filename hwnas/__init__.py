@@ -16,5 +16,15 @@ __all__ = [
     "SearchSpace",
     "SpaceError",
     "StageArch",
+    "export",
 ]
 __version__ = "0.1.0"
+
+
+def __getattr__(name: str):
+    """`hwnas.export(...)` without importing torch and the converters at `import hwnas`."""
+    if name == "export":
+        from hwnas.exporter import export
+
+        return export
+    raise AttributeError(f"module 'hwnas' has no attribute '{name}'")

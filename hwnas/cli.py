@@ -303,6 +303,7 @@ def lut_validate(
                 samples=samples,
                 seed=seed,
                 resolution=res[0] if res else None,
+                rounds=rounds,
                 progress=lambda d, n, label: bar.update(job, completed=d, total=n, label=""),
             )
         table.save(path)
@@ -679,6 +680,83 @@ def search(
     out.print(str(chosen.arch), highlight=False, soft_wrap=True)
     out.print(f"hypervolume {archive.meta['hypervolume']:.4g} (reference {archive.meta['reference']})", highlight=False)
     out.print(f"wrote {folder}/archive.json, best.json, pareto.png", highlight=False)
+
+
+# ---- export ----------------------------------------------------------------------------------
+@app.command()
+def export(
+    supernet: Annotated[
+        Path, typer.Option("--supernet", "--checkpoint", help="checkpoint: a supernet, or one subnet (train selfkd)")
+    ],
+    arch_pick: Annotated[
+        str | None, typer.Option("--arch", help="min, max or an arch .json (best.json); a subnet checkpoint's own")
+    ] = None,
+    formats: Annotated[str, typer.Option("--format", "-f", help="comma-separated: onnx,tflite,coreml,tensorrt")] = (
+        "onnx"
+    ),
+    device: Annotated[
+        str | None,
+        typer.Option("--device", "-d", help="target for its backend's format (defaults: cpu, cpu-tflite, m2, rtx4090)"),
+    ] = None,
+    out_dir: Annotated[Path, typer.Option("--out", "-o", help="output folder")] = Path("export"),
+    name: Annotated[str | None, typer.Option(help="file name stem (default SPACE-ARCH, e.g. mini-best)")] = None,
+    verify: Annotated[
+        bool, typer.Option("--verify/--no-verify", help="check numerics and latency where the runtime runs here")
+    ] = True,
+    opset: Annotated[int, typer.Option(help="ONNX opset")] = 18,
+    exporter: Annotated[str, typer.Option(help="ONNX exporter: dynamo (torch.export) or torchscript")] = "dynamo",
+    data: Annotated[
+        str | None, typer.Option(help="BN recalibration data (default: what the supernet trained on)")
+    ] = None,
+    lut_path: Annotated[
+        Path | None, typer.Option("--lut", help="table to compare latency with (default lut/DEVICE-SPACE.parquet)")
+    ] = None,
+    rounds: RoundsOpt = 3,
+    devices_dir: DevicesDirOpt = DEFAULT_DEVICES_DIR,
+) -> None:
+    """Export a subnet to runtime artifacts with manifests; verify numerics and latency where they run."""
+    from hwnas.exporter import export as run_export
+
+    with user_errors(), out.status("exporting") as status:
+        report = run_export(
+            supernet,
+            arch_pick,
+            formats=formats,
+            device=device,
+            out=out_dir,
+            name=name,
+            verify=verify,
+            exporter=exporter,
+            opset=opset,
+            data=data,
+            lut=lut_path,
+            rounds=rounds,
+            devices_dir=devices_dir,
+            progress=lambda label: status.update(label),
+        )
+    out.print(f"{report.source.arch} ({report.source.bn})", highlight=False, soft_wrap=True)
+    results = Table("format", "device", "max abs error (tol)", "latency", "verification")
+    for item in report.items:
+        v = item.verification
+        numerics = f"{v.numerics.max_abs:.1e} ({v.numerics.atol:.0e})" if v.numerics else "-"
+        colour = {"verified": "green", "failed": "red"}.get(v.status, "yellow")
+        speed = v.speed.line() if v.speed else "-"
+        results.add_row(item.format, item.device, numerics, speed, f"[{colour}]{v.status}[/]")
+    out.print(results)
+    for item in report.items:
+        v = item.verification
+        lines = [f"{v.status}: {v.reason}"] if v.reason else []
+        if v.speed and v.speed.table_ms is None:
+            lines.append(f"latency: {v.speed.table}")
+        for line in [*lines, *(n for n in item.notes if n != v.reason)]:
+            out.print(f"{item.format}: {escape(line)}", style="dim", highlight=False, soft_wrap=True)
+        files = ", ".join(p.name for p in [*item.paths, item.manifest])
+        out.print(f"{item.format}: wrote {files}", style="dim", highlight=False, soft_wrap=True)
+    out.print(f"wrote {len(report.items)} artifact(s) to {report.folder}/", highlight=False)
+    if report.failed:
+        names = ", ".join(i.format for i in report.failed)
+        err.print(f"[red]error:[/red] verification failed for {names}; see the manifests", highlight=False)
+        raise typer.Exit(1)
 
 
 def main() -> None:

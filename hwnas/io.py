@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -45,3 +46,25 @@ def read_json(path: str | Path, *, what: str, error: type[HwnasError] = HwnasErr
         raise error(f"{what} {path} does not exist") from None
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise error(f"{what} {path} is not valid JSON ({exc})") from None
+
+
+def atomic_replace_dir(staged: str | Path, path: str | Path) -> Path:
+    """Move the finished folder `staged` to `path` (a sibling), replacing an older `path` whole.
+
+    Readers see the old folder or the new one; an old one is moved aside first and deleted last.
+    """
+    staged, path = Path(staged), Path(path)
+    old = None
+    if path.exists():
+        old = Path(tempfile.mkdtemp(prefix=f".{path.name}.old.", dir=path.parent))
+        os.replace(path, old / path.name)
+    try:
+        os.replace(staged, path)
+    except BaseException:
+        if old is not None:
+            os.replace(old / path.name, path)
+        raise
+    finally:
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
+    return path

@@ -19,7 +19,8 @@ from pathlib import Path
 import numpy as np
 from scipy import stats
 
-from hwnas.backends import Protocol, Timing, get_backend
+from hwnas.backends import Backend, Protocol, Timing, get_backend
+from hwnas.backends.base import Artifact
 from hwnas.devices import Device
 from hwnas.lut import Calibration, LatencyTable, LutError, default_path, now
 from hwnas.nn.blocks import IdentityModel, SignatureModel, signature_inputs
@@ -192,6 +193,27 @@ def _at(arch: Arch, resolution: tuple[int, int] | None) -> Arch:
     return arch if resolution is None else Arch(tuple(resolution), arch.stem, arch.stages, arch.last)
 
 
+def measure_end_to_end(
+    backend: Backend,
+    artifacts: list[Artifact],
+    *,
+    rounds: int,
+    statistic: str = DEFAULT_STATISTIC,
+    protocol: Protocol | None = None,
+    progress: Progress = _quiet,
+) -> np.ndarray:
+    """Whole-model latency (ms) of each artifact, measured in `rounds` interleaved rounds (a fresh
+    load per round) and aggregated as a table's rows are: median of medians, or min of mins."""
+    protocol = protocol or Protocol()
+    per_round = np.zeros((rounds, len(artifacts)))
+    for r in range(rounds):
+        for i, artifact in enumerate(artifacts):
+            timing = backend.load(artifact).measure(protocol)
+            per_round[r, i] = getattr(timing, f"{statistic}_ms")
+            progress(r * len(artifacts) + i + 1, len(artifacts) * rounds, f"round {r + 1}/{rounds}")
+    return np.median(per_round, axis=0) if statistic == "median" else per_round.min(axis=0)
+
+
 def validate(
     device: Device,
     table: LatencyTable,
@@ -210,7 +232,6 @@ def validate(
     if rounds < 1:
         raise LutError(f"--rounds must be at least 1, got {rounds}")
     device.require_available()
-    protocol = protocol or Protocol()
     space, task = table.space, table.meta["task"]
     archs = validation_archs(space, samples, seed, resolution)
     raw = np.array([table.raw_ms(a) for a in archs])  # raises early, naming missing signatures
@@ -220,13 +241,9 @@ def validate(
         w, h = arch.resolution
         artifacts.append(backend.prepare(build_subnet(space, arch, task=task).eval(), [(device.batch, 3, h, w)]))
         progress(0, len(archs) * rounds, f"converted {len(artifacts)}/{len(archs)}")
-    per_round = np.zeros((rounds, len(archs)))
-    for r in range(rounds):
-        for i, artifact in enumerate(artifacts):
-            timing = backend.load(artifact).measure(protocol)
-            per_round[r, i] = getattr(timing, f"{table.statistic}_ms")
-            progress(r * len(archs) + i + 1, len(archs) * rounds, f"round {r + 1}/{rounds}")
-    measured = np.median(per_round, axis=0) if table.statistic == "median" else per_round.min(axis=0)
+    measured = measure_end_to_end(
+        backend, artifacts, rounds=rounds, statistic=table.statistic, protocol=protocol, progress=progress
+    )
     holdout = np.random.default_rng(seed + 1).permutation(len(archs)) % 2 == 1
     calibration = Calibration.fit(raw[~holdout], measured[~holdout])
     table.calibration = calibration

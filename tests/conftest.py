@@ -43,3 +43,22 @@ def supernets(mini, alphanet):
         for task in ("saliency", "classification"):
             nets[space.name, task] = randomize_bn(Supernet(space, task=task, num_classes=10)).eval()
     return nets
+
+
+@pytest.fixture(scope="session")
+def mini_run(tmp_path_factory):
+    """What a user has after `hwnas profile` (cpu, mini at 32x32) and a 1-epoch `hwnas train supernet`
+    on synthetic saliency data: `lut` and `ckpt` paths, built once for the session with the real CLI."""
+    from tests.cli import run_cli
+
+    root = tmp_path_factory.mktemp("mini-run")
+    lut = root / "cpu-mini.parquet"
+    run_cli(
+        "profile", "--device", "cpu", "--space", "mini", "--resolution", "32x32", "--rounds", "2", "--out", str(lut)
+    )
+    ckpt = root / "supernet.pt"
+    run_cli(
+        "train", "supernet", "--space", "mini", "--epochs", "1", "--batch-size", "16",
+        "--train-size", "64", "--val-size", "32", "--out", str(ckpt),
+    )  # fmt: skip
+    return {"lut": lut, "ckpt": ckpt}

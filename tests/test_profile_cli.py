@@ -110,6 +110,10 @@ def test_resume_finishes_without_duplicates_or_remeasuring(interrupted_then_resu
     assert (after["median_ms"] - middle).abs().max() < 1e-12
 
 
+def table_meta(path) -> dict:
+    return json.loads(sidecar_path(path).read_text())
+
+
 def test_validate_reports_real_figures_and_stores_calibration(interrupted_then_resumed, mini, tmp_path):
     path = interrupted_then_resumed[0]
     report = tmp_path / "report.json"
@@ -119,10 +123,13 @@ def test_validate_reports_real_figures_and_stores_calibration(interrupted_then_r
         "8",
         "--resolution",
         "32x32",
+        "--rounds",
+        "2",
         "--report",
         str(report),
     )
     assert result.returncode == 0, result.stderr
+    assert table_meta(path)["validation"]["rounds"] == 2
     assert "held-out, after calibration" in result.stdout and "Kendall tau" in result.stdout
     data = json.loads(report.read_text())
     assert len(data["measured_ms"]) == 8 and all(m > 0 for m in data["measured_ms"])

@@ -88,33 +88,11 @@ def test_archive_round_trips_through_json(tmp_path):
 
 # ---- the chain on mini: real table, real supernet, hwnas search ------------------------------------
 @pytest.fixture(scope="module")
-def chain(tmp_path_factory):
-    root = tmp_path_factory.mktemp("chain")
-    lut = root / "cpu-mini.parquet"
-    run_cli(
-        "profile", "--device", "cpu", "--space", "mini", "--resolution", "32x32", "--rounds", "2", "--out", str(lut)
-    )
-    ckpt = root / "supernet.pt"
-    run_cli(
-        "train",
-        "supernet",
-        "--space",
-        "mini",
-        "--epochs",
-        "1",
-        "--batch-size",
-        "16",
-        "--train-size",
-        "64",
-        "--val-size",
-        "32",
-        "--out",
-        str(ckpt),
-    )
-    table = LatencyTable.load(lut, SearchSpace.load("mini"))
+def chain(mini_run, tmp_path_factory):
+    table = LatencyTable.load(mini_run["lut"], SearchSpace.load("mini"))
     space = table.space
     low, high = table.predict(_at32(space.min())), table.predict(_at32(space.max()))
-    return {"root": root, "lut": lut, "ckpt": ckpt, "budget": (low + high) / 2}
+    return {**mini_run, "root": tmp_path_factory.mktemp("chain"), "budget": (low + high) / 2}
 
 
 def _search(chain, *args: str, device: str = "cpu") -> list[str]:

@@ -21,19 +21,25 @@ from hwnas.devices import DeviceError
 def to_mlmodel(
     module: nn.Module, input_shapes: Sequence[tuple[int, ...]], *, precision: str = "fp16", compute_units: str = "ALL"
 ):
-    """An mlprogram `MLModel` (inputs `input0..`) converted from a traced module."""
-    import coremltools as ct
+    """An mlprogram `MLModel` (float32 inputs `input0..`, outputs `output0..`) from `torch.export`.
 
-    example = tuple(torch.zeros(s) for s in input_shapes)
-    with torch.no_grad(), warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        traced = torch.jit.trace(module.eval(), example)
-    inputs = [ct.TensorType(name=f"input{i}", shape=s) for i, s in enumerate(input_shapes)]
+    The exported program has static shapes, so resizes to feature-map sizes become constants (a
+    `torch.jit.trace` keeps them as shape arithmetic, which coremltools cannot convert).
+    """
     with quiet_fds(), warnings.catch_warnings():
         warnings.simplefilter("ignore")
+        import coremltools as ct
+
+        example = tuple(torch.zeros(s) for s in input_shapes)
+        module = module.eval()
+        with torch.no_grad():
+            outputs = module(*example)
+        count = len(outputs) if isinstance(outputs, tuple | list) else 1
+        program = torch.export.export(module, example).run_decompositions({})
         return ct.convert(
-            traced,
-            inputs=inputs,
+            program,
+            inputs=[ct.TensorType(name=f"input{i}", shape=s, dtype=np.float32) for i, s in enumerate(input_shapes)],
+            outputs=[ct.TensorType(name=f"output{i}", dtype=np.float32) for i in range(count)],
             convert_to="mlprogram",
             compute_units=getattr(ct.ComputeUnit, compute_units),
             compute_precision=ct.precision.FLOAT16 if precision == "fp16" else ct.precision.FLOAT32,

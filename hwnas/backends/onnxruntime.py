@@ -6,9 +6,11 @@ Threads follow the measurement protocol: `intra_op_num_threads` from the spec,
 
 from __future__ import annotations
 
+import contextlib
 import io
+import logging
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 
 import numpy as np
 import torch
@@ -21,20 +23,48 @@ from hwnas.devices import DeviceError
 def to_onnx(
     module: nn.Module, input_shapes: Sequence[tuple[int, ...]], *, exporter: str = "torchscript", opset: int = 18
 ) -> bytes:
-    """Serialised ONNX of `module` for fixed input shapes (inputs `input0..`, outputs `output0..`)."""
+    """Serialised ONNX of `module` for fixed input shapes (inputs `input0..`, outputs `output0..`).
+
+    `dynamo` is torch.onnx's current exporter (torch.export + onnxscript); `torchscript` the legacy
+    tracer, several times faster to run, which tables use for their thousands of small blocks.
+    """
     example = tuple(torch.zeros(s) for s in input_shapes)
     names = [f"input{i}" for i in range(len(example))]
     module = module.eval()
-    with warnings.catch_warnings():
+    with torch.no_grad():
+        outputs = module(*example)
+    count = len(outputs) if isinstance(outputs, tuple | list) else 1
+    output_names = [f"output{i}" for i in range(count)]
+    with warnings.catch_warnings(), _quiet_logger("torch.onnx"):
         warnings.simplefilter("ignore")
         if exporter == "dynamo":
             program = torch.onnx.export(
-                module, example, dynamo=True, input_names=names, opset_version=opset, verbose=False
+                module,
+                example,
+                dynamo=True,
+                input_names=names,
+                output_names=output_names,
+                opset_version=opset,
+                verbose=False,
             )
             return program.model_proto.SerializeToString()
         buffer = io.BytesIO()
-        torch.onnx.export(module, example, buffer, dynamo=False, input_names=names, opset_version=opset)
+        torch.onnx.export(
+            module, example, buffer, dynamo=False, input_names=names, output_names=output_names, opset_version=opset
+        )
         return buffer.getvalue()
+
+
+@contextlib.contextmanager
+def _quiet_logger(name: str) -> Iterator[None]:
+    """Raise a logger's level to ERROR for the duration (torch.onnx logs optional-op notes)."""
+    logger = logging.getLogger(name)
+    level = logger.level
+    logger.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
 
 
 class OrtRunnable(Runnable):

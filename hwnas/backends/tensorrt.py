@@ -46,7 +46,18 @@ def build_plan(precision: str, trt_version: str) -> BuildPlan:
     raise DeviceError(f"TensorRT {trt_version} is not supported; hwnas needs TensorRT 10 or 11")
 
 
-def _fp16_onnx(onnx_bytes: bytes) -> bytes:
+def trtexec_command(onnx_file: str, engine_file: str, precision: str, trt_version: str) -> str:
+    """The `trtexec` line that builds the engine `build_engine` would build, for a TensorRT version."""
+    plan = build_plan(precision, trt_version)
+    parts = ["trtexec", f"--onnx={onnx_file}", f"--saveEngine={engine_file}"]
+    parts += [f"--{flag.lower()}" for flag in plan.builder_flags]
+    if plan.strongly_typed:
+        parts.append("--stronglyTyped")
+    parts.append(f"--memPoolSize=workspace:{WORKSPACE_BYTES >> 20}M")
+    return " ".join(parts)
+
+
+def fp16_onnx(onnx_bytes: bytes) -> bytes:
     try:
         import onnx
         from onnxconverter_common import float16
@@ -64,7 +75,7 @@ def build_engine(onnx_bytes: bytes, precision: str) -> bytes:
 
     plan = build_plan(precision, trt.__version__)
     if plan.convert_onnx_to_fp16:
-        onnx_bytes = _fp16_onnx(onnx_bytes)
+        onnx_bytes = fp16_onnx(onnx_bytes)
     logger = trt.Logger(trt.Logger.WARNING)
     builder = trt.Builder(logger)
     flags = 1 << int(trt.NetworkDefinitionCreationFlag.STRONGLY_TYPED) if plan.strongly_typed else 0

@@ -17,10 +17,10 @@ from hwnas.backends.base import Artifact, Backend, Runnable, quiet_fds
 
 def to_tflite(module: nn.Module, input_shapes: Sequence[tuple[int, ...]]) -> bytes:
     """Convert `module` with litert-torch for fixed input shapes; returns the flatbuffer."""
-    import litert_torch
-
     example = tuple(torch.zeros(s) for s in input_shapes)
     with quiet_fds(), tempfile.TemporaryDirectory() as tmp:
+        import litert_torch
+
         path = Path(tmp) / "model.tflite"
         litert_torch.convert(module.eval(), example).export(str(path))
         return path.read_bytes()
@@ -29,9 +29,9 @@ def to_tflite(module: nn.Module, input_shapes: Sequence[tuple[int, ...]]) -> byt
 class TfliteRunnable(Runnable):
     def __init__(self, model: bytes, input_shapes, threads: int):
         super().__init__(input_shapes)
-        from ai_edge_litert.interpreter import Interpreter
-
         with quiet_fds():
+            from ai_edge_litert.interpreter import Interpreter
+
             self.interpreter = Interpreter(model_content=model, num_threads=threads)
             self.interpreter.allocate_tensors()
         details = self.interpreter.get_input_details()

@@ -9,11 +9,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from hwnas.data import SOURCES, load_data
 from hwnas.errors import CheckpointError
 from hwnas.search.objectives import Costs
 from hwnas.space import Arch, SearchSpace
-from hwnas.train.checkpoint import build_model, check_space, load_checkpoint
+from hwnas.train.checkpoint import bn_batches as checkpoint_bn_batches
+from hwnas.train.checkpoint import build_model, check_space, checkpoint_data, load_checkpoint
 from hwnas.train.evaluate import evaluate
 from hwnas.train.task import make_task
 
@@ -29,25 +29,17 @@ class SupernetEvaluator:
         space: SearchSpace,
         *,
         data: str | None = None,
-        bn_batches: int = 4,
-        val_size: int = 128,
+        bn_batches: int | None = None,
     ):
         ckpt = load_checkpoint(checkpoint)
         check_space(ckpt, space, checkpoint)
         if ckpt["kind"] != "supernet":
             raise CheckpointError(f"{checkpoint} holds a single subnet; search needs a supernet checkpoint")
-        source = data or ckpt.get("data")
-        if data is None and source not in SOURCES:
-            raise CheckpointError(
-                f"{checkpoint} was trained on the folder '{source}'; pass its path with --data to score subnets"
-            )
         self.space, self.task_name = space, ckpt["task"]
         self.model = build_model(ckpt, checkpoint)
         self.task = make_task(ckpt["task"], int(ckpt.get("num_classes", 1)))
-        seed = int(ckpt.get("config", {}).get("seed", 0))
-        w, h = space.max().resolution
-        self.data = load_data(source, task=ckpt["task"], size=(h, w), seed=seed, val_size=val_size)
-        self.bn_batches = bn_batches
+        self.data = checkpoint_data(ckpt, checkpoint, space, data)
+        self.bn_batches = bn_batches or checkpoint_bn_batches(ckpt)
         self.metric = self.task.primary
         self.source = "supernet"
         self.cache: dict[str, float] = {}

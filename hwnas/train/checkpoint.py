@@ -94,6 +94,32 @@ def build_model(data: dict[str, Any], path: str | Path) -> nn.Module:
     return model.eval()
 
 
+def checkpoint_data(data: dict[str, Any], path: str | Path, space: SearchSpace, override: str | None = None):
+    """The `DataSet` a checkpoint was trained on, rebuilt at the space's largest resolution with the
+    training seed and sizes (for BN recalibration and scoring), or the folder `override`.
+
+    A built-in source (synthetic, digits) is rebuilt from its name; a folder must be given again.
+    """
+    from hwnas.data import SOURCES, load_data
+
+    source = override or data.get("data")
+    if override is None and source not in SOURCES:
+        raise CheckpointError(
+            f"{path} was trained on the folder '{source}'; pass its path with --data to rebuild its batches"
+        )
+    train_size, val_size = data.get("data_size", (512, 128))
+    w, h = space.max().resolution
+    seed = int(data.get("config", {}).get("seed", 0))
+    return load_data(
+        source, task=data["task"], size=(h, w), seed=seed, train_size=int(train_size), val_size=int(val_size)
+    )
+
+
+def bn_batches(data: dict[str, Any]) -> int:
+    """How many training batches re-estimate a subnet's BN statistics (the run's `bn_batches`)."""
+    return int(data.get("config", {}).get("bn_batches", 8))
+
+
 def file_digest(path: str | Path) -> str:
     """sha256 of a file, for manifests that name the checkpoint they came from."""
     digest = hashlib.sha256()

@@ -13,6 +13,19 @@ from hwnas.train.bn import recalibrate_bn
 from hwnas.train.task import Task
 
 
+def recalibrated_subnet(
+    model: nn.Module, data: DataSet, arch: Arch | None, *, bn_batches: int = 8, batch_size: int = 64
+) -> nn.Module:
+    """The static subnet of `arch` (a supernet's, with BN statistics re-estimated on the first
+    `bn_batches` training batches at its resolution), or `model` itself if it is already static."""
+    if not hasattr(model, "extract"):
+        return model.eval()
+    net = model.extract(arch)
+    train = data.split("train", net.arch.resolution)
+    recalibrate_bn(net, (b["image"] for b in itertools.islice(data.batches(train, batch_size), bn_batches)))
+    return net.eval()
+
+
 def evaluate(
     model: nn.Module,
     data: DataSet,
@@ -28,14 +41,8 @@ def evaluate(
     re-estimated on the first `bn_batches` training batches (once-for-all, AttentiveNAS); a static
     subnet is scored with its own statistics.
     """
-    if hasattr(model, "extract"):
-        net = model.extract(arch)
-        resolution = net.arch.resolution
-        train = data.split("train", resolution)
-        recalibrate_bn(net, (b["image"] for b in itertools.islice(data.batches(train, batch_size), bn_batches)))
-    else:
-        net, resolution = model, model.arch.resolution
-    net.eval()
+    net = recalibrated_subnet(model, data, arch, bn_batches=bn_batches, batch_size=batch_size)
+    resolution = net.arch.resolution
     val = data.split("val", resolution)
     outputs, batches, total = [], [], 0.0
     with torch.no_grad():

@@ -221,6 +221,7 @@ class _Run:
             "space_digest": self.space.digest(),
             "arch": arch,
             "data": self.data.name,
+            "data_size": [len(self.data.train), len(self.data.val)],
             "normalization": {"mean": list(self.data.mean), "std": list(self.data.std)},
             "config": asdict(self.config),
             "epoch": self.epoch,

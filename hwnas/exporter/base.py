@@ -1,0 +1,87 @@
+"""What every export format shares: the job (one static subnet and its fixed input), the `Format`
+protocol, per-precision tolerances, and what a written artifact reports back."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar
+
+from torch import nn
+
+from hwnas.backends import Runnable, get_backend
+from hwnas.backends.base import Artifact
+from hwnas.devices import Device
+from hwnas.space import Arch, SearchSpace
+
+
+@dataclass
+class Job:
+    """One static subnet to export: its arch, task, fixed NCHW input shape and ONNX options.
+
+    `cache` keeps work two formats share (the ONNX graph feeds both `onnx` and `tensorrt`).
+    """
+
+    subnet: nn.Module
+    space: SearchSpace
+    arch: Arch
+    task: str
+    input_shape: tuple[int, int, int, int]
+    exporter: str = "dynamo"
+    opset: int = 18
+    cache: dict[Any, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Tolerance:
+    """Outputs pass when every element has |artifact - torch| <= atol + rtol * |torch| (np.allclose)."""
+
+    atol: float
+    rtol: float
+
+
+TOLERANCES = {"fp32": Tolerance(1e-4, 1e-4), "fp16": Tolerance(1e-2, 1e-2)}
+
+
+@dataclass
+class Written:
+    """The files one format wrote (the artifact first), the tools that made them, and notes."""
+
+    paths: list[Path]
+    tools: dict[str, str]
+    info: dict[str, Any] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+    verifiable: bool = True
+
+    @property
+    def artifact(self) -> Path:
+        return self.paths[0]
+
+
+class Format(ABC):
+    """One artifact kind: how to write it and, where its runtime runs here, how to load it back."""
+
+    name: ClassVar[str]
+    backend: ClassVar[str]
+    default_device: ClassVar[str]
+    suffix: ClassVar[str]
+
+    def filename(self, name: str) -> str:
+        return f"{name}{self.suffix}"
+
+    def tolerance(self, device: Device) -> Tolerance:
+        return TOLERANCES.get(device.precision, TOLERANCES["fp16"])
+
+    @abstractmethod
+    def write(self, job: Job, device: Device, folder: Path, name: str) -> Written:
+        """Convert `job.subnet` for `device` and write it under `folder` atomically."""
+
+    def unavailable(self, device: Device) -> str | None:
+        """Why the artifact's runtime cannot run on this host, or None if it can."""
+        return device.availability()
+
+    def load(self, written: Written, device: Device, job: Job) -> tuple[Runnable, Artifact]:
+        """The artifact on disk, loaded by the device's runtime (what verification runs)."""
+        artifact = Artifact(written.artifact.read_bytes(), (job.input_shape,))
+        return get_backend(device).load(artifact), artifact

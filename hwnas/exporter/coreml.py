@@ -1,0 +1,81 @@
+"""Core ML: a coremltools mlprogram `.mlpackage` with the device spec's compute precision and units.
+
+Predictions need macOS, so here the package is loaded back with `skip_model_load` and its spec is
+checked instead: input name and shape, and the op counts (one `conv` per convolution of the subnet).
+"""
+
+from __future__ import annotations
+
+import collections
+import tempfile
+from pathlib import Path
+
+from torch import nn
+
+from hwnas.backends import Runnable
+from hwnas.backends.base import Artifact, quiet_fds
+from hwnas.backends.coreml import CoremlBackend, CoremlRunnable, to_mlmodel
+from hwnas.devices import Device
+from hwnas.errors import HwnasError
+from hwnas.exporter.base import Format, Job, Written
+from hwnas.io import atomic_replace_dir
+
+
+def load_package(path: str | Path, *, compile: bool = False):
+    """An `MLModel` read from a `.mlpackage`; without `compile` only its spec is read (any OS)."""
+    import coremltools as ct
+
+    with quiet_fds():
+        return ct.models.MLModel(str(path), skip_model_load=not compile)
+
+
+def package_summary(model) -> dict:
+    """Inputs (name -> shape) and op counts of an mlprogram (what tests and the manifest check)."""
+    spec = model.get_spec()
+    inputs = {i.name: list(i.type.multiArrayType.shape) for i in spec.description.input}
+    main = spec.mlProgram.functions["main"]
+    block = main.block_specializations[main.opset]
+    ops = collections.Counter(op.type for op in block.operations if op.type != "const")
+    return {"inputs": inputs, "outputs": [o.name for o in spec.description.output], "ops": dict(sorted(ops.items()))}
+
+
+def conv_count(module: nn.Module) -> int:
+    return sum(isinstance(m, nn.Conv2d) for m in module.modules())
+
+
+class CoremlFormat(Format):
+    name = "coreml"
+    backend = "coreml"
+    default_device = "m2"
+    suffix = ".mlpackage"
+
+    def write(self, job: Job, device: Device, folder: Path, name: str) -> Written:
+        model = to_mlmodel(
+            job.subnet, [job.input_shape], precision=device.precision, compute_units=device.compute_units
+        )
+        path = folder / self.filename(name)
+        with tempfile.TemporaryDirectory(prefix=f".{path.name}.", dir=folder) as staging:
+            staged = Path(staging) / path.name
+            with quiet_fds():
+                model.save(str(staged))
+            summary = package_summary(load_package(staged))
+            self._check(summary, job)
+            atomic_replace_dir(staged, path)
+        info = {**summary, "precision": device.precision, "compute_units": device.compute_units}
+        return Written([path], CoremlBackend(device).versions(), info)
+
+    @staticmethod
+    def _check(summary: dict, job: Job) -> None:
+        """The package read back must take the job's input and hold one conv per convolution."""
+        if summary["inputs"] != {"input0": list(job.input_shape)}:
+            raise HwnasError(f"the Core ML package takes {summary['inputs']}, expected input0 {list(job.input_shape)}")
+        expected = conv_count(job.subnet)
+        if summary["ops"].get("conv", 0) != expected:
+            raise HwnasError(
+                f"the Core ML package has {summary['ops'].get('conv', 0)} conv ops for {expected} convolutions"
+            )
+
+    def load(self, written: Written, device: Device, job: Job) -> tuple[Runnable, Artifact]:
+        model = load_package(written.artifact, compile=True)
+        artifact = Artifact(model, (job.input_shape,))
+        return CoremlRunnable(model, artifact.input_shapes), artifact

@@ -1,0 +1,61 @@
+"""TensorRT: a serialized engine built from the ONNX on an NVIDIA GPU (TensorRT 10 or 11).
+
+Without a GPU here, the export does not fail: it writes the ONNX and a `.trtexec.txt` with the
+exact `trtexec` lines that build the engine on the target (TensorRT 10 sets FP16 by a builder
+flag; TensorRT 11 networks are strongly typed, so FP16 comes from a float16 ONNX, written here
+when onnxconverter-common is installed), and the report says "not verified here".
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from hwnas.backends import Runnable
+from hwnas.backends.base import Artifact
+from hwnas.backends.tensorrt import TensorrtRunnable, build_engine, fp16_onnx, trtexec_command
+from hwnas.devices import Device
+from hwnas.errors import HwnasError
+from hwnas.exporter.base import Format, Job, Written
+from hwnas.exporter.onnx import onnx_model, tools
+from hwnas.io import atomic_write_bytes
+
+
+class TensorrtFormat(Format):
+    name = "tensorrt"
+    backend = "tensorrt"
+    default_device = "rtx4090"
+    suffix = ".engine"
+
+    def write(self, job: Job, device: Device, folder: Path, name: str) -> Written:
+        data, info, shared_notes = onnx_model(job)
+        notes = list(shared_notes)
+        reason = device.availability()
+        if reason is None:
+            import tensorrt
+
+            engine = atomic_write_bytes(folder / self.filename(name), build_engine(data, device.precision))
+            versions = {**tools(), "tensorrt": tensorrt.__version__}
+            return Written([engine], versions, {**info, "precision": device.precision}, notes)
+        onnx_path = atomic_write_bytes(folder / f"{name}.onnx", data)
+        paths, lines = [onnx_path], [f"# build the {device.name} engine on the target, in this folder:"]
+        lines += ["# TensorRT 10", trtexec_command(onnx_path.name, self.filename(name), device.precision, "10")]
+        onnx_11 = onnx_path.name
+        if device.precision == "fp16":
+            try:
+                onnx_11 = atomic_write_bytes(folder / f"{name}.fp16.onnx", fp16_onnx(data)).name
+                paths.append(folder / onnx_11)
+            except HwnasError:
+                notes.append("onnxconverter-common is not installed: no float16 ONNX for TensorRT 11 written")
+                onnx_11 = f"{name}.fp16.onnx"
+        lines += [
+            "# TensorRT 11 (strongly typed)",
+            trtexec_command(onnx_11, self.filename(name), device.precision, "11"),
+        ]
+        commands = atomic_write_bytes(folder / f"{name}.trtexec.txt", ("\n".join(lines) + "\n").encode())
+        notes.append(f"engine not built here ({reason}); {commands.name} has the trtexec lines for the target")
+        info = {**info, "precision": device.precision, "trtexec": lines[2], "trtexec_11": lines[-1]}
+        return Written([commands, *paths], tools(), info, notes, verifiable=False)
+
+    def load(self, written: Written, device: Device, job: Job) -> tuple[Runnable, Artifact]:
+        artifact = Artifact(written.artifact.read_bytes(), (job.input_shape,))
+        return TensorrtRunnable(artifact.payload, artifact.input_shapes), artifact

@@ -1,0 +1,126 @@
+"""Verification of a written artifact: numerics against the PyTorch static subnet on fixed inputs,
+then end-to-end latency with the shared protocol beside the latency table's prediction."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from hwnas.backends import Protocol, Runnable, get_backend
+from hwnas.backends.base import Artifact
+from hwnas.devices import Device
+from hwnas.errors import HwnasError
+from hwnas.exporter.base import Tolerance
+from hwnas.lut import LatencyTable
+from hwnas.profiler import DEFAULT_STATISTIC, measure_end_to_end
+from hwnas.space import Arch, SearchSpace
+
+VERIFIED, FAILED, NOT_HERE = "verified", "failed", "not verified here"
+
+
+@dataclass(frozen=True)
+class Numerics:
+    """Largest differences over `inputs` fixed inputs; `max_rel` is max_abs over the largest |torch| output."""
+
+    max_abs: float
+    max_rel: float
+    atol: float
+    rtol: float
+    inputs: int
+    passed: bool
+
+
+@dataclass(frozen=True)
+class Speed:
+    """Measured end-to-end latency on `device` and what the table predicted for the same subnet."""
+
+    device: str
+    measured_ms: float
+    statistic: str
+    rounds: int
+    table_ms: float | None
+    table: str
+
+    @property
+    def delta_pct(self) -> float | None:
+        return None if self.table_ms is None else 100 * (self.measured_ms - self.table_ms) / self.table_ms
+
+    def line(self) -> str:
+        if self.table_ms is None:
+            return f"measured {self.measured_ms:.3f} ms, no table"
+        return f"table {self.table_ms:.3f} ms, measured {self.measured_ms:.3f} ms, {self.delta_pct:+.1f}%"
+
+
+@dataclass(frozen=True)
+class Verification:
+    status: str
+    reason: str = ""
+    numerics: Numerics | None = None
+    speed: Speed | None = None
+
+    def to_dict(self) -> dict:
+        out = asdict(self)
+        if self.speed is not None:
+            out["speed"]["delta_pct"] = self.speed.delta_pct
+            out["speed"]["line"] = self.speed.line()
+        return out
+
+
+def fixed_inputs(shape: tuple[int, ...], count: int = 3, seed: int = 0) -> list[np.ndarray]:
+    """Seeded standard-normal inputs (images after mean/std normalisation are about N(0, 1))."""
+    rng = np.random.default_rng(seed)
+    return [rng.standard_normal(shape).astype(np.float32) for _ in range(count)]
+
+
+def compare(runnable: Runnable, reference: nn.Module, inputs: list[np.ndarray], tolerance: Tolerance) -> Numerics:
+    """Run the artifact and the PyTorch module on the same inputs; first outputs compared."""
+    max_abs, scale, passed = 0.0, 0.0, True
+    for x in inputs:
+        with torch.no_grad():
+            expected = reference(torch.from_numpy(x)).numpy()
+        got = np.asarray(runnable.run([x])[0], dtype=np.float32).reshape(expected.shape)
+        diff = np.abs(got - expected)
+        max_abs, scale = max(max_abs, float(diff.max())), max(scale, float(np.abs(expected).max()))
+        passed &= bool(np.all(diff <= tolerance.atol + tolerance.rtol * np.abs(expected)))
+    return Numerics(
+        max_abs, max_abs / scale if scale > 0 else max_abs, tolerance.atol, tolerance.rtol, len(inputs), passed
+    )
+
+
+def table_prediction(path: Path, space: SearchSpace, arch: Arch, task: str) -> tuple[float | None, str, str]:
+    """(predicted ms or None, a note naming the table or why there is no prediction, its statistic)."""
+    if not path.exists():
+        return None, f"no table at {path}: `hwnas profile` builds one", DEFAULT_STATISTIC
+    try:
+        table = LatencyTable.load(path, space)
+        if table.meta.get("task") != task:
+            return None, f"{path} profiles the {table.meta.get('task')} head, not {task}", table.statistic
+        calibrated = table.calibration is not None
+        note = f"{path}{', calibrated' if calibrated else ', uncalibrated'}"
+        return float(table.predict(arch)), note, table.statistic
+    except HwnasError as exc:
+        return None, f"{path}: {exc}", DEFAULT_STATISTIC
+
+
+def measure_speed(
+    device: Device,
+    artifact: Artifact,
+    arch: Arch,
+    space: SearchSpace,
+    task: str,
+    table_path: Path,
+    *,
+    rounds: int = 3,
+    protocol: Protocol | None = None,
+) -> Speed:
+    """End-to-end latency of `artifact` on `device` in `rounds` interleaved rounds (as `lut validate`),
+    aggregated with the table's statistic, beside the table's prediction for `arch`."""
+    predicted, note, statistic = table_prediction(table_path, space, arch, task)
+    measured = measure_end_to_end(
+        get_backend(device), [artifact], rounds=rounds, statistic=statistic, protocol=protocol
+    )
+    return Speed(device.name, float(measured[0]), statistic, rounds, predicted, note)
