@@ -26,7 +26,7 @@ demo: setup
 	$(BIN)/hwnas devices
 	$(BIN)/hwnas space mini
 	$(BIN)/hwnas arch max --space mini
-	$(BIN)/hwnas profile --device cpu --space mini --resolution 32x32 --rounds 2
+	$(BIN)/hwnas profile --device cpu --space mini --resolution 32x32 --rounds 2 --energy
 	$(BIN)/hwnas lut validate --device cpu --space mini --resolution 32x32 --samples 16 --rounds 2
 	$(BIN)/hwnas train supernet --space mini --data synthetic --epochs 3 --selfkd --out runs/mini-saliency/supernet.pt
 	@budget=$$($(BIN)/python -c "from dataclasses import replace; from hwnas.lut import LatencyTable; \
@@ -34,6 +34,8 @@ demo: setup
 	lo, hi = (t.predict(replace(a, resolution=(32, 32))) for a in (s.min(), s.max())); print(f'{(lo + hi) / 2:.3f}ms')"); \
 	echo "budget: $$budget (halfway between the smallest and largest subnet in the table)"; \
 	$(BIN)/hwnas search --device cpu --space mini --supernet runs/mini-saliency/supernet.pt --budget $$budget --evals 24
+	$(BIN)/hwnas report --device cpu --space mini --arch runs/mini-search-cpu/best.json \
+		--supernet runs/mini-saliency/supernet.pt --json runs/mini-search-cpu/report.json
 	$(BIN)/hwnas export --supernet runs/mini-saliency/supernet.pt --arch runs/mini-search-cpu/best.json \
 		--format onnx,tflite,coreml,tensorrt --out export
 

@@ -165,6 +165,17 @@ def _pick_arch(sp: SearchSpace, pick: str, seed: int = 0) -> Arch:
 
 
 # ---- devices, profile, lut -------------------------------------------------------------------
+MeterOpt = Annotated[
+    str | None, typer.Option(help="energy meter: auto, nvml, rapl, codecarbon or spec (default: the spec's)")
+]
+
+
+def _energy_meter(spec, kind: str | None, region: str | None = None):
+    from hwnas.energy import choose_meter
+
+    return choose_meter(spec, kind=kind, region=region)
+
+
 DeviceOpt = Annotated[str, typer.Option("--device", "-d", help="device name in ./devices or a spec .toml path")]
 DevicesDirOpt = Annotated[Path, typer.Option("--devices-dir", help="folder of device specs")]
 RoundsOpt = Annotated[int, typer.Option(help="interleaved measurement rounds per model")]
@@ -237,6 +248,10 @@ def profile(
             help="what a row predicts with: median (over rounds of each round's median) or min (fastest call)"
         ),
     ] = DEFAULT_STATISTIC,
+    energy: Annotated[
+        bool, typer.Option("--energy", help="add each block's energy (measured by NVML/RAPL, else estimated)")
+    ] = False,
+    meter: MeterOpt = None,
     devices_dir: DevicesDirOpt = DEFAULT_DEVICES_DIR,
 ) -> None:
     """Measure every block of the space on the device into a latency table (resumable)."""
@@ -256,9 +271,22 @@ def profile(
             def report(done: int, total: int, label: str) -> None:
                 bar.update(job, completed=done, total=total, label=label[:48])
 
+            chosen_meter = _energy_meter(spec, meter) if energy else None
             table = run_profile(
-                spec, sp, task=task, resolutions=res, out=path, rounds=rounds, statistic=statistic, progress=report
+                spec,
+                sp,
+                task=task,
+                resolutions=res,
+                out=path,
+                rounds=rounds,
+                statistic=statistic,
+                progress=report,
+                energy=energy,
+                meter=chosen_meter,
             )
+    if table.energy_source is not None:
+        label = "ESTIMATED" if table.energy_source.startswith("estimated") else "measured"
+        out.print(f"energy column: {label} ({table.energy_source})", highlight=False)
     out.print(
         f"{len(table)} block signatures on {spec.name} ({table.meta['versions']}); "
         f"per-call overhead {table.overhead_ms * 1000:.1f} us; wrote {path}",
@@ -680,6 +708,69 @@ def search(
     out.print(str(chosen.arch), highlight=False, soft_wrap=True)
     out.print(f"hypervolume {archive.meta['hypervolume']:.4g} (reference {archive.meta['reference']})", highlight=False)
     out.print(f"wrote {folder}/archive.json, best.json, pareto.png", highlight=False)
+
+
+# ---- report ----------------------------------------------------------------------------------
+@app.command()
+def report(
+    device: DeviceOpt,
+    arch_pick: Annotated[str, typer.Option("--arch", help="min, max, random or an arch .json (best.json)")],
+    space_name: SpaceOpt = "alphanet",
+    task: Annotated[str, typer.Option(help="head: saliency or classification")] = "saliency",
+    supernet: Annotated[Path | None, typer.Option(help="take the subnet's weights from this checkpoint")] = None,
+    lut_path: Annotated[
+        Path | None, typer.Option("--lut", help="table for the predicted latency (default lut/DEVICE-SPACE.parquet)")
+    ] = None,
+    batch: Annotated[int, typer.Option(help="batch of the energy run (SalNAS: 64)")] = 64,
+    passes: Annotated[int, typer.Option(help="forward passes of the energy run (SalNAS: 200)")] = 200,
+    region: Annotated[str | None, typer.Option(help="grid region, ISO 3166 alpha-3 (default: the spec's)")] = None,
+    meter: MeterOpt = None,
+    rounds: RoundsOpt = 3,
+    json_out: Annotated[Path | None, typer.Option("--json", help="also write the report as JSON")] = None,
+    devices_dir: DevicesDirOpt = DEFAULT_DEVICES_DIR,
+) -> None:
+    """SalNAS's seven measures for one subnet: FLOPs, params, size, emission, power, latency, throughput."""
+    from hwnas.report import as_rows, subnet_report
+
+    with user_errors():
+        spec = load_device(device, devices_dir)
+        sp = SearchSpace.load(space_name)
+        if task not in TASKS:
+            raise HwnasError(f"unknown --task '{task}'; allowed: {', '.join(TASKS)}")
+        chosen = _pick_arch(sp, arch_pick)
+        path = lut_path or default_lut_path(spec.name, sp.name)
+        table = LatencyTable.load(path, sp) if lut_path is not None or path.exists() else None
+        subnet, weights = None, "untrained (latency and energy do not depend on weight values)"
+        if supernet is not None:
+            from hwnas.exporter.source import load_source
+
+            subnet, source = load_source(supernet, chosen)
+            weights = f"{supernet} ({source.bn})"
+        with out.status(f"measuring {chosen} on {spec.name}"):
+            result = subnet_report(
+                spec,
+                sp,
+                chosen,
+                task=task,
+                subnet=subnet,
+                weights=weights,
+                table=table,
+                batch=batch,
+                passes=passes,
+                region=region,
+                meter=meter,
+                rounds=rounds,
+            )
+        if json_out is not None:
+            atomic_write_json(json_out, result.to_dict())
+    out.print(f"{result.arch} on {result.device}; weights: {result.weights}", highlight=False, soft_wrap=True)
+    shown = Table("measure", "value", "unit", "source")
+    for name, value, unit, source in as_rows(result):
+        estimated = source.startswith("estimated")
+        shown.add_row(name, value, unit, f"[yellow]ESTIMATE[/] {escape(source)}" if estimated else escape(source))
+    out.print(shown)
+    if json_out is not None:
+        out.print(f"wrote {json_out}", highlight=False)
 
 
 # ---- export ----------------------------------------------------------------------------------

@@ -22,7 +22,8 @@ BACKENDS = ("onnxruntime", "tflite", "torch", "coreml", "tensorrt")
 PRECISIONS = ("fp32", "fp16", "int8")
 COMPUTE_UNITS = ("ALL", "CPU_ONLY", "CPU_AND_GPU", "CPU_AND_NE")
 DEFAULT_DIR = Path("devices")
-_KEYS = {"name", "description", "backend", "options", "batch", "power", "region", "machine", "system"}
+_KEYS = {"name", "description", "backend", "options", "batch", "power", "region", "meter", "machine", "system"}
+METERS = ("auto", "nvml", "rapl", "codecarbon", "spec")
 _OPTION_KEYS = {"threads", "precision", "compute_units", "provider", "device", "exporter", "opset"}
 
 
@@ -52,6 +53,7 @@ class Device:
     batch: int = 1
     power: PowerModel | None = None
     region: str | None = None
+    meter: str = "auto"
     machine: str | None = None
     system: str | None = None
     description: str = ""
@@ -134,6 +136,7 @@ def parse_device(text: str, *, source: str) -> Device:
         batch=_positive_int(data, "batch", 1, source),
         power=_parse_power(data.get("power"), source),
         region=_parse_region(data.get("region"), source),
+        meter=_choice(data, "meter", METERS, "auto", source),
         machine=_optional_word(data, "machine", source),
         system=_optional_word(data, "system", source),
         description=str(data.get("description", "")),

@@ -39,11 +39,14 @@ from hwnas.signature import BlockSignature
 from hwnas.slotcost import SlotCost
 from hwnas.space import Arch, SearchSpace
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+READABLE_SCHEMAS = (1, 2)  # version 1 had no energy columns; they are read as "not profiled"
 SIGNATURE_COLUMNS = [f.name for f in fields(BlockSignature)]
 TIMING_COLUMNS = [f.name for f in fields(Timing)]
 STATISTICS = ("median", "min")
-COLUMNS = ["key", *SIGNATURE_COLUMNS, *TIMING_COLUMNS, "rounds", "round_medians_ms"]
+V1_COLUMNS = ["key", *SIGNATURE_COLUMNS, *TIMING_COLUMNS, "rounds", "round_medians_ms"]
+ENERGY_COLUMNS = ["energy_mj", "energy_source"]
+COLUMNS = [*V1_COLUMNS, *ENERGY_COLUMNS]
 
 
 class LutError(HwnasError):
@@ -98,9 +101,13 @@ class LatencyTable:
         self._rows: dict[str, dict] = {}
         for row in records:
             row["round_medians_ms"] = [float(v) for v in row["round_medians_ms"]]
+            row.setdefault("energy_mj", None)
+            row.setdefault("energy_source", None)
+            if row["energy_mj"] is not None and np.isnan(row["energy_mj"]):
+                row["energy_mj"], row["energy_source"] = None, None
             self._rows[row["key"]] = row
         self.space = space or SearchSpace.load(meta["space"])
-        self._slot_cache: SlotCost | None = None
+        self._slot_cache: dict[str, SlotCost] = {}
 
     # ---- construction and files ---------------------------------------------------------
     @classmethod
@@ -150,11 +157,11 @@ class LatencyTable:
             raise LutError(
                 f"sidecar {side} is not valid JSON ({exc}); rebuild the table with `hwnas profile`"
             ) from None
-        if not isinstance(meta, dict) or meta.get("schema_version") != SCHEMA_VERSION:
+        if not isinstance(meta, dict) or meta.get("schema_version") not in READABLE_SCHEMAS:
             got = meta.get("schema_version") if isinstance(meta, dict) else None
             raise LutError(
-                f"latency table {path} has schema version {got!r}; this hwnas reads version "
-                f"{SCHEMA_VERSION}: rebuild it with `hwnas profile`"
+                f"latency table {path} has schema version {got!r}; this hwnas reads versions "
+                f"{', '.join(map(str, READABLE_SCHEMAS))}: rebuild it with `hwnas profile`"
             )
         try:
             rows = pd.read_parquet(io.BytesIO(path.read_bytes()))
@@ -163,7 +170,7 @@ class LatencyTable:
                 f"latency table {path} is damaged or truncated ({type(exc).__name__}); "
                 "rerun `hwnas profile` to rebuild it"
             ) from None
-        if list(rows.columns) != COLUMNS or rows["key"].duplicated().any():
+        if list(rows.columns) not in (COLUMNS, V1_COLUMNS) or rows["key"].duplicated().any():
             raise LutError(f"latency table {path} has unexpected columns or duplicate rows; rebuild it")
         table_space = space if space is not None else _space_of(meta, path)
         if meta.get("space") != table_space.name or meta.get("space_digest") != table_space.digest():
@@ -203,6 +210,7 @@ class LatencyTable:
         row = self._rows.get(sig.key)
         if row is None:
             row = {"key": sig.key, **sig.to_dict(), **timing.to_dict(), "rounds": 0, "round_medians_ms": []}
+            row.update(energy_mj=None, energy_source=None)
             self._rows[sig.key] = row
         else:
             n = row["n"] + timing.n
@@ -218,7 +226,27 @@ class LatencyTable:
         row["rounds"] += 1
         row["round_medians_ms"] = [*row["round_medians_ms"], timing.median_ms]
         row["median_ms"] = float(np.median(row["round_medians_ms"]))
-        self._slot_cache = None
+        self._slot_cache = {}
+
+    def rows_by_key(self, key: str) -> dict:
+        """One row as a dict (a copy)."""
+        return dict(self._rows[key])
+
+    def record_energy(self, sig: BlockSignature, energy_mj: float, source: str) -> None:
+        """Set the energy of one call of `sig`'s block (mJ) and where the figure comes from."""
+        if sig.key not in self._rows:
+            raise LutError(f"cannot record energy for {sig.key}: the table has no latency row for it")
+        self._rows[sig.key].update(energy_mj=float(energy_mj), energy_source=source)
+        self._slot_cache = {}
+
+    def energy_missing(self, sigs: list[BlockSignature]) -> list[BlockSignature]:
+        return [s for s in dict.fromkeys(sigs) if self._rows.get(s.key, {}).get("energy_mj") is None]
+
+    @property
+    def energy_source(self) -> str | None:
+        """Where the energy column comes from (`measured-...` / `estimated-...`), None if not profiled."""
+        energy = self.meta.get("energy")
+        return None if energy is None else energy["source"]
 
     def missing(self, sigs: list[BlockSignature]) -> list[BlockSignature]:
         return [s for s in dict.fromkeys(sigs) if s.key not in self._rows]
@@ -231,9 +259,6 @@ class LatencyTable:
     @property
     def overhead_ms(self) -> float:
         return float(self.meta["overhead"][f"{self.statistic}_ms"])
-
-    def _cost(self, key: str) -> float:
-        return float(self._rows[key][f"{self.statistic}_ms"])
 
     @property
     def calibration(self) -> Calibration | None:
@@ -268,10 +293,7 @@ class LatencyTable:
 
     def raw_ms(self, arch: Arch) -> float:
         """Sum of block medians with the per-call overhead counted once (uncalibrated)."""
-        sigs = self.space.block_signatures(arch, self.meta["task"])
-        self._require(sigs)
-        o = self.overhead_ms
-        return float(sum(self._cost(s.key) - o for s in sigs) + o)
+        return self._sum(arch, "latency")
 
     def predict(self, arch: Arch, *, calibrated: bool = True) -> float:
         """Predicted end-to-end latency of `arch` in ms."""
@@ -279,25 +301,57 @@ class LatencyTable:
         cal = self.calibration
         return float(cal.apply(raw)) if calibrated and cal is not None else raw
 
+    def predict_energy(self, arch: Arch) -> float:
+        """Predicted energy of one inference call of `arch` in mJ (block energies, the per-call
+        overhead's energy counted once, as for latency); its source is `energy_source`."""
+        return self._sum(arch, "energy")
+
     def predict_many(self, archs: list[Arch] | np.ndarray, *, calibrated: bool = True) -> np.ndarray:
         """Vectorised `predict` over archs or an encoded matrix (n x n_var) via per-slot lookups."""
+        total = self._sum_many(archs, "latency")
+        cal = self.calibration
+        return cal.apply(total) if calibrated and cal is not None else total
+
+    def predict_energy_many(self, archs: list[Arch] | np.ndarray) -> np.ndarray:
+        """Vectorised `predict_energy` (mJ)."""
+        return self._sum_many(archs, "energy")
+
+    # ---- sums over blocks -------------------------------------------------------------------
+    def _per_block(self, what: str) -> tuple[dict[str, float], float]:
+        """Each row's cost of `what` (latency ms or energy mJ) and the per-call overhead's."""
+        if what == "latency":
+            return {k: float(r[f"{self.statistic}_ms"]) for k, r in self._rows.items()}, self.overhead_ms
+        if self.energy_source is None:
+            raise LutError("this latency table has no energy column; build it with `hwnas profile --energy`")
+        costs = {k: float(r["energy_mj"]) for k, r in self._rows.items() if r["energy_mj"] is not None}
+        return costs, float(self.meta["energy"]["overhead_mj"])
+
+    def _sum(self, arch: Arch, what: str) -> float:
+        sigs = self.space.block_signatures(arch, self.meta["task"])
+        self._require(sigs)
+        costs, o = self._per_block(what)
+        missing = [s.key for s in sigs if s.key not in costs]
+        if missing:
+            raise LutError(f"latency table has no energy for block(s) {', '.join(missing[:3])}; rerun --energy")
+        return float(sum(costs[s.key] - o for s in sigs) + o)
+
+    def _sum_many(self, archs: list[Arch] | np.ndarray, what: str) -> np.ndarray:
         x = np.asarray([self.space.encode(a) for a in archs]) if isinstance(archs, list) else np.asarray(archs)
         if x.ndim != 2 or x.shape[1] != self.space.n_var:
             raise LutError(f"predict_many needs archs or an (n, {self.space.n_var}) integer matrix, got {x.shape}")
-        o = self.overhead_ms
-        if self._slot_cache is None:
-            rows = self._rows
-            self._slot_cache = SlotCost(
-                self.space, lambda sig: self._cost(sig.key) - o if sig.key in rows else None, task=self.meta["task"]
+        costs, o = self._per_block(what)
+        if what not in self._slot_cache:
+            self._slot_cache[what] = SlotCost(
+                self.space, lambda sig: costs[sig.key] - o if sig.key in costs else None, task=self.meta["task"]
             )
-        total, missing = self._slot_cache(x)
+        total, missing = self._slot_cache[what](x)
         if missing:
+            label = "" if what == "latency" else f"{what} "
             raise LutError(
-                f"latency table has no entry for block(s) {', '.join(missing[:3])}; profile them with `hwnas profile`"
+                f"latency table has no {label}entry for block(s) {', '.join(missing[:3])}; "
+                "profile them with `hwnas profile`"
             )
-        total = total + o
-        cal = self.calibration
-        return cal.apply(total) if calibrated and cal is not None else total
+        return total + o
 
 
 def _space_of(meta: dict, path: Path) -> SearchSpace:

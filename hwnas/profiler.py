@@ -22,9 +22,11 @@ from scipy import stats
 from hwnas.backends import Backend, Protocol, Timing, get_backend
 from hwnas.backends.base import Artifact
 from hwnas.devices import Device
+from hwnas.energy import EnergyMeter, choose_meter, measure_inference_energy, require_power
 from hwnas.lut import Calibration, LatencyTable, LutError, default_path, now
 from hwnas.nn.blocks import IdentityModel, SignatureModel, signature_inputs
 from hwnas.nn.supernet import build_subnet
+from hwnas.signature import BlockSignature
 from hwnas.space import Arch, SearchSpace
 
 Progress = Callable[[int, int, str], None]
@@ -91,8 +93,11 @@ def profile(
     statistic: str = DEFAULT_STATISTIC,
     protocol: Protocol | None = None,
     progress: Progress = _quiet,
+    energy: bool = False,
+    meter: EnergyMeter | None = None,
 ) -> LatencyTable:
-    """Measure every block signature in `rounds` interleaved passes, saving as it goes.
+    """Measure every block signature in `rounds` interleaved passes, saving as it goes; with
+    `energy`, then add each block's energy per call (see `profile_energy`).
 
     Round r measures each signature that has fewer than r+1 rounds, so a rerun after an
     interruption continues where the last one stopped and never repeats a finished measurement.
@@ -100,6 +105,10 @@ def profile(
     if rounds < 1:
         raise LutError(f"--rounds must be at least 1, got {rounds}")
     device.require_available()
+    if energy:
+        meter = meter or choose_meter(device, region=device.region)
+        if not meter.source.startswith("measured"):
+            require_power(device)  # before any measurement: the estimate needs the spec's power model
     protocol = protocol or Protocol()
     resolutions = list(space.resolutions) if resolutions is None else [tuple(r) for r in resolutions]
     sigs = space.all_block_signatures(resolutions, task)
@@ -126,7 +135,48 @@ def profile(
                 last_save = time.monotonic()
             progress(done, total, f"round {r + 1}/{rounds} {sig.key}")
         table.save(path)
+    if energy:
+        profile_energy(device, table, sigs, path, meter=meter, progress=progress)
     return table
+
+
+def profile_energy(
+    device: Device,
+    table: LatencyTable,
+    sigs: list[BlockSignature],
+    path: Path,
+    *,
+    meter: EnergyMeter | None = None,
+    progress: Progress = _quiet,
+) -> None:
+    """Fill the energy column: measured per block where the meter measures (NVML, RAPL: a window of
+    calls per block, idle power subtracted), else the block's latency x the spec's active watts,
+    labelled `estimated-spec`. A row gets its energy only after its window completed, and the table
+    is saved after each, so a meter failing mid-window leaves no partial row."""
+    meter = meter or choose_meter(device, region=device.region)
+    measured = meter.source.startswith("measured")
+    if not measured:
+        watts = require_power(device).active_w
+        table.meta["energy"] = {"source": "estimated-spec", "overhead_mj": table.overhead_ms * watts, "watts": watts}
+        for sig in table.energy_missing(sigs):
+            table.record_energy(
+                sig, float(table.rows_by_key(sig.key)[f"{table.statistic}_ms"]) * watts, "estimated-spec"
+            )
+        table.save(path)
+        return
+    backend = get_backend(device)
+    if table.meta.get("energy", {}).get("source") != meter.source:
+        overhead = backend.compile(IdentityModel(), [(device.batch, 8, 8, 8)])
+        cost = measure_inference_energy(overhead.bind(overhead.example_inputs()), meter, latency_ms=table.overhead_ms)
+        table.meta["energy"] = {"source": meter.source, "overhead_mj": cost.joules_per_inference * 1000}
+    todo = table.energy_missing(sigs)
+    for i, sig in enumerate(todo):
+        runnable = backend.compile(SignatureModel(sig).eval(), signature_inputs(sig, device.batch))
+        latency = float(table.rows_by_key(sig.key)[f"{table.statistic}_ms"])
+        cost = measure_inference_energy(runnable.bind(runnable.example_inputs()), meter, latency_ms=latency)
+        table.record_energy(sig, cost.joules_per_inference * 1000, meter.source)
+        table.save(path)
+        progress(i + 1, len(todo), f"energy {sig.key}")
 
 
 # ---- validation -------------------------------------------------------------------------------

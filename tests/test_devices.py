@@ -75,6 +75,7 @@ def test_unknown_device_lists_known():
         ),
         ("threads = 2", "thread = 2", r"unknown option\(s\) \['thread'\]"),
         ('region = "DEU"', 'region = "Germany"', "'region' must be an ISO 3166 alpha-3 country code"),
+        ('region = "DEU"', 'region = "DEU"\nmeter = "wattmeter"', r"'meter' must be one of \['auto', 'nvml', 'rapl'"),
         ("idle_w = 1.0", "idle_w = 9.0", r"power.active_w \(5.0\) is below power.idle_w \(9.0\)"),
         ("idle_w = 1.0", "", "'power' must be a table with active_w and idle_w"),
         ("batch = 1", "batch = [1]", "'batch' must be a positive integer"),

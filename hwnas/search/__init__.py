@@ -15,6 +15,7 @@ from hwnas.search.objectives import COSTS, Costs, Objective
 from hwnas.search.predictors import NAMES as PREDICTORS
 from hwnas.space import SearchSpace
 
+RAW_UNITS = {"latency": "ms", "energy": "mJ", "size": "MB"}
 __all__ = ["Archive", "Budget", "BudgetError", "Costs", "Objective", "Record", "parse_budget", "parse_budgets"]
 __all__ += ["search", "lowest_cost", "reference_point", "ALGORITHMS"]
 
@@ -77,7 +78,7 @@ def search(
         if lowest > b.limit:
             raise BudgetError(
                 f"no subnet of '{space.name}' can meet the budget {b}: the lowest {b.objective} found is "
-                f"{lowest:.4g} {'ms' if b.objective == 'latency' else ''}".rstrip()
+                f"{lowest:.4g} {RAW_UNITS.get(b.objective, '')}".rstrip()
                 + " (the smallest subnet and 4096 random ones); raise the budget"
             )
     archive = Archive(
@@ -90,6 +91,7 @@ def search(
             "seed": seed,
             "evaluations": evaluations,
             "budgets": [b.text for b in budgets],
+            **({"energy_source": costs.energy_source} if "energy" in names else {}),
             **(meta or {}),
         },
     )

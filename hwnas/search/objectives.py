@@ -2,8 +2,9 @@
 encoded archs (an (n, n_var) integer matrix, `SearchSpace.encode`).
 
 Latency comes from the device's latency table (calibrated when the table holds a calibration);
-params, FLOPs and size are analytic sums over block signatures. Energy needs a table with energy
-columns (`hwnas profile --energy`), which does not exist yet.
+params, FLOPs and size are analytic sums over block signatures. Energy (mJ per inference call)
+comes from a table profiled with `hwnas profile --energy`; `energy_source` says whether it is
+measured or estimated, and the search archive records it.
 """
 
 from __future__ import annotations
@@ -45,6 +46,10 @@ class Costs:
         self._params = SlotCost(space, lambda s: float(s.params()), task=task, num_classes=num_classes)
         self._flops = SlotCost(space, lambda s: float(s.flops()), task=task, num_classes=num_classes)
 
+    @property
+    def energy_source(self) -> str | None:
+        return None if self.table is None else self.table.energy_source
+
     def __call__(self, name: str, x: np.ndarray) -> np.ndarray:
         x = np.asarray(x, dtype=np.int64)
         if name == "latency":
@@ -58,5 +63,7 @@ class Costs:
         if name == "size":
             return self._params(x)[0] * 4 / 1e6  # fp32 weights, MB
         if name == "energy":
-            raise BudgetError("energy as an objective needs a table with energy columns (`hwnas profile --energy`)")
+            if self.table is None or self.table.energy_source is None:
+                raise BudgetError("energy as an objective needs a table with energy (`hwnas profile --energy`)")
+            return self.table.predict_energy_many(x)
         raise BudgetError(f"unknown objective '{name}'; allowed: accuracy, {', '.join(COSTS)}")

@@ -1,0 +1,134 @@
+"""`subnet_report`: the seven computational measures SalNAS reports for a model (Section 4.4, Table 4
+/ 5): FLOPs, parameters, model size, carbon emission, power, latency and throughput, each with its
+source. Emission and power follow SalNAS's protocol: an energy meter over 200 forward passes of a
+batch of 64 (`--passes`, `--batch`); latency is measured with the shared protocol at the device's
+batch and set beside the latency table's prediction.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+from torch import nn
+
+from hwnas.backends import Protocol, get_backend
+from hwnas.devices import Device
+from hwnas.energy import (
+    SALNAS_BATCH,
+    SALNAS_PASSES,
+    EnergyError,
+    carbon,
+    check_region,
+    choose_meter,
+    measure_inference_energy,
+)
+from hwnas.lut import LatencyTable
+from hwnas.nn.supernet import build_subnet
+from hwnas.profiler import measure_end_to_end
+from hwnas.space import Arch, SearchSpace
+
+
+@dataclass(frozen=True)
+class Measure:
+    name: str
+    value: float | None
+    unit: str
+    source: str
+
+
+@dataclass
+class Report:
+    device: str
+    arch: str
+    task: str
+    weights: str
+    measures: list[Measure] = field(default_factory=list)
+    details: dict = field(default_factory=dict)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    def value(self, name: str) -> float | None:
+        return next(m.value for m in self.measures if m.name == name)
+
+
+def artifact_size_mb(device: Device, subnet: nn.Module, shape: tuple[int, ...]) -> tuple[float, str]:
+    """MB of the model file the device's runtime loads (ONNX, flatbuffer, ...), or fp32 weights."""
+    payload = get_backend(device).prepare(subnet, [shape]).payload
+    if isinstance(payload, bytes):
+        return len(payload) / 1e6, f"{device.backend} artifact file"
+    params = sum(p.numel() for p in subnet.parameters())
+    return params * 4 / 1e6, "fp32 weights (params x 4 bytes)"
+
+
+def subnet_report(
+    device: Device,
+    space: SearchSpace,
+    arch: Arch,
+    *,
+    task: str = "saliency",
+    subnet: nn.Module | None = None,
+    weights: str = "untrained (latency and energy do not depend on weight values)",
+    table: LatencyTable | None = None,
+    batch: int = SALNAS_BATCH,
+    passes: int = SALNAS_PASSES,
+    region: str | None = None,
+    meter: str | None = None,
+    rounds: int = 3,
+    protocol: Protocol | None = None,
+) -> Report:
+    """Measure `arch` on `device` (which must run here): see the module docstring."""
+    if batch < 1 or passes < 1:
+        raise EnergyError(f"--batch and --passes must be at least 1, got {batch} and {passes}")
+    region = check_region(region or device.region or "USA")
+    energy_meter = choose_meter(device, kind=meter, region=region)
+    device.require_available()
+    net = (subnet if subnet is not None else build_subnet(space, arch, task=task)).eval()
+    w, h = arch.resolution
+    backend = get_backend(device)
+    report = Report(device.name, str(arch), task, weights)
+    report.measures += [
+        Measure("FLOPs", space.flops(arch, task) / 1e9, "G", "analytic (block signatures)"),
+        Measure("params", space.params(arch, task) / 1e6, "M", "analytic (block signatures)"),
+    ]
+    size, size_source = artifact_size_mb(device, net, (device.batch, 3, h, w))
+    report.measures.append(Measure("size", size, "MB", size_source))
+    single = backend.prepare(net, [(device.batch, 3, h, w)])
+    measured = float(measure_end_to_end(backend, [single], rounds=rounds, protocol=protocol)[0])
+    report.measures.append(Measure("latency", measured, "ms", f"measured ({device.backend}, batch {device.batch})"))
+    if table is not None:
+        predicted = table.predict(arch)
+        calibrated = "calibrated" if table.calibration is not None else "uncalibrated"
+        report.measures.append(Measure("latency (table)", predicted, "ms", f"latency table, {calibrated}"))
+    runnable = backend.compile(net, [(batch, 3, h, w)])
+    energy = measure_inference_energy(runnable.bind(runnable.example_inputs()), energy_meter, batch=batch, calls=passes)
+    emission = carbon(energy, region)
+    label = f"{energy.source}, {energy.calls} passes of batch {batch}"
+    report.measures += [
+        Measure("emission", emission.g_salnas, "gCO2eq per 200 x 64 inferences", f"{energy.source}, grid {region}"),
+        Measure("emission per 1k", emission.g_per_1000, "gCO2eq per 1,000 inferences", f"{energy.source}, {region}"),
+        Measure("power", energy.watts, "W", label),
+        Measure("energy", energy.joules_per_inference * 1000, "mJ per inference", label),
+        Measure("throughput", energy.throughput, "images/s", f"measured (wall clock, batch {batch})"),
+    ]
+    report.details = {
+        "energy": energy.to_dict(),
+        "carbon": emission.to_dict(),
+        "resolution": [w, h],
+        "latency_statistic": "median",
+        "region": region,
+    }
+    return report
+
+
+def as_rows(report: Report) -> list[tuple[str, str, str, str]]:
+    """(measure, value, unit, source) strings for a table."""
+    rows = []
+    for m in report.measures:
+        value = "-" if m.value is None or not np.isfinite(m.value) else f"{m.value:.4g}"
+        rows.append((m.name, value, m.unit, m.source))
+    return rows
+
+
+__all__ = ["Measure", "Report", "as_rows", "subnet_report", "artifact_size_mb"]
