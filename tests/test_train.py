@@ -7,6 +7,7 @@ import subprocess
 import sys
 import time
 
+import numpy as np
 import pytest
 import torch
 from torch import nn
@@ -167,6 +168,18 @@ def trained(tmp_path_factory):
     out = tmp_path_factory.mktemp("ckpt") / "one.pt"
     run_cli("train", "supernet", *SMALL, "--epochs", "1", "--out", str(out))
     return out
+
+
+def test_any_garbage_file_is_a_checkpoint_error_not_a_crash(tmp_path):
+    """200 seeded garbage files: torch.load raises UnpicklingError, IndexError, KeyError or
+    UnicodeDecodeError on them; each must become one CheckpointError."""
+    from hwnas.errors import CheckpointError
+
+    path = tmp_path / "garbage.pt"
+    for seed in range(200):
+        path.write_bytes(np.random.default_rng(seed).bytes(4096))
+        with pytest.raises(CheckpointError, match="corrupted or not a torch file"):
+            load_checkpoint(path)
 
 
 def test_corrupted_truncated_and_foreign_checkpoints(tmp_path, trained):
