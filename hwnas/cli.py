@@ -26,7 +26,6 @@ from rich.progress import (
 )
 from rich.table import Table
 
-from hwnas.backends import get_backend
 from hwnas.devices import DEFAULT_DIR as DEFAULT_DEVICES_DIR
 from hwnas.devices import device_names, load_device
 from hwnas.errors import HwnasError
@@ -170,6 +169,25 @@ MeterOpt = Annotated[
 ]
 
 
+RemoteOpt = Annotated[
+    str | None, typer.Option(help="measure on an agent (`hwnas agent` on the device), e.g. http://mac:8765")
+]
+TokenOpt = Annotated[str | None, typer.Option(help="the agent's token (default: $HWNAS_AGENT_TOKEN)")]
+
+
+def _measurer(spec, remote: str | None, token: str | None):
+    """Where the timings come from: this host, or the agent at `remote`."""
+    from hwnas.measurer import LocalMeasurer
+
+    if remote is None:
+        return LocalMeasurer(spec)
+    import os
+
+    from hwnas.agent import TOKEN_ENV, RemoteMeasurer
+
+    return RemoteMeasurer(remote, token=token or os.environ.get(TOKEN_ENV), device=spec)
+
+
 def _energy_meter(spec, kind: str | None, region: str | None = None):
     from hwnas.energy import choose_meter
 
@@ -252,6 +270,8 @@ def profile(
         bool, typer.Option("--energy", help="add each block's energy (measured by NVML/RAPL, else estimated)")
     ] = False,
     meter: MeterOpt = None,
+    remote: RemoteOpt = None,
+    token: TokenOpt = None,
     devices_dir: DevicesDirOpt = DEFAULT_DEVICES_DIR,
 ) -> None:
     """Measure every block of the space on the device into a latency table (resumable)."""
@@ -264,7 +284,7 @@ def profile(
         for r in res or []:
             sp.check_resolution(r)
         path = lut_out or default_lut_path(spec.name, sp.name)
-        spec.require_available()
+        measurer = _measurer(spec, remote, token)
         with _progress_bar() as bar:
             job = bar.add_task(f"profiling {spec.name}/{sp.name}", total=None, label="")
 
@@ -283,6 +303,7 @@ def profile(
                 progress=report,
                 energy=energy,
                 meter=chosen_meter,
+                measurer=measurer,
             )
     if table.energy_source is not None:
         label = "ESTIMATED" if table.energy_source.startswith("estimated") else "measured"
@@ -310,6 +331,8 @@ def lut_validate(
     resolution: Annotated[str | None, typer.Option(help="WxH: validate at this resolution only")] = None,
     report_out: Annotated[Path | None, typer.Option("--report", help="write the per-subnet report as JSON")] = None,
     rounds: RoundsOpt = 4,
+    remote: RemoteOpt = None,
+    token: TokenOpt = None,
     devices_dir: DevicesDirOpt = DEFAULT_DEVICES_DIR,
 ) -> None:
     """Compare table predictions with end-to-end latency; fit and store the calibration."""
@@ -321,7 +344,8 @@ def lut_validate(
         res = _resolutions([resolution] if resolution else None)
         for r in res or []:
             sp.check_resolution(r)
-        for note in table.compatibility_warnings(spec.options(), get_backend(spec).versions()):
+        measurer = _measurer(spec, remote, token)
+        for note in table.compatibility_warnings(spec.options(), measurer.versions()):
             err.print(f"[yellow]warning:[/yellow] {escape(note)}", highlight=False)
         with _progress_bar() as bar:
             job = bar.add_task(f"end-to-end on {spec.name}", total=samples, label="")
@@ -333,6 +357,7 @@ def lut_validate(
                 resolution=res[0] if res else None,
                 rounds=rounds,
                 progress=lambda d, n, label: bar.update(job, completed=d, total=n, label=""),
+                measurer=measurer,
             )
         table.save(path)
         if report_out is not None:
@@ -708,6 +733,34 @@ def search(
     out.print(str(chosen.arch), highlight=False, soft_wrap=True)
     out.print(f"hypervolume {archive.meta['hypervolume']:.4g} (reference {archive.meta['reference']})", highlight=False)
     out.print(f"wrote {folder}/archive.json, best.json, pareto.png", highlight=False)
+
+
+# ---- agent -----------------------------------------------------------------------------------
+@app.command()
+def agent(
+    host: Annotated[str, typer.Option(help="address to listen on (loopback unless told otherwise)")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="TCP port")] = 8765,
+    token: Annotated[str | None, typer.Option(help="token hosts must send (default: $HWNAS_AGENT_TOKEN)")] = None,
+    token_file: Annotated[Path | None, typer.Option(help="read the token from this file")] = None,
+    devices_dir: DevicesDirOpt = DEFAULT_DEVICES_DIR,
+) -> None:
+    """Serve profiling jobs for hosts (`hwnas profile --remote`): run this on the device."""
+    import os
+
+    from hwnas.agent import TOKEN_ENV, resolve_token, serve
+
+    with user_errors():
+        if not 1 <= port <= 65535:
+            raise HwnasError(f"--port must be 1-65535, got {port}")
+        secret, generated = resolve_token(
+            token or os.environ.get(TOKEN_ENV), str(token_file) if token_file else None, host
+        )
+        names = device_names(devices_dir)
+    runs = [n for n in names if load_device(n, devices_dir).availability() is None]
+    out.print(f"hwnas agent on http://{host}:{port} (devices that run here: {', '.join(runs) or 'none'})")
+    if generated:
+        out.print(f"token (pass it to the host as --token or {TOKEN_ENV}): {secret}", highlight=False)
+    serve(host=host, port=port, token=secret, devices_dir=devices_dir)
 
 
 # ---- report ----------------------------------------------------------------------------------

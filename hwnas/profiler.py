@@ -12,36 +12,22 @@ rank correlation for their table).
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
 from scipy import stats
 
-from hwnas.backends import Backend, Protocol, Timing, get_backend
-from hwnas.backends.base import Artifact
+from hwnas.backends import Protocol, get_backend
 from hwnas.devices import Device
 from hwnas.energy import EnergyMeter, choose_meter, measure_inference_energy, require_power
 from hwnas.lut import Calibration, LatencyTable, LutError, default_path, now
+from hwnas.measurer import DEFAULT_STATISTIC, LocalMeasurer, Measurer, Progress, no_progress
 from hwnas.nn.blocks import IdentityModel, SignatureModel, signature_inputs
-from hwnas.nn.supernet import build_subnet
 from hwnas.signature import BlockSignature
 from hwnas.space import Arch, SearchSpace
 
-Progress = Callable[[int, int, str], None]
 SAVE_EVERY_S = 1.0
-DEFAULT_STATISTIC = "median"
-
-
-def _quiet(done: int, total: int, label: str) -> None:
-    return None
-
-
-def measure_overhead(device: Device, protocol: Protocol) -> Timing:
-    """Per-call overhead of the device's runtime: the time of a one-add model on a tiny tensor."""
-    backend = get_backend(device)
-    return backend.compile(IdentityModel(), [(device.batch, 8, 8, 8)]).measure(protocol)
 
 
 def open_or_create(
@@ -52,10 +38,11 @@ def open_or_create(
     resolutions: list[tuple[int, int]],
     protocol: Protocol,
     statistic: str = "median",
+    measurer: Measurer | None = None,
 ) -> LatencyTable:
     """The table at `path` if it was built for this device, space, task and runtime; else a new one."""
-    backend = get_backend(device)
-    versions = backend.versions()
+    measurer = measurer or LocalMeasurer(device)
+    versions = measurer.versions()
     if path.exists():
         table = LatencyTable.load(path, space)
         notes = table.compatibility_warnings(device.options(), versions)
@@ -70,16 +57,19 @@ def open_or_create(
         table.meta["resolutions"] = sorted({tuple(r) for r in table.meta["resolutions"]} | set(resolutions))
         return table
     device_meta = {"name": device.name, "backend": device.backend, **device.options()}
-    return LatencyTable.new(
+    table = LatencyTable.new(
         device=device_meta,
         versions=versions,
         space=space,
         task=task,
         resolutions=resolutions,
-        overhead=measure_overhead(device, protocol),
+        overhead=measurer.overhead(protocol),
         protocol=protocol.to_dict(),
         statistic=statistic,
     )
+    table.meta["host"] = measurer.host()
+    table.meta["measured_by"] = measurer.where
+    return table
 
 
 def profile(
@@ -92,9 +82,10 @@ def profile(
     rounds: int = 4,
     statistic: str = DEFAULT_STATISTIC,
     protocol: Protocol | None = None,
-    progress: Progress = _quiet,
+    progress: Progress = no_progress,
     energy: bool = False,
     meter: EnergyMeter | None = None,
+    measurer: Measurer | None = None,
 ) -> LatencyTable:
     """Measure every block signature in `rounds` interleaved passes, saving as it goes; with
     `energy`, then add each block's energy per call (see `profile_energy`).
@@ -104,7 +95,9 @@ def profile(
     """
     if rounds < 1:
         raise LutError(f"--rounds must be at least 1, got {rounds}")
-    device.require_available()
+    if energy and measurer is not None and measurer.where != "local":
+        raise LutError("--energy with --remote is not supported yet: profile energy on the device itself")
+    measurer = measurer or LocalMeasurer(device)
     if energy:
         meter = meter or choose_meter(device, region=device.region)
         if not meter.source.startswith("measured"):
@@ -113,22 +106,17 @@ def profile(
     resolutions = list(space.resolutions) if resolutions is None else [tuple(r) for r in resolutions]
     sigs = space.all_block_signatures(resolutions, task)
     path = Path(out) if out is not None else default_path(device.name, space.name)
-    table = open_or_create(path, device, space, task, resolutions, protocol, statistic)
+    table = open_or_create(path, device, space, task, resolutions, protocol, statistic, measurer)
     table.meta["rounds"] = max(rounds, table.meta.get("rounds", 0))
     table.save(path)
-    backend = get_backend(device)
-    artifacts = {}
     total = len(sigs) * rounds
     done = sum(min(table.rounds_done(s), rounds) for s in sigs)
     progress(done, total, "")
     last_save = time.monotonic()
     for r in range(rounds):
-        for sig in sigs:
-            if table.rounds_done(sig) > r:
-                continue
-            if sig not in artifacts:
-                artifacts[sig] = backend.prepare(SignatureModel(sig).eval(), signature_inputs(sig, device.batch))
-            table.record(sig, backend.load(artifacts[sig]).measure(protocol))
+        todo = [sig for sig in sigs if table.rounds_done(sig) <= r]
+        for sig, timing in measurer.blocks(todo, protocol):
+            table.record(sig, timing)
             done += 1
             if time.monotonic() - last_save > SAVE_EVERY_S:
                 table.save(path)
@@ -147,7 +135,7 @@ def profile_energy(
     path: Path,
     *,
     meter: EnergyMeter | None = None,
-    progress: Progress = _quiet,
+    progress: Progress = no_progress,
 ) -> None:
     """Fill the energy column: measured per block where the meter measures (NVML, RAPL: a window of
     calls per block, idle power subtracted), else the block's latency x the spec's active watts,
@@ -243,27 +231,6 @@ def _at(arch: Arch, resolution: tuple[int, int] | None) -> Arch:
     return arch if resolution is None else Arch(tuple(resolution), arch.stem, arch.stages, arch.last)
 
 
-def measure_end_to_end(
-    backend: Backend,
-    artifacts: list[Artifact],
-    *,
-    rounds: int,
-    statistic: str = DEFAULT_STATISTIC,
-    protocol: Protocol | None = None,
-    progress: Progress = _quiet,
-) -> np.ndarray:
-    """Whole-model latency (ms) of each artifact, measured in `rounds` interleaved rounds (a fresh
-    load per round) and aggregated as a table's rows are: median of medians, or min of mins."""
-    protocol = protocol or Protocol()
-    per_round = np.zeros((rounds, len(artifacts)))
-    for r in range(rounds):
-        for i, artifact in enumerate(artifacts):
-            timing = backend.load(artifact).measure(protocol)
-            per_round[r, i] = getattr(timing, f"{statistic}_ms")
-            progress(r * len(artifacts) + i + 1, len(artifacts) * rounds, f"round {r + 1}/{rounds}")
-    return np.median(per_round, axis=0) if statistic == "median" else per_round.min(axis=0)
-
-
 def validate(
     device: Device,
     table: LatencyTable,
@@ -273,7 +240,8 @@ def validate(
     resolution: tuple[int, int] | None = None,
     rounds: int = 4,
     protocol: Protocol | None = None,
-    progress: Progress = _quiet,
+    progress: Progress = no_progress,
+    measurer: Measurer | None = None,
 ) -> Validation:
     """Measure `samples` subnets end to end in `rounds` interleaved rounds (aggregated like the
     table's rows), fit the calibration on half of them and report it on the other half."""
@@ -281,18 +249,18 @@ def validate(
         raise LutError(f"--samples must be at least 4 (two to fit the calibration, two to test it), got {samples}")
     if rounds < 1:
         raise LutError(f"--rounds must be at least 1, got {rounds}")
-    device.require_available()
+    measurer = measurer or LocalMeasurer(device)
     space, task = table.space, table.meta["task"]
     archs = validation_archs(space, samples, seed, resolution)
     raw = np.array([table.raw_ms(a) for a in archs])  # raises early, naming missing signatures
-    backend = get_backend(device)
-    artifacts = []
-    for arch in archs:
-        w, h = arch.resolution
-        artifacts.append(backend.prepare(build_subnet(space, arch, task=task).eval(), [(device.batch, 3, h, w)]))
-        progress(0, len(archs) * rounds, f"converted {len(artifacts)}/{len(archs)}")
-    measured = measure_end_to_end(
-        backend, artifacts, rounds=rounds, statistic=table.statistic, protocol=protocol, progress=progress
+    measured = measurer.archs(
+        space,
+        archs,
+        task,
+        rounds=rounds,
+        statistic=table.statistic,
+        protocol=protocol or Protocol(),
+        progress=progress,
     )
     holdout = np.random.default_rng(seed + 1).permutation(len(archs)) % 2 == 1
     calibration = Calibration.fit(raw[~holdout], measured[~holdout])

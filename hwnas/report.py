@@ -24,8 +24,8 @@ from hwnas.energy import (
     measure_inference_energy,
 )
 from hwnas.lut import LatencyTable
+from hwnas.measurer import measure_end_to_end
 from hwnas.nn.supernet import build_subnet
-from hwnas.profiler import measure_end_to_end
 from hwnas.space import Arch, SearchSpace
 
 

@@ -16,7 +16,7 @@ from hwnas.devices import Device
 from hwnas.errors import HwnasError
 from hwnas.exporter.base import Tolerance
 from hwnas.lut import LatencyTable
-from hwnas.profiler import DEFAULT_STATISTIC, measure_end_to_end
+from hwnas.measurer import DEFAULT_STATISTIC, measure_end_to_end
 from hwnas.space import Arch, SearchSpace
 
 VERIFIED, FAILED, NOT_HERE = "verified", "failed", "not verified here"
