@@ -30,7 +30,7 @@ from hwnas.devices import DEFAULT_DIR as DEFAULT_DEVICES_DIR
 from hwnas.devices import device_names, load_device
 from hwnas.errors import HwnasError
 from hwnas.io import atomic_write_json
-from hwnas.lut import LatencyTable, sidecar_path
+from hwnas.lut import STATISTICS, LatencyTable, sidecar_path
 from hwnas.lut import default_path as default_lut_path
 from hwnas.profiler import DEFAULT_STATISTIC
 from hwnas.profiler import profile as run_profile
@@ -283,6 +283,10 @@ def profile(
         res = _resolutions(resolution)
         for r in res or []:
             sp.check_resolution(r)
+        if rounds < 1:
+            raise HwnasError(f"--rounds must be at least 1, got {rounds}")
+        if statistic not in STATISTICS:
+            raise HwnasError(f"unknown --statistic '{statistic}'; allowed: {', '.join(STATISTICS)}")
         path = lut_out or default_lut_path(spec.name, sp.name)
         measurer = _measurer(spec, remote, token)
         with _progress_bar() as bar:

@@ -92,7 +92,12 @@ def target_devices(
         if chosen is not None and chosen.backend == fmt.backend:
             out[n], chosen_format = chosen, n
         else:
-            out[n] = load_device(fmt.default_device, devices_dir)
+            try:
+                out[n] = load_device(fmt.default_device, devices_dir)
+            except HwnasError as exc:
+                raise HwnasError(
+                    f"--format {n} targets the device '{fmt.default_device}' by default, but {exc}"
+                ) from None
     return out, chosen_format
 
 

@@ -1,0 +1,273 @@
+"""The bad-input catalogue: every CLI verb and every file format hwnas reads, given malformed,
+truncated, wrong-type, out-of-range, empty and foreign values. Each must give one `error:` line
+that names the problem, exit code 2, and leave no file behind. Structured inputs (arch JSON,
+device and space TOML, budgets, agent jobs) are also fuzzed with hypothesis: they either parse or
+raise the module's own error, never anything else.
+
+Verb-specific cases that need heavier setup live beside their features (test_export, test_agent,
+test_train, test_profile_cli, test_energy); this file is the index that covers them all once.
+"""
+
+import json
+import os
+import shlex
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from hwnas.devices import DeviceError, parse_device
+from hwnas.errors import ArchError, SpaceError
+from hwnas.search import BudgetError, parse_budget
+from hwnas.space import SearchSpace
+from tests.cli import one_error_line, run_cli
+
+ROOT = Path(__file__).resolve().parents[1]
+DEVICES = str(ROOT / "devices")
+
+
+def _inputs(tmp: Path, mini_run: dict) -> dict[str, str]:
+    """Bad files of every format, written into `tmp`; names are substituted into the cases' args."""
+    (tmp / "bad.toml").write_text('name = "x"\n[[stages]\n')
+    (tmp / "empty.toml").write_text("")
+    (tmp / "trunc.json").write_text('{"resolution": [32, 32], "stem": 8')
+    (tmp / "list.json").write_text("[1, 2]")
+    mini, alphanet = SearchSpace.load("mini"), SearchSpace.load("alphanet")
+    (tmp / "wrongtype.json").write_text(json.dumps({**mini.arch_to_dict(mini.min()), "stem": "8"}))
+    (tmp / "other.json").write_text(json.dumps(alphanet.arch_to_dict(alphanet.max())))
+    (tmp / "device.toml").write_text('name = "d"\nbackend = "onnxruntime"\nbatch = 0\n')
+    (tmp / "garbage.parquet").write_bytes(os.urandom(256))
+    (tmp / "garbage.json").write_text(json.dumps({"schema_version": 2}))
+    table = mini_run["lut"].read_bytes()
+    sidecar = json.loads(mini_run["lut"].with_suffix(".json").read_text())
+    (tmp / "trunc-table.json").write_text(json.dumps(sidecar))
+    (tmp / "trunc-table.parquet").write_bytes(table[: len(table) // 2])
+    (tmp / "garbage.pt").write_bytes(os.urandom(4096))
+    (tmp / "data" / "images" / "train").mkdir(parents=True)
+    (tmp / "search").mkdir()
+    (tmp / "search" / "archive.json").write_text('{"format": "hwnas-archive", "records": [')
+    return {"T": str(tmp), "LUT": str(mini_run["lut"]), "CKPT": str(mini_run["ckpt"])}
+
+
+CASES = [
+    # space: presets and TOML files
+    ("space-unknown", "space nosuch", "unknown search space 'nosuch'; presets: alphanet, mini"),
+    ("space-malformed", "space T/bad.toml", "not valid TOML"),
+    ("space-empty", "space T/empty.toml", "field 'name' must be a word"),
+    # arch: JSON files
+    ("arch-truncated", "arch T/trunc.json --space mini", "is not valid JSON"),
+    ("arch-not-object", "arch T/list.json --space mini", "an arch must be a JSON object, got list"),
+    ("arch-wrong-type", "arch T/wrongtype.json --space mini", "must be integers"),
+    ("arch-foreign", "arch T/other.json --space mini", "arch is for space 'alphanet', not 'mini'"),
+    ("arch-missing", "arch T/none.json --space mini", "does not exist"),
+    ("arch-bad-task", "arch min --space mini --task sod", "unknown --task 'sod'"),
+    # devices: folders and spec files
+    ("devices-empty-dir", "devices --devices-dir T/nodevices", "no device specs"),
+    ("device-spec-out-of-range", "profile --device T/device.toml --space mini", "'batch' must be a positive integer"),
+    ("device-unknown", "profile --device gpu9 --space mini DEV", "unknown device 'gpu9'"),
+    # profile flags
+    (
+        "profile-resolution",
+        "profile --device cpu --space mini --resolution 33x33 DEV",
+        "resolution 33x33 is not in space 'mini'",
+    ),
+    (
+        "profile-rounds",
+        "profile --device cpu --space mini --rounds 0 DEV --out T/p.parquet",
+        "--rounds must be at least 1",
+    ),
+    (
+        "profile-statistic",
+        "profile --device cpu --space mini --statistic mean DEV --out T/p.parquet",
+        "unknown --statistic 'mean'",
+    ),
+    (
+        "profile-energy-remote-meter",
+        "profile --device cpu --space mini --energy --meter joulemeter DEV --out T/p.parquet",
+        "unknown meter 'joulemeter'",
+    ),
+    # latency tables and sidecars
+    ("lut-garbage", "lut validate --device cpu --space mini --lut T/garbage.parquet DEV", "is damaged or truncated"),
+    (
+        "lut-truncated",
+        "lut validate --device cpu --space mini --lut T/trunc-table.parquet DEV",
+        "is damaged or truncated",
+    ),
+    (
+        "lut-missing",
+        "lut validate --device cpu --space mini --lut T/none.parquet DEV",
+        "does not exist; build it with `hwnas profile`",
+    ),
+    ("lut-other-space", "lut validate --device cpu --space alphanet --lut LUT DEV", "was built for space 'mini'"),
+    ("lut-samples", "lut validate --device cpu --space mini --lut LUT --samples 2 DEV", "--samples must be at least 4"),
+    # training: data folders, flags, checkpoints
+    ("train-data-missing", "train supernet --space mini --data T/nodata --out T/x.pt", "neither a built-in set"),
+    ("train-data-incomplete", "train supernet --space mini --data T/data --out T/x.pt", "missing folder maps/train"),
+    ("train-epochs", "train supernet --space mini --epochs 0 --out T/x.pt", "epochs must be at least 1"),
+    ("train-task", "train supernet --space mini --task sod --out T/x.pt", "unknown --task 'sod'"),
+    (
+        "train-digits-saliency",
+        "train supernet --space mini --data digits --out T/x.pt",
+        "is for the classification task",
+    ),
+    ("selfkd-arch", "train selfkd --space mini --arch T/trunc.json --out T/x.pt", "is not valid JSON"),
+    (
+        "selfkd-init-garbage",
+        "train selfkd --space mini --arch min --init T/garbage.pt --out T/x.pt",
+        "corrupted or not a torch file",
+    ),
+    # search: budgets, flags, archives
+    (
+        "search-budget-unit",
+        "search --device cpu --space mini --lut LUT --proxy flops --budget 30 DEV --out T/s",
+        "is not a number with a unit",
+    ),
+    (
+        "search-budget-negative",
+        "search --device cpu --space mini --lut LUT --proxy flops --budget -3ms DEV --out T/s",
+        "budget",
+    ),
+    (
+        "search-proxy",
+        "search --device cpu --space mini --lut LUT --proxy bananas --budget 30ms DEV --out T/s",
+        "unknown --proxy 'bananas'",
+    ),
+    (
+        "search-archive-truncated",
+        "search --device cpu --space mini --lut LUT --proxy flops --budget 30ms DEV --out T/search",
+        "archive T/search/archive.json is not valid JSON",
+    ),
+    (
+        "search-checkpoint-garbage",
+        "search --device cpu --space mini --lut LUT --supernet T/garbage.pt --budget 30ms DEV --out T/s",
+        "corrupted or not a torch file",
+    ),
+    # report
+    ("report-device-absent", "report --device m2 --space mini --arch min DEV", "device 'm2' cannot run on this host"),
+    (
+        "report-batch",
+        "report --device cpu --space mini --arch min --batch 0 DEV",
+        "--batch and --passes must be at least 1",
+    ),
+    (
+        "report-region",
+        "report --device cpu --space mini --arch min --region ZZZ DEV",
+        "region 'ZZZ' is not in CodeCarbon's offline data",
+    ),
+    ("report-arch", "report --device cpu --space mini --arch T/other.json DEV", "arch is for space 'alphanet'"),
+    # export
+    ("export-format", "export --supernet CKPT --arch min --format pdf --out T/e DEV", "unknown export format(s) pdf"),
+    ("export-checkpoint", "export --supernet T/garbage.pt --arch min --out T/e DEV", "corrupted or not a torch file"),
+    (
+        "export-no-device-specs",
+        "export --supernet CKPT --arch min --out T/e --devices-dir T/nodevices",
+        "--format onnx targets the device 'cpu' by default",
+    ),
+    # agent
+    ("agent-port", "agent --port 0 --token 0123456789abcdef0123", "--port must be 1-65535"),
+    ("agent-open-without-token", "agent --host 0.0.0.0", "refusing to listen on 0.0.0.0 without a token"),
+    (
+        "remote-not-url",
+        "profile --device cpu --space mini --remote mac:8765 --token 0123456789abcdef DEV",
+        "--remote must be an http(s) URL",
+    ),
+    (
+        "remote-no-token",
+        "profile --device cpu --space mini --remote http://127.0.0.1:9 DEV",
+        "--remote needs the agent's token",
+    ),
+]
+
+
+def _files(root: Path) -> set[str]:
+    return {str(p.relative_to(root)) for p in root.rglob("*")}
+
+
+@pytest.mark.parametrize(("name", "args", "message"), CASES, ids=[c[0] for c in CASES])
+def test_bad_input_is_one_line_exit_2_and_writes_nothing(name, args, message, tmp_path, mini_run, monkeypatch):
+    subst = {**_inputs(tmp_path, mini_run), "DEV": f"--devices-dir {DEVICES}"}
+
+    def fill(text: str) -> str:
+        for key in ("DEV", "LUT", "CKPT"):
+            text = text.replace(key, subst[key])
+        return text.replace("T/", subst["T"] + "/")
+
+    monkeypatch.delenv("HWNAS_AGENT_TOKEN", raising=False)
+    before = _files(tmp_path)
+    proc = run_cli(*shlex.split(fill(args)), check=False)
+    line = one_error_line(proc)
+    assert fill(message) in line, line
+    assert _files(tmp_path) == before, f"{name} left files behind: {_files(tmp_path) - before}"
+
+
+# ---- property-based: structured inputs parse or raise their own error ------------------------
+JSON = st.recursive(
+    st.none() | st.booleans() | st.integers(-10, 300) | st.floats(allow_nan=True) | st.text(max_size=8),
+    lambda inner: st.lists(inner, max_size=6) | st.dictionaries(st.text(max_size=10), inner, max_size=6),
+    max_leaves=30,
+)
+ARCH_KEYS = st.fixed_dictionaries(
+    {},
+    optional={k: JSON for k in ("space", "resolution", "stem", "stages", "last")},
+)
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.one_of(JSON, ARCH_KEYS))
+def test_any_json_is_an_arch_or_an_arch_error(mini, value):
+    try:
+        arch = mini.arch_from_dict(value)
+    except ArchError:
+        return
+    assert mini.validate(arch) == arch
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text(max_size=200))
+def test_any_text_is_a_device_spec_or_a_device_error(text):
+    try:
+        parse_device(text, source="fuzz.toml")
+    except DeviceError:
+        pass
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.text(max_size=300))
+def test_any_text_is_a_space_or_a_space_error(text):
+    try:
+        SearchSpace.from_toml(text, source="fuzz.toml")
+    except SpaceError:
+        pass
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.text(max_size=20))
+def test_any_text_is_a_budget_or_a_budget_error(text):
+    try:
+        budget = parse_budget(text)
+    except BudgetError:
+        return
+    assert budget.limit > 0
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.dictionaries(st.sampled_from(["device", "task", "items", "space_toml", "protocol", "x"]), JSON, max_size=5))
+def test_any_agent_job_validates_or_is_rejected_by_the_schema(job):
+    from pydantic import ValidationError
+
+    from hwnas.agent import _schemas
+
+    try:
+        _schemas().model_validate(job)
+    except ValidationError:
+        pass
+
+
+def test_catalogue_covers_every_cli_verb():
+    from hwnas.cli import app
+
+    verbs = {c.name or c.callback.__name__ for c in app.registered_commands}
+    verbs |= {g.name for g in app.registered_groups}
+    covered = {args.split()[0] for _, args, _ in CASES}
+    assert verbs <= covered, f"verbs without a bad-input case: {verbs - covered}"
