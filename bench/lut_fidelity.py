@@ -57,8 +57,11 @@ def main() -> None:
         "device      sigs  profile   n_held  raw within10  tau_raw | held-out after cal: MAPE  within5 "
         "within10  tau    rho"
     )
+    rows = []
     for name in args.devices.split(","):
         row = run(name, args.samples, resolutions)
+        rows.append({k: v for k, v in row.items() if k != "result"})
+        (OUT / "lut_fidelity.json").write_text(json.dumps({"machine": machine(), "rows": rows}, indent=1))
         r = row["result"]
         raw, after = r.holdout_before, r.holdout_after
         print(

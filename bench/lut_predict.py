@@ -6,8 +6,10 @@ speed does not depend on the values. Usage: python bench/lut_predict.py [N]
 
 from __future__ import annotations
 
+import json
 import sys
 import time
+from pathlib import Path
 
 import numpy as np
 
@@ -15,6 +17,8 @@ from bench.common import machine
 from hwnas.backends.base import Timing
 from hwnas.lut import LatencyTable
 from hwnas.space import SearchSpace
+
+OUT = Path(__file__).parent / "out"
 
 
 def main(n: int = 100_000) -> None:
@@ -45,6 +49,9 @@ def main(n: int = 100_000) -> None:
         f"predict_many: {n:,} alphanet archs in {elapsed:.3f} s ({n / elapsed:,.0f} archs/s); "
         f"one-time lookup build {build:.2f} s"
     )
+    OUT.mkdir(exist_ok=True)
+    report = {"machine": machine(), "n": n, "seconds": elapsed, "build_s": build}
+    (OUT / "lut_predict.json").write_text(json.dumps(report, indent=1))
 
 
 if __name__ == "__main__":

@@ -141,7 +141,8 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, default=5)
     parser.add_argument("--evals", type=int, default=32)
     args = parser.parse_args()
-    report = {"machine": machine()}
+    previous = OUT / "search.json"  # a run of one part keeps the other part's figures
+    report = {**(json.loads(previous.read_text()) if previous.exists() else {}), "machine": machine()}
     print(f"machine: {machine()}")
     if "a" in args.part:
         a = part_a()

@@ -1,0 +1,95 @@
+"""Rerun every benchmark, then print one summary table of the figures the README quotes.
+
+Usage: python -m bench.run_all [--only lut_fidelity,lut_predict,search,selfkd,export] [--summary]
+`--summary` prints the table from the results already in bench/out/ without rerunning anything.
+The whole set takes about an hour and a half on this 2-core machine; run it on an idle machine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from bench.common import machine
+
+OUT = Path(__file__).parent / "out"
+STEPS = {
+    "lut_fidelity": ["--devices", "cpu", "--samples", "200"],
+    "lut_predict": [],
+    "search": [],
+    "selfkd": [],
+    "export": [],
+}
+
+
+def _load(name: str) -> dict | None:
+    path = OUT / name
+    return json.loads(path.read_text()) if path.exists() else None
+
+
+def rows() -> list[tuple[str, str, str, str]]:
+    """(benchmark, figure, value, target) from bench/out/*.json; missing results say so."""
+    out: list[tuple[str, str, str, str]] = []
+    validation, timing = _load("cpu-validation.json"), _load("lut_fidelity.json")
+    if validation:
+        after = validation["holdout_after"]
+        out += [
+            ("lut_fidelity", "cpu: held-out within 10% after calibration", f"{after['within_10']:.0%}", ">= 95%"),
+            ("lut_fidelity", "cpu: held-out Kendall tau", f"{after['kendall_tau']:.3f}", ">= 0.9"),
+            ("lut_fidelity", "cpu: held-out MAPE", f"{after['mape']:.1f}%", ""),
+        ]
+    for row in (timing or {}).get("rows", []):
+        out.append(("lut_fidelity", f"{row['device']}: full table", f"{row['profile_s'] / 60:.1f} min", "< 10 min"))
+    predict = _load("lut_predict.json")
+    if predict:
+        out.append(("lut_predict", f"predict_many {predict['n']:,} archs", f"{predict['seconds']:.2f} s", "< 1 s"))
+    search = _load("search.json") or {}
+    if "alphanet" in search:
+        a = search["alphanet"]
+        out += [
+            ("search", "alphanet NSGA-II 10k archs", f"{a['search_s']:.1f} s", "< 10 s"),
+            ("search", "alphanet HV vs dense 100k", f"{a['hv_nsga2'] / a['hv_dense']:.1%}", ">= 99%"),
+        ]
+    for algo, runs in search.get("mini", {}).get("runs", {}).items():
+        out.append(("search", f"mini median HV, {algo}", f"{np.median([r['hv'] for r in runs]):.4f}", ""))
+    for m in (_load("selfkd.json") or {}).get("summary", []):
+        value = f"CC {m['cc_mean']:.4f}, {m['time_ratio']:.2f}x time"
+        out.append(("selfkd", m["method"], value, "<= 1.1x" if m["method"] == "selfkd" else ""))
+    for r in (_load("export.json") or {}).get("rows", []):
+        value = f"onnx {r['onnx_max_abs']:.1e}, tflite {r['tflite_max_abs']:.1e}, ort/eager {r['ratio']:.2f}x"
+        out.append(("export", f"alphanet {r['arch']} 256x192", value, "<= 1e-4, <= 0.8x"))
+    for name in STEPS:
+        if not any(r[0] == name for r in out):
+            out.append((name, "not run yet", "-", ""))
+    return out
+
+
+def summary() -> None:
+    table = rows()
+    widths = [max(len(r[i]) for r in [("benchmark", "figure", "value", "target"), *table]) for i in range(4)]
+    print(f"machine: {machine()}")
+    for r in [("benchmark", "figure", "value", "target"), *table]:
+        print("  ".join(cell.ljust(w) for cell, w in zip(r, widths, strict=True)))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--only", default=",".join(STEPS), help="comma-separated benchmarks to rerun")
+    parser.add_argument("--summary", action="store_true", help="only print the table from bench/out/")
+    args = parser.parse_args()
+    if not args.summary:
+        for name in args.only.split(","):
+            if name not in STEPS:
+                sys.exit(f"unknown benchmark '{name}'; allowed: {', '.join(STEPS)}")
+            print(f"== bench.{name}", flush=True)
+            subprocess.run([sys.executable, "-m", f"bench.{name}", *STEPS[name]], check=True)
+    summary()
+
+
+if __name__ == "__main__":
+    main()
