@@ -220,7 +220,7 @@ def devices(devices_dir: DevicesDirOpt = DEFAULT_DEVICES_DIR) -> None:
             spec.backend,
             opts,
             "[green]yes[/green]" if reason is None else "[red]no[/red]",
-            "" if reason is None else f"{reason}; profile it with `hwnas agent` on the target",
+            "" if reason is None else escape(f"{reason}; profile it with `hwnas agent` on the target (--remote)"),
         )
     out.print(table)
 
@@ -621,11 +621,17 @@ def search(
     supernet: Annotated[Path | None, typer.Option(help="trained supernet checkpoint (hwnas train supernet)")] = None,
     proxy: Annotated[str | None, typer.Option(help="no supernet: rank by flops or params instead (a proxy)")] = None,
     lut_path: Annotated[Path | None, typer.Option("--lut", help="table (default lut/DEVICE-SPACE.parquet)")] = None,
-    algo: Annotated[str, typer.Option(help="mosegnas (surrogate-assisted), nsga2, evolution or random")] = "mosegnas",
+    algo: Annotated[
+        str, typer.Option(help="mosegnas (surrogate-assisted), natv2 (archive-managed), nsga2, evolution or random")
+    ] = "mosegnas",
     evals: Annotated[int, typer.Option(help="subnets to evaluate on the supernet, in all")] = 64,
     predictor: Annotated[
-        str, typer.Option(help="mosegnas accuracy predictor: ranknet, lgbm, gp, svr, ridge, knn, cart")
-    ] = "ranknet",
+        str | None,
+        typer.Option(
+            help="accuracy predictor: ranknet (mosegnas default), lgbm (natv2 default), gp, svr, ridge, knn, "
+            "cart; natv2 also auto (best k-fold Kendall tau)"
+        ),
+    ] = None,
     objectives: Annotated[str | None, typer.Option(help="costs to trade against accuracy, e.g. latency,params")] = None,
     data: Annotated[str | None, typer.Option(help="validation data (default: what the supernet trained on)")] = None,
     seed: SeedOpt = 0,
@@ -690,7 +696,7 @@ def search(
                 allowed_resolutions=allowed,
                 progress=report,
                 meta={"device": spec.name, "table": str(path), "supernet": str(supernet or "")},
-                options={"predictor": predictor},
+                options={"predictor": predictor} if predictor else {},
                 resume=previous,
             )
         if resumed:

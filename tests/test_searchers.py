@@ -49,7 +49,7 @@ def test_prescreen_spreads_latencies_then_fills_by_accuracy():
     assert prescreen(latency[:2], np.array([3.0]), np.zeros(2), 3).tolist() == [0, 1]
 
 
-@pytest.mark.parametrize("algo", ["random", "evolution", "nsga2", "mosegnas"])
+@pytest.mark.parametrize("algo", ["random", "evolution", "nsga2", "mosegnas", "natv2"])
 def test_searchers_fill_the_archive_and_respect_the_budget(mini, algo):
     table = synthetic_table(mini)
     costs = Costs(mini, task="saliency", table=table)
@@ -64,7 +64,7 @@ def test_searchers_fill_the_archive_and_respect_the_budget(mini, algo):
         algorithm=algo,
         evaluations=24,
         seed=1,
-        options={"predictor": "ridge"} if algo == "mosegnas" else None,
+        options={"predictor": "ridge"} if algo in ("mosegnas", "natv2") else None,
     )
     assert len(archive) == 24 and len({str(r.arch) for r in archive.records}) == 24
     best = archive.pick(budgets)
@@ -75,4 +75,7 @@ def test_searchers_fill_the_archive_and_respect_the_budget(mini, algo):
         assert all(r.values["latency"] <= budgets[0].limit for r in archive.records)
     if algo == "mosegnas":
         assert [g["evaluated"] for g in archive.meta["generations"]] == [16, 24]
+    if algo == "natv2":  # 12 to build the archive (half the budget), then iterations of 8 and 4
+        assert [i["evaluated"] for i in archive.meta["iterations"]] == [20, 24]
+        assert len(archive.meta["natv2_archive"]) == 6
     assert archive.meta["hypervolume"] > 0

@@ -10,6 +10,7 @@ from hwnas.search.archive import Archive, Record
 from hwnas.search.baselines import evolution, random_search
 from hwnas.search.budget import Budget, BudgetError, parse_budget, parse_budgets
 from hwnas.search.mosegnas import mosegnas
+from hwnas.search.natv2 import natv2
 from hwnas.search.nsga import ArchProblem, ArchRepair, Progress, nsga2
 from hwnas.search.objectives import COSTS, Costs, Objective
 from hwnas.search.predictors import NAMES as PREDICTORS
@@ -19,7 +20,13 @@ RAW_UNITS = {"latency": "ms", "energy": "mJ", "size": "MB"}
 __all__ = ["Archive", "Budget", "BudgetError", "Costs", "Objective", "Record", "parse_budget", "parse_budgets"]
 __all__ += ["search", "lowest_cost", "reference_point", "ALGORITHMS"]
 
-ALGORITHMS = {"mosegnas": mosegnas, "nsga2": nsga2, "random": random_search, "evolution": evolution}
+ALGORITHMS = {
+    "mosegnas": mosegnas,
+    "natv2": natv2,
+    "nsga2": nsga2,
+    "random": random_search,
+    "evolution": evolution,
+}
 
 
 def reference_point(
@@ -59,14 +66,16 @@ def search(
 ) -> Archive:
     """Find the accuracy/cost front under `budgets`; `accuracy` is a supernet or proxy evaluator.
 
-    `options` go to the mosegnas searcher (per_generation, initial, predictor, surrogate_pop/gens).
+    `options` go to the mosegnas / natv2 searcher (predictor, surrogate_pop/gens, per_generation, ...).
     `resume` continues an interrupted search's archive (same settings): its archs count toward
     `evaluations` and seed the searcher; `progress` is the place to save it as it grows.
     """
     if algorithm not in ALGORITHMS:
         raise BudgetError(f"unknown --algo '{algorithm}'; allowed: {', '.join(ALGORITHMS)}")
-    if algorithm == "mosegnas" and (options or {}).get("predictor", "ranknet") not in PREDICTORS:
-        raise BudgetError(f"unknown --predictor '{options['predictor']}'; allowed: {', '.join(PREDICTORS)}")
+    predictor = (options or {}).get("predictor")
+    allowed = (*PREDICTORS, "auto") if algorithm == "natv2" else PREDICTORS
+    if predictor is not None and predictor not in allowed:
+        raise BudgetError(f"unknown --predictor '{predictor}'; allowed: {', '.join(allowed)}")
     if evaluations < 2:
         raise BudgetError(f"--evals must be at least 2, got {evaluations}")
     names = list(dict.fromkeys(objectives or [b.objective for b in budgets] or ["latency"]))
@@ -102,7 +111,7 @@ def search(
     )
     reference = reference_point(space, costs, names, allowed_resolutions)
     archive.meta["reference"] = reference
-    extra = {"reference": reference, **(options or {})} if algorithm == "mosegnas" else {}
+    extra = {"reference": reference, **(options or {})} if algorithm in ("mosegnas", "natv2") else {}
     ALGORITHMS[algorithm](problem, evaluations=evaluations, seed=seed, progress=progress, **extra)
     archive.meta["hypervolume"] = archive.hypervolume(reference)
     return archive
