@@ -57,6 +57,14 @@ def rows() -> list[tuple[str, str, str, str]]:
         ]
     for algo, runs in search.get("mini", {}).get("runs", {}).items():
         out.append(("search", f"mini median HV, {algo}", f"{np.median([r['hv'] for r in runs]):.4f}", ""))
+    if "pnag" in search:
+        c = search["pnag"]["rows"]
+        gaps = [r["best_scored_cc"] - r["cc"] for r in c if r["best_scored_cc"] is not None]
+        out += [
+            ("search", f"pnag: {len(c)} budgets met", f"{np.mean([r['meets'] for r in c]):.0%}", ">= 95%"),
+            ("search", "pnag: answer time (max)", f"{max(r['seconds'] for r in c):.3f} s", "< 1 s"),
+            ("search", "pnag: CC gap to best scored (median)", f"{np.median(gaps):+.4f}", ""),
+        ]
     for m in (_load("selfkd.json") or {}).get("summary", []):
         value = f"CC {m['cc_mean']:.4f}, {m['time_ratio']:.2f}x time"
         out.append(("selfkd", m["method"], value, "<= 1.1x" if m["method"] == "selfkd" else ""))

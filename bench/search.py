@@ -10,7 +10,11 @@ of the front, not for the timing or the dense-reference comparison, which use th
 Part B (`mini`): a real cpu table and a real supernet trained 3 epochs on synthetic saliency data
 (both cached under bench/out/), searched at 32x32 by each algorithm with the same number of
 supernet evaluations; the budget is 40% of the way from the smallest to the largest subnet.
-Usage: python -m bench.search [--part a|b|ab] [--seeds 5] [--evals 32]
+Part C (PNAG, issue 9 targets): on the same mini table and supernet, PNAG learns from 64 scored
+archs, then answers 20 budgets spread over the table's range by inference: the share of generated
+archs that meet their budget (target >= 95%), the time per answer (target < 1 s) and the supernet CC
+gap to the best of the 64 scored archs under each budget.
+Usage: python -m bench.search [--part a|b|c|abc] [--seeds 5] [--evals 32] [--algos random,...]
 """
 
 from __future__ import annotations
@@ -88,7 +92,10 @@ def _hwnas(*args: str) -> None:
     subprocess.run([sys.executable, "-m", "hwnas.cli", *args], check=True, stdout=subprocess.DEVNULL)
 
 
-def part_b(seeds: int, evals: int) -> dict:
+ALGOS = ("random", "evolution", "nsga2", "mosegnas", "natv2", "pnag")
+
+
+def part_b(seeds: int, evals: int, algos: tuple[str, ...] = ALGOS) -> dict:
     space = SearchSpace.load("mini")
     lut, ckpt = OUT / "cpu-mini.parquet", OUT / "mini-supernet.pt"
     if not lut.exists():
@@ -102,7 +109,7 @@ def part_b(seeds: int, evals: int) -> dict:
     low, high = table.predict(at32[0]), table.predict(at32[1])
     budgets = parse_budgets([f"{low + 0.4 * (high - low):.4f}ms"])
     rows: dict[str, list] = {}
-    for algo in ("random", "evolution", "nsga2", "mosegnas"):
+    for algo in algos:
         for seed in range(seeds):
             start = time.perf_counter()
             archive = search(
@@ -135,11 +142,61 @@ def part_b(seeds: int, evals: int) -> dict:
     return {"budget": budgets[0].text, "evals": evals, "runs": rows}
 
 
+def part_c(scored: int = 64, n_budgets: int = 20) -> dict:
+    from hwnas.search.nsga import ArchRepair
+    from hwnas.search.pnag import load
+
+    space = SearchSpace.load("mini")
+    table = LatencyTable.load(OUT / "cpu-mini.parquet", space)
+    costs = Costs(space, task="saliency", table=table)
+    evaluator = SupernetEvaluator(OUT / "mini-supernet.pt", space)
+    repair = ArchRepair(space, [0])
+    ends = repair._do(None, np.array([space.encode(space.min()), space.encode(space.max())]))
+    low, high = costs("latency", ends)
+    cache = OUT / "pnag-mini.pt"
+    cache.unlink(missing_ok=True)
+    start = time.perf_counter()
+    archive = search(
+        space,
+        accuracy=evaluator,
+        costs=costs,
+        budgets=parse_budgets([f"{(low + high) / 2:.4f}ms"]),
+        algorithm="pnag",
+        evaluations=scored + 1,
+        seed=0,
+        allowed_resolutions=[0],
+        options={"cache": cache},
+    )
+    train_s = time.perf_counter() - start
+    model = load(cache, space, None)
+    cost = lambda x: costs("latency", repair._do(None, np.asarray(x)))  # noqa: E731
+    rows = []
+    for budget in np.linspace(low, high, n_budgets + 2)[1:-1]:
+        start = time.perf_counter()
+        x = repair._do(None, model.generate(float(budget), cost)[None])[0]
+        seconds = time.perf_counter() - start
+        latency = float(cost(x[None])[0])
+        cc = evaluator(space.decode(x))
+        under = [r.values["accuracy"] for r in archive.records[:scored] if r.values["latency"] <= budget]
+        rows.append(
+            {
+                "budget_ms": float(budget),
+                "latency_ms": latency,
+                "meets": latency <= budget,
+                "seconds": seconds,
+                "cc": cc,
+                "best_scored_cc": max(under) if under else None,
+            }
+        )
+    return {"scored": scored, "train_s": train_s, "rows": rows}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--part", default="ab")
+    parser.add_argument("--part", default="abc")
     parser.add_argument("--seeds", type=int, default=5)
     parser.add_argument("--evals", type=int, default=32)
+    parser.add_argument("--algos", default=",".join(ALGOS), help="part B's algorithms (others' rows are kept)")
     args = parser.parse_args()
     previous = OUT / "search.json"  # a run of one part keeps the other part's figures
     report = {**(json.loads(previous.read_text()) if previous.exists() else {}), "machine": machine()}
@@ -156,7 +213,9 @@ def main() -> None:
             f"100k random) {a['hv_dense']:.5f} = {a['hv_nsga2'] / a['hv_dense']:.1%}"
         )
     if "b" in args.part:
-        b = part_b(args.seeds, args.evals)
+        b = part_b(args.seeds, args.evals, tuple(args.algos.split(",")))
+        kept = report.get("mini", {}).get("runs", {}) if report.get("mini", {}).get("budget") == b["budget"] else {}
+        b["runs"] = {**kept, **b["runs"]}
         report["mini"] = b
         print(f"\nmini, budget {b['budget']}, {b['evals']} supernet evaluations each, {args.seeds} seeds (medians):")
         print(
@@ -169,6 +228,23 @@ def main() -> None:
             print(
                 f"{algo:10s} {med['hv']:8.4f} {med['hv_feasible']:12.4f} {med['best_cc']:8.4f} "
                 f"{med['seconds']:8.1f} {tau}"
+            )
+    if "c" in args.part:
+        c = part_c()
+        report["pnag"] = c
+        meets = [r["meets"] for r in c["rows"]]
+        gaps = [r["best_scored_cc"] - r["cc"] for r in c["rows"] if r["best_scored_cc"] is not None]
+        print(
+            f"\npnag: trained on {c['scored']} scored archs in {c['train_s']:.1f} s; {len(meets)} budgets: "
+            f"{np.mean(meets):.0%} met, answer time median {np.median([r['seconds'] for r in c['rows']]):.3f} s "
+            f"(max {max(r['seconds'] for r in c['rows']):.3f} s), CC gap to the best scored arch under the budget "
+            f"median {np.median(gaps):+.4f} (max {max(gaps):+.4f})"
+        )
+        for r in c["rows"]:
+            best = f"{r['best_scored_cc']:.4f}" if r["best_scored_cc"] is not None else "-"
+            print(
+                f"  budget {r['budget_ms']:.3f} ms: generated {r['latency_ms']:.3f} ms "
+                f"{'ok' if r['meets'] else 'OVER'}, CC {r['cc']:.4f}, best scored {best}, {r['seconds']:.3f} s"
             )
     OUT.mkdir(exist_ok=True)
     (OUT / "search.json").write_text(json.dumps(report, indent=1, default=float))

@@ -622,7 +622,11 @@ def search(
     proxy: Annotated[str | None, typer.Option(help="no supernet: rank by flops or params instead (a proxy)")] = None,
     lut_path: Annotated[Path | None, typer.Option("--lut", help="table (default lut/DEVICE-SPACE.parquet)")] = None,
     algo: Annotated[
-        str, typer.Option(help="mosegnas (surrogate-assisted), natv2 (archive-managed), nsga2, evolution or random")
+        str,
+        typer.Option(
+            help="mosegnas (surrogate-assisted), natv2 (archive-managed), pnag (budget-conditioned generator), "
+            "nsga2, evolution or random"
+        ),
     ] = "mosegnas",
     evals: Annotated[int, typer.Option(help="subnets to evaluate on the supernet, in all")] = 64,
     predictor: Annotated[
@@ -696,7 +700,10 @@ def search(
                 allowed_resolutions=allowed,
                 progress=report,
                 meta={"device": spec.name, "table": str(path), "supernet": str(supernet or "")},
-                options={"predictor": predictor} if predictor else {},
+                options={
+                    **({"predictor": predictor} if predictor else {}),
+                    **({"cache": folder / "pnag.pt"} if algo == "pnag" else {}),
+                },
                 resume=previous,
             )
         if resumed:

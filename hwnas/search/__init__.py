@@ -13,6 +13,7 @@ from hwnas.search.mosegnas import mosegnas
 from hwnas.search.natv2 import natv2
 from hwnas.search.nsga import ArchProblem, ArchRepair, Progress, nsga2
 from hwnas.search.objectives import COSTS, Costs, Objective
+from hwnas.search.pnag import pnag
 from hwnas.search.predictors import NAMES as PREDICTORS
 from hwnas.space import SearchSpace
 
@@ -23,6 +24,7 @@ __all__ += ["search", "lowest_cost", "reference_point", "ALGORITHMS"]
 ALGORITHMS = {
     "mosegnas": mosegnas,
     "natv2": natv2,
+    "pnag": pnag,
     "nsga2": nsga2,
     "random": random_search,
     "evolution": evolution,
@@ -73,6 +75,8 @@ def search(
     if algorithm not in ALGORITHMS:
         raise BudgetError(f"unknown --algo '{algorithm}'; allowed: {', '.join(ALGORITHMS)}")
     predictor = (options or {}).get("predictor")
+    if predictor is not None and algorithm not in ("mosegnas", "natv2"):
+        raise BudgetError(f"--predictor applies to mosegnas and natv2, not {algorithm}")
     allowed = (*PREDICTORS, "auto") if algorithm == "natv2" else PREDICTORS
     if predictor is not None and predictor not in allowed:
         raise BudgetError(f"unknown --predictor '{predictor}'; allowed: {', '.join(allowed)}")
@@ -111,7 +115,7 @@ def search(
     )
     reference = reference_point(space, costs, names, allowed_resolutions)
     archive.meta["reference"] = reference
-    extra = {"reference": reference, **(options or {})} if algorithm in ("mosegnas", "natv2") else {}
+    extra = {"reference": reference, **(options or {})} if algorithm in ("mosegnas", "natv2", "pnag") else {}
     ALGORITHMS[algorithm](problem, evaluations=evaluations, seed=seed, progress=progress, **extra)
     archive.meta["hypervolume"] = archive.hypervolume(reference)
     return archive

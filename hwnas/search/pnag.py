@@ -1,0 +1,318 @@
+"""PNAG (Guo et al., "Pareto-aware Neural Architecture Generation for Diverse Computational Budgets").
+
+Algorithm 1: sample M archs and score them (supernet or proxy), learn an architecture evaluator
+R(a; B; w) — three fully connected layers over (arch one-hot, budget embedding) — with the pairwise
+hinge loss of Eq. 3 under the Pareto-dominance rule of Eq. 4 (feasible beats infeasible; among
+feasible, higher accuracy; among infeasible, lower cost), then learn a budget-conditioned LSTM
+generator by policy gradient with an entropy bonus (Eq. 2) over K budgets spread evenly over the
+cost range. Budgets are learnable embeddings; any budget in range is the linear interpolation of
+its two neighbours' embeddings (Section 3.1.2). A budget outside the trained range is clamped to the
+nearest end and flagged. Tokens are generated in the space's encoding order (resolution, stem, then
+per stage width, depth and each block's kernel and expansion, last width).
+
+hwnas adds one thing the paper leaves to the evaluator: the generator's reward also subtracts the
+true relative budget overshoot from the latency table (which is exact and cheap here), and at
+inference the generator's greedy arch is replaced, if it breaks the budget, by the best feasible
+of a few sampled ones. A trained generator is cached with the digests of the space, the table and
+the scored archs it learned from; any change rebuilds it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from hwnas.errors import HwnasError
+from hwnas.io import atomic_write_bytes
+from hwnas.search.archive import Archive
+from hwnas.search.nsga import ArchProblem, Progress
+from hwnas.search.predictors import one_hot
+from hwnas.space import SearchSpace
+
+HIDDEN = 64
+
+
+class BudgetEmbedding(nn.Module):
+    """Learnable vectors for K sorted budgets; others by linear interpolation (Section 3.1.2)."""
+
+    def __init__(self, budgets: np.ndarray, dim: int = HIDDEN):
+        super().__init__()
+        self.register_buffer("budgets", torch.as_tensor(np.sort(budgets), dtype=torch.float32))
+        self.table = nn.Embedding(len(budgets), dim)
+
+    def in_range(self, budget: float) -> bool:
+        return float(self.budgets[0]) <= budget <= float(self.budgets[-1])
+
+    def forward(self, budget: torch.Tensor) -> torch.Tensor:
+        b = budget.clamp(float(self.budgets[0]), float(self.budgets[-1]))
+        hi = torch.searchsorted(self.budgets, b).clamp(1, len(self.budgets) - 1)
+        lo = hi - 1
+        b_lo, b_hi = self.budgets[lo], self.budgets[hi]
+        alpha = ((b_hi - b) / (b_hi - b_lo)).unsqueeze(-1)  # the paper's alpha: weight of the lower budget
+        return alpha * self.table(lo) + (1 - alpha) * self.table(hi)
+
+
+class Evaluator(nn.Module):
+    """R(a; B; w): three fully connected layers over (one-hot arch, budget embedding)."""
+
+    def __init__(self, features: int, budgets: np.ndarray):
+        super().__init__()
+        self.embedding = BudgetEmbedding(budgets)
+        self.net = nn.Sequential(
+            nn.Linear(features + HIDDEN, HIDDEN), nn.ReLU(), nn.Linear(HIDDEN, HIDDEN), nn.ReLU(), nn.Linear(HIDDEN, 1)
+        )
+
+    def forward(self, arch: torch.Tensor, budget: torch.Tensor) -> torch.Tensor:
+        return self.net(torch.cat([arch, self.embedding(budget)], dim=-1)).squeeze(-1)
+
+
+def dominance(acc: np.ndarray, cost: np.ndarray, budget: float) -> np.ndarray:
+    """Eq. 4 as a matrix: d[i, j] = 1 if arch i is better than arch j under `budget`, else -1."""
+    feasible = cost <= budget
+    fi, fj = feasible[:, None], feasible[None, :]
+    better = np.where(
+        fi & ~fj,
+        True,
+        np.where(~fi & fj, False, np.where(fi & fj, acc[:, None] > acc[None, :], cost[:, None] < cost[None, :])),
+    )
+    return np.where(better, 1.0, -1.0)
+
+
+def train_evaluator(
+    features: torch.Tensor, acc: np.ndarray, cost: np.ndarray, budgets: np.ndarray, *, steps: int = 300, seed: int = 0
+) -> Evaluator:
+    """Eq. 3: mean over budgets and ordered pairs of max(0, 1 - d_ij (R_i - R_j))."""
+    torch.manual_seed(seed)
+    model = Evaluator(features.shape[1], budgets)
+    d = torch.as_tensor(np.stack([dominance(acc, cost, b) for b in budgets]), dtype=torch.float32)
+    off_diagonal = 1 - torch.eye(len(acc))
+    optimizer = torch.optim.Adam(model.parameters(), lr=3e-3)
+    b = torch.as_tensor(budgets, dtype=torch.float32)
+    for _ in range(steps):
+        r = torch.stack([model(features, bk.expand(len(features))) for bk in b])  # (K, M)
+        diff = r[:, :, None] - r[:, None, :]
+        loss = (torch.relu(1 - d * diff) * off_diagonal).sum() / (len(b) * off_diagonal.sum())
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    return model.eval()
+
+
+class Generator(nn.Module):
+    """An LSTM that emits an arch token by token, conditioned on a budget embedding (Fig. 2)."""
+
+    def __init__(self, space: SearchSpace, budgets: np.ndarray):
+        super().__init__()
+        self.sizes = [len(choices) for _, choices in space.variables]
+        self.embedding = BudgetEmbedding(budgets)
+        self.tokens = nn.Embedding(sum(self.sizes) + 1, HIDDEN)
+        self.offsets = torch.as_tensor(np.cumsum([0, *self.sizes[:-1]]) + 1)
+        self.cell = nn.LSTMCell(2 * HIDDEN, HIDDEN)
+        self.heads = nn.ModuleList(nn.Linear(HIDDEN, n) for n in self.sizes)
+
+    def forward(self, budget: torch.Tensor, *, greedy: bool = False, generator=None):
+        """(tokens (n, n_var), log-probabilities (n,), entropies (n,)) for a batch of budgets."""
+        n = len(budget)
+        b = self.embedding(budget)
+        h = c = torch.zeros(n, HIDDEN)
+        previous = torch.zeros(n, dtype=torch.long)
+        tokens, log_p, entropy = [], torch.zeros(n), torch.zeros(n)
+        for t, head in enumerate(self.heads):
+            h, c = self.cell(torch.cat([self.tokens(previous), b], dim=-1), (h, c))
+            dist = torch.distributions.Categorical(logits=head(h))
+            choice = (
+                dist.probs.argmax(-1) if greedy else torch.multinomial(dist.probs, 1, generator=generator).squeeze(-1)
+            )
+            tokens.append(choice)
+            log_p = log_p + dist.log_prob(choice)
+            entropy = entropy + dist.entropy()
+            previous = choice + self.offsets[t]
+        return torch.stack(tokens, dim=1), log_p, entropy
+
+
+@dataclass
+class PNAG:
+    """A trained generator and evaluator for one (space, table, scored archs)."""
+
+    space: SearchSpace
+    generator: Generator
+    evaluator: Evaluator
+    budgets: np.ndarray
+    key: str
+
+    def in_range(self, budget: float) -> bool:
+        return self.generator.embedding.in_range(budget)
+
+    def generate(self, budget: float, cost, *, samples: int = 32, seed: int = 0) -> np.ndarray:
+        """The greedy arch for `budget`, or, if its cost (from `cost(x)`) breaks it, the feasible
+        sample the evaluator scores highest (the cheapest sample if none is feasible)."""
+        with torch.no_grad():
+            b = torch.full((1,), float(budget))
+            x = self.generator(b, greedy=True)[0].numpy()
+            if cost(x)[0] <= budget:
+                return x[0]
+            g = torch.Generator().manual_seed(seed)
+            xs = self.generator(b.expand(samples), generator=g)[0].numpy()
+            c = cost(xs)
+            ok = c <= budget
+            if not ok.any():
+                return xs[int(np.argmin(c))]
+            score = self.evaluator(
+                torch.as_tensor(one_hot(self.space, xs[ok]), dtype=torch.float32), b.expand(ok.sum())
+            )
+            return xs[ok][int(score.argmax())]
+
+
+def train_generator(
+    space: SearchSpace,
+    evaluator: Evaluator,
+    cost,
+    budgets: np.ndarray,
+    *,
+    steps: int = 200,
+    samples: int = 16,
+    entropy_weight: float = 0.01,
+    seed: int = 0,
+) -> Generator:
+    """Eq. 2 by REINFORCE: reward = evaluator score minus the relative overshoot of the true cost,
+    a moving-average baseline per budget, and an entropy bonus."""
+    torch.manual_seed(seed)
+    g = torch.Generator().manual_seed(seed)
+    model = Generator(space, budgets)
+    optimizer = torch.optim.Adam(model.parameters(), lr=5e-3)
+    b = torch.as_tensor(np.repeat(budgets, samples), dtype=torch.float32)
+    baseline = torch.zeros(len(budgets))
+    for step in range(steps):
+        tokens, log_p, entropy = model(b, generator=g)
+        x = tokens.numpy()
+        with torch.no_grad():
+            score = evaluator(torch.as_tensor(one_hot(space, x), dtype=torch.float32), b)
+        overshoot = torch.as_tensor(np.maximum(cost(x) / b.numpy() - 1, 0), dtype=torch.float32)
+        reward = (score - 10 * overshoot).view(len(budgets), samples)
+        baseline = reward.mean(1) if step == 0 else 0.9 * baseline + 0.1 * reward.mean(1)
+        advantage = (reward - baseline[:, None]).flatten()
+        loss = -(advantage * log_p).mean() - entropy_weight * entropy.mean()
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    return model.eval()
+
+
+def cache_key(space: SearchSpace, table_meta: dict, x: np.ndarray, acc: np.ndarray, budgets: np.ndarray) -> str:
+    """What a cached generator was trained from: the space, the table (device, dates, calibration),
+    the scored archs and the budgets."""
+    digest = hashlib.sha256()
+    digest.update(space.digest().encode())
+    digest.update(json.dumps(table_meta, sort_keys=True, default=str).encode())
+    for array in (x, acc, budgets):
+        digest.update(np.ascontiguousarray(array).tobytes())
+    return digest.hexdigest()[:16]
+
+
+def save(model: PNAG, path: Path) -> Path:
+    import io
+
+    buffer = io.BytesIO()
+    torch.save(
+        {
+            "format": "hwnas-pnag",
+            "key": model.key,
+            "budgets": model.budgets.tolist(),
+            "generator": model.generator.state_dict(),
+            "evaluator": model.evaluator.state_dict(),
+            "features": model.evaluator.net[0].in_features - HIDDEN,
+        },
+        buffer,
+    )
+    return atomic_write_bytes(path, buffer.getvalue())
+
+
+def load(path: Path, space: SearchSpace, key: str | None) -> PNAG | None:
+    """The cached generator at `path` if it was trained for `key` (any, if None); None if absent,
+    stale or damaged."""
+    if not path.is_file():
+        return None
+    try:
+        data = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception:  # a damaged cache is rebuilt, never trusted
+        return None
+    if not isinstance(data, dict) or data.get("format") != "hwnas-pnag" or key not in (None, data.get("key")):
+        return None
+    budgets = np.asarray(data["budgets"])
+    generator, evaluator = Generator(space, budgets), Evaluator(int(data["features"]), budgets)
+    generator.load_state_dict(data["generator"])
+    evaluator.load_state_dict(data["evaluator"])
+    return PNAG(space, generator.eval(), evaluator.eval(), budgets, data["key"])
+
+
+def pnag(
+    problem: ArchProblem,
+    *,
+    evaluations: int,
+    seed: int = 0,
+    progress: Progress | None = None,
+    budgets_k: int = 10,
+    evaluator_steps: int = 300,
+    generator_steps: int = 200,
+    cache: str | Path | None = None,
+    reference: dict[str, float] | None = None,
+) -> Archive:
+    """Algorithm 1 with `evaluations` scored archs: M = evaluations - len(budgets) random ones to
+    learn from, then one generated arch per search budget (inference only when the cache fits)."""
+    archive, space = problem.archive, problem.archive.space
+    if not problem.budgets:
+        raise HwnasError("pnag generates an arch for a budget: pass --budget")
+    if len({b.objective for b in problem.budgets}) != 1:
+        raise HwnasError("pnag conditions on one cost: pass budgets of one objective")
+    objective = problem.budgets[0].objective
+
+    def cost(x: np.ndarray) -> np.ndarray:  # of the repaired arch: the resolution gene pinned to the table's
+        return problem.costs(objective, problem.repair._do(problem, np.asarray(x, dtype=np.int64)))
+
+    rng = np.random.default_rng(seed)
+    _, xu = space.bounds()
+    m = evaluations - len(problem.budgets) - len(archive)
+    if m > 0:
+        x = np.unique(problem.repair._do(problem, rng.integers(0, xu + 1, (4 * m, len(xu)))), axis=0)
+        x = np.array([r for r in x[rng.permutation(len(x))] if space.decode(r) not in archive])[:m]
+        problem.evaluate(x)
+    x = np.array([space.encode(r.arch) for r in archive.records])
+    acc = np.array([r.values["accuracy"] for r in archive.records])
+    ends = problem.repair._do(problem, np.array([space.encode(space.min()), space.encode(space.max())]))
+    low, high = (float(c) for c in cost(ends))
+    budgets = np.linspace(low, high, budgets_k)
+    key = cache_key(space, getattr(problem.costs.table, "meta", {}), x, acc, budgets)
+    path = Path(cache) if cache is not None else None
+    model = load(path, space, key) if path is not None else None
+    archive.meta["pnag_cache"] = "reused" if model is not None else "trained"
+    if model is None:
+        features = torch.as_tensor(one_hot(space, x), dtype=torch.float32)
+        evaluator = train_evaluator(features, acc, cost(x), budgets, steps=evaluator_steps, seed=seed)
+        generator = train_generator(space, evaluator, cost, budgets, steps=generator_steps, seed=seed)
+        model = PNAG(space, generator, evaluator, budgets, key)
+        if path is not None:
+            save(model, path)
+    archive.meta["pnag_budget_range"] = [low, high]
+    warnings = archive.meta.setdefault("warnings", [])
+    for b in problem.budgets:
+        if not model.in_range(b.limit):
+            warnings.append(
+                f"budget {b} is outside the generator's trained range {low:.4g}-{high:.4g}: "
+                "its embedding is the nearest end's, an extrapolation"
+            )
+        start = time.perf_counter()
+        generated = problem.repair._do(problem, model.generate(b.limit, cost, seed=seed)[None])
+        archive.meta.setdefault("pnag_seconds", []).append(time.perf_counter() - start)
+        if space.decode(generated[0]) not in archive:
+            problem.evaluate(generated)
+        archive.meta.setdefault("pnag_generated", []).append(str(space.decode(generated[0])))
+    if progress:
+        progress(1, 1, archive)
+    return archive
