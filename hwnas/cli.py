@@ -712,6 +712,8 @@ def search(
                 highlight=False,
                 soft_wrap=True,
             )
+        for note in archive.meta.get("warnings", []):
+            err.print(f"[yellow]warning:[/yellow] {escape(note)}", highlight=False, soft_wrap=True)
         chosen = archive.pick(budgets)
         archive.save(folder / "archive.json")
         atomic_write_json(folder / "best.json", sp.arch_to_dict(chosen.arch))
