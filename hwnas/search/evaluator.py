@@ -13,7 +13,7 @@ from hwnas.errors import CheckpointError
 from hwnas.search.objectives import Costs
 from hwnas.space import Arch, SearchSpace
 from hwnas.train.checkpoint import bn_batches as checkpoint_bn_batches
-from hwnas.train.checkpoint import build_model, check_space, checkpoint_data, load_checkpoint
+from hwnas.train.checkpoint import build_model, check_space, checkpoint_data, file_digest, load_checkpoint
 from hwnas.train.evaluate import evaluate
 from hwnas.train.task import make_task
 
@@ -42,6 +42,7 @@ class SupernetEvaluator:
         self.bn_batches = bn_batches or checkpoint_bn_batches(ckpt)
         self.metric = self.task.primary
         self.source = "supernet"
+        self.identity = f"supernet {file_digest(checkpoint)} on {self.data.name}"  # what scores depend on
         self.cache: dict[str, float] = {}
 
     def __call__(self, arch: Arch) -> float:
@@ -65,6 +66,7 @@ class ProxyEvaluator:
         self.proxy, self.costs, self.space = proxy, costs, space
         self.metric = f"proxy-{proxy}"
         self.source = f"proxy-{proxy}"
+        self.identity = self.source
         self.cache: dict[str, float] = {}
 
     def __call__(self, arch: Arch) -> float:

@@ -205,14 +205,19 @@ def train_generator(
     return model.eval()
 
 
-def cache_key(space: SearchSpace, table_meta: dict, x: np.ndarray, acc: np.ndarray, budgets: np.ndarray) -> str:
-    """What a cached generator was trained from: the space, the table (device, dates, calibration),
-    the scored archs and the budgets."""
+def cache_key(space: SearchSpace, table_meta: dict, accuracy: str, scored: int, budgets_k: int, seed: int) -> str:
+    """What a cached generator depends on: the space, the table (device, dates, calibration), the
+    accuracy source (supernet file digest or proxy), how many archs it scored, K and the seed."""
     digest = hashlib.sha256()
-    digest.update(space.digest().encode())
-    digest.update(json.dumps(table_meta, sort_keys=True, default=str).encode())
-    for array in (x, acc, budgets):
-        digest.update(np.ascontiguousarray(array).tobytes())
+    for part in (
+        space.digest(),
+        json.dumps(table_meta, sort_keys=True, default=str),
+        accuracy,
+        scored,
+        budgets_k,
+        seed,
+    ):
+        digest.update(str(part).encode())
     return digest.hexdigest()[:16]
 
 
@@ -265,7 +270,9 @@ def pnag(
     reference: dict[str, float] | None = None,
 ) -> Archive:
     """Algorithm 1 with `evaluations` scored archs: M = evaluations - len(budgets) random ones to
-    learn from, then one generated arch per search budget (inference only when the cache fits)."""
+    learn from, then one generated arch per search budget. With a cached generator for the same
+    space, table, accuracy source, M, K and seed, nothing is scored or trained: the budgets are
+    answered by inference and only the generated archs are evaluated."""
     archive, space = problem.archive, problem.archive.space
     if not problem.budgets:
         raise HwnasError("pnag generates an arch for a budget: pass --budget")
@@ -276,23 +283,25 @@ def pnag(
     def cost(x: np.ndarray) -> np.ndarray:  # of the repaired arch: the resolution gene pinned to the table's
         return problem.costs(objective, problem.repair._do(problem, np.asarray(x, dtype=np.int64)))
 
-    rng = np.random.default_rng(seed)
-    _, xu = space.bounds()
-    m = evaluations - len(problem.budgets) - len(archive)
-    if m > 0:
-        x = np.unique(problem.repair._do(problem, rng.integers(0, xu + 1, (4 * m, len(xu)))), axis=0)
-        x = np.array([r for r in x[rng.permutation(len(x))] if space.decode(r) not in archive])[:m]
-        problem.evaluate(x)
-    x = np.array([space.encode(r.arch) for r in archive.records])
-    acc = np.array([r.values["accuracy"] for r in archive.records])
     ends = problem.repair._do(problem, np.array([space.encode(space.min()), space.encode(space.max())]))
     low, high = (float(c) for c in cost(ends))
-    budgets = np.linspace(low, high, budgets_k)
-    key = cache_key(space, getattr(problem.costs.table, "meta", {}), x, acc, budgets)
+    m = evaluations - len(problem.budgets)
+    identity = getattr(problem.accuracy, "identity", problem.accuracy.source)
+    key = cache_key(space, getattr(problem.costs.table, "meta", {}), identity, m, budgets_k, seed)
     path = Path(cache) if cache is not None else None
     model = load(path, space, key) if path is not None else None
     archive.meta["pnag_cache"] = "reused" if model is not None else "trained"
-    if model is None:
+    if model is None:  # score M archs, learn the evaluator and the generator (Algorithm 1, lines 3-15)
+        rng = np.random.default_rng(seed)
+        _, xu = space.bounds()
+        todo = m - len(archive)
+        if todo > 0:
+            x = np.unique(problem.repair._do(problem, rng.integers(0, xu + 1, (4 * todo, len(xu)))), axis=0)
+            x = np.array([r for r in x[rng.permutation(len(x))] if space.decode(r) not in archive])[:todo]
+            problem.evaluate(x)
+        x = np.array([space.encode(r.arch) for r in archive.records])
+        acc = np.array([r.values["accuracy"] for r in archive.records])
+        budgets = np.linspace(low, high, budgets_k)
         features = torch.as_tensor(one_hot(space, x), dtype=torch.float32)
         evaluator = train_evaluator(features, acc, cost(x), budgets, steps=evaluator_steps, seed=seed)
         generator = train_generator(space, evaluator, cost, budgets, steps=generator_steps, seed=seed)
