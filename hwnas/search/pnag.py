@@ -151,8 +151,10 @@ class PNAG:
         return self.generator.embedding.in_range(budget)
 
     def generate(self, budget: float, cost, *, samples: int = 32, seed: int = 0) -> np.ndarray:
-        """The greedy arch for `budget`, or, if its cost (from `cost(x)`) breaks it, the feasible
-        sample the evaluator scores highest (the cheapest sample if none is feasible)."""
+        """The greedy arch for `budget`; if its cost (from `cost(x)`) breaks it, the feasible sample
+        the evaluator scores highest; if no sample is feasible, the cheapest one shrunk gene by gene
+        toward the smallest subnet until it fits (so an answer meets any budget the smallest subnet
+        meets)."""
         with torch.no_grad():
             b = torch.full((1,), float(budget))
             x = self.generator(b, greedy=True)[0].numpy()
@@ -163,11 +165,19 @@ class PNAG:
             c = cost(xs)
             ok = c <= budget
             if not ok.any():
-                return xs[int(np.argmin(c))]
+                return self._shrink(xs[int(np.argmin(c))], budget, cost, np.random.default_rng(seed))
             score = self.evaluator(
                 torch.as_tensor(one_hot(self.space, xs[ok]), dtype=torch.float32), b.expand(ok.sum())
             )
             return xs[ok][int(score.argmax())]
+
+    def _shrink(self, x: np.ndarray, budget: float, cost, rng: np.random.Generator) -> np.ndarray:
+        x, floor = x.copy(), self.space.encode(self.space.min())
+        for gene in rng.permutation(len(x)):
+            if cost(x[None])[0] <= budget:
+                break
+            x[gene] = floor[gene]
+        return x
 
 
 def train_generator(
