@@ -5,11 +5,12 @@ import numpy as np
 import pytest
 from scipy.stats import chisquare
 
-from hwnas.search import Archive, Costs, Objective, parse_budgets, search
+from hwnas.search import Costs, parse_budgets, search
 from hwnas.search.evaluator import ProxyEvaluator
 from hwnas.search.natv2 import choose_predictor, depth_uniform, keep_best, total_depth
 from hwnas.space import SearchSpace
 from tests.test_lut import synthetic_table
+from tests.test_search import archive_of
 
 
 @pytest.mark.parametrize("preset", ["mini", "alphanet"])
@@ -28,22 +29,10 @@ def test_depth_uniform_sampling_is_uniform_over_total_depth(preset):
     assert chisquare(np.unique(plain, return_counts=True)[1]).pvalue < 1e-6
 
 
-def _archive(points):
-    space = SearchSpace.load("mini")
-    archive = Archive(space=space, objectives=[Objective("accuracy", maximise=True), Objective("latency")])
-    rng = np.random.default_rng(0)
-    for acc, lat in points:
-        arch = space.sample(rng)
-        while arch in archive:
-            arch = space.sample(rng)
-        archive.add(arch, {"accuracy": acc, "latency": lat}, "test")
-    return archive
-
-
 @pytest.mark.parametrize("seed", range(20))
 def test_replacement_keeps_the_size_and_never_drops_a_non_dominated_arch_for_a_dominated_one(seed):
     rng = np.random.default_rng(seed)
-    archive = _archive(zip(rng.random(30), rng.random(30), strict=True))
+    archive = archive_of(zip(rng.random(30), rng.random(30), strict=True))
     size = int(rng.integers(3, 20))
     kept = keep_best(archive, archive.records, size)
     assert len(kept) == size
@@ -54,7 +43,7 @@ def test_replacement_keeps_the_size_and_never_drops_a_non_dominated_arch_for_a_d
 
 
 def test_replacement_by_hand():
-    archive = _archive([(0.9, 5.0), (0.5, 1.0), (0.4, 2.0), (0.6, 6.0), (0.3, 3.0)])
+    archive = archive_of([(0.9, 5.0), (0.5, 1.0), (0.4, 2.0), (0.6, 6.0), (0.3, 3.0)])
     kept = keep_best(archive, archive.records, 3)
     # front: (0.9, 5) and (0.5, 1); next rank: (0.4, 2) and (0.6, 6) tie on crowding (both ends): the first wins
     assert sorted((r.values["accuracy"], r.values["latency"]) for r in kept) == [(0.4, 2.0), (0.5, 1.0), (0.9, 5.0)]

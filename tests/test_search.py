@@ -54,7 +54,7 @@ def test_vectorised_params_and_flops_match_the_signatures(preset):
     assert costs("size", x) == pytest.approx(np.array([space.params(a) * 4 / 1e6 for a in archs]))
 
 
-def _archive(points):
+def archive_of(points):
     space = SearchSpace.load("mini")
     archive = Archive(space=space, objectives=[Objective("accuracy", maximise=True), Objective("latency")])
     rng = np.random.default_rng(0)
@@ -67,7 +67,7 @@ def _archive(points):
 
 
 def test_archive_front_hypervolume_and_pick_by_hand():
-    archive = _archive([(0.6, 1.0), (0.8, 3.0), (0.9, 4.0), (0.7, 3.5), (0.85, 5.0)])
+    archive = archive_of([(0.6, 1.0), (0.8, 3.0), (0.9, 4.0), (0.7, 3.5), (0.85, 5.0)])
     assert [r.values["latency"] for r in archive.front()] == [1.0, 3.0, 4.0]
     # reference accuracy 0, latency 6: boxes 0.6 x 5 + (0.8 - 0.6) x 3 + (0.9 - 0.8) x 2
     assert archive.hypervolume({"accuracy": 0.0, "latency": 6.0}) == pytest.approx(3.0 + 0.6 + 0.2)
@@ -77,7 +77,7 @@ def test_archive_front_hypervolume_and_pick_by_hand():
 
 
 def test_archive_round_trips_through_json(tmp_path):
-    archive = _archive([(0.6, 1.0), (0.8, 3.0)])
+    archive = archive_of([(0.6, 1.0), (0.8, 3.0)])
     archive.meta["metric"] = "cc"
     loaded = Archive.load(archive.save(tmp_path / "a.json"), archive.space)
     assert [(str(r.arch), r.values, r.source) for r in loaded.records] == [
