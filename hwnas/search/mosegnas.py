@@ -31,6 +31,46 @@ class PredictedAccuracy:
         return self.predictor.predict(np.asarray(x, dtype=np.int64))
 
 
+def surrogate_search(
+    problem: ArchProblem, model, *, pop: int, gens: int, seed: int, nsga3_above_two: bool = False
+) -> np.ndarray:
+    """The final population of a pymoo search on (predicted accuracy, true costs) under the budgets:
+    NSGA-II, or NSGA-III with Das-Dennis directions for 3+ objectives if `nsga3_above_two` (NATv2)."""
+    from pymoo.algorithms.moo.nsga2 import NSGA2
+    from pymoo.algorithms.moo.nsga3 import NSGA3
+    from pymoo.operators.crossover.sbx import SBX
+    from pymoo.operators.mutation.pm import PM
+    from pymoo.operators.sampling.rnd import IntegerRandomSampling
+    from pymoo.optimize import minimize
+    from pymoo.util.ref_dirs import get_reference_directions
+
+    archive = problem.archive
+    surrogate = ArchProblem(
+        archive=Archive(space=archive.space, objectives=archive.objectives),
+        accuracy=PredictedAccuracy(model),
+        costs=problem.costs,
+        budgets=problem.budgets,
+        allowed_resolutions=problem.allowed_resolutions,
+        record=False,
+    )
+    repair = surrogate.repair
+    operators = {
+        "sampling": IntegerRandomSampling(),
+        "crossover": SBX(prob=0.9, eta=15, vtype=float, repair=repair),
+        "mutation": PM(eta=20, vtype=float, repair=repair),
+        "repair": repair,
+        "eliminate_duplicates": True,
+    }
+    n_obj = len(archive.objectives)
+    if nsga3_above_two and n_obj > 2:
+        directions = get_reference_directions("das-dennis", n_obj, n_partitions=6)
+        algorithm = NSGA3(ref_dirs=directions, pop_size=max(pop, len(directions)), **operators)
+    else:
+        algorithm = NSGA2(pop_size=pop, **operators)
+    result = minimize(surrogate, algorithm, ("n_gen", gens), seed=seed, verbose=False)
+    return np.unique(np.asarray(result.pop.get("X"), dtype=np.int64), axis=0)
+
+
 def uniformity(values: np.ndarray, lo: float, hi: float) -> float:
     """Kolmogorov-Smirnov distance between `values` and the uniform distribution on [lo, hi] (Eq. 8)."""
     return float(kstest(values, "uniform", args=(lo, max(hi - lo, 1e-12))).statistic)
@@ -103,11 +143,6 @@ def mosegnas(
     surrogate_gens: int = 60,
 ) -> Archive:
     """Algorithm 1 with `evaluations` supernet evaluations in all (`initial` of them at random)."""
-    from pymoo.algorithms.moo.nsga2 import NSGA2
-    from pymoo.operators.crossover.sbx import SBX
-    from pymoo.operators.mutation.pm import PM
-    from pymoo.operators.sampling.rnd import IntegerRandomSampling
-    from pymoo.optimize import minimize
 
     archive, space = problem.archive, problem.archive.space
     cost = archive.objectives[1].name
@@ -129,25 +164,7 @@ def mosegnas(
         x = np.array([space.encode(r.arch) for r in archive.records])
         y = np.array([r.values["accuracy"] for r in archive.records])
         model = make_predictor(predictor, space, seed=seed + generation).fit(x, y)
-        surrogate = ArchProblem(
-            archive=Archive(space=space, objectives=archive.objectives),
-            accuracy=PredictedAccuracy(model),
-            costs=problem.costs,
-            budgets=problem.budgets,
-            allowed_resolutions=problem.allowed_resolutions,
-            record=False,
-        )
-        repair = surrogate.repair
-        algorithm = NSGA2(
-            pop_size=surrogate_pop,
-            sampling=IntegerRandomSampling(),
-            crossover=SBX(prob=0.9, eta=15, vtype=float, repair=repair),
-            mutation=PM(eta=20, vtype=float, repair=repair),
-            repair=repair,
-            eliminate_duplicates=True,
-        )
-        result = minimize(surrogate, algorithm, ("n_gen", surrogate_gens), seed=seed + generation, verbose=False)
-        candidates = np.unique(np.asarray(result.pop.get("X"), dtype=np.int64), axis=0)
+        candidates = surrogate_search(problem, model, pop=surrogate_pop, gens=surrogate_gens, seed=seed + generation)
         candidates = np.array([c for c in candidates if space.decode(c) not in archive]).reshape(-1, space.n_var)
         k = min(per_generation, evaluations - len(archive))
         if len(candidates) == 0:  # the surrogate front is all evaluated already: explore at random

@@ -20,7 +20,7 @@ from __future__ import annotations
 import numpy as np
 
 from hwnas.search.archive import Archive, Record
-from hwnas.search.mosegnas import PredictedAccuracy
+from hwnas.search.mosegnas import PredictedAccuracy, surrogate_search
 from hwnas.search.nsga import ArchProblem, Progress
 from hwnas.search.predictors import LightGBMEnsemble, make_predictor
 from hwnas.space import SearchSpace
@@ -111,43 +111,6 @@ def _predictor(name: str, space: SearchSpace, x: np.ndarray, y: np.ndarray, seed
     return name, model.fit(x, y)
 
 
-def _surrogate_search(problem: ArchProblem, model, *, pop: int, gens: int, seed: int) -> np.ndarray:
-    """NSGA-II (two objectives) or NSGA-III (more) on the predictor and the true costs; final population."""
-    from pymoo.algorithms.moo.nsga2 import NSGA2
-    from pymoo.algorithms.moo.nsga3 import NSGA3
-    from pymoo.operators.crossover.sbx import SBX
-    from pymoo.operators.mutation.pm import PM
-    from pymoo.operators.sampling.rnd import IntegerRandomSampling
-    from pymoo.optimize import minimize
-    from pymoo.util.ref_dirs import get_reference_directions
-
-    archive = problem.archive
-    surrogate = ArchProblem(
-        archive=Archive(space=archive.space, objectives=archive.objectives),
-        accuracy=PredictedAccuracy(model),
-        costs=problem.costs,
-        budgets=problem.budgets,
-        allowed_resolutions=problem.allowed_resolutions,
-        record=False,
-    )
-    repair = surrogate.repair
-    operators = {
-        "sampling": IntegerRandomSampling(),
-        "crossover": SBX(prob=0.9, eta=15, vtype=float, repair=repair),
-        "mutation": PM(eta=20, vtype=float, repair=repair),
-        "repair": repair,
-        "eliminate_duplicates": True,
-    }
-    n_obj = len(archive.objectives)
-    if n_obj > 2:
-        directions = get_reference_directions("das-dennis", n_obj, n_partitions=6)
-        algorithm = NSGA3(ref_dirs=directions, pop_size=max(pop, len(directions)), **operators)
-    else:
-        algorithm = NSGA2(pop_size=pop, **operators)
-    result = minimize(surrogate, algorithm, ("n_gen", gens), seed=seed, verbose=False)
-    return np.unique(np.asarray(result.pop.get("X"), dtype=np.int64), axis=0)
-
-
 def natv2(
     problem: ArchProblem,
     *,
@@ -189,7 +152,9 @@ def natv2(
         x = np.array([space.encode(r.arch) for r in working])
         y = np.array([r.values["accuracy"] for r in working])
         chosen_name, model = _predictor(predictor, space, x, y, seed + iteration)
-        candidates = _surrogate_search(problem, model, pop=surrogate_pop, gens=surrogate_gens, seed=seed + iteration)
+        candidates = surrogate_search(
+            problem, model, pop=surrogate_pop, gens=surrogate_gens, seed=seed + iteration, nsga3_above_two=True
+        )
         candidates = np.array([c for c in candidates if space.decode(c) not in archive]).reshape(-1, space.n_var)
         k = min(per_iteration, evaluations - len(archive))
         if len(candidates) == 0:
