@@ -117,6 +117,17 @@ CASES = [
         "train selfkd --space mini --arch min --init T/garbage.pt --out T/x.pt",
         "corrupted or not a torch file",
     ),
+    (
+        "postprocess-checkpoint",
+        "train postprocess --supernet T/garbage.pt --arch min --out T/x.pt",
+        "corrupted or not a torch file",
+    ),
+    (
+        "postprocess-patience",
+        "train postprocess --supernet CKPT --arch min --patience 0 --out T/x.pt",
+        "max epochs and patience must be at least 1",
+    ),
+    ("postprocess-arch", "train postprocess --supernet CKPT --arch T/other.json --out T/x.pt", "is for space"),
     # search: budgets, flags, archives
     (
         "search-budget-unit",
@@ -142,6 +153,18 @@ CASES = [
         "search-checkpoint-garbage",
         "search --device cpu --space mini --lut LUT --supernet T/garbage.pt --budget 30ms DEV --out T/s",
         "corrupted or not a torch file",
+    ),
+    (
+        "search-adapt-negative",
+        "search --device cpu --space mini --lut LUT --supernet CKPT --algo natv2 --adapt-epochs -1 --budget 30ms "
+        "DEV --out T/s",
+        "--adapt-epochs must not be negative",
+    ),
+    (
+        "search-adapt-proxy",
+        "search --device cpu --space mini --lut LUT --proxy flops --algo natv2 --adapt-epochs 1 --budget 30ms "
+        "DEV --out T/s",
+        "supernet adaptation needs a trained supernet",
     ),
     # report
     ("report-device-absent", "report --device m2 --space mini --arch min DEV", "device 'm2' cannot run on this host"),

@@ -44,9 +44,25 @@ def test_dataset_resizes_and_normalises():
     assert abs(float(batch["image"].mean())) < 2
 
 
+def test_synthetic_test_split_is_held_out_and_repeatable():
+    data = load_data("synthetic", task="saliency", size=(32, 32), train_size=8, val_size=4)
+    again = load_data("synthetic", task="saliency", size=(32, 32), train_size=8, val_size=4)
+    assert len(data.test) == 4 and data.test.images.equal(again.test.images)
+    assert not data.test.images.equal(data.val.images) and not data.test.images.equal(data.train.images[:4])
+    view = data.scored_on_test()
+    assert view.val is data.test and view.train is data.train
+    merged = data.with_val_in_train()
+    assert len(merged.train) == 12 and merged.train.images[8:].equal(data.val.images)
+
+
 def test_digits_split():
     data = load_data("digits", task="classification", size=(16, 16))
-    assert len(data.train) + len(data.val) == 1797 and data.num_classes == 10
+    assert len(data.train) + len(data.val) + len(data.test) == 1797 and data.num_classes == 10
+    assert (len(data.val), len(data.test)) == (359, 180)
+    from sklearn.datasets import load_digits
+
+    labels = torch.cat([s.fields["label"] for s in (data.train, data.val, data.test)])
+    assert sorted(labels.tolist()) == sorted(load_digits().target.tolist())  # a partition: no row in two splits
     assert data.train.images.shape[1:] == (3, 16, 16)
     assert set(data.val.fields["label"].tolist()) == set(range(10))
     with pytest.raises(DataError, match="classification task, not saliency"):
@@ -82,6 +98,10 @@ def test_salicon_folder_of_mixed_sizes_is_resized(tmp_path):
     data = load_data(str(root), task="saliency", size=(24, 32))
     assert data.train.images.shape == (2, 3, 24, 32) and data.val.fields["map"].shape == (2, 1, 24, 32)
     assert data.train.fields["fix"].sum((1, 2, 3)).tolist() == [2, 2]
+    with pytest.raises(DataError, match="has no test split"):
+        data.scored_on_test()
+    _write(root, "test", "te0")
+    assert load_data(str(root), task="saliency", size=(24, 32)).test.images.shape == (1, 3, 24, 32)
 
 
 def test_salicon_missing_maps_are_named(tmp_path):

@@ -76,3 +76,79 @@ def test_three_objectives_search_with_nsga3():
     )
     assert len(archive) == 20 and [o.name for o in archive.objectives] == ["accuracy", "latency", "params"]
     assert archive.meta["hypervolume"] > 0
+
+
+# ---- supernet adaptation and post-processing ----------------------------------------------------
+def test_arch_pool_draws_distinct_front_archs_repeatably():
+    from hwnas.train.trainer import ArchPool
+
+    space = SearchSpace.load("mini")
+    front = tuple(space.sample(np.random.default_rng(i)) for i in range(6))
+    pool = ArchPool(front, k=4, round=2)
+    drawn = pool.draw(seed=0, step=5)
+    assert len(drawn) == 4 and len({str(a) for a in drawn}) == 4 and all(a in front for a in drawn)
+    assert pool.draw(seed=0, step=5) == drawn  # every DDP rank draws the same subnets
+    assert {str(a) for s in range(20) for a in pool.draw(seed=0, step=s)} == {str(a) for a in front}
+    assert len(ArchPool(front[:2], k=4).draw(seed=0, step=0)) == 2
+
+
+def test_natv2_adapts_the_supernet_and_scores_everything_on_the_adapted_one(mini_run, tmp_path):
+    import torch
+
+    from hwnas.search.archive import Archive
+    from hwnas.search.evaluator import SupernetEvaluator
+    from hwnas.train.checkpoint import load_checkpoint
+    from tests.cli import one_error_line, run_cli
+
+    space = SearchSpace.load("mini")
+    args = ["search", "--device", "cpu", "--space", "mini", "--lut", str(mini_run["lut"]), "--budget", "10s",
+            "--supernet", str(mini_run["ckpt"]), "--algo", "natv2", "--evals", "12", "--out", str(tmp_path)]  # fmt: skip # noqa: E501
+    proc = run_cli(*args, "--adapt-epochs", "1")
+    adapted = tmp_path / "supernet-adapted.pt"
+    assert f"scores come from the adapted supernet {adapted}" in proc.stdout.replace("\n", "")
+    archive = Archive.load(tmp_path / "archive.json", space)
+    assert archive.meta["supernet"] == str(adapted) and archive.meta["adapt_epochs"] == 1
+    assert any("adapted_on" in it for it in archive.meta["iterations"])
+    before, after = load_checkpoint(mini_run["ckpt"])["model"], load_checkpoint(adapted)["model"]
+    assert any(not torch.equal(before[k], after[k]) for k in before)  # the supernet was trained
+    fresh = SupernetEvaluator(adapted, space)  # every record's score is the adapted supernet's own
+    for record in archive.records[:: max(1, len(archive) // 4)]:
+        assert record.values["accuracy"] == pytest.approx(fresh(record.arch), abs=1e-6)
+    # it cannot resume (its scores came from a supernet that has changed since); adaptation is natv2's
+    assert "cannot resume" in one_error_line(run_cli(*args, "--adapt-epochs", "1", check=False))
+    wrong = [a if a != "natv2" else "nsga2" for a in args]
+    assert "applies to natv2" in one_error_line(run_cli(*wrong, "--adapt-epochs", "1", "--fresh", check=False))
+
+
+def test_postprocess_picks_the_best_epoch_count_and_reports_the_test_score(mini_run, tmp_path):
+    import json
+
+    from hwnas.data import load_data
+    from hwnas.train.checkpoint import build_model, load_checkpoint
+    from hwnas.train.evaluate import evaluate
+    from hwnas.train.task import make_task
+    from tests.cli import one_error_line, run_cli
+
+    out = tmp_path / "pp.pt"
+    base = ["train", "postprocess", "--supernet", str(mini_run["ckpt"]), "--arch", "min", "--batch-size", "16"]
+    proc = run_cli(*base, "--max-epochs", "3", "--patience", "1", "--lr", "0.05", "--out", str(out))
+    report = json.loads(out.with_suffix(".json").read_text())
+    phase1, best = report["phase1"], report["best_epochs"]
+    assert best == max(phase1, key=lambda r: (r["cc"], -r["epoch"]))["epoch"]
+    assert len(phase1) == 3 or phase1[-1]["epoch"] - best == 1  # stopped one epoch (patience) after the best
+    ckpt = load_checkpoint(out)
+    assert ckpt["kind"] == "subnet" and ckpt["epoch"] == best and ckpt["data_size"] == [64 + 32, 32]  # train+val
+    # the test score is the phase-2 subnet's on the held-out split (synthetic: its own seed, never trained on)
+    w, h = SearchSpace.load("mini").max().resolution  # the supernet trained at the largest resolution
+    data = load_data("synthetic", task="saliency", size=(h, w), train_size=64, val_size=32)
+    scores = evaluate(build_model(ckpt, out), data.scored_on_test(), make_task("saliency"))
+    assert report["test"]["cc"] == pytest.approx(scores["cc"], abs=1e-5)
+    assert f"test cc: {report['test']['cc']:.4f} after post-processing" in proc.stdout
+    assert not data.test.images.equal(data.val.images)
+    # bad input: a subnet checkpoint, zero epochs
+    line = one_error_line(run_cli("train", "postprocess", "--supernet", str(out), "--arch", "min", check=False))
+    assert "post-processing starts from a supernet" in line
+    assert "at least 1" in one_error_line(
+        run_cli(*base, "--max-epochs", "0", "--out", str(tmp_path / "x.pt"), check=False)
+    )
+    assert not (tmp_path / "x.pt").exists()

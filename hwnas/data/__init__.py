@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from functools import partial
 from pathlib import Path
 
 from hwnas.data.split import DataError, DataSet, Split
@@ -16,8 +17,9 @@ def load_data(
 ) -> DataSet:
     """A `DataSet` at (height, width) `size`.
 
-    source: "synthetic" (procedural saliency scenes, `train_size` + `val_size` of them),
-    "digits" (scikit-learn digits, classification) or the path of a SALICON-layout folder.
+    source: "synthetic" (procedural saliency scenes, `train_size` + `val_size` of them, and as
+    many as `val_size` for the test split), "digits" (scikit-learn digits, classification) or the
+    path of a SALICON-layout folder (its test split: images/test, maps/test, fixations/test).
     """
     if source in SOURCES:
         if SOURCES[source] != task:
@@ -27,11 +29,12 @@ def load_data(
 
             train = synthetic_saliency(train_size, size=size, seed=seed)
             val = synthetic_saliency(val_size, size=size, seed=seed + 1_000_003)
-            return DataSet(name="synthetic", task=task, train=train, val=val)
+            test = partial(synthetic_saliency, val_size, size=size, seed=seed + 2_000_003)
+            return DataSet(name="synthetic", task=task, train=train, val=val, make_test=test)
         from hwnas.data.digits import digits
 
-        train, val = digits(size, seed)
-        return DataSet(name="digits", task=task, train=train, val=val, num_classes=10)
+        train, val, test = digits(size, seed)
+        return DataSet(name="digits", task=task, train=train, val=val, num_classes=10, make_test=lambda: test)
     root = Path(source)
     if not root.is_dir():
         raise DataError(f"data '{source}' is neither a built-in set ({', '.join(SOURCES)}) nor an existing folder")
@@ -39,4 +42,10 @@ def load_data(
         raise DataError(f"a data folder is read in the SALICON layout, which is for the saliency task, not {task}")
     from hwnas.data.saliency import read_split
 
-    return DataSet(name=root.name, task=task, train=read_split(root, "train", size), val=read_split(root, "val", size))
+    def test() -> Split:
+        if not (root / "images" / "test").is_dir():
+            raise DataError(f"saliency dataset {root} has no test split (images/test, maps/test, fixations/test)")
+        return read_split(root, "test", size)
+
+    train, val = read_split(root, "train", size), read_split(root, "val", size)
+    return DataSet(name=root.name, task=task, train=train, val=val, make_test=test)

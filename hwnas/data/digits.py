@@ -1,6 +1,6 @@
 """scikit-learn's handwritten digits (1,797 8x8 images, 10 classes): a small real classification set
 that ships inside a package, for the classification head. Grey levels are replicated to RGB and
-resized to the requested resolution; the split is a fixed, seeded 80/20 shuffle."""
+resized to the requested resolution; the split is a fixed, seeded 70/20/10 (train/val/test) shuffle."""
 
 from __future__ import annotations
 
@@ -10,10 +10,11 @@ import torch
 from hwnas.data.split import DataError, Split, resize_uint8
 
 VAL_FRACTION = 0.2
+TEST_FRACTION = 0.1
 
 
-def digits(size: tuple[int, int], seed: int = 0) -> tuple[Split, Split]:
-    """(train, val) at (height, width) `size`."""
+def digits(size: tuple[int, int], seed: int = 0) -> tuple[Split, Split, Split]:
+    """(train, val, test) at (height, width) `size`."""
     try:
         from sklearn.datasets import load_digits
     except ImportError:
@@ -22,6 +23,10 @@ def digits(size: tuple[int, int], seed: int = 0) -> tuple[Split, Split]:
     images = torch.from_numpy(np.round(bunch.images * (255 / 16)).astype(np.uint8))[:, None].repeat(1, 3, 1, 1)
     labels = torch.from_numpy(bunch.target.astype(np.int64))
     order = np.random.default_rng(seed).permutation(len(labels))
-    n_val = int(round(len(labels) * VAL_FRACTION))
+    n_val, n_test = int(round(len(labels) * VAL_FRACTION)), int(round(len(labels) * TEST_FRACTION))
     whole = Split(resize_uint8(images, size), {"label": labels})
-    return whole.subset(order[n_val:]), whole.subset(order[:n_val])
+    return (
+        whole.subset(order[n_val + n_test :]),
+        whole.subset(order[:n_val]),
+        whole.subset(order[n_val : n_val + n_test]),
+    )

@@ -7,7 +7,7 @@ validation split of one task and hands out copies resized to each resolution a s
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -77,10 +77,17 @@ class Split:
         index = torch.as_tensor(np.asarray(indices, dtype=np.int64))
         return Split(self.images[index], {k: v[index] for k, v in self.fields.items()})
 
+    def __add__(self, other: Split) -> Split:
+        """The rows of both splits (same size and fields)."""
+        return Split(
+            torch.cat([self.images, other.images]), {k: torch.cat([v, other.fields[k]]) for k, v in self.fields.items()}
+        )
+
 
 @dataclass
 class DataSet:
-    """A named train/validation pair for one task, resizable to any resolution."""
+    """A named train/validation pair for one task, resizable to any resolution, with a held-out
+    test split made on first use by `make_test` where the source has one."""
 
     name: str
     task: str
@@ -89,10 +96,30 @@ class DataSet:
     num_classes: int = 1
     mean: tuple[float, float, float] = IMAGENET_MEAN
     std: tuple[float, float, float] = IMAGENET_STD
+    make_test: Callable[[], Split] | None = field(default=None, repr=False)
     _cache: dict = field(default_factory=dict, repr=False)
 
+    @property
+    def test(self) -> Split:
+        """The held-out test split (never used for training or for choosing)."""
+        if "test" not in self._cache:
+            if self.make_test is None:
+                raise DataError(f"data '{self.name}' has no test split")
+            self._cache["test"] = self.make_test()
+        return self._cache["test"]
+
+    def scored_on_test(self) -> DataSet:
+        """The same data with the test split in the validation split's place, for `evaluate`."""
+        return DataSet(self.name, self.task, self.train, self.test, self.num_classes, self.mean, self.std)
+
+    def with_val_in_train(self) -> DataSet:
+        """Train = train + validation (the validation split kept as is), as NATv2's phase 2 trains."""
+        return DataSet(
+            f"{self.name} train+val", self.task, self.train + self.val, self.val, self.num_classes, self.mean, self.std
+        )
+
     def split(self, which: str, resolution: tuple[int, int]) -> Split:
-        """The `which` ("train" or "val") split at `resolution` = (width, height), cached."""
+        """The `which` ("train", "val" or "test") split at `resolution` = (width, height), cached."""
         key = (which, tuple(resolution))
         if key not in self._cache:
             w, h = resolution

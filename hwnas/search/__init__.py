@@ -80,6 +80,14 @@ def search(
     allowed = (*PREDICTORS, "auto") if algorithm == "natv2" else PREDICTORS
     if predictor is not None and predictor not in allowed:
         raise BudgetError(f"unknown --predictor '{predictor}'; allowed: {', '.join(allowed)}")
+    adapt_epochs = (options or {}).get("adapt_epochs", 0)
+    if adapt_epochs and algorithm != "natv2":
+        raise BudgetError(f"--adapt-epochs (supernet adaptation) applies to natv2, not {algorithm}")
+    if adapt_epochs and resume is not None:
+        raise BudgetError(
+            "a search that adapts the supernet cannot resume: the archive's scores came from a supernet that "
+            "has changed since; pass --fresh to start over"
+        )
     if evaluations < 2:
         raise BudgetError(f"--evals must be at least 2, got {evaluations}")
     names = list(dict.fromkeys(objectives or [b.objective for b in budgets] or ["latency"]))
@@ -104,6 +112,7 @@ def search(
             "seed": seed,
             "evaluations": evaluations,
             "budgets": [b.text for b in budgets],
+            **({"adapt_epochs": adapt_epochs} if adapt_epochs else {}),
             **({"energy_source": costs.energy_source} if "energy" in names else {}),
             **(meta or {}),
         },

@@ -63,6 +63,18 @@ class Archive:
         self._index[str(arch)] = record
         return record
 
+    def rescore(self, score, records: list[Record] | None = None) -> list[Record]:
+        """Replace the accuracy of `records` (default: all) by `score(arch)`, e.g. after the
+        supernet they were scored on was adapted; returns the new records in the same order."""
+        name, position = self.objectives[0].name, {str(r.arch): i for i, r in enumerate(self.records)}
+        new = []
+        for old in list(self.records) if records is None else records:
+            record = Record(old.arch, {**old.values, name: float(score(old.arch))}, old.source)
+            self.records[position[str(old.arch)]] = record
+            self._index[str(old.arch)] = record
+            new.append(record)
+        return new
+
     # ---- multi-objective views ----------------------------------------------------------------
     def matrix(self, records: list[Record] | None = None) -> np.ndarray:
         """Objective values in minimisation form (accuracy negated), one row per record."""

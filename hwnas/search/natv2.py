@@ -11,15 +11,23 @@
   `predictor="auto"`: the zoo member with the best k-fold cross-validated Kendall tau on the archive.
 - The surrogate search: NSGA-II on (predicted accuracy, costs), NSGA-III with Das-Dennis reference
   directions when there are more than two objectives.
+- Supernet adaptation (optional, `adapt_epochs` > 0): between iterations the supernet is fine-tuned
+  on subnets drawn from the archive's current front (NAT's "adapt only what the front uses"); the
+  working archive is re-scored on the adapted supernet before the predictor is fitted again, and at
+  the end every record is, so all reported accuracies come from the one supernet saved to
+  `adapt_out`.
 
-Not built yet: supernet adaptation between iterations and the post-processing fine-tune.
+The post-processing fine-tune of the chosen subnet is `hwnas.train.postprocess`.
 """
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 
 from hwnas.search.archive import Archive, Record
+from hwnas.search.budget import BudgetError
 from hwnas.search.mosegnas import PredictedAccuracy, surrogate_search
 from hwnas.search.nsga import ArchProblem, Progress
 from hwnas.search.predictors import LightGBMEnsemble, make_predictor
@@ -124,11 +132,15 @@ def natv2(
     surrogate_pop: int = 100,
     surrogate_gens: int = 40,
     reference: dict[str, float] | None = None,
+    adapt_epochs: int = 0,
+    adapt_out: str | Path | None = None,
 ) -> Archive:
     """NATv2 with `evaluations` supernet evaluations in all: initialisation (depth-uniform sampling
     and pre-processing, which spends `oversample` x A_s of them, capped at half the budget), then
-    iterations of predictor fit, surrogate search, evaluation and archive replacement."""
+    iterations of predictor fit, surrogate search, evaluation, archive replacement and, with
+    `adapt_epochs`, supernet adaptation (the adapted supernet is written to `adapt_out`)."""
     archive, space = problem.archive, problem.archive.space
+    adapting = _check_adaptation(problem, adapt_epochs, adapt_out)
     rng = np.random.default_rng(seed)
     size = archive_size or max(4, evaluations // 4)
     n0 = min(oversample * size, max(size, evaluations // 2)) - len(archive)
@@ -175,9 +187,30 @@ def natv2(
                 "hypervolume": archive.hypervolume(reference) if reference else None,
             }
         )
+        if adapting and len(archive) < evaluations and len(archive) > before:
+            front = archive.front(working)
+            problem.accuracy.adapt([r.arch for r in front], epochs=adapt_epochs, round=iteration, out=adapt_out)
+            working = archive.rescore(problem.accuracy, working)
+            history[-1]["adapted_on"] = len(front)
         if progress:
             progress(iteration, total, archive)
         if len(archive) == before:
             break
+    if adapting and any("adapted_on" in h for h in history):
+        archive.rescore(problem.accuracy)
+        archive.meta["adapted_supernet"] = str(adapt_out)
+        archive.meta["supernet"] = str(adapt_out)
     archive.meta["natv2_archive"] = [str(r.arch) for r in working]
     return archive
+
+
+def _check_adaptation(problem: ArchProblem, epochs: int, out: str | Path | None) -> bool:
+    if epochs < 0:
+        raise BudgetError(f"--adapt-epochs must not be negative, got {epochs}")
+    if epochs == 0:
+        return False
+    if not hasattr(problem.accuracy, "adapt"):
+        raise BudgetError("supernet adaptation needs a trained supernet (--supernet), not a proxy")
+    if out is None:
+        raise BudgetError("supernet adaptation needs a path to save the adapted supernet to")
+    return True

@@ -114,6 +114,22 @@ def sandwich(space: SearchSpace, *, seed: int, step: int, k: int) -> list[Arch]:
     return [space.max(), space.min(), *(space.sample(rng) for _ in range(k))]
 
 
+@dataclass(frozen=True)
+class ArchPool:
+    """Subnets a supernet is fine-tuned on instead of the sandwich rule: NAT/NATv2's supernet
+    adaptation trains only subnets sampled from the current trade-off front. `k` of them per step,
+    drawn without replacement as a function of (seed, round, step)."""
+
+    archs: tuple[Arch, ...]
+    k: int = 4  # NATv2 Section 4.1: four subnets per batch
+    round: int = 0
+
+    def draw(self, seed: int, step: int) -> list[Arch]:
+        rng = np.random.default_rng([seed, self.round, step])
+        picked = rng.choice(len(self.archs), size=min(self.k, len(self.archs)), replace=False)
+        return [self.archs[i] for i in picked]
+
+
 def init_distributed(device: str = "cpu") -> tuple[int, int]:
     """Join the process group `torchrun` describes (gloo on CPU, NCCL on CUDA); (rank, world size)."""
     import os
@@ -140,8 +156,9 @@ def _reinitialise(model: nn.Module, seed: int) -> nn.Module:
 class _Run:
     """State of one training run; `fit` drives it."""
 
-    def __init__(self, model, *, space, data, task, config, out, device):
+    def __init__(self, model, *, space, data, task, config, out, device, pool=None):
         self.model, self.space, self.data, self.task, self.config = model, space, data, task, config
+        self.pool: ArchPool | None = pool
         self.out, self.device = Path(out), torch.device(device)
         self.rank, self.world = _rank_world()
         self.supernet = hasattr(model, "set_active")
@@ -205,6 +222,8 @@ class _Run:
     def archs(self, step: int) -> list[Arch | None]:
         if not self.supernet:
             return [None]
+        if self.pool is not None:
+            return self.pool.draw(self.config.seed, step)
         return sandwich(self.space, seed=self.config.seed, step=step, k=self.config.sandwich)
 
     def eval_archs(self) -> dict[str, Arch | None]:
@@ -371,17 +390,21 @@ def fit(
     device: str = "cpu",
     on_event: Callable[[StepEvent | EpochEvent], None] | None = None,
     until: int | None = None,
+    pool: ArchPool | None = None,
 ) -> TrainResult:
     """Train `model` (a `Supernet`, or a static `SubNet`) and checkpoint it to `out` after every epoch.
 
     With `resume`, an existing checkpoint at `out` is continued exactly (it must come from the same
     space, task, data and settings; only `epochs` may grow). `until` stops after that many epochs
-    while schedules still count `config.epochs` (a later call resumes).
+    while schedules still count `config.epochs` (a later call resumes). `pool` replaces the sandwich
+    rule by subnets drawn from a fixed set (supernet adaptation, NATv2).
     """
+    if pool is not None and (not hasattr(model, "set_active") or not pool.archs):
+        raise HwnasError("an arch pool needs a supernet and at least one arch")
     config.validate()
     if config.amp and not device.startswith("cuda"):
         raise HwnasError("--amp (mixed precision) needs a CUDA device; this run is on " + device)
-    run = _Run(model, space=space, data=data, task=task, config=config, out=out, device=device)
+    run = _Run(model, space=space, data=data, task=task, config=config, out=out, device=device, pool=pool)
     out = Path(out)
     resumed_from = 0
     if resume and out.exists():

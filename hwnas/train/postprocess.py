@@ -1,0 +1,119 @@
+"""NATv2's post-processing of a chosen subnet (Sarti, Lomurno, Matteucci, Section 3, "Post-Processing").
+
+Phase 1 fine-tunes the subnet, inherited from the supernet, on the training split and scores it on
+the validation split after every epoch, to find the best number of epochs e (stopping early after
+`patience` epochs without improvement). Phase 2 starts again from the inherited weights and
+fine-tunes for e epochs on training + validation (optionally with Self-KD, SalNAS Algorithm 1),
+then scores the held-out test split, which nothing before has seen. Both phases use the same
+learning-rate schedule (cosine over `max_epochs`), so that e means the same in both.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from hwnas.errors import CheckpointError, HwnasError
+from hwnas.io import atomic_write_json
+from hwnas.space import Arch, SearchSpace
+from hwnas.train.checkpoint import bn_batches, build_model, check_space, checkpoint_data, file_digest, load_checkpoint
+from hwnas.train.evaluate import evaluate
+from hwnas.train.task import higher_is_better, make_task
+from hwnas.train.trainer import TrainConfig, fit, initial_subnet
+
+
+@dataclass(frozen=True)
+class PostProcessResult:
+    best_epochs: int
+    phase1: list[dict[str, float]]  # per epoch: epoch, the validation metric
+    inherited: dict[str, float]  # test scores of the inherited subnet, before any fine-tuning
+    test: dict[str, float]  # test scores after phase 2
+    metric: str
+    checkpoint: Path
+    report: Path
+
+
+def post_process(
+    supernet: str | Path,
+    arch: Arch,
+    *,
+    space: SearchSpace,
+    out: str | Path,
+    max_epochs: int = 10,
+    patience: int = 3,
+    method: str = "baseline",
+    batch_size: int = 32,
+    lr: float = 0.01,
+    seed: int = 0,
+    max_steps: int = 0,
+    data: str | None = None,
+    on_event=None,
+) -> PostProcessResult:
+    """Fine-tune `arch` of `supernet` in NATv2's two phases; the phase-2 subnet is saved to `out`
+    (a subnet checkpoint that `hwnas export` takes) and a JSON report beside it."""
+    if max_epochs < 1 or patience < 1:
+        raise HwnasError(f"max epochs and patience must be at least 1, got {max_epochs} and {patience}")
+    ckpt = load_checkpoint(supernet)
+    check_space(ckpt, space, supernet)
+    if ckpt["kind"] != "supernet":
+        raise CheckpointError(f"{supernet} holds a single subnet; post-processing starts from a supernet checkpoint")
+    dataset = checkpoint_data(ckpt, supernet, space, data)
+    test_data = dataset.scored_on_test()  # fails here, before any training, if there is no test split
+    task = make_task(ckpt["task"], dataset.num_classes)
+    config = TrainConfig(
+        epochs=max_epochs, t0=max_epochs, batch_size=batch_size, lr=lr, seed=seed, max_steps=max_steps, method=method
+    ).validate()
+    inherited = evaluate(build_model(ckpt, supernet), test_data, task, arch=arch, bn_batches=bn_batches(ckpt))
+
+    def start():
+        return initial_subnet(space, arch, task=task.name, num_classes=dataset.num_classes, seed=seed, init=supernet)
+
+    phase1 = _phase1(start(), space, dataset, task, config, patience, on_event)
+    sign = 1 if higher_is_better(task.primary) else -1
+    best = max(phase1, key=lambda row: (sign * row[task.primary], -row["epoch"]))["epoch"]
+    model = start()
+    fit(model, space=space, data=dataset.with_val_in_train(), task=task, config=config, out=out, resume=False,
+        on_event=on_event, until=best)  # fmt: skip
+    test = evaluate(model, test_data, task)
+    report = {
+        "supernet": str(supernet),
+        "supernet_sha256": file_digest(supernet),
+        "arch": space.arch_to_dict(arch),
+        "line": str(arch),
+        "method": method,
+        "metric": task.primary,
+        "max_epochs": max_epochs,
+        "patience": patience,
+        "phase1": phase1,
+        "best_epochs": best,
+        "data": {
+            "name": dataset.name,
+            "train": len(dataset.train),
+            "val": len(dataset.val),
+            "test": len(test_data.val),
+        },
+        "inherited_test": inherited,
+        "test": test,
+        "checkpoint": str(out),
+    }
+    path = atomic_write_json(Path(out).with_suffix(".json"), report)
+    return PostProcessResult(best, phase1, inherited, test, task.primary, Path(out), path)
+
+
+def _phase1(model, space, dataset, task, config, patience, on_event) -> list[dict[str, Any]]:
+    """Fine-tune on train, score on val after each epoch, stop `patience` epochs after the best."""
+    sign = 1 if higher_is_better(task.primary) else -1
+    rows: list[dict[str, Any]] = []
+    with tempfile.TemporaryDirectory(prefix="hwnas-phase1-") as tmp:
+        path = Path(tmp) / "phase1.pt"
+        for epoch in range(1, config.epochs + 1):
+            result = fit(model, space=space, data=dataset, task=task, config=config, out=path, resume=epoch > 1,
+                         on_event=on_event, until=epoch)  # fmt: skip
+            score = result.history[-1]["val"]["subnet"]
+            rows.append({"epoch": epoch, task.primary: float(score[task.primary]), "loss": float(score["loss"])})
+            best = max(rows, key=lambda row: (sign * row[task.primary], -row["epoch"]))["epoch"]
+            if epoch - best >= patience:
+                break
+    return rows
