@@ -1,6 +1,6 @@
 """Rerun every benchmark, then print one summary table of the figures the README quotes.
 
-Usage: python -m bench.run_all [--only lut_fidelity,lut_predict,search,selfkd,export] [--summary]
+Usage: python -m bench.run_all [--only lut_fidelity,lut_predict,search,selfkd,export,sod_ablation] [--summary]
 `--summary` prints the table from the results already in bench/out/ without rerunning anything.
 The whole set takes about an hour and a half on this 2-core machine; run it on an idle machine.
 """
@@ -24,6 +24,7 @@ STEPS = {
     "search": [],
     "selfkd": [],
     "export": [],
+    "sod_ablation": [],
 }
 
 
@@ -71,6 +72,9 @@ def rows() -> list[tuple[str, str, str, str]]:
     for r in (_load("export.json") or {}).get("rows", []):
         value = f"onnx {r['onnx_max_abs']:.1e}, tflite {r['tflite_max_abs']:.1e}, ort/eager {r['ratio']:.2f}x"
         out.append(("export", f"alphanet {r['arch']} 256x192", value, "<= 1e-4, <= 0.8x"))
+    for r in (_load("sod_ablation.json") or {}).get("summary", []):
+        value = f"MAE {r['mae']:.4f}, wF {r['wfm']:.4f}, Sm {r['sm']:.4f}"
+        out.append(("sod_ablation", r["row"], value, ""))
     for name in STEPS:
         if not any(r[0] == name for r in out):
             out.append((name, "not run yet", "-", ""))

@@ -29,13 +29,14 @@ from rich.table import Table
 from hwnas.devices import DEFAULT_DIR as DEFAULT_DEVICES_DIR
 from hwnas.devices import device_names, load_device
 from hwnas.errors import HwnasError
+from hwnas.head import TASKS, check_task, is_sod
 from hwnas.io import atomic_write_json
 from hwnas.lut import STATISTICS, LatencyTable, sidecar_path
 from hwnas.lut import default_path as default_lut_path
 from hwnas.profiler import DEFAULT_STATISTIC
 from hwnas.profiler import profile as run_profile
 from hwnas.profiler import validate as run_validate
-from hwnas.space import TASKS, Arch, SearchSpace
+from hwnas.space import Arch, SearchSpace
 
 app = typer.Typer(
     help="hwnas: hardware-aware latency profiling, architecture search and export.",
@@ -136,8 +137,7 @@ def arch(
     """Make (min / max / random) or check (a JSON file) an arch; print its line, params and FLOPs."""
     with user_errors():
         sp = SearchSpace.load(space_name)
-        if task not in TASKS:
-            raise HwnasError(f"unknown --task '{task}'; allowed: {', '.join(TASKS)}")
+        check_task(task)
         chosen = _pick_arch(sp, pick, seed)
         if save is not None:
             atomic_write_json(save, sp.arch_to_dict(chosen))
@@ -254,7 +254,9 @@ def _progress_bar() -> Progress:
 def profile(
     device: DeviceOpt,
     space_name: SpaceOpt = "alphanet",
-    task: Annotated[str, typer.Option(help=f"head whose blocks are profiled: {', '.join(TASKS)}")] = "saliency",
+    task: Annotated[
+        str, typer.Option(help=f"head whose blocks are profiled: {', '.join(TASKS)}, or a sod variant (sod/unet+focus)")
+    ] = "saliency",
     resolution: Annotated[list[str] | None, typer.Option(help="WxH, repeatable; default: all of the space's")] = None,
     lut_out: Annotated[
         Path | None, typer.Option("--out", "-o", help="table path (default lut/DEVICE-SPACE.parquet)")
@@ -276,8 +278,7 @@ def profile(
 ) -> None:
     """Measure every block of the space on the device into a latency table (resumable)."""
     with user_errors():
-        if task not in TASKS:
-            raise HwnasError(f"unknown --task '{task}'; allowed: {', '.join(TASKS)}")
+        check_task(task)
         spec = load_device(device, devices_dir)
         sp = SearchSpace.load(space_name)
         res = _resolutions(resolution)
@@ -408,6 +409,25 @@ FreshOpt = Annotated[bool, typer.Option("--fresh", help="ignore an existing chec
 TorchDeviceOpt = Annotated[str, typer.Option("--torch-device", help="where to train: cpu or cuda[:N]")]
 AmpOpt = Annotated[bool, typer.Option("--amp", help="mixed precision (CUDA only)")]
 ClipOpt = Annotated[float, typer.Option(help="gradient-norm clipping (0: off)")]
+TaskOpt = Annotated[str, typer.Option(help=f"head: {', '.join(TASKS)} (or a sod variant: sod/cfem, sod/unet, +focus)")]
+FocusOpt = Annotated[bool, typer.Option("--focus", help="sod: FocusNet's FOCUS cascade (localization net + FRM)")]
+AfeOpt = Annotated[bool, typer.Option("--afe/--no-afe", help="sod: the ascending CFEM chain (FocusNet Eq. 1-2)")]
+CfemOpt = Annotated[bool, typer.Option("--cfem/--no-cfem", help="sod: CFEMs; --no-afe --no-cfem is the U-Net baseline")]
+
+
+def _head_task(task: str, focus: bool, afe: bool, cfem: bool) -> str:
+    """The task name with the SOD head's switches applied (FocusNet Table 2's rows)."""
+    from hwnas.head import SodHead
+
+    if not is_sod(check_task(task)):
+        if focus or not (afe and cfem):
+            raise HwnasError(f"--focus, --no-afe and --no-cfem switch parts of the sod head; --task is {task}")
+        return task
+    if afe and not cfem:
+        raise HwnasError("AFE is a chain of CFEMs: --no-cfem needs --no-afe")
+    head = SodHead.parse(task)
+    decoder = head.decoder if (afe and cfem) else ("cfem" if cfem else "unet")
+    return SodHead(decoder, head.focus or focus).task
 
 
 def _train(
@@ -429,8 +449,7 @@ def _train(
     from hwnas.train.task import make_task
     from hwnas.train.trainer import EpochEvent, fit, init_distributed
 
-    if task not in TASKS:
-        raise HwnasError(f"unknown --task '{task}'; allowed: {', '.join(TASKS)}")
+    check_task(task)
     if torch_device != "cpu" and not torch_device.startswith("cuda"):
         raise HwnasError(f"--torch-device must be cpu or cuda[:N], got '{torch_device}'")
     config.validate()
@@ -479,7 +498,7 @@ def _epoch_line(event) -> str:
         f"val loss {r['val_loss']:.4f}",
     ]
     for name, scores in r["val"].items():
-        shown = [k for k in ("cc", "nss", "kld", "top1") if k in scores]
+        shown = [k for k in ("cc", "nss", "kld", "top1", "sm", "wfm", "mae") if k in scores]
         parts.append(f"{name}: " + " ".join(f"{k} {scores[k]:.3f}" for k in shown))
     parts.append(f"{r['images_per_s']:.0f} img/s, {r['seconds']:.1f} s")
     if r.get("teacher_updated"):
@@ -490,7 +509,10 @@ def _epoch_line(event) -> str:
 @train_app.command("supernet")
 def train_supernet(
     space_name: SpaceOpt = "mini",
-    task: Annotated[str, typer.Option(help=f"head: {', '.join(TASKS)}")] = "saliency",
+    task: TaskOpt = "saliency",
+    focus: FocusOpt = False,
+    afe: AfeOpt = True,
+    cfem: CfemOpt = True,
     data: DataOpt = "synthetic",
     epochs: EpochsOpt = 3,
     selfkd: Annotated[bool, typer.Option("--selfkd", help="Self-KD teacher (SalNAS Algorithm 1)")] = False,
@@ -520,6 +542,7 @@ def train_supernet(
 
     with user_errors():
         sp = SearchSpace.load(space_name)
+        task = _head_task(task, focus, afe, cfem)
         config = TrainConfig(
             epochs=epochs,
             batch_size=batch_size,
@@ -542,7 +565,7 @@ def train_supernet(
             data_source=data,
             size=sp.max().resolution,
             config=config,
-            out_path=ckpt or Path("runs") / f"{sp.name}-{task}" / "supernet.pt",
+            out_path=ckpt or Path("runs") / f"{sp.name}-{task.replace('/', '-')}" / "supernet.pt",
             fresh=fresh,
             torch_device=torch_device,
             train_size=train_size,
@@ -555,7 +578,10 @@ def train_supernet(
 def train_selfkd(
     arch_pick: Annotated[str, typer.Option("--arch", help="min, max, an arch .json file or an arch line")] = "min",
     space_name: SpaceOpt = "mini",
-    task: Annotated[str, typer.Option(help=f"head: {', '.join(TASKS)}")] = "saliency",
+    task: TaskOpt = "saliency",
+    focus: FocusOpt = False,
+    afe: AfeOpt = True,
+    cfem: CfemOpt = True,
     data: DataOpt = "synthetic",
     method: Annotated[str, typer.Option(help="selfkd, baseline (no KD), pkd or pskd (SalNAS Table 6)")] = "selfkd",
     init: Annotated[
@@ -583,6 +609,7 @@ def train_selfkd(
 
     with user_errors():
         sp = SearchSpace.load(space_name)
+        task = _head_task(task, focus, afe, cfem)
         chosen = _pick_arch(sp, arch_pick, seed)
         config = TrainConfig(
             epochs=epochs,
@@ -603,7 +630,7 @@ def train_selfkd(
             data_source=data,
             size=chosen.resolution,
             config=config,
-            out_path=ckpt or Path("runs") / f"{sp.name}-{task}" / f"subnet-{method}.pt",
+            out_path=ckpt or Path("runs") / f"{sp.name}-{task.replace('/', '-')}" / f"subnet-{method}.pt",
             fresh=fresh,
             torch_device=torch_device,
             train_size=train_size,
@@ -880,8 +907,7 @@ def report(
     with user_errors():
         spec = load_device(device, devices_dir)
         sp = SearchSpace.load(space_name)
-        if task not in TASKS:
-            raise HwnasError(f"unknown --task '{task}'; allowed: {', '.join(TASKS)}")
+        check_task(task)
         chosen = _pick_arch(sp, arch_pick)
         path = lut_path or default_lut_path(spec.name, sp.name)
         table = LatencyTable.load(path, sp) if lut_path is not None or path.exists() else None

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, fields
 
-OPS = ("conv", "mbconv", "dec", "linear")
+OPS = ("conv", "mbconv", "dec", "linear", "cfem", "frm")
 ACTIVATIONS = ("relu", "hswish", "swish", "sigmoid")
 
 
@@ -41,6 +41,10 @@ class BlockSignature:
       dec     decoder step: [concat a `skip`-channel encoder feature] -> conv kxk + BN + act
               -> bilinear resize to out_h x out_w
       linear  classification head: global average pool + linear layer
+      cfem    FocusNet's cross-layer feature enhancement of a level (h x w) and the next deeper one
+              (out_h x out_w), `cin` = `cout` channels: two conv3x3-BN-ReLU after the shared product
+      frm     FocusNet's feature refine module: squeeze-excitation on the deep feature (h x w x cin),
+              bilinear upsampling to out_h x out_w, conv1x1-BN to `cout`
     """
 
     op: str
@@ -82,6 +86,10 @@ class BlockSignature:
             return k2 * (self.cin + self.skip) * self.cout + 2 * self.cout
         if self.op == "linear":
             return self.cin * self.cout + self.cout
+        if self.op == "cfem":
+            return 2 * (k2 * self.cin * self.cout + 2 * self.cout)
+        if self.op == "frm":
+            return 2 * self.cin * self.se_mid + self.cin + self.se_mid + self.cin * self.cout + 2 * self.cout
         mid = self.mid
         total = 0 if self.expansion == 1 else self.cin * mid + 2 * mid
         total += k2 * mid + 2 * mid
@@ -98,6 +106,10 @@ class BlockSignature:
             return 2 * self.h * self.w * (self.cin + self.skip) * self.cout * k2
         if self.op == "linear":
             return 2 * self.cin * self.cout
+        if self.op == "cfem":
+            return 2 * k2 * self.cin * self.cout * (self.h * self.w + self.out_h * self.out_w)
+        if self.op == "frm":
+            return 4 * self.cin * self.se_mid + 2 * self.out_h * self.out_w * self.cin * self.cout
         mid = self.mid
         total = 0 if self.expansion == 1 else 2 * self.h * self.w * self.cin * mid
         total += 2 * self.out_h * self.out_w * mid * k2

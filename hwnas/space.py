@@ -24,10 +24,10 @@ import numpy as np
 
 from hwnas.config import check_name, load_toml
 from hwnas.errors import ArchError, SpaceError
+from hwnas.head import SodHead, check_task, frm_signature, is_sod, sod_signatures
 from hwnas.io import read_json
 from hwnas.signature import ACTIVATIONS, BlockSignature, spatial_after
 
-TASKS = ("classification", "saliency")
 _ENCODER_ACTS = tuple(a for a in ACTIVATIONS if a != "sigmoid")
 
 
@@ -466,19 +466,10 @@ class SearchSpace:
         `position` indexes `block_signatures()` of an arch whose stages are all at maximum depth;
         a block beyond a stage's depth is absent (`depth_gene`, `min_depth`).
         """
-        res = self.gene("resolution")
-        slots = [Slot(0, (res, self.gene("stem.width")))]
-        prev = self.gene("stem.width")
-        for i, spec in enumerate(self.stages, start=1):
-            width = self.gene(f"stages[{i}].width")
-            for b in range(1, max(spec.depths) + 1):
-                k, e = self.gene(f"stages[{i}].block[{b}].kernel"), self.gene(f"stages[{i}].block[{b}].expansion")
-                genes = (res, prev, width, k, e) if b == 1 else (res, width, k, e)
-                optional = b > min(spec.depths)
-                slots.append(Slot(len(slots), genes, self.gene(f"stages[{i}].depth") if optional else None, b))
-            prev = width
-        last = self.gene("last_conv.width")
-        slots.append(Slot(len(slots), (res, prev, last)))
+        res, last = self.gene("resolution"), self.gene("last_conv.width")
+        if is_sod(check_task(task)):
+            return self._sod_slots(SodHead.parse(task))
+        slots = self._encoder_slots(0)
         if task == "classification":
             return [*slots, Slot(len(slots), (res, last))]
         deep_first = [self._width_gene(s) for s in reversed(self.skip_sources())]
@@ -486,6 +477,34 @@ class SearchSpace:
         steps += [(a, b) for a, b in zip(deep_first, deep_first[1:], strict=False)]
         steps += [(deep_first[-1],)] * 3
         return slots + [Slot(len(slots) + j, (res, *g)) for j, g in enumerate(steps)]
+
+    def _encoder_slots(self, offset: int) -> list[Slot]:
+        res = self.gene("resolution")
+        slots = [Slot(offset, (res, self.gene("stem.width")))]
+        prev = self.gene("stem.width")
+        for i, spec in enumerate(self.stages, start=1):
+            width = self.gene(f"stages[{i}].width")
+            for b in range(1, max(spec.depths) + 1):
+                k, e = self.gene(f"stages[{i}].block[{b}].kernel"), self.gene(f"stages[{i}].block[{b}].expansion")
+                genes = (res, prev, width, k, e) if b == 1 else (res, width, k, e)
+                optional = b > min(spec.depths)
+                depth_gene = self.gene(f"stages[{i}].depth") if optional else None
+                slots.append(Slot(offset + len(slots), genes, depth_gene, b))
+            prev = width
+        slots.append(Slot(offset + len(slots), (res, prev, self.gene("last_conv.width"))))
+        return slots
+
+    def _sod_slots(self, head: SodHead) -> list[Slot]:
+        """Slots of `_sod_blocks`: [localization encoder, FRM,] encoder, laterals, CFEMs, fusion steps."""
+        res, last, stem = self.gene("resolution"), self.gene("last_conv.width"), self.gene("stem.width")
+        slots = self._encoder_slots(0)
+        if head.focus:
+            slots += [Slot(len(slots), (res, last, stem))]
+            slots += self._encoder_slots(len(slots))
+        levels = [self._width_gene(s) for s in self.skip_sources()] + [last]
+        genes = [(res, g) for g in levels]
+        genes += [(res,)] * ((len(levels) - 1 if head.decoder != "unet" else 0) + len(levels) + 1)
+        return slots + [Slot(len(slots) + j, g) for j, g in enumerate(genes)]
 
     def check_resolution(self, resolution: tuple[int, int]) -> tuple[int, int]:
         """`resolution` (width, height) if the space offers it, else an `ArchError` listing those it does."""
@@ -538,17 +557,28 @@ class SearchSpace:
 
     def block_signatures(self, arch: Arch, task: str = "saliency", num_classes: int = 1000) -> list[BlockSignature]:
         """Per-block cost keys of `arch` with the given head, in execution order."""
-        if task not in TASKS:
-            raise ArchError(f"unknown task '{task}'; allowed: {list(TASKS)}")
+        check_task(task)
         self.validate(arch)
         w, h = arch.resolution
         sigs, features = self._encoder_signatures(arch, h, w)
+        if is_sod(task):
+            return self._sod_blocks(SodHead.parse(task), sigs, features, h, w)
         if task == "classification":
             last = sigs[-1]
             sigs.append(BlockSignature("linear", last.out_h, last.out_w, last.cout, num_classes, out_h=1, out_w=1))
         else:
             sigs += self._decoder_signatures(features, sigs[-1], h, w)
         return sigs
+
+    def sod_levels(self, features: list, bottleneck: BlockSignature) -> list[tuple[int, int, int]]:
+        """The SOD head's encoder levels (h, w, channels), shallow to deep: the decoder's taps and the last conv."""
+        return [features[i + 1] for i in self.skip_sources()] + [(bottleneck.out_h, bottleneck.out_w, bottleneck.cout)]
+
+    def _sod_blocks(self, head: SodHead, encoder: list, features: list, h: int, w: int) -> list[BlockSignature]:
+        levels = self.sod_levels(features, encoder[-1])
+        laterals, cfems, steps = sod_signatures(head, levels, h, w, self.decoder_act)
+        focus = [*encoder, frm_signature(levels[-1], features[0])] if head.focus else []
+        return focus + encoder + laterals + cfems + steps
 
     def _encoder_signatures(self, arch: Arch, h: int, w: int) -> tuple[list[BlockSignature], list]:
         st = self.stem

@@ -27,6 +27,17 @@ ROOT = Path(__file__).resolve().parents[1]
 DEVICES = str(ROOT / "devices")
 
 
+def _duts(root: Path, *, mask_value: int = 255, mask_size: tuple[int, int] = (16, 16)) -> None:
+    """A two-image DUTS-TR folder whose masks are grey (`mask_value`) or of another size."""
+    from PIL import Image
+
+    for folder in ("DUTS-TR-Image", "DUTS-TR-Mask"):
+        (root / "DUTS-TR" / folder).mkdir(parents=True)
+    for name in ("a", "b"):
+        Image.new("RGB", (16, 16), (200, 30, 30)).save(root / "DUTS-TR" / "DUTS-TR-Image" / f"{name}.jpg")
+        Image.new("L", mask_size, mask_value).save(root / "DUTS-TR" / "DUTS-TR-Mask" / f"{name}.png")
+
+
 def _inputs(tmp: Path, mini_run: dict) -> dict[str, str]:
     """Bad files of every format, written into `tmp`; names are substituted into the cases' args."""
     (tmp / "bad.toml").write_text('name = "x"\n[[stages]\n')
@@ -45,6 +56,8 @@ def _inputs(tmp: Path, mini_run: dict) -> dict[str, str]:
     (tmp / "trunc-table.parquet").write_bytes(table[: len(table) // 2])
     (tmp / "garbage.pt").write_bytes(os.urandom(4096))
     (tmp / "data" / "images" / "train").mkdir(parents=True)
+    _duts(tmp / "duts-grey", mask_value=128)
+    _duts(tmp / "duts-size", mask_size=(20, 12))
     (tmp / "search").mkdir()
     (tmp / "search" / "archive.json").write_text('{"format": "hwnas-archive", "records": [')
     return {"T": str(tmp), "LUT": str(mini_run["lut"]), "CKPT": str(mini_run["ckpt"])}
@@ -105,7 +118,14 @@ CASES = [
     ("train-data-missing", "train supernet --space mini --data T/nodata --out T/x.pt", "neither a built-in set"),
     ("train-data-incomplete", "train supernet --space mini --data T/data --out T/x.pt", "missing folder maps/train"),
     ("train-epochs", "train supernet --space mini --epochs 0 --out T/x.pt", "epochs must be at least 1"),
-    ("train-task", "train supernet --space mini --task sod --out T/x.pt", "unknown --task 'sod'"),
+    ("train-task", "train supernet --space mini --task sod/afe2 --out T/x.pt", "unknown SOD task 'sod/afe2'"),
+    ("train-sod-mask-grey", "train supernet --space mini --task sod --data T/duts-grey --out T/x.pt", "is not binary"),
+    (
+        "train-sod-mask-size",
+        "train supernet --space mini --task sod --data T/duts-size --out T/x.pt",
+        "a mask must have its image's size",
+    ),
+    ("train-sod-switch", "train supernet --space mini --focus --out T/x.pt", "switch parts of the sod head"),
     (
         "train-digits-saliency",
         "train supernet --space mini --data digits --out T/x.pt",

@@ -9,7 +9,7 @@ from hwnas.data.split import DataError, DataSet, Split
 
 __all__ = ["DataError", "DataSet", "Split", "load_data", "SOURCES"]
 
-SOURCES = {"synthetic": "saliency", "digits": "classification"}
+SOURCES = {"synthetic": ("saliency", "sod"), "digits": ("classification",)}  # built-in source -> its tasks
 
 
 def load_data(
@@ -17,19 +17,26 @@ def load_data(
 ) -> DataSet:
     """A `DataSet` at (height, width) `size`.
 
-    source: "synthetic" (procedural saliency scenes, `train_size` + `val_size` of them, and as
-    many as `val_size` for the test split), "digits" (scikit-learn digits, classification) or the
-    path of a SALICON-layout folder (its test split: images/test, maps/test, fixations/test).
-    """
-    if source in SOURCES:
-        if SOURCES[source] != task:
-            raise DataError(f"data '{source}' is for the {SOURCES[source]} task, not {task}")
-        if source == "synthetic":
-            from hwnas.data.synthetic import synthetic_saliency
+    source: "synthetic" (procedural saliency or SOD scenes, `train_size` + `val_size` of them, and
+    as many as `val_size` for the test split), "digits" (scikit-learn digits, classification) or the
+    path of a folder: SALICON layout for saliency (its test split: images/test, maps/test,
+    fixations/test), DUTS layout for sod (train and validation from DUTS-TR, test DUTS-TE).
 
-            train = synthetic_saliency(train_size, size=size, seed=seed)
-            val = synthetic_saliency(val_size, size=size, seed=seed + 1_000_003)
-            test = partial(synthetic_saliency, val_size, size=size, seed=seed + 2_000_003)
+    A SOD variant ("sod/unet", "sod+focus", ...) is served as "sod"; the `DataSet` keeps `task` as given.
+    """
+    base = task.split("+")[0].split("/")[0]
+    if source in SOURCES:
+        if base not in SOURCES[source]:
+            raise DataError(f"data '{source}' is for the {' or '.join(SOURCES[source])} task, not {task}")
+        if source == "synthetic":
+            if base == "sod":
+                from hwnas.data.sod import synthetic_sod as make
+            else:
+                from hwnas.data.synthetic import synthetic_saliency as make
+
+            train = make(train_size, size=size, seed=seed)
+            val = make(val_size, size=size, seed=seed + 1_000_003)
+            test = partial(make, val_size, size=size, seed=seed + 2_000_003)
             return DataSet(name="synthetic", task=task, train=train, val=val, make_test=test)
         from hwnas.data.digits import digits
 
@@ -38,6 +45,11 @@ def load_data(
     root = Path(source)
     if not root.is_dir():
         raise DataError(f"data '{source}' is neither a built-in set ({', '.join(SOURCES)}) nor an existing folder")
+    if base == "sod":
+        from hwnas.data.sod import read_duts
+
+        train, val, test = read_duts(root, size, seed=seed)
+        return DataSet(name=root.name, task=task, train=train, val=val, make_test=test)
     if task != "saliency":
         raise DataError(f"a data folder is read in the SALICON layout, which is for the saliency task, not {task}")
     from hwnas.data.saliency import read_split

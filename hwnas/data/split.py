@@ -1,8 +1,9 @@
 """`Split` and `DataSet`: in-memory image sets at a chosen resolution.
 
 Images are kept as uint8 (N, 3, H, W) and normalised per batch; saliency maps as uint8 (N, 1, H, W),
-fixations as bool (N, 1, H, W), class labels as int64 (N,). A `DataSet` holds a train and a
-validation split of one task and hands out copies resized to each resolution a supernet asks for.
+fixations as bool (N, 1, H, W), SOD masks as uint8 0/255 (N, 1, H, W), class labels as int64 (N,).
+A `DataSet` holds a train and a validation split of one task and hands out copies resized to each
+resolution a supernet asks for.
 """
 
 from __future__ import annotations
@@ -46,7 +47,7 @@ def resize_uint8(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
 
 @dataclass(frozen=True)
 class Split:
-    """One split: images plus `fields` ("map", "fix" for saliency; "label" for classification)."""
+    """One split: images plus `fields` ("map", "fix" for saliency; "mask" for SOD; "label" for classification)."""
 
     images: torch.Tensor
     fields: dict[str, torch.Tensor]
@@ -134,7 +135,12 @@ class DataSet:
         out = {"image": (split.images[index].float() / 255 - mean) / std}
         for name, value in split.fields.items():
             value = value[index]
-            out[name] = value.float() / 255 if name == "map" else value.float() if name == "fix" else value
+            if name == "map":
+                out[name] = value.float() / 255
+            elif name == "mask":  # 0/255, bilinear-resized by `Split.resized`: threshold back to 0/1
+                out[name] = (value > 127).float()
+            else:
+                out[name] = value.float() if name == "fix" else value
         return out
 
     def batches(self, split: Split, batch_size: int) -> Iterator[dict[str, torch.Tensor]]:

@@ -26,6 +26,7 @@ from hwnas.exporter.source import Source, load_source, open_checkpoint, resolve_
 from hwnas.exporter.tensorrt import TensorrtFormat
 from hwnas.exporter.tflite import TfliteFormat
 from hwnas.exporter.verify import FAILED, NOT_HERE, VERIFIED, Verification, compare, fixed_inputs, measure_speed
+from hwnas.head import base_task
 from hwnas.io import atomic_write_json
 from hwnas.lut import default_path as default_lut_path
 from hwnas.lut import now
@@ -35,6 +36,7 @@ MANIFEST = {"format": "hwnas-export", "version": 1}
 OUTPUT_MEANING = {
     "saliency": "saliency map, 1 x H x W at the input size, values in (0, 1) (sigmoid)",
     "classification": "class logits (apply softmax for probabilities)",
+    "sod": "salient-object probability map, 1 x H x W at the input size, values in (0, 1); threshold for a mask",
 }
 
 
@@ -237,7 +239,11 @@ def _write_manifest(
             "std": list(source.std),
             "formula": "(pixel / 255 - mean) / std per channel",
         },
-        "output": {"name": "output0", "task": source.task, "meaning": OUTPUT_MEANING.get(source.task, source.task)},
+        "output": {
+            "name": "output0",
+            "task": source.task,
+            "meaning": OUTPUT_MEANING.get(base_task(source.task), source.task),
+        },
         "details": written.info,
         "notes": written.notes,
         "tools": {**written.tools, "hwnas": __version__, "python": platform.python_version()},

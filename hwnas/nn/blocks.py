@@ -103,6 +103,10 @@ def build_block(sig: BlockSignature) -> nn.Module:
         return DecoderStep(sig)
     if sig.op == "linear":
         return LinearHead(sig.cin, sig.cout)
+    if sig.op in ("cfem", "frm"):
+        from hwnas.nn.heads.sod import CFEM, FRM  # the SOD head builds on these blocks
+
+        return CFEM(sig.cin) if sig.op == "cfem" else FRM(sig)
     raise ValueError(f"unknown block op {sig.op!r}")
 
 
@@ -247,7 +251,8 @@ class DynamicLinearHead(nn.Module):
 class SignatureModel(nn.Module):
     """One block as a model with tensor inputs only: what backends compile and the table times.
 
-    A decoder step takes its skip as a second input and resizes to the signature's output size.
+    A decoder step takes its skip as a second input and resizes to the signature's output size; a
+    CFEM takes the deeper level as its second input and returns both enhanced levels.
     """
 
     def __init__(self, sig: BlockSignature):
@@ -255,9 +260,11 @@ class SignatureModel(nn.Module):
         self.block = build_block(sig)
         self.op, self.size = sig.op, (sig.out_h, sig.out_w)
 
-    def forward(self, x: torch.Tensor, skip: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, skip: torch.Tensor | None = None):
         if self.op == "dec":
             return self.block(x, skip, self.size)
+        if self.op == "cfem":
+            return self.block(x, skip)
         return self.block(x)
 
 
@@ -266,6 +273,8 @@ def signature_inputs(sig: BlockSignature, batch: int = 1) -> list[tuple[int, ...
     shapes = [(batch, sig.cin, sig.h, sig.w)]
     if sig.op == "dec" and sig.skip:
         shapes.append((batch, sig.skip, sig.h, sig.w))
+    if sig.op == "cfem":
+        shapes.append((batch, sig.cout, sig.out_h, sig.out_w))
     return shapes
 
 

@@ -15,17 +15,42 @@ from functools import partial
 import torch
 from torch import nn
 
-from hwnas.errors import ArchError
+from hwnas.head import SodHead, check_task, is_sod
 from hwnas.nn.blocks import (
+    ConvBnAct,
     DynamicConvBlock,
+    DynamicConvBnAct,
     DynamicDecoderStep,
     DynamicLinearHead,
     DynamicMBConv,
     build_block,
 )
 from hwnas.nn.heads.saliency import decode
+from hwnas.nn.heads.sod import CFEM, DynamicFRM, Fixed, decode_sod
 from hwnas.signature import BlockSignature
-from hwnas.space import TASKS, Arch, SearchSpace
+from hwnas.space import Arch, SearchSpace
+
+
+def encode(
+    x: torch.Tensor,
+    stem: Callable,
+    blocks: Sequence[Callable],
+    stage_ends: Sequence[int],
+    last: Callable,
+    skip_sources: Sequence[int],
+    inject: torch.Tensor | None = None,
+) -> list[torch.Tensor]:
+    """The encoder's level features, shallow to deep: the taps at `skip_sources` (-1 = the stem),
+    then the last conv's output. `inject` is added to the stem's output (FocusNet's FRM)."""
+    y = stem(x)
+    if inject is not None:
+        y = y + inject
+    features = [y]
+    for i, block in enumerate(blocks):
+        y = block(y)
+        if i in stage_ends:
+            features.append(y)
+    return [features[s + 1] for s in skip_sources] + [last(y)]
 
 
 def run(
@@ -38,18 +63,50 @@ def run(
     skip_sources: Sequence[int],
     task: str,
 ) -> torch.Tensor:
-    """The forward pass shared by the supernet and its extracted subnets."""
-    features = [stem(x)]
-    y = features[0]
-    for i, block in enumerate(blocks):
-        y = block(y)
-        if i in stage_ends:
-            features.append(y)
-    bottleneck = last(y)
+    """The forward pass shared by the supernet and its extracted subnets (classification, saliency)."""
+    levels = encode(x, stem, blocks, stage_ends, last, skip_sources)
     if task == "classification":
-        return head[0](bottleneck)
-    taps = [features[s + 1] for s in skip_sources]
-    return decode(head, taps, bottleneck, tuple(x.shape[-2:]))
+        return head[0](levels[-1])
+    return decode(head, levels[:-1], levels[-1], tuple(x.shape[-2:]))
+
+
+def run_sod(
+    x: torch.Tensor,
+    head: SodHead,
+    encoder: tuple,
+    localizer: tuple | None,
+    frm: Callable | None,
+    aux: Callable | None,
+    laterals: Sequence[Callable],
+    cfems: Sequence[Callable],
+    steps: Sequence[Callable],
+    training: bool,
+) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
+    """FocusNet's forward pass (Fig. 2): [localization encoder -> FRM into the stem ->] encoder ->
+    SOD decoder. In training with FOCUS it also returns the auxiliary localization logits."""
+    inject = located = None
+    if head.focus:
+        deepest = encode(x, *localizer)[-1]
+        inject, located = frm(deepest), aux(deepest) if training else None
+    levels = encode(x, *encoder, inject=inject)
+    out = decode_sod(head, levels, laterals, cfems, steps, tuple(x.shape[-2:]))
+    return (out, located) if located is not None else out
+
+
+def split_sod(sigs: Sequence[BlockSignature], head: SodHead, n_enc: int, n_levels: int) -> dict[str, list]:
+    """A SOD arch's signatures by part, in the order of `SearchSpace.block_signatures`."""
+    parts, i = {}, 0
+    if head.focus:
+        parts["localizer"], parts["frm"], i = list(sigs[:n_enc]), [sigs[n_enc]], n_enc + 1
+    parts["encoder"], i = list(sigs[i : i + n_enc]), i + n_enc
+    parts["laterals"], i = list(sigs[i : i + n_levels]), i + n_levels
+    n_cfem = 0 if head.decoder == "unet" else n_levels - 1
+    parts["cfems"], parts["steps"] = list(sigs[i : i + n_cfem]), list(sigs[i + n_cfem :])
+    return parts
+
+
+def _n_levels(space: SearchSpace) -> int:
+    return len(space.skip_sources()) + 1
 
 
 def _stage_ends(arch: Arch) -> list[int]:
@@ -87,13 +144,56 @@ class SubNet(nn.Module):
         )
 
 
-def build_subnet(space: SearchSpace, arch: Arch, *, task: str = "saliency", num_classes: int = 1000) -> SubNet:
+class SodSubNet(nn.Module):
+    """A static SOD subnet (FocusNet head): plain `torch.nn` layers. With FOCUS it holds the
+    localization encoder, the FRM and the auxiliary localization conv (used in training only)."""
+
+    def __init__(self, *, arch: Arch, space_name: str, task: str, skip_sources: list[int], parts: dict[str, list]):
+        super().__init__()
+        self.arch, self.space_name, self.task, self.head = arch, space_name, task, SodHead.parse(task)
+        self.stage_ends, self.skip_sources = _stage_ends(arch), list(skip_sources)
+        self.stem, *blocks, self.last = parts["encoder"]
+        self.blocks = nn.ModuleList(blocks)
+        self.laterals, self.cfems, self.steps = (nn.ModuleList(parts[k]) for k in ("laterals", "cfems", "steps"))
+        if self.head.focus:
+            self.loc_stem, *loc_blocks, self.loc_last = parts["localizer"]
+            self.loc_blocks = nn.ModuleList(loc_blocks)
+            self.frm, self.aux = parts["frm"][0], parts["aux"][0]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
+        def parts(stem, blocks, last):
+            return (stem, list(blocks), self.stage_ends, last, self.skip_sources)
+
+        focus = self.head.focus
+        return run_sod(
+            x,
+            self.head,
+            parts(self.stem, self.blocks, self.last),
+            parts(self.loc_stem, self.loc_blocks, self.loc_last) if focus else None,
+            self.frm if focus else None,
+            self.aux if focus else None,
+            list(self.laterals),
+            list(self.cfems),
+            list(self.steps),
+            self.training,
+        )
+
+
+def build_subnet(
+    space: SearchSpace, arch: Arch, *, task: str = "saliency", num_classes: int = 1000
+) -> SubNet | SodSubNet:
     """A `SubNet` for `arch` with fresh weights, built block by block from its signatures.
 
     It has exactly the modules `Supernet.extract(arch)` returns (what end-to-end latency measures).
     """
     sigs = space.block_signatures(arch, task, num_classes)
     n_enc = 2 + sum(st.depth for st in arch.stages)
+    if is_sod(task):
+        head = SodHead.parse(task)
+        parts = {k: [build_block(s) for s in v] for k, v in split_sod(sigs, head, n_enc, _n_levels(space)).items()}
+        if head.focus:
+            parts["aux"] = [ConvBnAct(arch.last, 1, 1, act=None)]
+        return SodSubNet(arch=arch, space_name=space.name, task=task, skip_sources=space.skip_sources(), parts=parts)
     return SubNet(
         arch=arch,
         space_name=space.name,
@@ -106,42 +206,61 @@ def build_subnet(space: SearchSpace, arch: Arch, *, task: str = "saliency", num_
     )
 
 
+def _dynamic_encoder(space: SearchSpace) -> tuple[nn.Module, nn.ModuleList, nn.Module]:
+    """Stem, elastic MBConv stages and last conv at the space's largest widths."""
+    big = space.max()
+    stem = DynamicConvBlock(3, big.stem, space.stem.kernel, space.stem.stride, space.stem.act)
+    cin, stages = big.stem, []
+    for spec in space.stages:
+        width = max(spec.widths)
+        stage = [
+            DynamicMBConv(
+                cin if b == 0 else width,
+                width,
+                spec.kernels,
+                spec.expansions,
+                spec.stride if b == 0 else 1,
+                spec.se,
+                spec.act,
+            )
+            for b in range(max(spec.depths))
+        ]
+        stages.append(nn.ModuleList(stage))
+        cin = width
+    return stem, nn.ModuleList(stages), DynamicConvBlock(cin, big.last, 1, 1, space.last.act)
+
+
 class Supernet(nn.Module):
-    """Weight-sharing supernet over a `SearchSpace` with a `classification` or `saliency` head."""
+    """Weight-sharing supernet over a `SearchSpace` with a classification, saliency or SOD head."""
 
     def __init__(self, space: SearchSpace, *, task: str = "saliency", num_classes: int = 1000):
         super().__init__()
-        if task not in TASKS:
-            raise ArchError(f"unknown task '{task}'; allowed: {list(TASKS)}")
+        check_task(task)
         self.space, self.task, self.num_classes = space, task, num_classes
         big = space.max()
         sigs = space.block_signatures(big, task, num_classes)
-        self.stem = DynamicConvBlock(3, big.stem, space.stem.kernel, space.stem.stride, space.stem.act)
-        cin, stages = big.stem, []
-        for spec in space.stages:
-            width = max(spec.widths)
-            stage = [
-                DynamicMBConv(
-                    cin if b == 0 else width,
-                    width,
-                    spec.kernels,
-                    spec.expansions,
-                    spec.stride if b == 0 else 1,
-                    spec.se,
-                    spec.act,
-                )
-                for b in range(max(spec.depths))
-            ]
-            stages.append(nn.ModuleList(stage))
-            cin = width
-        self.stages = nn.ModuleList(stages)
-        self.last = DynamicConvBlock(cin, big.last, 1, 1, space.last.act)
+        self.stem, self.stages, self.last = _dynamic_encoder(space)
         n_enc = 2 + sum(st.depth for st in big.stages)
         if task == "classification":
             self.head = nn.ModuleList([DynamicLinearHead(big.last, num_classes)])
-        else:
+        elif task == "saliency":
             self.head = nn.ModuleList(DynamicDecoderStep(s.cin, s.skip, s.cout, s.kernel, s.act) for s in sigs[n_enc:])
+        else:
+            self._build_sod(sigs, n_enc)
         self.set_active(big)
+
+    def _build_sod(self, sigs: list[BlockSignature], n_enc: int) -> None:
+        """FocusNet's head: laterals over elastic level widths; CFEMs and fusion steps of fixed width."""
+        self.sod = SodHead.parse(self.task)
+        parts = split_sod(sigs, self.sod, n_enc, _n_levels(self.space))
+        big, act = self.space.max(), self.space.decoder_act
+        self.laterals = nn.ModuleList(DynamicConvBlock(s.cin, s.cout, 1, 1, act) for s in parts["laterals"])
+        self.cfems = nn.ModuleList(Fixed(CFEM(s.cin)) for s in parts["cfems"])
+        self.steps = nn.ModuleList(Fixed(build_block(s)) for s in parts["steps"])
+        if self.sod.focus:
+            self.loc_stem, self.loc_stages, self.loc_last = _dynamic_encoder(self.space)
+            self.frm = DynamicFRM(big.last, big.stem)
+            self.aux = DynamicConvBnAct(big.last, 1, 1, act=None)
 
     # ---- subnet selection ---------------------------------------------------------------
     def set_active(self, arch: Arch) -> None:
@@ -150,11 +269,22 @@ class Supernet(nn.Module):
         self.arch = arch
         self._sigs = self.space.block_signatures(arch, self.task, self.num_classes)
 
-    def _active_blocks(self) -> list[tuple[nn.Module, BlockSignature]]:
-        modules = [blk for stage, st in zip(self.stages, self.arch.stages, strict=True) for blk in stage[: st.depth]]
-        return list(zip(modules, self._sigs[1 : 1 + len(modules)], strict=True))
+    def _n_enc(self) -> int:
+        return 2 + sum(st.depth for st in self.arch.stages)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def _active_blocks(self, stages: nn.ModuleList | None = None) -> list[tuple[nn.Module, BlockSignature]]:
+        """The active MBConv blocks of an encoder (default the main one) with their signatures."""
+        stages = self.stages if stages is None else stages
+        modules = [blk for stage, st in zip(stages, self.arch.stages, strict=True) for blk in stage[: st.depth]]
+        encoder = self._parts()["encoder"] if hasattr(self, "sod") else self._sigs
+        return list(zip(modules, encoder[1 : 1 + len(modules)], strict=True))
+
+    def _parts(self) -> dict[str, list[BlockSignature]]:
+        return split_sod(self._sigs, self.sod, self._n_enc(), _n_levels(self.space))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
+        if hasattr(self, "sod"):
+            return self._forward_sod(x)
         sigs = self._sigs
         blocks = self._active_blocks()
         n_enc = 2 + len(blocks)
@@ -173,11 +303,37 @@ class Supernet(nn.Module):
             self.task,
         )
 
+    def _forward_sod(self, x: torch.Tensor) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
+        parts, ends, taps = self._parts(), _stage_ends(self.arch), self.space.skip_sources()
+
+        def encoder(stem, stages, last, sigs):
+            blocks = [partial(m, sig=s) for m, s in self._active_blocks(stages)]
+            return (partial(stem, sig=sigs[0]), blocks, ends, partial(last, sig=sigs[-1]), taps)
+
+        focus = self.sod.focus
+        return run_sod(
+            x,
+            self.sod,
+            encoder(self.stem, self.stages, self.last, parts["encoder"]),
+            encoder(self.loc_stem, self.loc_stages, self.loc_last, parts["localizer"]) if focus else None,
+            partial(self.frm, sig=parts["frm"][0]) if focus else None,
+            self._aux if focus else None,
+            [partial(m, sig=s) for m, s in zip(self.laterals, parts["laterals"], strict=True)],
+            list(self.cfems),
+            list(self.steps),
+            self.training,
+        )
+
+    def _aux(self, x: torch.Tensor) -> torch.Tensor:
+        return self.aux(x, 1, 1)
+
     # ---- extraction ---------------------------------------------------------------------
-    def extract(self, arch: Arch | None = None) -> SubNet:
+    def extract(self, arch: Arch | None = None) -> SubNet | SodSubNet:
         """A static `SubNet` for `arch` (default: the active one) with copied weights."""
         if arch is not None:
             self.set_active(arch)
+        if hasattr(self, "sod"):
+            return self._extract_sod().train(self.training)
         sigs = self._sigs
         blocks = self._active_blocks()
         n_enc = 2 + len(blocks)
@@ -193,6 +349,31 @@ class Supernet(nn.Module):
             skip_sources=self.space.skip_sources(),
         )
         return net.train(self.training)
+
+    def _extract_sod(self) -> SodSubNet:
+        sigs = self._parts()
+
+        def encoder(stem, stages, last, own):
+            blocks = [m.extract(s) for m, s in self._active_blocks(stages)]
+            return [stem.extract(own[0]), *blocks, last.extract(own[-1])]
+
+        parts = {
+            "encoder": encoder(self.stem, self.stages, self.last, sigs["encoder"]),
+            "laterals": [m.extract(s) for m, s in zip(self.laterals, sigs["laterals"], strict=True)],
+            "cfems": [m.extract(s) for m, s in zip(self.cfems, sigs["cfems"], strict=True)],
+            "steps": [m.extract(s) for m, s in zip(self.steps, sigs["steps"], strict=True)],
+        }
+        if self.sod.focus:
+            parts["localizer"] = encoder(self.loc_stem, self.loc_stages, self.loc_last, sigs["localizer"])
+            parts["frm"] = [self.frm.extract(sigs["frm"][0])]
+            parts["aux"] = [self.aux.extract(self.arch.last, 1, 1)]
+        return SodSubNet(
+            arch=self.arch,
+            space_name=self.space.name,
+            task=self.task,
+            skip_sources=self.space.skip_sources(),
+            parts=parts,
+        )
 
     def block_signatures(self, arch: Arch | None = None) -> list[BlockSignature]:
         return self.space.block_signatures(arch or self.arch, self.task, self.num_classes)

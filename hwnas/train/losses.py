@@ -59,3 +59,46 @@ def salnas_loss(pred: torch.Tensor, gt: torch.Tensor, fixations: torch.Tensor) -
 def soft_cross_entropy(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     """Cross entropy against a probability vector per sample (hard labels as one-hot)."""
     return -(target * F.log_softmax(logits.float(), dim=1)).sum(1).mean()
+
+
+# ---- salient-object detection (FocusNet Eq. 3-4, TRACER's pixel weights) ------------------------
+def sod_pixel_weights(mask: torch.Tensor) -> torch.Tensor:
+    """TRACER/F3Net pixel weights 1 + 5 |avgpool(G) - G|: pixels near object boundaries weigh up to 6.
+    The pooling window is 31 pixels at a 352-pixel side (TRACER's), scaled with the mask's size."""
+    h, w = mask.shape[-2:]
+    k = 2 * max(1, round(15 * min(h, w) / 352)) + 1
+    return 1 + 5 * (F.avg_pool2d(mask.float(), k, stride=1, padding=k // 2, count_include_pad=False) - mask).abs()
+
+
+def weighted_sod_terms(pred: torch.Tensor, gt: torch.Tensor, weight: torch.Tensor) -> dict[str, torch.Tensor]:
+    """The three terms of FocusNet Eq. 4 under pixel weights, each a batch mean:
+    weighted BCE sum(w bce) / sum(w); weighted IoU 1 - (sum(w p g) + 1) / (sum(w (p + g)) - sum(w p g) + 1);
+    weighted L1 sum(w |p - g|) / sum(w). `pred` is a probability map."""
+    p, g, w = _flat(pred).clamp(EPS, 1 - EPS), _flat(gt), _flat(weight)
+    bce = F.binary_cross_entropy(p, g, reduction="none")
+    inter = (w * p * g).sum(1)
+    union = (w * (p + g)).sum(1) - inter
+    return {
+        "bce": ((w * bce).sum(1) / w.sum(1)).mean(),
+        "iou": (1 - (inter + 1) / (union + 1)).mean(),
+        "l1": ((w * (p - g).abs()).sum(1) / w.sum(1)).mean(),
+    }
+
+
+def sod_loss(
+    pred: torch.Tensor,
+    gt: torch.Tensor,
+    mask: torch.Tensor,
+    *,
+    located: torch.Tensor | None = None,
+    weights: tuple[float, float, float] = (1.0, 1.0, 1.0),
+) -> torch.Tensor:
+    """FocusNet Eq. 3: w1 BCE + w2 IoU + w3 L1 (Eq. 4, pixel weights from the binary `mask`) against
+    the target `gt` (the mask, or a distillation target), plus, with FOCUS, the auxiliary localization
+    BCE of the logits `located` against the mask downscaled (area) to their size."""
+    terms = weighted_sod_terms(pred, gt, sod_pixel_weights(mask))
+    loss = weights[0] * terms["bce"] + weights[1] * terms["iou"] + weights[2] * terms["l1"]
+    if located is not None:
+        small = F.interpolate(mask.float(), size=tuple(located.shape[-2:]), mode="area")
+        loss = loss + F.binary_cross_entropy_with_logits(located.float(), small)
+    return loss

@@ -1,9 +1,10 @@
 """Saliency metrics as Bylinskii et al. define them ("What do different evaluation metrics tell us
-about saliency models?", TPAMI 2019, Section 3 and the MIT/Tuebingen benchmark code), plus top-1.
+about saliency models?", TPAMI 2019, Section 3 and the MIT/Tuebingen benchmark code), the salient
+object detection (SOD) metrics FocusNet reports (`score_sod`, computed by PySODMetrics), plus top-1.
 
-Each metric takes one image's maps as 2-D numpy arrays: `sal` the predicted map (any non-negative
-scale), `gt` the continuous fixation map, `fix` the binary fixation map. `score_saliency` averages
-them over a set of images the way the benchmarks report them.
+Each saliency metric takes one image's maps as 2-D numpy arrays: `sal` the predicted map (any
+non-negative scale), `gt` the continuous fixation map, `fix` the binary fixation map.
+`score_saliency` averages them over a set of images the way the benchmarks report them.
 """
 
 from __future__ import annotations
@@ -11,10 +12,26 @@ from __future__ import annotations
 import numpy as np
 from scipy.stats import rankdata
 
+from hwnas.errors import HwnasError
+
 EPS = np.finfo(np.float64).eps  # 2.2204e-16, as the MIT benchmark code uses
 
 SALIENCY_METRICS = ("cc", "kld", "nss", "sim", "auc_judd", "sauc", "ig")
-HIGHER_IS_BETTER = {"cc": True, "kld": False, "nss": True, "sim": True, "auc_judd": True, "sauc": True, "ig": True}
+SOD_METRICS = ("mae", "wfm", "sm", "em", "maxf")
+HIGHER_IS_BETTER = {
+    "cc": True,
+    "kld": False,
+    "nss": True,
+    "sim": True,
+    "auc_judd": True,
+    "sauc": True,
+    "ig": True,
+    "mae": False,
+    "wfm": True,
+    "sm": True,
+    "em": True,
+    "maxf": True,
+}
 
 
 def _f64(x: np.ndarray) -> np.ndarray:
@@ -132,6 +149,56 @@ def score_saliency(
             if ((other > 0) & ~(f > 0)).any():
                 rows["sauc"].append(sauc(s, f, other))
     return {m: float(np.mean(v)) if v else float("nan") for m, v in rows.items()}
+
+
+def score_sod(pred: np.ndarray, mask: np.ndarray) -> dict[str, float]:
+    """The SOD metrics FocusNet (Zhou et al., 2024) reports, each the mean over a set of images.
+
+    pred: float (N, 1, H, W) (or (N, H, W)) in [0, 1]; mask: binary (N, 1, H, W), bool or 0/1.
+    The evaluator is PySODMetrics (`py_sod_metrics`, checked against Fan et al.'s MATLAB toolbox):
+    each image goes in as `step(pred=uint8 0..255, gt=uint8 0/255)`, so, as in that toolbox, the
+    prediction is min-max stretched per image (unless constant) and binarised at the 256 thresholds
+    0..255 for the curves.
+
+    - "mae": mean absolute error (Perazzi et al., 2012);
+    - "wfm": weighted F-measure, beta^2 = 1 (Margolin et al., 2014); 0 for an image without foreground;
+    - "sm": S-measure, alpha = 0.5 (Fan et al., 2017); 1 - mean(pred) on an all-background mask,
+      mean(pred) on an all-foreground one;
+    - "em": mean E-measure (Fan et al., 2018), the mean over the 256 thresholds of the E-measure
+      curve ("meanEm" in PySODMetrics' tables, not the adaptive "adpEm" or "maxEm");
+    - "maxf": max F-measure, beta^2 = 0.3: the maximum over thresholds of the F-measure curve
+      averaged over images ("maxFm").
+    """
+    try:
+        import py_sod_metrics
+    except ImportError:
+        raise HwnasError("the SOD metrics need PySODMetrics: pip install 'hwnas[sod]'") from None
+
+    pred, mask = np.asarray(pred), np.asarray(mask)
+    if pred.shape != mask.shape:
+        raise ValueError(f"prediction {pred.shape} and mask {mask.shape} differ in shape")
+    if pred.size == 0:
+        return dict.fromkeys(SOD_METRICS, float("nan"))
+    pred8 = np.round(np.clip(pred.astype(np.float64), 0, 1) * 255).astype(np.uint8)
+    gt8 = np.where(mask > 0.5, 255, 0).astype(np.uint8)
+    pred8, gt8 = pred8.reshape(-1, *pred8.shape[-2:]), gt8.reshape(-1, *gt8.shape[-2:])
+    mae, wfm, sm, em = (
+        py_sod_metrics.MAE(),
+        py_sod_metrics.WeightedFmeasure(),
+        py_sod_metrics.Smeasure(),
+        py_sod_metrics.Emeasure(),
+    )
+    fm = py_sod_metrics.FmeasureV2({"fm": py_sod_metrics.FmeasureHandler(with_dynamic=True, with_adaptive=False)})
+    for p, g in zip(pred8, gt8, strict=True):
+        for metric in (mae, wfm, sm, em, fm):
+            metric.step(pred=p, gt=g)
+    return {
+        "mae": float(mae.get_results()["mae"]),
+        "wfm": float(wfm.get_results()["wfm"]),
+        "sm": float(sm.get_results()["sm"]),
+        "em": float(em.get_results()["em"]["curve"].mean()),
+        "maxf": float(fm.get_results()["fm"]["dynamic"].max()),
+    }
 
 
 def top1(logits: np.ndarray, labels: np.ndarray) -> float:

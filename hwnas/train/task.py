@@ -1,7 +1,7 @@
 """What a task means to training: its ground truth, the prediction a teacher offers, the loss, the scores.
 
 Knowledge distillation mixes ground truth and teacher prediction in one space (SalNAS Eq. 3): maps
-in [0, 1] for saliency, class probabilities for classification.
+in [0, 1] for saliency and salient objects, class probabilities for classification.
 """
 
 from __future__ import annotations
@@ -13,8 +13,16 @@ import torch
 import torch.nn.functional as F
 
 from hwnas.errors import HwnasError
-from hwnas.train.losses import salnas_loss, soft_cross_entropy
-from hwnas.train.metrics import HIGHER_IS_BETTER, score_saliency, top1
+from hwnas.head import check_task, is_sod
+from hwnas.train.losses import salnas_loss, sod_loss, soft_cross_entropy
+from hwnas.train.metrics import HIGHER_IS_BETTER, score_saliency, score_sod, top1
+
+
+def resize_map(target: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """A (B, 1, H, W) map at (height, width) `size`, bilinear."""
+    if tuple(target.shape[-2:]) == tuple(size):
+        return target
+    return F.interpolate(target, size=size, mode="bilinear", align_corners=False)
 
 
 @dataclass(frozen=True)
@@ -32,9 +40,7 @@ class SaliencyTask:
 
     def resize(self, target: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
         """A target at another input resolution (height, width)."""
-        if tuple(target.shape[-2:]) == tuple(size):
-            return target
-        return F.interpolate(target, size=size, mode="bilinear", align_corners=False)
+        return resize_map(target, size)
 
     def loss(self, output: torch.Tensor, target: torch.Tensor, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         return salnas_loss(output, target, batch["fix"])
@@ -69,7 +75,35 @@ class ClassificationTask:
         return {"top1": top1(torch.cat(list(outputs)).float().numpy(), labels)}
 
 
-Task = SaliencyTask | ClassificationTask
+@dataclass(frozen=True)
+class SodTask:
+    """Salient-object detection (FocusNet): a one-channel object probability map, trained with
+    FocusNet's loss (Eq. 3-4; with FOCUS the model also returns localization logits in training),
+    scored by PySODMetrics. `name` is the head variant ("sod", "sod/unet+focus", ...)."""
+
+    name: str = "sod"
+    primary: str = "sm"
+    weights: tuple[float, float, float] = (1.0, 1.0, 1.0)
+
+    def gt(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        return batch["mask"]
+
+    def prediction(self, output: torch.Tensor | tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
+        return (output[0] if isinstance(output, tuple) else output).float()
+
+    def resize(self, target: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+        return resize_map(target, size)
+
+    def loss(self, output, target: torch.Tensor, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        located = output[1] if isinstance(output, tuple) else None
+        return sod_loss(self.prediction(output), target, batch["mask"], located=located, weights=self.weights)
+
+    def scores(self, outputs: Sequence[torch.Tensor], batches: Sequence[dict[str, torch.Tensor]]) -> dict[str, float]:
+        masks = torch.cat([b["mask"] for b in batches]).numpy() > 0.5
+        return score_sod(torch.cat([self.prediction(o) for o in outputs]).numpy(), masks)
+
+
+Task = SaliencyTask | ClassificationTask | SodTask
 
 
 def make_task(name: str, num_classes: int = 1) -> Task:
@@ -77,11 +111,14 @@ def make_task(name: str, num_classes: int = 1) -> Task:
         return SaliencyTask()
     if name == "classification":
         return ClassificationTask(num_classes)
-    raise HwnasError(f"training has no task '{name}'; allowed: saliency, classification")
+    if is_sod(name):
+        check_task(name)
+        return SodTask(name=name)
+    raise HwnasError(f"training has no task '{name}'; allowed: saliency, classification, sod")
 
 
 def higher_is_better(metric: str) -> bool:
     return HIGHER_IS_BETTER.get(metric, metric != "loss")
 
 
-__all__ = ["SaliencyTask", "ClassificationTask", "Task", "make_task", "higher_is_better"]
+__all__ = ["SaliencyTask", "ClassificationTask", "SodTask", "Task", "make_task", "higher_is_better"]

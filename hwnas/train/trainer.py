@@ -208,7 +208,7 @@ class _Run:
         if self.supernet:
             return None
         w, h = self.model.arch.resolution
-        per_image = h * w if self.task.name == "saliency" else self.data.num_classes
+        per_image = self.data.num_classes if self.task.name == "classification" else h * w
         if len(self.data.train) * per_image * 4 > TABLE_BYTES:
             return None
         split = self.data.split("train", (w, h))
@@ -301,7 +301,7 @@ class _Run:
             self.check_finite(loss, f"{where}, subnet {arch or self.model.arch}")
             (self.scaler.scale(loss) if self.scaler else loss).backward()
             if i == 0 and c.inplace_kd and len(archs) > 1:
-                inplace_target = task.prediction(output.detach())
+                inplace_target = task.prediction(output).detach()
             total += float(loss.detach())
         if self.scaler:
             self.scaler.unscale_(self.optimizer)

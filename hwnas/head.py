@@ -1,0 +1,88 @@
+"""Task heads as data: the task names hwnas knows and, for FocusNet's SOD head (Zhou et al., 2024),
+the variant a task name encodes and the block signatures the head adds to an arch.
+
+A SOD head variant is part of the task name: "sod" (AFE decoder), "sod/cfem", "sod/unet", each
+optionally with "+focus" (the FOCUS cascade) — so checkpoints, tables and archives that record the
+task record the variant too. The modules are `hwnas.nn.heads.sod`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from hwnas.errors import ArchError
+from hwnas.signature import BlockSignature
+
+TASKS = ("classification", "saliency", "sod")
+DECODERS = ("afe", "cfem", "unet")
+WIDTH = 32  # channels of the SOD head's laterals, CFEMs and fusion steps
+
+
+def is_sod(task: str) -> bool:
+    return task == "sod" or task.startswith(("sod/", "sod+"))
+
+
+def check_task(task: str) -> str:
+    """`task` if hwnas knows it (a SOD variant included), else an `ArchError` listing what it knows."""
+    if task in TASKS[:2]:
+        return task
+    if is_sod(task):
+        SodHead.parse(task)
+        return task
+    raise ArchError(f"unknown task '{task}'; allowed: {', '.join(TASKS)} (sod also as sod/cfem, sod/unet, +focus)")
+
+
+def base_task(task: str) -> str:
+    """`"sod"` for any SOD variant, else the task itself (what data and metrics depend on)."""
+    return "sod" if is_sod(task) else task
+
+
+@dataclass(frozen=True)
+class SodHead:
+    """A SOD head variant: the decoder of FocusNet's Table 2 ablation and whether FOCUS is on."""
+
+    decoder: str = "afe"
+    focus: bool = False
+
+    @classmethod
+    def parse(cls, task: str) -> SodHead:
+        """The head of a task name such as "sod", "sod/unet" or "sod/cfem+focus"."""
+        base, plus, suffix = task.partition("+")
+        name, _, decoder = base.partition("/")
+        if name != "sod" or (plus and suffix != "focus") or (decoder and decoder not in DECODERS):
+            raise ArchError(f"unknown SOD task '{task}'; allowed: sod, sod/cfem, sod/unet, each optionally with +focus")
+        return cls(decoder or "afe", bool(plus))
+
+    @property
+    def task(self) -> str:
+        return "sod" + ("" if self.decoder == "afe" else f"/{self.decoder}") + ("+focus" if self.focus else "")
+
+
+def sod_signatures(
+    head: SodHead, levels: list[tuple[int, int, int]], h: int, w: int, act: str
+) -> tuple[list[BlockSignature], list[BlockSignature], list[BlockSignature]]:
+    """(laterals, CFEMs, fusion steps) of the head over encoder levels (h, w, channels), shallow first."""
+    c = WIDTH
+    laterals = [BlockSignature("conv", lh, lw, lc, c, 1, 1, act=act, out_h=lh, out_w=lw) for lh, lw, lc in levels]
+    cfems = []
+    if head.decoder != "unet":
+        cfems = [
+            BlockSignature("cfem", ah, aw, c, c, 3, act="relu", out_h=bh, out_w=bw)
+            for (ah, aw, _), (bh, bw, _) in zip(levels, levels[1:], strict=False)
+        ]
+    fused_skip, fused_kernel = (c, 3) if head.decoder == "unet" else (2 * c, 1)
+    (th, tw, _), n = levels[-1], len(levels)
+    steps = [BlockSignature("dec", th, tw, c, c, 1, act=act, out_h=levels[-2][0], out_w=levels[-2][1])]
+    for level in range(n - 2, 0, -1):
+        lh, lw, _ = levels[level]
+        oh, ow, _ = levels[level - 1]
+        steps.append(BlockSignature("dec", lh, lw, c, c, fused_kernel, act=act, skip=fused_skip, out_h=oh, out_w=ow))
+    lh, lw, _ = levels[0]
+    steps.append(BlockSignature("dec", lh, lw, c, c, 3, act=act, skip=c, out_h=h, out_w=w))
+    steps.append(BlockSignature("dec", h, w, c, 1, 3, act="sigmoid", out_h=h, out_w=w))
+    return laterals, cfems, steps
+
+
+def frm_signature(deepest: tuple[int, int, int], stem: tuple[int, int, int]) -> BlockSignature:
+    (h, w, cin), (oh, ow, cout) = deepest, stem
+    return BlockSignature("frm", h, w, cin, cout, 1, act="relu", out_h=oh, out_w=ow)
