@@ -74,7 +74,7 @@ CASES = [
     ("arch-wrong-type", "arch T/wrongtype.json --space mini", "must be integers"),
     ("arch-foreign", "arch T/other.json --space mini", "arch is for space 'alphanet', not 'mini'"),
     ("arch-missing", "arch T/none.json --space mini", "does not exist"),
-    ("arch-bad-task", "arch min --space mini --task sod", "unknown --task 'sod'"),
+    ("arch-bad-task", "arch min --space mini --task detection", "unknown task 'detection'"),
     # devices: folders and spec files
     ("devices-empty-dir", "devices --devices-dir T/nodevices", "no device specs"),
     ("device-spec-out-of-range", "profile --device T/device.toml --space mini", "'batch' must be a positive integer"),

@@ -235,7 +235,7 @@ def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path, trained):
 
 def test_bad_flags(tmp_path):
     for args, message in (
-        (["train", "supernet", "--task", "sod"], "unknown --task 'sod'"),
+        (["train", "supernet", "--task", "sod/deep"], "unknown SOD task 'sod/deep'"),
         (["train", "supernet", "--epochs", "0"], "epochs must be at least 1"),
         (["train", "supernet", "--amp"], "needs a CUDA device"),
         (["train", "selfkd", "--method", "magic"], "unknown distillation method 'magic'"),

@@ -6,6 +6,7 @@ from functools import partial
 from pathlib import Path
 
 from hwnas.data.split import DataError, DataSet, Split
+from hwnas.head import base_task
 
 __all__ = ["DataError", "DataSet", "Split", "load_data", "SOURCES"]
 
@@ -24,7 +25,7 @@ def load_data(
 
     A SOD variant ("sod/unet", "sod+focus", ...) is served as "sod"; the `DataSet` keeps `task` as given.
     """
-    base = task.split("+")[0].split("/")[0]
+    base = base_task(task)
     if source in SOURCES:
         if base not in SOURCES[source]:
             raise DataError(f"data '{source}' is for the {' or '.join(SOURCES[source])} task, not {task}")
