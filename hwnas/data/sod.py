@@ -29,6 +29,7 @@ import torch.nn.functional as F
 
 from hwnas.data.saliency import IMAGE_SUFFIXES, _examples, _read
 from hwnas.data.split import DataError, Split, resize_uint8
+from hwnas.data.synthetic import smooth_background
 
 MAX_GREY_FRACTION = 0.1  # of a 0..255 mask's pixels that may be neither 0 nor 255 (anti-aliased edges)
 LAYOUT = (
@@ -38,26 +39,6 @@ LAYOUT = (
 
 
 # ---- procedural scenes -------------------------------------------------------------------------
-def _background(rng: np.random.Generator, h: int, w: int) -> np.ndarray:
-    """A smooth, desaturated colour field (bilinear 4x4 grid) with a little pixel noise, (3, h, w)."""
-    coarse = rng.uniform(0.3, 0.6, size=(3, 4, 4))
-    grey = coarse.mean(0, keepdims=True)
-    coarse = grey + 0.25 * (coarse - grey)
-    ys, xs = np.linspace(0, 3, h), np.linspace(0, 3, w)
-    y0, x0 = np.floor(ys).astype(int).clip(0, 2), np.floor(xs).astype(int).clip(0, 2)
-    fy, fx = (ys - y0)[:, None], (xs - x0)[None, :]
-    img = np.empty((3, h, w))
-    for c in range(3):
-        g = coarse[c]
-        img[c] = (
-            g[y0][:, x0] * (1 - fy) * (1 - fx)
-            + g[y0 + 1][:, x0] * fy * (1 - fx)
-            + g[y0][:, x0 + 1] * (1 - fy) * fx
-            + g[y0 + 1][:, x0 + 1] * fy * fx
-        )
-    return img + rng.normal(0, 0.03, size=img.shape)
-
-
 def _shape(rng: np.random.Generator, h: int, w: int, cy: float, cx: float, lo: float, hi: float) -> np.ndarray:
     """A bool (h, w) disk, rotated ellipse or rotated rectangle centred at (cy, cx), semi-axes in
     [lo, hi] pixels (at least 1), never empty."""
@@ -85,7 +66,7 @@ def _saturated(rng: np.random.Generator) -> np.ndarray:
 def _sod_scene(rng: np.random.Generator, h: int, w: int) -> tuple[np.ndarray, np.ndarray]:
     """Objects are told from clutter of the same colours by their size (and from the background by
     their colour), so a model needs context beyond a pixel's colour: what FOCUS and AFE are for."""
-    img = _background(rng, h, w)
+    img = smooth_background(rng, h, w)
     scale = min(h, w) / 64
     for _ in range(rng.integers(2, 5)):  # distractors: shapes near the background colour
         region = _shape(rng, h, w, rng.uniform(0, h), rng.uniform(0, w), 3 * scale, 9 * scale)

@@ -21,8 +21,8 @@ FIXATIONS_PER_IMAGE = 16
 BLUR = 0.04  # Gaussian sigma of the map, as a fraction of the image's shorter side (~1 degree of view)
 
 
-def _scene(rng: np.random.Generator, h: int, w: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    yy, xx = np.mgrid[0:h, 0:w].astype(np.float64)
+def smooth_background(rng: np.random.Generator, h: int, w: int) -> np.ndarray:
+    """A smooth, desaturated colour field (bilinear 4x4 grid) with a little pixel noise, (3, h, w)."""
     coarse = rng.uniform(0.3, 0.6, size=(3, 4, 4))
     grey = coarse.mean(0, keepdims=True)
     coarse = grey + 0.25 * (coarse - grey)  # desaturated
@@ -38,7 +38,12 @@ def _scene(rng: np.random.Generator, h: int, w: int) -> tuple[np.ndarray, np.nda
             + g[y0][:, x0 + 1] * (1 - fy) * fx
             + g[y0 + 1][:, x0 + 1] * fy * fx
         )
-    img += rng.normal(0, 0.03, size=img.shape)
+    return img + rng.normal(0, 0.03, size=img.shape)
+
+
+def _scene(rng: np.random.Generator, h: int, w: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    yy, xx = np.mgrid[0:h, 0:w].astype(np.float64)
+    img = smooth_background(rng, h, w)
     scale = min(h, w) / 64
     for _ in range(rng.integers(2, 5)):  # distractors: near the background colour
         cy, cx, r = rng.uniform(0, h), rng.uniform(0, w), rng.uniform(3, 8) * scale
