@@ -29,7 +29,7 @@ from rich.table import Table
 from hwnas.devices import DEFAULT_DIR as DEFAULT_DEVICES_DIR
 from hwnas.devices import device_names, load_device
 from hwnas.errors import HwnasError
-from hwnas.head import TASKS, check_task, is_sod
+from hwnas.head import TASKS, SodHead, check_task, is_sod
 from hwnas.io import atomic_write_json
 from hwnas.lut import STATISTICS, LatencyTable, sidecar_path
 from hwnas.lut import default_path as default_lut_path
@@ -417,8 +417,6 @@ CfemOpt = Annotated[bool, typer.Option("--cfem/--no-cfem", help="sod: CFEMs; --n
 
 def _head_task(task: str, focus: bool, afe: bool, cfem: bool) -> str:
     """The task name with the SOD head's switches applied (FocusNet Table 2's rows)."""
-    from hwnas.head import SodHead
-
     if not is_sod(check_task(task)):
         if focus or not (afe and cfem):
             raise HwnasError(f"--focus, --no-afe and --no-cfem switch parts of the sod head; --task is {task}")
