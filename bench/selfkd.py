@@ -26,7 +26,7 @@ from bench.common import machine
 from hwnas.data import load_data
 from hwnas.space import SearchSpace
 from hwnas.train.task import make_task
-from hwnas.train.trainer import TrainConfig, fit, initial_subnet
+from hwnas.train.trainer import TrainConfig, fit, initial_subnet, teacher_dtype
 
 OUT = Path(__file__).parent / "out"
 
@@ -110,7 +110,8 @@ def main() -> None:
     print(f"\nmachine: {machine()}")
     print(
         f"subnet: mini {args.arch} ({arch.resolution[0]}x{arch.resolution[1]}), synthetic saliency 512/128, "
-        f"{args.epochs} epochs, batch 32, seeds {args.seeds}"
+        f"{args.epochs} epochs, batch 32, seeds {args.seeds}; teacher tables (selfkd, pskd) in "
+        f"{str(teacher_dtype('auto', torch.device('cpu'))).removeprefix('torch.')} (teacher_precision auto)"
     )
     print(
         f"{'method':9s} {'val CC mean':>11s} {'std':>7s} {'min':>7s} {'max':>7s} {'> baseline':>10s} "
@@ -123,7 +124,16 @@ def main() -> None:
         )
     OUT.mkdir(exist_ok=True)
     (OUT / "selfkd.json").write_text(
-        json.dumps({"machine": machine(), "args": vars(args), "runs": runs, "summary": rows}, indent=1)
+        json.dumps(
+            {
+                "machine": machine(),
+                "args": vars(args),
+                "teacher_dtype": str(teacher_dtype("auto", torch.device("cpu"))).removeprefix("torch."),
+                "runs": runs,
+                "summary": rows,
+            },
+            indent=1,
+        )
     )
 
 

@@ -601,6 +601,13 @@ def train_selfkd(
     fresh: FreshOpt = False,
     torch_device: TorchDeviceOpt = "cpu",
     amp: AmpOpt = False,
+    teacher_precision: Annotated[
+        str,
+        typer.Option(
+            help="the teacher's predictions (selfkd, pskd): fp32, bf16, or auto = bf16 where the device "
+            "has native bf16 (AMX / AVX512-BF16 CPUs, bf16 GPUs)"
+        ),
+    ] = "auto",
 ) -> None:
     """Train one subnet with Self-KD (SalNAS Algorithm 1) or a comparison method (resumable)."""
     from hwnas.train.trainer import TrainConfig, initial_subnet
@@ -620,6 +627,7 @@ def train_selfkd(
             seed=seed,
             amp=amp,
             max_steps=max_steps,
+            teacher_precision=teacher_precision,
         )
         _train(
             lambda n: initial_subnet(sp, chosen, task=task, num_classes=n, seed=seed, init=init),

@@ -16,6 +16,11 @@ is its teacher's prediction (SalNAS Eq. 3) and alpha the weight left on the grou
 A single subnet's teacher predicts in eval mode, with its (averaged) BN buffers. A supernet
 teacher's running statistics belong to no subnet, so it predicts with batch statistics (train mode
 with BN momentum 0, which leaves its buffers as they are).
+
+A single subnet's Self-KD and PS-KD teachers are fixed for a whole epoch, so their predictions for
+the training split are computed once per teacher change (`TeacherTable`) with an inference copy of
+the teacher (BN folded into the convs, channels_last; equal to the teacher's eval-mode output to
+float rounding), instead of once per step: that is what keeps Self-KD near the baseline's cost.
 """
 
 from __future__ import annotations
@@ -27,9 +32,11 @@ from typing import Any
 
 import torch
 from torch import nn
+from torch.nn.utils.fusion import fuse_conv_bn_eval, fuse_conv_bn_weights
 from torch.optim.swa_utils import AveragedModel
 
 from hwnas.errors import HwnasError
+from hwnas.nn.blocks import ConvBnAct
 from hwnas.space import Arch
 from hwnas.train.task import Task
 
@@ -55,6 +62,54 @@ def predict(teacher: nn.Module, task: Task, image: torch.Tensor, arch: Arch | No
     teacher.train(hasattr(teacher, "set_active"))
     with torch.no_grad():
         return task.prediction(teacher(image))
+
+
+def fold_bn(model: nn.Module, into: nn.Module | None = None) -> nn.Module:
+    """An eval-mode inference copy of a static subnet: every `ConvBnAct`'s BatchNorm folded into its
+    conv, weights in channels_last. Given `into` (an earlier copy of a model of the same structure),
+    its weights are refreshed in place, so a teacher that changes every epoch is not copied anew."""
+    if into is None:
+        into = copy.deepcopy(model).eval()
+        for m in into.modules():
+            if isinstance(m, ConvBnAct):
+                m.conv, m.bn = fuse_conv_bn_eval(m.conv, m.bn), nn.Identity()
+        into = into.to(memory_format=torch.channels_last)
+    into.load_state_dict(model.state_dict(), strict=False)  # the weights that were not folded
+    source = dict(model.named_modules())
+    with torch.no_grad():
+        for name, m in into.named_modules():
+            if isinstance(m, ConvBnAct):
+                conv, bn = source[name].conv, source[name].bn
+                weight, bias = fuse_conv_bn_weights(
+                    conv.weight, conv.bias, bn.running_mean, bn.running_var, bn.eps, bn.weight, bn.bias
+                )
+                m.conv.weight.copy_(weight)
+                m.conv.bias.copy_(bias)
+    return into
+
+
+class TeacherTable:
+    """A fixed single-subnet teacher's predictions for the whole training split, made on first use
+    after each change of the teacher. `predict_all(inference_copy)` returns them in row order, in fixed
+    batches, so that a resumed run gets the same numbers as an uninterrupted one. The inference copy
+    is built with the table (once per run) and refreshed from the teacher before each use."""
+
+    def __init__(self, predict_all: Callable[[nn.Module], torch.Tensor] | None, teacher: nn.Module):
+        self.predict_all = predict_all
+        self.rows: torch.Tensor | None = None
+        self._copy = None if predict_all is None else fold_bn(teacher)
+
+    def applies(self, arch: Arch | None, batch: dict) -> bool:
+        return arch is None and self.predict_all is not None and "index" in batch
+
+    def lookup(self, teacher: nn.Module, index: torch.Tensor) -> torch.Tensor:
+        if self.rows is None:
+            fold_bn(teacher, into=self._copy)
+            self.rows = self.predict_all(self._copy)
+        return self.rows[index]
+
+    def invalidate(self) -> None:
+        self.rows = None
 
 
 def mix(teacher_pred: torch.Tensor, gt: torch.Tensor, alpha: float) -> torch.Tensor:
@@ -96,32 +151,28 @@ class SelfKD(Baseline):
         alpha: float = 0.5,
         predict_all: Callable[[nn.Module], torch.Tensor] | None = None,
     ):
-        """`predict_all(teacher)`, given for a single subnet, returns the teacher's predictions for the
-        whole training split in row order. An eval-mode teacher's prediction for an image does not
-        change until S_avg does, so it is computed once per update of S_avg instead of once per step
-        (Algorithm 1, line 7), in fixed batches so that a resumed run gets the same numbers."""
+        """`predict_all`, given for a single subnet, fills a `TeacherTable`: an eval-mode teacher's
+        prediction for an image does not change until S_avg does, so it is computed once per update
+        of S_avg instead of once per step (Algorithm 1, line 7)."""
         super().__init__(task)
         self.alpha = alpha
         self.teacher = AveragedModel(student, use_buffers=True)
         _freeze_bn_stats(self.teacher.module)
         self.best = math.inf
-        self.predict_all = predict_all
-        self._table: torch.Tensor | None = None
+        self.table = TeacherTable(predict_all, self.teacher.module)
 
     def target(self, image, gt, batch, arch, epoch):  # noqa: D102
         if epoch == 0 or int(self.teacher.n_averaged) == 0:  # Algorithm 1, lines 6 and 11: alpha = 1
             return gt
-        if arch is None and self.predict_all is not None and "index" in batch:
-            if self._table is None:
-                self._table = self.predict_all(self.teacher.module)
-            return mix(self._table[batch["index"]], gt, self.alpha)
+        if self.table.applies(arch, batch):
+            return mix(self.table.lookup(self.teacher.module, batch["index"]), gt, self.alpha)
         return mix(predict(self.teacher.module, self.task, image, arch), gt, self.alpha)
 
     def end_epoch(self, student, val_loss, epoch):  # noqa: D102
         if val_loss < self.best:
             self.best = val_loss
             self.teacher.update_parameters(student)
-            self._table = None
+            self.table.invalidate()
 
     def state_dict(self):  # noqa: D102
         return {"teacher": self.teacher.state_dict(), "best": self.best}
@@ -129,7 +180,7 @@ class SelfKD(Baseline):
     def load_state_dict(self, state):  # noqa: D102
         self.teacher.load_state_dict(state["teacher"])
         self.best = float(state["best"])
-        self._table = None
+        self.table.invalidate()
 
 
 class PSKD(Baseline):
@@ -137,26 +188,39 @@ class PSKD(Baseline):
 
     method = "pskd"
 
-    def __init__(self, task: Task, student: nn.Module, *, epochs: int, alpha_t: float = 0.8):
+    def __init__(
+        self,
+        task: Task,
+        student: nn.Module,
+        *,
+        epochs: int,
+        alpha_t: float = 0.8,
+        predict_all: Callable[[nn.Module], torch.Tensor] | None = None,
+    ):
         super().__init__(task)
         self.teacher = _freeze_bn_stats(copy.deepcopy(student))
         self.epochs, self.alpha_t = epochs, alpha_t
+        self.table = TeacherTable(predict_all, self.teacher)
 
     def target(self, image, gt, batch, arch, epoch):  # noqa: D102
         weight = self.alpha_t * epoch / self.epochs
         if weight == 0:
             return gt
+        if self.table.applies(arch, batch):
+            return mix(self.table.lookup(self.teacher, batch["index"]), gt, 1 - weight)
         return mix(predict(self.teacher, self.task, image, arch), gt, 1 - weight)
 
     def end_epoch(self, student, val_loss, epoch):  # noqa: D102
         self.teacher.load_state_dict(student.state_dict())
         _freeze_bn_stats(self.teacher)
+        self.table.invalidate()
 
     def state_dict(self):  # noqa: D102
         return {"teacher": self.teacher.state_dict()}
 
     def load_state_dict(self, state):  # noqa: D102
         self.teacher.load_state_dict(state["teacher"])
+        self.table.invalidate()
 
 
 class PKD(Baseline):
