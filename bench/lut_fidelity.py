@@ -2,8 +2,12 @@
 tau >= 0.9; a full alphanet table on `cpu` in under 10 minutes).
 
 For each device: build the full alphanet table (both resolutions, timed), then validate at 256x192
-with N subnets (half fit the calibration, half are held out). Prints one row per device; writes the
-tables under bench/out/. Usage: python bench/lut_fidelity.py [--devices cpu,cpu-tflite] [--samples 200]
+with N subnets (half fit the calibration, half are held out), each measured in `--rounds` interleaved
+rounds. Beside the table's figures it prints the measurement's own repeatability: the held-out
+subnets' Kendall tau between the first and the second half of the rounds (two independent
+measurements), the ceiling for any table's tau on this machine at the time of the run.
+Prints one row per device; writes the tables under bench/out/.
+Usage: python -m bench.lut_fidelity [--devices cpu,cpu-tflite] [--samples 200] [--rounds 8]
 Run it on an otherwise idle machine: every other process on the 2 cores shows up in the figures.
 """
 
@@ -23,7 +27,7 @@ from hwnas.space import SearchSpace
 OUT = Path(__file__).parent / "out"
 
 
-def run(device_name: str, samples: int, resolutions: list[tuple[int, int]] | None) -> dict:
+def run(device_name: str, samples: int, rounds: int, resolutions: list[tuple[int, int]] | None) -> dict:
     device = load_device(device_name)
     space = SearchSpace.load("alphanet")
     path = OUT / f"{device_name}-alphanet.parquet"
@@ -31,7 +35,9 @@ def run(device_name: str, samples: int, resolutions: list[tuple[int, int]] | Non
     table = profile(device, space, resolutions=resolutions, out=path)
     profile_s = time.perf_counter() - start
     start = time.perf_counter()
-    result = validate(device, LatencyTable.load(path, space), samples=samples, seed=0, resolution=(256, 192))
+    result = validate(
+        device, LatencyTable.load(path, space), samples=samples, seed=0, resolution=(256, 192), rounds=rounds
+    )
     validate_s = time.perf_counter() - start
     (OUT / f"{device_name}-validation.json").write_text(json.dumps(result.to_dict(), indent=1))
     return {
@@ -39,6 +45,7 @@ def run(device_name: str, samples: int, resolutions: list[tuple[int, int]] | Non
         "signatures": len(table),
         "profile_s": profile_s,
         "validate_s": validate_s,
+        "rounds": rounds,
         "overhead_us": table.overhead_ms * 1000,
         "result": result,
     }
@@ -48,6 +55,7 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--devices", default="cpu,cpu-tflite")
     parser.add_argument("--samples", type=int, default=200)
+    parser.add_argument("--rounds", type=int, default=8, help="end-to-end rounds per subnet (two halves of 4)")
     parser.add_argument("--resolution", action="append", help="WxH to profile (default: both)")
     args = parser.parse_args()
     OUT.mkdir(exist_ok=True)
@@ -55,11 +63,11 @@ def main() -> None:
     print(f"machine: {machine()}")
     print(
         "device      sigs  profile   n_held  raw within10  tau_raw | held-out after cal: MAPE  within5 "
-        "within10  tau    rho"
+        "within10  tau    rho   | re-measured tau"
     )
     rows = []
     for name in args.devices.split(","):
-        row = run(name, args.samples, resolutions)
+        row = run(name, args.samples, args.rounds, resolutions)
         rows.append({k: v for k, v in row.items() if k != "result"})
         (OUT / "lut_fidelity.json").write_text(json.dumps({"machine": machine(), "rows": rows}, indent=1))
         r = row["result"]
@@ -67,7 +75,8 @@ def main() -> None:
         print(
             f"{name:<11} {row['signatures']:>4}  {row['profile_s'] / 60:5.1f} min  {after.n:>4}  "
             f"{raw.within_10:10.0%}  {raw.kendall_tau:7.3f} | {after.mape:27.1f}% {after.within_5:7.0%} "
-            f"{after.within_10:8.0%}  {after.kendall_tau:.3f}  {after.spearman_rho:.3f}",
+            f"{after.within_10:8.0%}  {after.kendall_tau:.3f}  {after.spearman_rho:.3f} | "
+            f"{r.repeatability.kendall_tau:.3f}",
             flush=True,
         )
 

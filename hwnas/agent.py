@@ -30,7 +30,7 @@ import numpy as np
 from hwnas.backends import Protocol, Timing, get_backend
 from hwnas.devices import DEFAULT_DIR, Device, device_names, load_device
 from hwnas.errors import HwnasError
-from hwnas.measurer import OVERHEAD_SHAPE, Measurer, Progress, aggregate, no_progress
+from hwnas.measurer import OVERHEAD_SHAPE, Measurer, Progress, no_progress
 from hwnas.signature import ACTIVATIONS, OPS, BlockSignature
 from hwnas.space import Arch, SearchSpace
 
@@ -306,7 +306,7 @@ class RemoteMeasurer(Measurer):
             per_round[index // len(archs), index % len(archs)] = getattr(timing, f"{statistic}_ms")
             done += 1
             progress(done, len(items), f"round {index // len(archs) + 1}/{rounds}")
-        return aggregate(per_round, statistic)
+        return per_round
 
     def _run(self, items: list[dict], protocol: Protocol | None) -> list[Timing]:
         return [timing for _, timing in sorted(self._stream(items, protocol), key=lambda pair: pair[0])]

@@ -372,6 +372,7 @@ def lut_validate(
         ("all, raw sum", result.all_raw),
         ("held-out, before calibration", result.holdout_before),
         ("held-out, after calibration", result.holdout_after),
+        *([("held-out, re-measured (half the rounds each)", result.repeatability)] if result.repeatability else []),
     ):
         figures.add_row(
             label,
@@ -383,6 +384,12 @@ def lut_validate(
             f"{f.spearman_rho:.3f}",
         )
     out.print(figures)
+    if result.repeatability:
+        out.print(
+            f"the measurement itself: its two halves of rounds rank the held-out subnets with Kendall tau "
+            f"{result.repeatability.kendall_tau:.3f}; no table can rank them better on this machine now",
+            highlight=False,
+        )
     cal = result.calibration
     out.print(
         f"calibration: measured = {cal.slope:.4f} x table + {cal.intercept_ms:.4f} ms "

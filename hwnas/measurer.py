@@ -28,6 +28,27 @@ def no_progress(done: int, total: int, label: str) -> None:
     return None
 
 
+def measure_rounds(
+    backend: Backend,
+    artifacts: list[Artifact],
+    *,
+    rounds: int,
+    statistic: str = DEFAULT_STATISTIC,
+    protocol: Protocol | None = None,
+    progress: Progress = no_progress,
+) -> np.ndarray:
+    """(rounds, artifacts): each whole model's `statistic` (ms) in each of `rounds` interleaved
+    rounds, with a fresh load per round."""
+    protocol = protocol or Protocol()
+    per_round = np.zeros((rounds, len(artifacts)))
+    for r in range(rounds):
+        for i, artifact in enumerate(artifacts):
+            timing = backend.load(artifact).measure(protocol)
+            per_round[r, i] = getattr(timing, f"{statistic}_ms")
+            progress(r * len(artifacts) + i + 1, len(artifacts) * rounds, f"round {r + 1}/{rounds}")
+    return per_round
+
+
 def measure_end_to_end(
     backend: Backend,
     artifacts: list[Artifact],
@@ -37,15 +58,11 @@ def measure_end_to_end(
     protocol: Protocol | None = None,
     progress: Progress = no_progress,
 ) -> np.ndarray:
-    """Whole-model latency (ms) of each artifact, measured in `rounds` interleaved rounds (a fresh
-    load per round) and aggregated as a table's rows are: median of medians, or min of mins."""
-    protocol = protocol or Protocol()
-    per_round = np.zeros((rounds, len(artifacts)))
-    for r in range(rounds):
-        for i, artifact in enumerate(artifacts):
-            timing = backend.load(artifact).measure(protocol)
-            per_round[r, i] = getattr(timing, f"{statistic}_ms")
-            progress(r * len(artifacts) + i + 1, len(artifacts) * rounds, f"round {r + 1}/{rounds}")
+    """Whole-model latency (ms) of each artifact over `rounds` interleaved rounds, aggregated as a
+    table's rows are: median of medians, or min of mins."""
+    per_round = measure_rounds(
+        backend, artifacts, rounds=rounds, statistic=statistic, protocol=protocol, progress=progress
+    )
     return aggregate(per_round, statistic)
 
 
@@ -87,7 +104,8 @@ class Measurer(ABC):
         protocol: Protocol,
         progress: Progress = no_progress,
     ) -> np.ndarray:
-        """End-to-end latency (ms) of each subnet over interleaved rounds (`measure_end_to_end`)."""
+        """(rounds, archs): end-to-end latency (ms) of each subnet in each interleaved round
+        (`measure_rounds`); `aggregate` makes one figure per subnet of it."""
 
 
 class LocalMeasurer(Measurer):
@@ -134,6 +152,6 @@ class LocalMeasurer(Measurer):
             module = build_subnet(space, arch, task=task).eval()
             artifacts.append(self.backend.prepare(module, [(self.device.batch, 3, h, w)]))
             progress(0, len(archs) * rounds, f"converted {len(artifacts)}/{len(archs)}")
-        return measure_end_to_end(
+        return measure_rounds(
             self.backend, artifacts, rounds=rounds, statistic=statistic, protocol=protocol, progress=progress
         )

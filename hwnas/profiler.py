@@ -6,7 +6,10 @@ once a second and after every round, and a rerun after an interruption measures 
 still missing. `validate` measures whole subnets end to end,
 compares them with the table (MAPE, share within 5% / 10%, Kendall tau, Spearman rho), fits the
 calibration on one half and reports it on the held-out half (MoSegNAS Fig. 4 / 11 report the same
-rank correlation for their table).
+rank correlation for their table). It also reports how well the measurement agrees with itself:
+the held-out subnets' figures from the first half of the rounds against those from the second half.
+No table can rank subnets better than two measurements of the same subnets rank each other, so on
+a noisy machine that figure, not the table, bounds the Kendall tau.
 """
 
 from __future__ import annotations
@@ -22,7 +25,7 @@ from hwnas.backends import Protocol, get_backend
 from hwnas.devices import Device
 from hwnas.energy import EnergyMeter, choose_meter, measure_inference_energy, require_power
 from hwnas.lut import Calibration, LatencyTable, LutError, default_path, now
-from hwnas.measurer import DEFAULT_STATISTIC, LocalMeasurer, Measurer, Progress, no_progress
+from hwnas.measurer import DEFAULT_STATISTIC, LocalMeasurer, Measurer, Progress, aggregate, no_progress
 from hwnas.nn.blocks import IdentityModel, SignatureModel, signature_inputs
 from hwnas.signature import BlockSignature
 from hwnas.space import Arch, SearchSpace
@@ -207,6 +210,7 @@ class Validation:
     holdout_before: Fidelity
     holdout_after: Fidelity
     calibration: Calibration
+    repeatability: Fidelity | None = None  # held-out: first half of the rounds vs the second half
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -253,7 +257,7 @@ def validate(
     space, task = table.space, table.meta["task"]
     archs = validation_archs(space, samples, seed, resolution)
     raw = np.array([table.raw_ms(a) for a in archs])  # raises early, naming missing signatures
-    measured = measurer.archs(
+    per_round = measurer.archs(
         space,
         archs,
         task,
@@ -262,6 +266,7 @@ def validate(
         protocol=protocol or Protocol(),
         progress=progress,
     )
+    measured = aggregate(per_round, table.statistic)
     holdout = np.random.default_rng(seed + 1).permutation(len(archs)) % 2 == 1
     calibration = Calibration.fit(raw[~holdout], measured[~holdout])
     table.calibration = calibration
@@ -277,4 +282,16 @@ def validate(
         holdout_before=Fidelity.of(raw[holdout], measured[holdout]),
         holdout_after=Fidelity.of(calibrated[holdout], measured[holdout]),
         calibration=calibration,
+        repeatability=repeatability(per_round[:, holdout], table.statistic),
     )
+
+
+def repeatability(per_round: np.ndarray, statistic: str) -> Fidelity | None:
+    """Agreement of two independent measurements of the same subnets: rounds 1..k/2 aggregated
+    against rounds k/2+1..k (None with fewer than 2 rounds). Each half has half the rounds, so
+    this slightly understates the agreement of two full measurements."""
+    half = len(per_round) // 2
+    if half == 0:
+        return None
+    first, second = aggregate(per_round[:half], statistic), aggregate(per_round[half : 2 * half], statistic)
+    return Fidelity.of(first, second)

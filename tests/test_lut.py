@@ -135,3 +135,18 @@ def test_calibration_fit_recovers_a_line():
     raw = np.array([1.0, 2.0, 3.0, 4.0])
     cal = Calibration.fit(raw, 0.9 * raw + 0.3)
     assert cal.slope == pytest.approx(0.9) and cal.intercept_ms == pytest.approx(0.3) and cal.fitted_on == 4
+
+
+def test_repeatability_compares_the_two_halves_of_the_rounds():
+    from hwnas.profiler import repeatability
+
+    # 4 rounds x 4 subnets: first half ranks them 1<2<3<4, second half 1<3<2<4 (one swap: tau 4/6)
+    per_round = np.array([[1.0, 2.0, 3.0, 4.0], [1.2, 2.2, 3.2, 4.2], [1.0, 3.1, 2.9, 4.0], [1.0, 3.1, 2.9, 4.0]])
+    result = repeatability(per_round, "median")
+    assert result.n == 4
+    assert result.kendall_tau == pytest.approx(4 / 6)
+    # medians of the halves: [1.1, 2.1, 3.1, 4.1] vs [1.0, 3.1, 2.9, 4.0] -> errors relative to the second
+    first, second = np.array([1.1, 2.1, 3.1, 4.1]), np.array([1.0, 3.1, 2.9, 4.0])
+    assert result.mape == pytest.approx(np.mean(np.abs(first - second) / second) * 100)
+    assert repeatability(per_round[:1], "median") is None
+    assert repeatability(per_round, "min").kendall_tau == pytest.approx(4 / 6)

@@ -134,6 +134,8 @@ def test_validate_reports_real_figures_and_stores_calibration(interrupted_then_r
     data = json.loads(report.read_text())
     assert len(data["measured_ms"]) == 8 and all(m > 0 for m in data["measured_ms"])
     assert sum(data["holdout"]) == 4
+    assert data["repeatability"]["n"] == 4  # round 1 vs round 2 of the held-out subnets
+    assert "the measurement itself" in result.stdout
     table = LatencyTable.load(path, mini)
     assert table.calibration is not None and table.calibration.fitted_on == 4
     arch = SearchSpace.parse(mini, data["archs"][0])
