@@ -20,20 +20,24 @@ from pathlib import Path
 
 from bench.common import machine
 from hwnas.devices import load_device
-from hwnas.lut import LatencyTable
+from hwnas.lut import LatencyTable, sidecar_path
 from hwnas.profiler import profile, validate
 from hwnas.space import SearchSpace
 
 OUT = Path(__file__).parent / "out"
 
 
-def run(device_name: str, samples: int, rounds: int, resolutions: list[tuple[int, int]] | None) -> dict:
+def run(device_name: str, samples: int, rounds: int, resolutions: list[tuple[int, int]] | None, reuse: bool) -> dict:
+    """Build the table afresh (timed), or with `reuse` finish an existing one (untimed), then validate."""
     device = load_device(device_name)
     space = SearchSpace.load("alphanet")
     path = OUT / f"{device_name}-alphanet.parquet"
+    if not reuse:
+        path.unlink(missing_ok=True)
+        sidecar_path(path).unlink(missing_ok=True)
     start = time.perf_counter()
     table = profile(device, space, resolutions=resolutions, out=path)
-    profile_s = time.perf_counter() - start
+    profile_s = None if reuse else time.perf_counter() - start
     start = time.perf_counter()
     result = validate(
         device, LatencyTable.load(path, space), samples=samples, seed=0, resolution=(256, 192), rounds=rounds
@@ -56,6 +60,7 @@ def main() -> None:
     parser.add_argument("--devices", default="cpu,cpu-tflite")
     parser.add_argument("--samples", type=int, default=200)
     parser.add_argument("--rounds", type=int, default=8, help="end-to-end rounds per subnet (two halves of 4)")
+    parser.add_argument("--reuse-table", action="store_true", help="keep an existing table (its build is not timed)")
     parser.add_argument("--resolution", action="append", help="WxH to profile (default: both)")
     args = parser.parse_args()
     OUT.mkdir(exist_ok=True)
@@ -65,15 +70,17 @@ def main() -> None:
         "device      sigs  profile   n_held  raw within10  tau_raw | held-out after cal: MAPE  within5 "
         "within10  tau    rho   | re-measured tau"
     )
-    rows = []
+    summary = OUT / "lut_fidelity.json"
+    rows = json.loads(summary.read_text())["rows"] if summary.exists() else []  # other devices' rows stay
     for name in args.devices.split(","):
-        row = run(name, args.samples, args.rounds, resolutions)
-        rows.append({k: v for k, v in row.items() if k != "result"})
-        (OUT / "lut_fidelity.json").write_text(json.dumps({"machine": machine(), "rows": rows}, indent=1))
+        row = run(name, args.samples, args.rounds, resolutions, args.reuse_table)
+        rows = [r for r in rows if r["device"] != name] + [{k: v for k, v in row.items() if k != "result"}]
+        summary.write_text(json.dumps({"machine": machine(), "rows": rows}, indent=1))
         r = row["result"]
         raw, after = r.holdout_before, r.holdout_after
+        built = "reused" if row["profile_s"] is None else f"{row['profile_s'] / 60:.1f} min"
         print(
-            f"{name:<11} {row['signatures']:>4}  {row['profile_s'] / 60:5.1f} min  {after.n:>4}  "
+            f"{name:<11} {row['signatures']:>4}  {built:>9}  {after.n:>4}  "
             f"{raw.within_10:10.0%}  {raw.kendall_tau:7.3f} | {after.mape:27.1f}% {after.within_5:7.0%} "
             f"{after.within_10:8.0%}  {after.kendall_tau:.3f}  {after.spearman_rho:.3f} | "
             f"{r.repeatability.kendall_tau:.3f}",

@@ -36,20 +36,28 @@ def _load(name: str) -> dict | None:
 def rows() -> list[tuple[str, str, str, str]]:
     """(benchmark, figure, value, target) from bench/out/*.json; missing results say so."""
     out: list[tuple[str, str, str, str]] = []
-    validation, timing = _load("cpu-validation.json"), _load("lut_fidelity.json")
-    if validation:
-        after = validation["holdout_after"]
+    timing = _load("lut_fidelity.json")
+    for device in ("cpu", "cpu-tflite"):
+        validation = _load(f"{device}-validation.json")
+        if not validation:
+            continue
+        after, n = validation["holdout_after"], validation["holdout_after"]["n"]
         out += [
-            ("lut_fidelity", "cpu: held-out within 10% after calibration", f"{after['within_10']:.0%}", ">= 95%"),
-            ("lut_fidelity", "cpu: held-out Kendall tau", f"{after['kendall_tau']:.3f}", ">= 0.9"),
+            (
+                "lut_fidelity",
+                f"{device}: {n} held-out within 10% after calibration",
+                f"{after['within_10']:.0%}",
+                ">= 95%",
+            ),
+            ("lut_fidelity", f"{device}: held-out Kendall tau", f"{after['kendall_tau']:.3f}", ">= 0.9"),
             *(
-                [("lut_fidelity", "cpu: re-measured held-out tau (ceiling)", f"{rep['kendall_tau']:.3f}", "")]
+                [("lut_fidelity", f"{device}: re-measured held-out tau (ceiling)", f"{rep['kendall_tau']:.3f}", "")]
                 if (rep := validation.get("repeatability"))
                 else []
             ),
-            ("lut_fidelity", "cpu: held-out MAPE", f"{after['mape']:.1f}%", ""),
+            ("lut_fidelity", f"{device}: held-out MAPE", f"{after['mape']:.1f}%", ""),
         ]
-    for row in (timing or {}).get("rows", []):
+    for row in (r for r in (timing or {}).get("rows", []) if r["profile_s"] is not None):
         out.append(("lut_fidelity", f"{row['device']}: full table", f"{row['profile_s'] / 60:.1f} min", "< 10 min"))
     predict = _load("lut_predict.json")
     if predict:

@@ -133,6 +133,11 @@ CASES = [
     ),
     ("selfkd-arch", "train selfkd --space mini --arch T/trunc.json --out T/x.pt", "is not valid JSON"),
     (
+        "selfkd-teacher-precision",
+        "train selfkd --space mini --arch min --teacher-precision half --out T/x.pt",
+        "unknown teacher precision 'half'",
+    ),
+    (
         "selfkd-init-garbage",
         "train selfkd --space mini --arch min --init T/garbage.pt --out T/x.pt",
         "corrupted or not a torch file",

@@ -1,8 +1,8 @@
-"""`hwnas profile` and `hwnas lut validate` for real: ONNX Runtime on this CPU, LiteRT on a micro space,
-a real interruption (SIGKILL) and resume, and the bad inputs of both verbs.
+"""`hwnas profile` and `hwnas lut validate` for real: ONNX Runtime and LiteRT on this CPU, a real
+interruption (SIGKILL) and resume, and the bad inputs of both verbs.
 
-The ONNX Runtime table covers `mini` at 32x32 (146 block signatures, about a minute); the LiteRT
-run uses tests/data/micro.toml (15 signatures) because litert-torch needs ~3 s per conversion.
+Both tables cover `mini` at 32x32 (146 block signatures): about a minute on ONNX Runtime, about six
+on LiteRT (litert-torch needs ~2 s per conversion). One resolution keeps the suite in minutes.
 """
 
 from __future__ import annotations
@@ -22,7 +22,6 @@ from hwnas.lut import LatencyTable, sidecar_path
 from hwnas.space import SearchSpace
 
 ROOT = Path(__file__).resolve().parents[1]
-MICRO = str(ROOT / "tests" / "data" / "micro.toml")
 
 
 def hwnas_cmd(*args: str) -> list[str]:
@@ -142,12 +141,13 @@ def test_validate_reports_real_figures_and_stores_calibration(interrupted_then_r
     assert table.predict(arch) == pytest.approx(data["calibrated_ms"][0])
 
 
-def test_tflite_profile_and_validate_on_micro_space(tmp_path):
-    path = tmp_path / "cpu-tflite-micro.parquet"
-    result = run("profile", "--device", "cpu-tflite", "--space", MICRO, "--rounds", "2", "--out", str(path))
+def test_tflite_profile_and_validate_on_mini(tmp_path):
+    path = tmp_path / "cpu-tflite-mini.parquet"
+    args = ("--device", "cpu-tflite", "--space", "mini", "--resolution", "32x32", "--rounds", "2", "--out", str(path))
+    result = run("profile", *args)
     assert result.returncode == 0, result.stderr
     table = rows(path)
-    assert len(table) == 15 and (table["median_ms"] > 0).all()
+    assert len(table) == 146 and (table["median_ms"] > 0).all() and (table["rounds"] == 2).all()
     meta = json.loads(sidecar_path(path).read_text())
     assert meta["device"]["backend"] == "tflite" and "ai-edge-litert" in meta["versions"]
     result = run(
@@ -156,16 +156,23 @@ def test_tflite_profile_and_validate_on_micro_space(tmp_path):
         "--device",
         "cpu-tflite",
         "--space",
-        MICRO,
+        "mini",
         "--lut",
         str(path),
         "--samples",
         "6",
         "--rounds",
         "2",
+        "--resolution",
+        "32x32",
+        "--report",
+        str(tmp_path / "report.json"),
     )
     assert result.returncode == 0, result.stderr
     assert "held-out, before calibration" in result.stdout
+    report = json.loads((tmp_path / "report.json").read_text())
+    assert len(report["measured_ms"]) == 6 and all(m > 0 for m in report["measured_ms"])
+    assert LatencyTable.load(path, SearchSpace.load("mini")).calibration.fitted_on == 3
 
 
 # ---- bad input ------------------------------------------------------------------------------------
