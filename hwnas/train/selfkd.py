@@ -21,6 +21,8 @@ A single subnet's Self-KD and PS-KD teachers are fixed for a whole epoch, so the
 the training split are computed once per teacher change (`TeacherTable`) with an inference copy of
 the teacher (BN folded into the convs, channels_last; equal to the teacher's eval-mode output to
 float rounding), instead of once per step: that is what keeps Self-KD near the baseline's cost.
+The trainer's `predict_all` decides the precision (bf16 where the device has it natively, see
+`hwnas.train.trainer.teacher_dtype`).
 """
 
 from __future__ import annotations
