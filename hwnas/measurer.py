@@ -49,23 +49,6 @@ def measure_rounds(
     return per_round
 
 
-def measure_end_to_end(
-    backend: Backend,
-    artifacts: list[Artifact],
-    *,
-    rounds: int,
-    statistic: str = DEFAULT_STATISTIC,
-    protocol: Protocol | None = None,
-    progress: Progress = no_progress,
-) -> np.ndarray:
-    """Whole-model latency (ms) of each artifact over `rounds` interleaved rounds, aggregated as a
-    table's rows are: median of medians, or min of mins."""
-    per_round = measure_rounds(
-        backend, artifacts, rounds=rounds, statistic=statistic, protocol=protocol, progress=progress
-    )
-    return aggregate(per_round, statistic)
-
-
 def aggregate(per_round: np.ndarray, statistic: str) -> np.ndarray:
     """(rounds, models) -> one figure per model: median of the rounds' medians, or the minimum."""
     return np.median(per_round, axis=0) if statistic == "median" else per_round.min(axis=0)

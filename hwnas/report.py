@@ -24,7 +24,7 @@ from hwnas.energy import (
     measure_inference_energy,
 )
 from hwnas.lut import LatencyTable
-from hwnas.measurer import measure_end_to_end
+from hwnas.measurer import DEFAULT_STATISTIC, aggregate, measure_rounds
 from hwnas.nn.supernet import build_subnet
 from hwnas.space import Arch, SearchSpace
 
@@ -95,7 +95,8 @@ def subnet_report(
     size, size_source = artifact_size_mb(device, net, (device.batch, 3, h, w))
     report.measures.append(Measure("size", size, "MB", size_source))
     single = backend.prepare(net, [(device.batch, 3, h, w)])
-    measured = float(measure_end_to_end(backend, [single], rounds=rounds, protocol=protocol)[0])
+    per_round = measure_rounds(backend, [single], rounds=rounds, protocol=protocol)
+    measured = float(aggregate(per_round, DEFAULT_STATISTIC)[0])
     report.measures.append(Measure("latency", measured, "ms", f"measured ({device.backend}, batch {device.batch})"))
     if table is not None:
         predicted = table.predict(arch)

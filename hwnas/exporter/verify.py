@@ -16,7 +16,7 @@ from hwnas.devices import Device
 from hwnas.errors import HwnasError
 from hwnas.exporter.base import Tolerance
 from hwnas.lut import LatencyTable
-from hwnas.measurer import DEFAULT_STATISTIC, measure_end_to_end
+from hwnas.measurer import DEFAULT_STATISTIC, aggregate, measure_rounds
 from hwnas.space import Arch, SearchSpace
 
 VERIFIED, FAILED, NOT_HERE = "verified", "failed", "not verified here"
@@ -120,7 +120,5 @@ def measure_speed(
     """End-to-end latency of `artifact` on `device` in `rounds` interleaved rounds (as `lut validate`),
     aggregated with the table's statistic, beside the table's prediction for `arch`."""
     predicted, note, statistic = table_prediction(table_path, space, arch, task)
-    measured = measure_end_to_end(
-        get_backend(device), [artifact], rounds=rounds, statistic=statistic, protocol=protocol
-    )
-    return Speed(device.name, float(measured[0]), statistic, rounds, predicted, note)
+    per_round = measure_rounds(get_backend(device), [artifact], rounds=rounds, statistic=statistic, protocol=protocol)
+    return Speed(device.name, float(aggregate(per_round, statistic)[0]), statistic, rounds, predicted, note)
