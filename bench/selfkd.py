@@ -107,11 +107,12 @@ def main() -> None:
                 runs.append(run)
                 print(f"seed {seed} {run['method']:8s} CC {run['cc']:.4f}", flush=True)
     rows = summarise(runs, methods)
+    dtype = str(teacher_dtype("auto", torch.device("cpu"))).removeprefix("torch.")
     print(f"\nmachine: {machine()}")
     print(
         f"subnet: mini {args.arch} ({arch.resolution[0]}x{arch.resolution[1]}), synthetic saliency 512/128, "
         f"{args.epochs} epochs, batch 32, seeds {args.seeds}; teacher tables (selfkd, pskd) in "
-        f"{str(teacher_dtype('auto', torch.device('cpu'))).removeprefix('torch.')} (teacher_precision auto)"
+        f"{dtype} (teacher_precision auto)"
     )
     print(
         f"{'method':9s} {'val CC mean':>11s} {'std':>7s} {'min':>7s} {'max':>7s} {'> baseline':>10s} "
@@ -128,7 +129,7 @@ def main() -> None:
             {
                 "machine": machine(),
                 "args": vars(args),
-                "teacher_dtype": str(teacher_dtype("auto", torch.device("cpu"))).removeprefix("torch."),
+                "teacher_dtype": dtype,
                 "runs": runs,
                 "summary": rows,
             },

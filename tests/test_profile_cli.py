@@ -1,8 +1,8 @@
 """`hwnas profile` and `hwnas lut validate` for real: ONNX Runtime and LiteRT on this CPU, a real
 interruption (SIGKILL) and resume, and the bad inputs of both verbs.
 
-Both tables cover `mini` at 32x32 (146 block signatures): about a minute on ONNX Runtime, about six
-on LiteRT (litert-torch needs ~2 s per conversion). One resolution keeps the suite in minutes.
+Both tables cover `mini` at 32x32 (146 block signatures): about a minute on ONNX Runtime, about ten
+on LiteRT (litert-torch needs 2-4 s per conversion). One resolution keeps the suite in minutes.
 """
 
 from __future__ import annotations
