@@ -213,6 +213,17 @@ class SearchSpace:
         self.toml: str | None = None  # the TOML text it was read from, which checkpoints embed
         self._variables = self._build_variables()
         self._gene_index = {name: i for i, (name, _) in enumerate(self._variables)}
+        self._depth_genes = [
+            (
+                self.gene(f"stages[{i}].depth"),
+                st.depths,
+                [
+                    [self.gene(f"stages[{i}].block[{b}].kernel"), self.gene(f"stages[{i}].block[{b}].expansion")]
+                    for b in range(1, max(st.depths) + 1)
+                ],
+            )
+            for i, st in enumerate(self.stages, start=1)
+        ]
 
     # ---- loading ------------------------------------------------------------------------
     @staticmethod
@@ -329,6 +340,18 @@ class SearchSpace:
                     out += [0, 0]
         out.append(self.last.widths.index(arch.last))
         return np.asarray(out, dtype=np.int64)
+
+    def canonical(self, x: np.ndarray) -> np.ndarray:
+        """Encodings (one row or many) with the genes of blocks past each stage's depth set to 0, as
+        `encode()` writes them: two vectors of one arch become the same vector, so what a predictor
+        is trained on (`encode`) and asked about (a searcher's offspring) are the same vectors."""
+        x = np.array(x, dtype=np.int64)
+        rows = x.reshape(-1, self.n_var)
+        for depth_gene, depths, blocks in self._depth_genes:
+            depth = np.asarray(depths)[rows[:, depth_gene]]
+            for b, genes in enumerate(blocks):
+                rows[np.ix_(depth <= b, genes)] = 0
+        return rows.reshape(x.shape)
 
     def decode(self, x: np.ndarray | list[int]) -> Arch:
         """The arch of an integer vector; raises `ArchError` for a wrong length or out-of-bounds gene."""

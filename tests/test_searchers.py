@@ -79,3 +79,20 @@ def test_searchers_fill_the_archive_and_respect_the_budget(mini, algo):
         assert [i["evaluated"] for i in archive.meta["iterations"]] == [20, 24]
         assert len(archive.meta["natv2_archive"]) == 6
     assert archive.meta["hypervolume"] > 0
+
+
+def test_repair_canonicalises_so_predictors_see_encode_vectors(mini):
+    """Offspring vectors with stray genes past a stage's depth are repaired to `encode(decode(x))`:
+    the vectors a predictor is asked about equal those it was trained on."""
+    from hwnas.search.nsga import ArchRepair
+
+    rng = np.random.default_rng(0)
+    _, xu = mini.bounds()
+    x = rng.integers(0, xu + 1, size=(500, len(xu)))
+    canonical = np.array([mini.encode(mini.decode(row)) for row in x])
+    assert (canonical != x).any(axis=1).mean() > 0.5  # raw random vectors are mostly not canonical
+    repaired = ArchRepair(mini)._do(None, x)
+    assert (repaired == canonical).all()
+    assert (mini.canonical(x[0]) == canonical[0]).all()  # one row too
+    # one row per arch: distinct vectors after the repair are distinct archs
+    assert len(np.unique(repaired, axis=0)) == len({str(mini.decode(r)) for r in x})

@@ -68,7 +68,7 @@ def surrogate_search(
     else:
         algorithm = NSGA2(pop_size=pop, **operators)
     result = minimize(surrogate, algorithm, ("n_gen", gens), seed=seed, verbose=False)
-    return np.unique(np.asarray(result.pop.get("X"), dtype=np.int64), axis=0)
+    return np.unique(repair._do(surrogate, np.asarray(result.pop.get("X"))), axis=0)  # one row per arch
 
 
 def uniformity(values: np.ndarray, lo: float, hi: float) -> float:

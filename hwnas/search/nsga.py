@@ -22,10 +22,12 @@ Progress = Callable[[int, int, Archive], None]
 
 
 class ArchRepair(Repair):
-    """Round to integers, clip to the bounds, and move the resolution gene to an allowed value."""
+    """Round to integers, clip to the bounds, move the resolution gene to an allowed value, and
+    canonicalise (`SearchSpace.canonical`): genes of blocks past a stage's depth become 0."""
 
     def __init__(self, space: SearchSpace, allowed_resolutions: list[int] | None = None):
         super().__init__()
+        self.space = space
         self.xl, self.xu = space.bounds()
         self.gene = space.gene("resolution")
         self.allowed = np.array(sorted(allowed_resolutions)) if allowed_resolutions else None
@@ -35,7 +37,7 @@ class ArchRepair(Repair):
         if self.allowed is not None:
             nearest = np.abs(X[:, self.gene][:, None] - self.allowed[None, :]).argmin(axis=1)
             X[:, self.gene] = self.allowed[nearest]
-        return X
+        return self.space.canonical(X)
 
 
 class ArchProblem(Problem):
