@@ -28,7 +28,7 @@ from typing import Annotated, Literal
 import numpy as np
 
 from hwnas.backends import Protocol, Timing, get_backend
-from hwnas.devices import DEFAULT_DIR, Device, device_names, load_device
+from hwnas.devices import Device, device_names, load_device
 from hwnas.errors import HwnasError
 from hwnas.measurer import OVERHEAD_SHAPE, Measurer, Progress, no_progress
 from hwnas.signature import ACTIVATIONS, OPS, BlockSignature
@@ -112,7 +112,7 @@ class _Work:
 
     def parse(self, item):
         """(cache key, a function converting the model) for one item; raises on a bad item."""
-        from hwnas.nn.blocks import IdentityModel, SignatureModel, signature_inputs
+        from hwnas.nn.static import IdentityModel, SignatureModel, signature_inputs
         from hwnas.nn.supernet import build_subnet
 
         batch, backend = self.device.batch, self.backend
@@ -142,7 +142,7 @@ class _Work:
         return {"host": host_info(), "versions": self.backend.versions(), "device": self.device.options()}
 
 
-def create_app(*, token: str, devices_dir=DEFAULT_DIR):
+def create_app(*, token: str, devices_dir=None):
     """The agent's FastAPI app (token required on every route; one job at a time)."""
     from fastapi import Depends, FastAPI, Header, HTTPException, Request
     from fastapi.responses import JSONResponse, StreamingResponse
@@ -230,7 +230,7 @@ def resolve_token(token: str | None, token_file: str | None, host: str) -> tuple
     return secrets.token_urlsafe(24), True
 
 
-def serve(*, host: str, port: int, token: str, devices_dir=DEFAULT_DIR) -> None:
+def serve(*, host: str, port: int, token: str, devices_dir=None) -> None:
     import uvicorn
 
     uvicorn.run(create_app(token=token, devices_dir=devices_dir), host=host, port=port, log_level="warning")

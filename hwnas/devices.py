@@ -1,4 +1,6 @@
-"""`Device`: a hardware target from a TOML spec (`devices/*.toml` or any path).
+"""`Device`: a hardware target from a TOML spec: a preset shipped in the package
+(`hwnas/device_specs/*.toml`), a user's `./devices/*.toml` (or `--devices-dir`) that overrides a
+preset of the same name, or any path.
 
 A spec names the backend that runs on the target, its options (threads, precision, compute units,
 execution provider), the batch size, a power model (for energy estimates) and a grid region (for
@@ -13,6 +15,7 @@ import platform
 import re
 import shutil
 from dataclasses import dataclass
+from importlib import resources
 from pathlib import Path
 
 from hwnas.config import check_name, load_toml
@@ -21,7 +24,7 @@ from hwnas.errors import HwnasError
 BACKENDS = ("onnxruntime", "tflite", "torch", "coreml", "tensorrt")
 PRECISIONS = ("fp32", "fp16", "int8")
 COMPUTE_UNITS = ("ALL", "CPU_ONLY", "CPU_AND_GPU", "CPU_AND_NE")
-DEFAULT_DIR = Path("devices")
+USER_DIR = Path("devices")  # a user's own specs, read first when it exists
 _KEYS = {"name", "description", "backend", "options", "batch", "power", "region", "meter", "machine", "system"}
 METERS = ("auto", "nvml", "rapl", "codecarbon", "spec")
 _OPTION_KEYS = {"threads", "precision", "compute_units", "provider", "device", "exporter", "opset"}
@@ -172,15 +175,37 @@ def _parse_region(value: object, source: str) -> str | None:
     return value
 
 
-def load_device(name_or_path: str | Path, devices_dir: str | Path = DEFAULT_DIR) -> Device:
-    """A device by name from `devices_dir` (default `./devices`) or by path to a TOML file."""
+def packaged_dir() -> Path:
+    """The folder of the specs shipped with hwnas (package data)."""
+    return Path(str(resources.files("hwnas") / "device_specs"))
+
+
+def search_path(devices_dir: str | Path | None = None) -> list[Path]:
+    """Where names are looked up, first match wins: `devices_dir` (default `./devices`, if it
+    exists) and then the packaged specs, so a user's spec of the same name overrides a preset."""
+    user = Path(devices_dir) if devices_dir is not None else USER_DIR
+    return [user, packaged_dir()] if user.is_dir() else [packaged_dir()]
+
+
+def spec_path(name: str, devices_dir: str | Path | None = None) -> Path | None:
+    """The file a device name resolves to, or None."""
+    for folder in search_path(devices_dir):
+        if (folder / f"{name}.toml").is_file():
+            return folder / f"{name}.toml"
+    return None
+
+
+def load_device(name_or_path: str | Path, devices_dir: str | Path | None = None) -> Device:
+    """A device by name (see `search_path`) or by path to a TOML file."""
     text = str(name_or_path)
     path = Path(text)
     if path.suffix != ".toml":
-        path = Path(devices_dir) / f"{text}.toml"
-        if not path.is_file():
+        found = spec_path(text, devices_dir)
+        if found is None:
+            where = " and ".join(f"{p}/" for p in search_path(devices_dir))
             known = ", ".join(device_names(devices_dir)) or "none"
-            raise DeviceError(f"unknown device '{text}'; known in {devices_dir}/: {known}; or pass a .toml path")
+            raise DeviceError(f"unknown device '{text}'; known in {where}: {known}; or pass a .toml path")
+        path = found
     elif not path.is_file():
         raise DeviceError(f"device spec {path} does not exist")
     try:
@@ -190,9 +215,9 @@ def load_device(name_or_path: str | Path, devices_dir: str | Path = DEFAULT_DIR)
     return parse_device(body, source=str(path))
 
 
-def device_names(devices_dir: str | Path = DEFAULT_DIR) -> list[str]:
-    folder = Path(devices_dir)
-    return sorted(p.stem for p in folder.glob("*.toml")) if folder.is_dir() else []
+def device_names(devices_dir: str | Path | None = None) -> list[str]:
+    """Every name `load_device` resolves: the user's folder and the packaged specs together."""
+    return sorted({p.stem for folder in search_path(devices_dir) for p in folder.glob("*.toml")})
 
 
 # ---- availability ---------------------------------------------------------------------------

@@ -86,3 +86,16 @@ def sod_signatures(
 def frm_signature(deepest: tuple[int, int, int], stem: tuple[int, int, int]) -> BlockSignature:
     (h, w, cin), (oh, ow, cout) = deepest, stem
     return BlockSignature("frm", h, w, cin, cout, 1, act="relu", out_h=oh, out_w=ow)
+
+
+def head_task(task: str, *, focus: bool = False, afe: bool = True, cfem: bool = True) -> str:
+    """The task name with the SOD head's switches applied (FocusNet Table 2's rows)."""
+    if not is_sod(check_task(task)):
+        if focus or not (afe and cfem):
+            raise ArchError(f"--focus, --no-afe and --no-cfem switch parts of the sod head; --task is {task}")
+        return task
+    if afe and not cfem:
+        raise ArchError("AFE is a chain of CFEMs: --no-cfem needs --no-afe")
+    head = SodHead.parse(task)
+    decoder = head.decoder if (afe and cfem) else ("cfem" if cfem else "unet")
+    return SodHead(decoder, head.focus or focus).task

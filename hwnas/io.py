@@ -33,6 +33,39 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> Path:
     return path
 
 
+def writable_folder(folder: str | Path) -> Path:
+    """Create `folder` if needed and prove a file can be written in it."""
+    folder = Path(folder)
+    if folder.exists() and not folder.is_dir():
+        raise HwnasError(f"output folder {folder} is a file; pass a folder with --out")
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=folder):
+            pass
+    except OSError as exc:
+        raise HwnasError(f"output folder {folder} is not writable ({exc.strerror or exc})") from None
+    return folder
+
+
+def writable_file(path: str | Path, *, what: str = "output file") -> Path:
+    """Prove `path` can be written later, before any work, creating nothing: it is not a folder,
+    and its nearest existing ancestor is a folder a file can be made in."""
+    path = Path(path)
+    if path.is_dir():
+        raise HwnasError(f"{what} {path} is a folder; pass a file path")
+    ancestor = path.parent
+    while not ancestor.exists() and ancestor != ancestor.parent:
+        ancestor = ancestor.parent
+    if not ancestor.is_dir():
+        raise HwnasError(f"{what} {path} is not writable: {ancestor} is a file, not a folder")
+    try:
+        with tempfile.TemporaryFile(dir=ancestor):
+            pass
+    except OSError as exc:
+        raise HwnasError(f"{what} {path} is not writable ({exc.strerror or exc})") from None
+    return path
+
+
 def atomic_write_json(path: str | Path, data: Any) -> Path:
     return atomic_write_bytes(path, (json.dumps(data, indent=2) + "\n").encode())
 

@@ -335,16 +335,27 @@ class LatencyTable:
             raise LutError(f"latency table has no energy for block(s) {', '.join(missing[:3])}; rerun --energy")
         return float(sum(costs[s.key] - o for s in sigs) + o)
 
-    def _sum_many(self, archs: list[Arch] | np.ndarray, what: str) -> np.ndarray:
-        x = np.asarray([self.space.encode(a) for a in archs]) if isinstance(archs, list) else np.asarray(archs)
-        if x.ndim != 2 or x.shape[1] != self.space.n_var:
-            raise LutError(f"predict_many needs archs or an (n, {self.space.n_var}) integer matrix, got {x.shape}")
+    def lower_bound(self, what: str = "latency", allowed_resolutions: list[int] | None = None) -> float:
+        """No subnet's prediction (calibrated, for latency) goes below this (`SlotCost.lower_bound`)."""
+        costs, o = self._slot_cost(what)
+        bound = costs.lower_bound(allowed_resolutions) + o
+        cal = self.calibration if what == "latency" else None
+        return float(cal.apply(bound)) if cal is not None and cal.slope > 0 else bound
+
+    def _slot_cost(self, what: str) -> tuple[SlotCost, float]:
         costs, o = self._per_block(what)
         if what not in self._slot_cache:
             self._slot_cache[what] = SlotCost(
                 self.space, lambda sig: costs[sig.key] - o if sig.key in costs else None, task=self.meta["task"]
             )
-        total, missing = self._slot_cache[what](x)
+        return self._slot_cache[what], o
+
+    def _sum_many(self, archs: list[Arch] | np.ndarray, what: str) -> np.ndarray:
+        x = np.asarray([self.space.encode(a) for a in archs]) if isinstance(archs, list) else np.asarray(archs)
+        if x.ndim != 2 or x.shape[1] != self.space.n_var:
+            raise LutError(f"predict_many needs archs or an (n, {self.space.n_var}) integer matrix, got {x.shape}")
+        slot_cost, o = self._slot_cost(what)
+        total, missing = slot_cost(x)
         if missing:
             label = "" if what == "latency" else f"{what} "
             raise LutError(

@@ -14,7 +14,7 @@ import numpy as np
 from hwnas.backends import Backend, Protocol, Timing, get_backend
 from hwnas.backends.base import Artifact
 from hwnas.devices import Device
-from hwnas.nn.blocks import IdentityModel, SignatureModel, signature_inputs
+from hwnas.nn.static import IdentityModel, SignatureModel, signature_inputs
 from hwnas.nn.supernet import build_subnet
 from hwnas.signature import BlockSignature
 from hwnas.space import Arch, SearchSpace

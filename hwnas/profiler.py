@@ -26,7 +26,7 @@ from hwnas.devices import Device
 from hwnas.energy import EnergyMeter, choose_meter, measure_inference_energy, require_power
 from hwnas.lut import Calibration, LatencyTable, LutError, default_path, now
 from hwnas.measurer import DEFAULT_STATISTIC, LocalMeasurer, Measurer, Progress, aggregate, no_progress
-from hwnas.nn.blocks import IdentityModel, SignatureModel, signature_inputs
+from hwnas.nn.static import IdentityModel, SignatureModel, signature_inputs
 from hwnas.signature import BlockSignature
 from hwnas.space import Arch, SearchSpace
 
@@ -210,6 +210,7 @@ class Validation:
     holdout_before: Fidelity
     holdout_after: Fidelity
     calibration: Calibration
+    applied: bool = True  # False: it did not lower the held-out MAPE, so the table predicts raw sums
     repeatability: Fidelity | None = None  # held-out: first half of the rounds vs the second half
 
     def to_dict(self) -> dict:
@@ -248,7 +249,10 @@ def validate(
     measurer: Measurer | None = None,
 ) -> Validation:
     """Measure `samples` subnets end to end in `rounds` interleaved rounds (aggregated like the
-    table's rows), fit the calibration on half of them and report it on the other half."""
+    table's rows), fit the calibration on half of them and report it on the other half. The table
+    keeps the calibration only if it lowers the held-out MAPE (`applied`); otherwise it predicts
+    raw block sums, since a calibration that makes held-out predictions worse would skew every
+    later latency."""
     if samples < 4:
         raise LutError(f"--samples must be at least 4 (two to fit the calibration, two to test it), got {samples}")
     if rounds < 1:
@@ -269,9 +273,14 @@ def validate(
     measured = aggregate(per_round, table.statistic)
     holdout = np.random.default_rng(seed + 1).permutation(len(archs)) % 2 == 1
     calibration = Calibration.fit(raw[~holdout], measured[~holdout])
-    table.calibration = calibration
-    table.meta["validation"] = {"date": now(), "samples": len(archs), "seed": seed, "rounds": rounds}
     calibrated = calibration.apply(raw)
+    before = Fidelity.of(raw[holdout], measured[holdout])
+    after = Fidelity.of(calibrated[holdout], measured[holdout])
+    applied = after.mape < before.mape  # stored only if it lowers the held-out error; else predict raw
+    table.calibration = calibration if applied else None
+    table.meta["validation"] = {
+        "date": now(), "samples": len(archs), "seed": seed, "rounds": rounds, "calibration_applied": applied,
+    }  # fmt: skip
     return Validation(
         archs=[str(a) for a in archs],
         measured_ms=measured.tolist(),
@@ -279,9 +288,10 @@ def validate(
         calibrated_ms=calibrated.tolist(),
         holdout=holdout.tolist(),
         all_raw=Fidelity.of(raw, measured),
-        holdout_before=Fidelity.of(raw[holdout], measured[holdout]),
-        holdout_after=Fidelity.of(calibrated[holdout], measured[holdout]),
+        holdout_before=before,
+        holdout_after=after,
         calibration=calibration,
+        applied=applied,
         repeatability=repeatability(per_round[:, holdout], table.statistic),
     )
 

@@ -45,6 +45,7 @@ class Report:
     weights: str
     measures: list[Measure] = field(default_factory=list)
     details: dict = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -120,6 +121,12 @@ def subnet_report(
         "latency_statistic": "median",
         "region": region,
     }
+    if energy.calls > passes:
+        window = max(1.0, energy_meter.min_window_s)
+        report.notes.append(
+            f"ran {energy.calls} passes, not --passes {passes}: the {energy.source} meter needs at least "
+            f"{window:g} s of work to read, and {passes} passes took less"
+        )
     return report
 
 

@@ -58,3 +58,21 @@ class SlotCost:
                 value = np.where(bad, 0.0, value)
             total += value
         return total, list(dict.fromkeys(missing))
+
+    def lower_bound(self, allowed_resolutions: list[int] | None = None) -> float:
+        """A number no arch's sum goes below: for each allowed resolution, every slot at its cheapest
+        choice (an optional block at min(0, cheapest)), the lowest over resolutions. A bound, not an
+        arch: the slots' cheapest choices may disagree on shared genes (widths), so the true minimum
+        can lie above it, never below."""
+        res_gene = self.space.gene("resolution")
+        choices = allowed_resolutions or list(range(len(self.space.resolutions)))
+        best = np.inf
+        for r in choices:
+            total = 0.0
+            for slot, values, _, active in self.slots:
+                part = values[r] if slot.genes and slot.genes[0] == res_gene else values
+                cheapest = float(np.nanmin(part)) if not np.isnan(part).all() else 0.0
+                total += min(cheapest, 0.0) if active is not None and not active.all() else cheapest
+            best = min(best, total)
+        return float(best)
+

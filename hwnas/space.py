@@ -453,6 +453,22 @@ class SearchSpace:
         stages = tuple(_stage_from_dict(s, i) for i, s in enumerate(data["stages"], start=1))
         return self.validate(Arch((res[0], res[1]), data["stem"], stages, data["last"]))
 
+    def pick(self, choice: str, seed: int = 0) -> Arch:
+        """The arch a user names: min, max, random (with `seed`), an arch .json file or a one-line string."""
+        if choice == "min":
+            return self.min()
+        if choice == "max":
+            return self.max()
+        if choice == "random":
+            return self.sample(np.random.default_rng(seed))
+        if choice.endswith(".json") or Path(choice).exists():
+            return self.load_arch(choice)
+        if "|" in choice:
+            return self.parse(choice)
+        raise ArchError(
+            f"unknown arch '{choice}'; use min, max, random, a path to an arch .json file or an arch line"
+        )
+
     def load_arch(self, path: str | Path) -> Arch:
         return self.arch_from_dict(read_json(path, what="arch file", error=ArchError))
 
@@ -682,3 +698,17 @@ def _stage_from_dict(data: Any, index: int) -> StageArch:
     if "depth" in data and data["depth"] != len(kernels):
         raise ArchError(f"arch stages[{index}].depth = {data['depth']!r} but it lists {len(kernels)} blocks")
     return StageArch(data["width"], tuple(kernels), tuple(expansions))
+
+
+DEFAULT_SPACE = "alphanet"
+
+
+def resolve_space(space: str | Path | None, checkpoint: str | Path | None = None) -> SearchSpace:
+    """--space as every verb reads it: the preset or file given; else the checkpoint's (when a verb
+    takes one); else alphanet. A space given beside a checkpoint is checked against it by its reader."""
+    if space is None and checkpoint is not None:
+        from hwnas.train.checkpoint import checkpoint_space, load_checkpoint
+
+        return checkpoint_space(load_checkpoint(checkpoint), Path(checkpoint))
+    return SearchSpace.load(space or DEFAULT_SPACE)
+

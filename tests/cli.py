@@ -7,10 +7,10 @@ import sys
 HWNAS = [sys.executable, "-m", "hwnas.cli"]
 
 
-def run_cli(*args: str, check: bool = True, timeout: int = 900) -> subprocess.CompletedProcess:
-    """Run `hwnas ARGS`; with `check`, fail the test (showing its output) unless it exits 0."""
+def run_cli(*args: str, check: bool = True, timeout: int = 900, cwd=None) -> subprocess.CompletedProcess:
+    """Run `hwnas ARGS` (in folder `cwd`); with `check`, fail the test (showing its output) unless it exits 0."""
     env = {**os.environ, "COLUMNS": "200"}
-    proc = subprocess.run([*HWNAS, *args], capture_output=True, text=True, timeout=timeout, env=env)
+    proc = subprocess.run([*HWNAS, *args], capture_output=True, text=True, timeout=timeout, env=env, cwd=cwd)
     if check and proc.returncode != 0:
         raise AssertionError(proc.stdout + proc.stderr)
     return proc

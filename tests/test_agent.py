@@ -16,10 +16,11 @@ import httpx
 import pandas as pd
 import pytest
 
+from hwnas.devices import packaged_dir
 from tests.cli import one_error_line, run_cli
 
 ROOT = Path(__file__).resolve().parents[1]
-DEVICES = str(ROOT / "devices")
+DEVICES = str(packaged_dir())
 TOKEN = "test-token-0123456789abcdef"
 
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import itertools
 import platform
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -17,11 +16,11 @@ import torch
 
 from hwnas.backends import Protocol, get_backend, measure
 from hwnas.backends.tensorrt import BuildPlan, build_plan
-from hwnas.devices import DeviceError, load_device
-from hwnas.nn.blocks import SignatureModel, signature_inputs
+from hwnas.devices import DeviceError, load_device, packaged_dir
+from hwnas.nn.static import SignatureModel, signature_inputs
 from hwnas.signature import BlockSignature
 
-DEVICES = Path(__file__).resolve().parents[1] / "devices"
+DEVICES = packaged_dir()
 SIGS = [
     BlockSignature("mbconv", 16, 16, 16, 24, 5, 2, 4, True, "swish", out_h=8, out_w=8),
     BlockSignature("dec", 8, 8, 24, 16, 3, act="swish", skip=24, out_h=16, out_w=16),

@@ -17,14 +17,14 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from hwnas.devices import DeviceError, parse_device
+from hwnas.devices import DeviceError, packaged_dir, parse_device
 from hwnas.errors import ArchError, SpaceError
 from hwnas.search import BudgetError, parse_budget
 from hwnas.space import SearchSpace
 from tests.cli import one_error_line, run_cli
 
 ROOT = Path(__file__).resolve().parents[1]
-DEVICES = str(ROOT / "devices")
+DEVICES = str(packaged_dir())
 
 
 def _duts(root: Path, *, mask_value: int = 255, mask_size: tuple[int, int] = (16, 16)) -> None:

@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import platform
-from pathlib import Path
 
 import pytest
 
-from hwnas.devices import DeviceError, device_names, load_device, parse_device
+from hwnas.devices import DeviceError, device_names, load_device, packaged_dir, parse_device
 
-DEVICES = Path(__file__).resolve().parents[1] / "devices"
+DEVICES = packaged_dir()
 SHIPPED = ["ascend310", "cpu", "cpu-tflite", "cpu-torch", "m2", "rtx4090", "snapdragon8"]
 
 GOOD = """

@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from hwnas.devices import Device, PowerModel, load_device
+from hwnas.devices import Device, PowerModel, load_device, packaged_dir
 from hwnas.energy import (
     J_PER_KWH,
     CodeCarbonMeter,
@@ -217,7 +217,7 @@ def energy_table(tmp_path_factory):
     out = tmp_path_factory.mktemp("energy") / "cpu-micro.parquet"
     proc = run_cli(
         "profile", "--device", "cpu", "--space", MICRO, "--rounds", "1", "--energy", "--out", str(out),
-        "--devices-dir", str(ROOT / "devices"),
+        "--devices-dir", str(packaged_dir()),
     )  # fmt: skip
     return out, proc
 
@@ -246,7 +246,7 @@ def test_energy_budget_searches_and_the_label_reaches_the_archive(energy_table, 
     out = tmp_path / "search"
     run_cli(
         "search", "--device", "cpu", "--space", MICRO, "--lut", str(path), "--proxy", "flops", "--budget", budget,
-        "--algo", "random", "--evals", "8", "--out", str(out), "--devices-dir", str(ROOT / "devices"),
+        "--algo", "random", "--evals", "8", "--out", str(out), "--devices-dir", str(packaged_dir()),
     )  # fmt: skip
     archive = json.loads((out / "archive.json").read_text())
     assert archive["meta"]["energy_source"] == "estimated-spec"
@@ -285,7 +285,7 @@ def test_report_gives_seven_measures_with_estimates_labelled(tmp_path):
     out = tmp_path / "report.json"
     proc = run_cli(
         "report", "--device", "cpu", "--space", "mini", "--arch", "min", "--batch", "4", "--passes", "10",
-        "--json", str(out), "--devices-dir", str(ROOT / "devices"),
+        "--json", str(out), "--devices-dir", str(packaged_dir()),
     )  # fmt: skip
     data = json.loads(out.read_text())
     measures = {m["name"]: m for m in data["measures"]}
@@ -302,7 +302,7 @@ def test_report_gives_seven_measures_with_estimates_labelled(tmp_path):
 
 
 def test_report_and_profile_bad_energy_inputs(tmp_path):
-    devices = str(ROOT / "devices")
+    devices = str(packaged_dir())
     line = one_error_line(
         run_cli("report", "--device", "cpu", "--space", "mini", "--arch", "min", "--region", "XYZ",
                 "--devices-dir", devices, check=False)

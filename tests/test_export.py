@@ -4,6 +4,7 @@ package read back with coremltools (its predictions need macOS); TensorRT withou
 ONNX and the trtexec lines. Bad inputs leave nothing half-written."""
 
 import json
+import re
 
 import numpy as np
 import onnx
@@ -92,7 +93,8 @@ def test_verified_formats_report_numerics_and_latency_beside_the_table(exported,
         assert m["verification"]["speed"]["measured_ms"] > 0
         assert m["checkpoint"]["sha256"] == file_digest(mini_run["ckpt"])
         assert m["arch_line"] == str(mini32)
-        assert m["input"] == {"name": "input0", "shape": [1, 3, 32, 32], "layout": "NCHW", "dtype": "float32"}
+        assert m["input"] == {"name": m["input"]["name"], "shape": [1, 3, 32, 32], "layout": "NCHW", "dtype": "float32"}
+        assert (m["input"]["name"], m["output"]["name"]) == _tensor_names(exported["out"] / m["artifact"])
         assert m["preprocessing"]["mean"] == pytest.approx([0.485, 0.456, 0.406])
     speed = _manifest(exported, "onnx")["verification"]["speed"]
     assert speed["table_ms"] > 0 and speed["line"].startswith("table ")
@@ -117,7 +119,11 @@ def test_tensorrt_without_a_gpu_writes_the_onnx_and_the_trtexec_line(exported):
     out = exported["out"]
     lines = (out / "mini-best.trtexec.txt").read_text().splitlines()
     assert "trtexec --onnx=mini-best.onnx --saveEngine=mini-best.engine --fp16 --memPoolSize=workspace:1024M" in lines
-    assert any("--stronglyTyped" in line for line in lines)
+    eleven = lines[lines.index("# TensorRT 11 (strongly typed)") + 1]
+    assert "--stronglyTyped" in eleven or "pip install onnxconverter-common" in eleven
+    for line in lines:  # every file a trtexec line reads was written
+        for onnx_name in re.findall(r"--onnx=(\S+)", line):
+            assert (out / onnx_name).is_file(), line
     onnx.checker.check_model(onnx.load(out / "mini-best.onnx"), full_check=True)
     m = _manifest(exported, "tensorrt")
     assert m["verification"]["status"] == "not verified here" and "engine not built here" in m["verification"]["reason"]
@@ -200,3 +206,16 @@ def test_missing_or_foreign_checkpoint_is_one_line(tmp_path):
     line = one_error_line(run_cli("export", "--supernet", str(foreign), "--arch", "min", "-o", out, check=False))
     assert "not an hwnas checkpoint" in line
     assert not (tmp_path / "export").exists()
+
+
+def _tensor_names(path):
+    """(input, output) names as the runtime reads them from the file: what a user must feed."""
+    if path.suffix == ".tflite":
+        from ai_edge_litert.interpreter import Interpreter
+
+        signature = Interpreter(model_path=str(path)).get_signature_list()["serving_default"]
+        return signature["inputs"][0], signature["outputs"][0]
+    import onnxruntime
+
+    session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    return session.get_inputs()[0].name, session.get_outputs()[0].name

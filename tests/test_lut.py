@@ -150,3 +150,35 @@ def test_repeatability_compares_the_two_halves_of_the_rounds():
     assert result.mape == pytest.approx(np.mean(np.abs(first - second) / second) * 100)
     assert repeatability(per_round[:1], "median") is None
     assert repeatability(per_round, "min").kendall_tau == pytest.approx(4 / 6)
+
+
+class DisagreeingMachine:
+    """A fake measurer standing for a machine whose end-to-end timings of the calibration half run
+    2x the table while the held-out half match it: the fitted line makes held-out predictions worse."""
+
+    where = "local"
+
+    def __init__(self, holdout):
+        self.holdout = holdout
+
+    def archs(self, space, archs, task, *, rounds, statistic, protocol, progress):
+        raw = np.array([self.table.raw_ms(a) for a in archs])
+        return np.tile(np.where(self.holdout, raw, 2 * raw + 0.3 * np.arange(len(raw))), (rounds, 1))
+
+
+def test_a_calibration_that_worsens_held_out_error_is_not_stored(mini):
+    from hwnas.devices import load_device
+    from hwnas.profiler import validate
+
+    table = synthetic_table(mini, resolutions=[(32, 32)])
+    samples, seed = 8, 0
+    holdout = np.random.default_rng(seed + 1).permutation(samples) % 2 == 1  # validate()'s split
+    machine = DisagreeingMachine(holdout)
+    machine.table = table
+    result = validate(load_device("cpu"), table, samples=samples, seed=seed, resolution=(32, 32), rounds=2,
+                      measurer=machine)  # fmt: skip
+    assert result.holdout_before.mape == pytest.approx(0.0, abs=1e-9)  # raw sums match the held-out half
+    assert result.holdout_after.mape > 10 and not result.applied
+    assert table.calibration is None and table.meta["validation"]["calibration_applied"] is False
+    arch = mini.parse(result.archs[0])
+    assert table.predict(arch) == pytest.approx(table.raw_ms(arch))

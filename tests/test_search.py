@@ -71,6 +71,8 @@ def test_archive_front_hypervolume_and_pick_by_hand():
     assert [r.values["latency"] for r in archive.front()] == [1.0, 3.0, 4.0]
     # reference accuracy 0, latency 6: boxes 0.6 x 5 + (0.8 - 0.6) x 3 + (0.9 - 0.8) x 2
     assert archive.hypervolume({"accuracy": 0.0, "latency": 6.0}) == pytest.approx(3.0 + 0.6 + 0.2)
+    # normalised: latency / 6 in [0, 1], reference 1 -> the same boxes divided by 6
+    assert archive.normalised_hypervolume({"accuracy": 0.0, "latency": 6.0}) == pytest.approx(3.8 / 6)
     assert archive.pick(parse_budgets(["3.5ms"])).values == {"accuracy": 0.8, "latency": 3.0}
     with pytest.raises(BudgetError, match=r"none of the 5 evaluated subnets meets 0.5ms \(lowest: latency 1\)"):
         archive.pick(parse_budgets(["0.5ms"]))

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from hwnas.search import Costs, parse_budgets, search
+from hwnas.search import BudgetError, Costs, parse_budgets, search
 from hwnas.search.evaluator import ProxyEvaluator
 from hwnas.search.mosegnas import prescreen, uniformity
 from hwnas.search.predictors import NAMES, kendall_tau, make_predictor, one_hot
@@ -96,3 +96,40 @@ def test_repair_canonicalises_so_predictors_see_encode_vectors(mini):
     assert (mini.canonical(x[0]) == canonical[0]).all()  # one row too
     # one row per arch: distinct vectors after the repair are distinct archs
     assert len(np.unique(repaired, axis=0)) == len({str(mini.decode(r)) for r in x})
+
+
+def test_a_budget_under_the_smallest_subnet_but_met_by_another_is_searched(mini):
+    """A measured table need not price the smallest subnet lowest: here kernel 3 and expansion 3 cost
+    more than 5 and 4. The feasibility check is a lower bound, so a budget that only subnets unlike
+    the smallest can meet is searched; the old check (the smallest subnet and 4096 random ones,
+    lowest 0.2795 ms against this budget's 0.2707 ms) refused it."""
+    from dataclasses import replace
+
+    from hwnas.backends.base import Timing
+
+    table = synthetic_table(mini)
+    for sig in mini.all_block_signatures(list(mini.resolutions), "saliency"):
+        cost = 0.01 + sig.flops() / 1e9 + 0.05 * (sig.kernel == 3) + 0.05 * (sig.expansion == 3)
+        table.record(sig, Timing(cost, cost, cost, cost, 0.0, 30))
+    smallest = mini.min()
+    cheaper = replace(
+        smallest,
+        stages=tuple(
+            replace(s, kernels=(5,) * s.depth, expansions=(max(spec.expansions),) * s.depth)
+            for s, spec in zip(smallest.stages, mini.stages, strict=True)
+        ),
+    )
+    budget = table.predict(cheaper) + 0.1 * (table.predict(smallest) - table.predict(cheaper))
+    costs = Costs(mini, task="saliency", table=table)
+    bound = costs.lower_bound("latency")
+    assert bound <= table.predict(cheaper) < budget < table.predict(smallest)
+    rng = np.random.default_rng(0)
+    _, xu = mini.bounds()
+    assert bound <= costs("latency", rng.integers(0, xu + 1, (4000, len(xu)))).min()  # a bound for any subnet
+    budgets = parse_budgets([f"{budget:.6f}ms"])
+    accuracy = ProxyEvaluator("flops", costs, mini)
+    archive = search(mini, accuracy=accuracy, costs=costs, budgets=budgets, algorithm="random", evaluations=8)
+    assert len(archive) == 8  # searched, not refused
+    with pytest.raises(BudgetError, match="every block at its cheapest"):
+        search(mini, accuracy=accuracy, costs=costs, budgets=parse_budgets([f"{bound * 0.99:.6f}ms"]),
+               algorithm="random", evaluations=8)  # fmt: skip

@@ -14,7 +14,7 @@ from torch.utils.flop_counter import FlopCounterMode
 from hwnas.errors import ArchError
 from hwnas.head import SodHead, check_task
 from hwnas.nn import Supernet
-from hwnas.nn.blocks import SignatureModel, signature_inputs
+from hwnas.nn.static import SignatureModel, signature_inputs
 from hwnas.space import SearchSpace
 from hwnas.train.losses import sod_loss, sod_pixel_weights, weighted_sod_terms
 from tests.cli import one_error_line, run_cli

@@ -11,7 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from hwnas.errors import ArchError, SpaceError
-from hwnas.nn.blocks import build_block
+from hwnas.nn.static import build_block
 from hwnas.signature import BlockSignature, make_divisible
 from hwnas.space import SearchSpace
 

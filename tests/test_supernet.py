@@ -10,7 +10,7 @@ from torch.utils.flop_counter import FlopCounterMode
 import hwnas.nn.dynamic as dynamic
 from hwnas.errors import ArchError, HwnasError
 from hwnas.nn import Supernet
-from hwnas.nn.blocks import build_block
+from hwnas.nn.static import build_block
 from hwnas.train.bn import recalibrate_bn
 
 N_RANDOM = 50

@@ -61,7 +61,7 @@ def test_resume_after_sigkill_is_bit_identical(tmp_path):
     stopped_at = load_checkpoint(interrupted)["epoch"]
     assert 1 <= stopped_at < 4, "the run was not interrupted mid-training"
     resumed = run_cli(*args, "--out", str(interrupted))
-    assert f"resumed from epoch {stopped_at}" in resumed.stdout
+    assert f"resumed from epoch {stopped_at}" in resumed.stderr  # said when it resumes, before training
     a, b = load_checkpoint(tmp_path / "straight.pt"), load_checkpoint(interrupted)
     assert b["epoch"] == 4 and int(b["distiller"]["teacher"]["n_averaged"]) >= 1
     _assert_same_state(_comparable(a), _comparable(b))

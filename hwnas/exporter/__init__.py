@@ -9,14 +9,12 @@ meaning, tool versions and its verification. `export` returns an `ExportReport`;
 from __future__ import annotations
 
 import platform
-import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from hwnas import __version__
 from hwnas.backends import Protocol
-from hwnas.devices import DEFAULT_DIR as DEFAULT_DEVICES_DIR
 from hwnas.devices import Device, load_device
 from hwnas.errors import HwnasError
 from hwnas.exporter.base import Format, Job, Written
@@ -27,7 +25,7 @@ from hwnas.exporter.tensorrt import TensorrtFormat
 from hwnas.exporter.tflite import TfliteFormat
 from hwnas.exporter.verify import FAILED, NOT_HERE, VERIFIED, Verification, compare, fixed_inputs, measure_speed
 from hwnas.head import base_task
-from hwnas.io import atomic_write_json
+from hwnas.io import atomic_write_json, writable_folder
 from hwnas.lut import default_path as default_lut_path
 from hwnas.lut import now
 
@@ -77,7 +75,7 @@ def parse_formats(formats: str | list[str]) -> list[str]:
 
 
 def target_devices(
-    names: list[str], device: str | Path | None, devices_dir: str | Path = DEFAULT_DEVICES_DIR
+    names: list[str], device: str | Path | None, devices_dir: str | Path | None = None
 ) -> tuple[dict[str, Device], str | None]:
     """The device each format targets (`device` for the format of its backend, the default for the
     rest) and the format `device` went to."""
@@ -103,20 +101,6 @@ def target_devices(
     return out, chosen_format
 
 
-def writable_folder(folder: str | Path) -> Path:
-    """Create `folder` if needed and prove a file can be written in it."""
-    folder = Path(folder)
-    if folder.exists() and not folder.is_dir():
-        raise HwnasError(f"output folder {folder} is a file; pass a folder with --out")
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-        with tempfile.TemporaryFile(dir=folder):
-            pass
-    except OSError as exc:
-        raise HwnasError(f"output folder {folder} is not writable ({exc.strerror or exc})") from None
-    return folder
-
-
 def export(
     checkpoint: str | Path,
     arch: str | Path | None = None,
@@ -133,7 +117,7 @@ def export(
     lut_dir: str | Path = "lut",
     rounds: int = 3,
     protocol: Protocol | None = None,
-    devices_dir: str | Path = DEFAULT_DEVICES_DIR,
+    devices_dir: str | Path | None = None,
     progress: Callable[[str], None] | None = None,
 ) -> ExportReport:
     """Export `arch` (min, max, an Arch JSON file) of `checkpoint` to each format and verify it.
@@ -230,7 +214,7 @@ def _write_manifest(
             "data": source.data,
             "batch_norm": source.bn,
         },
-        "input": {"name": "input0", "shape": list(job.input_shape), "layout": "NCHW", "dtype": "float32"},
+        "input": {"name": written.inputs[0], "shape": list(job.input_shape), "layout": "NCHW", "dtype": "float32"},
         "preprocessing": {
             "resolution": [w, h],
             "color": "RGB",
@@ -240,7 +224,7 @@ def _write_manifest(
             "formula": "(pixel / 255 - mean) / std per channel",
         },
         "output": {
-            "name": "output0",
+            "name": written.outputs[0],
             "task": source.task,
             "meaning": OUTPUT_MEANING.get(base_task(source.task), source.task),
         },

@@ -53,6 +53,8 @@ class Written:
     info: dict[str, Any] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
     verifiable: bool = True
+    inputs: list[str] = field(default_factory=lambda: ["input0"])  # tensor names as the artifact has them
+    outputs: list[str] = field(default_factory=lambda: ["output0"])
 
     @property
     def artifact(self) -> Path:

@@ -49,7 +49,8 @@ def open_checkpoint(checkpoint: str | Path) -> tuple[dict[str, Any], SearchSpace
 
 
 def resolve_arch(space: SearchSpace, arch: str | Path | Arch | None, data: dict[str, Any], path: Path) -> Arch:
-    """`min` / `max`, an Arch JSON file, an `Arch`, or None (a subnet checkpoint's own arch)."""
+    """`min` / `max` / `random`, an arch line, an Arch JSON file, an `Arch`, or None (a subnet
+    checkpoint's own arch)."""
     own = space.arch_from_dict(data["arch"]) if data["kind"] == "subnet" else None
     if arch is None:
         if own is None:
@@ -57,8 +58,8 @@ def resolve_arch(space: SearchSpace, arch: str | Path | Arch | None, data: dict[
         return own
     if isinstance(arch, Arch):
         chosen = space.validate(arch)
-    elif str(arch) in EXTREMES:
-        chosen = space.min() if str(arch) == "min" else space.max()
+    elif str(arch) in (*EXTREMES, "random") or "|" in str(arch):
+        chosen = space.pick(str(arch))  # random: seed 0, as `hwnas arch random` and `hwnas report`
     else:
         try:
             chosen = space.load_arch(arch)
@@ -73,7 +74,9 @@ def arch_label(arch: str | Path | Arch | None) -> str:
     """A short name for file names: min, max, the arch file's stem, or 'subnet'."""
     if arch is None or isinstance(arch, Arch):
         return "subnet"
-    return str(arch) if str(arch) in EXTREMES else Path(arch).stem
+    if str(arch) in (*EXTREMES, "random"):
+        return str(arch)
+    return "subnet" if "|" in str(arch) else Path(arch).stem
 
 
 def load_source(

@@ -39,18 +39,20 @@ class TensorrtFormat(Format):
         onnx_path = atomic_write_bytes(folder / f"{name}.onnx", data)
         paths, lines = [onnx_path], [f"# build the {device.name} engine on the target, in this folder:"]
         lines += ["# TensorRT 10", trtexec_command(onnx_path.name, self.filename(name), device.precision, "10")]
-        onnx_11 = onnx_path.name
+        onnx_11: str | None = onnx_path.name
         if device.precision == "fp16":
             try:
                 onnx_11 = atomic_write_bytes(folder / f"{name}.fp16.onnx", fp16_onnx(data)).name
                 paths.append(folder / onnx_11)
             except HwnasError:
                 notes.append("onnxconverter-common is not installed: no float16 ONNX for TensorRT 11 written")
-                onnx_11 = f"{name}.fp16.onnx"
-        lines += [
-            "# TensorRT 11 (strongly typed)",
-            trtexec_command(onnx_11, self.filename(name), device.precision, "11"),
-        ]
+                onnx_11 = None
+        lines.append("# TensorRT 11 (strongly typed)")
+        lines.append(
+            trtexec_command(onnx_11, self.filename(name), device.precision, "11")
+            if onnx_11 is not None
+            else "# needs a float16 ONNX: pip install onnxconverter-common, then rerun hwnas export"
+        )
         commands = atomic_write_bytes(folder / f"{name}.trtexec.txt", ("\n".join(lines) + "\n").encode())
         notes.append(f"engine not built here ({reason}); {commands.name} has the trtexec lines for the target")
         info = {**info, "precision": device.precision, "trtexec": lines[2], "trtexec_11": lines[-1]}

@@ -1,9 +1,9 @@
 """Blocks of the supernet, each in two forms: dynamic (slices shared weights) and static.
 
 A dynamic block runs any `BlockSignature` its maximum shape admits and `extract(sig)` returns the
-static block for that signature with the weights copied. `build_block(sig)` builds the same static
-block with fresh weights: the latency table measures exactly the modules an extracted subnet holds.
-Static blocks contain only `torch.nn` layers.
+static block for that signature with the weights copied; `hwnas.nn.static.build_block(sig)` builds
+the same static block with fresh weights, so the latency table measures exactly the modules an
+extracted subnet holds. Static blocks contain only `torch.nn` layers.
 """
 
 from __future__ import annotations
@@ -91,23 +91,6 @@ def resize(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     if tuple(x.shape[-2:]) == tuple(size):
         return x
     return F.interpolate(x, size=tuple(size), mode="bilinear", align_corners=False)
-
-
-def build_block(sig: BlockSignature) -> nn.Module:
-    """A static block with fresh weights for one signature (what the latency table measures)."""
-    if sig.op == "conv":
-        return ConvBnAct(sig.cin, sig.cout, sig.kernel, sig.stride, sig.act)
-    if sig.op == "mbconv":
-        return MBConv(sig)
-    if sig.op == "dec":
-        return DecoderStep(sig)
-    if sig.op == "linear":
-        return LinearHead(sig.cin, sig.cout)
-    if sig.op in ("cfem", "frm"):
-        from hwnas.nn.heads.sod import CFEM, FRM  # the SOD head builds on these blocks
-
-        return CFEM(sig.cin) if sig.op == "cfem" else FRM(sig)
-    raise ValueError(f"unknown block op {sig.op!r}")
 
 
 # --------------------------------------------------------------------------------------------
@@ -243,43 +226,3 @@ class DynamicLinearHead(nn.Module):
         out = LinearHead(sig.cin, sig.cout)
         out.linear = self.linear.extract(sig.cin)
         return out
-
-
-# --------------------------------------------------------------------------------------------
-# Standalone models for the latency table
-# --------------------------------------------------------------------------------------------
-class SignatureModel(nn.Module):
-    """One block as a model with tensor inputs only: what backends compile and the table times.
-
-    A decoder step takes its skip as a second input and resizes to the signature's output size; a
-    CFEM takes the deeper level as its second input and returns both enhanced levels.
-    """
-
-    def __init__(self, sig: BlockSignature):
-        super().__init__()
-        self.block = build_block(sig)
-        self.op, self.size = sig.op, (sig.out_h, sig.out_w)
-
-    def forward(self, x: torch.Tensor, skip: torch.Tensor | None = None):
-        if self.op == "dec":
-            return self.block(x, skip, self.size)
-        if self.op == "cfem":
-            return self.block(x, skip)
-        return self.block(x)
-
-
-def signature_inputs(sig: BlockSignature, batch: int = 1) -> list[tuple[int, ...]]:
-    """Input shapes of `SignatureModel(sig)`."""
-    shapes = [(batch, sig.cin, sig.h, sig.w)]
-    if sig.op == "dec" and sig.skip:
-        shapes.append((batch, sig.skip, sig.h, sig.w))
-    if sig.op == "cfem":
-        shapes.append((batch, sig.cout, sig.out_h, sig.out_w))
-    return shapes
-
-
-class IdentityModel(nn.Module):
-    """A near-empty model (one add) whose time on a backend is its per-call overhead."""
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x + 1.0

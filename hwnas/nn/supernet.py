@@ -23,10 +23,10 @@ from hwnas.nn.blocks import (
     DynamicDecoderStep,
     DynamicLinearHead,
     DynamicMBConv,
-    build_block,
 )
 from hwnas.nn.heads.saliency import decode
 from hwnas.nn.heads.sod import CFEM, DynamicFRM, Fixed, decode_sod
+from hwnas.nn.static import build_block
 from hwnas.signature import BlockSignature
 from hwnas.space import Arch, SearchSpace
 

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 from typing import Any
 
-import numpy as np
-
 from hwnas.search.archive import Archive, Record
 from hwnas.search.baselines import evolution, random_search
 from hwnas.search.budget import Budget, BudgetError, parse_budget, parse_budgets
@@ -15,11 +13,12 @@ from hwnas.search.nsga import ArchProblem, ArchRepair, Progress, nsga2
 from hwnas.search.objectives import COSTS, Costs, Objective
 from hwnas.search.pnag import pnag
 from hwnas.search.predictors import NAMES as PREDICTORS
+from hwnas.search.runner import SearchResult, run
 from hwnas.space import SearchSpace
 
 RAW_UNITS = {"latency": "ms", "energy": "mJ", "size": "MB"}
 __all__ = ["Archive", "Budget", "BudgetError", "Costs", "Objective", "Record", "parse_budget", "parse_budgets"]
-__all__ += ["search", "lowest_cost", "reference_point", "ALGORITHMS"]
+__all__ += ["search", "run", "SearchResult", "reference_point", "ALGORITHMS"]
 
 ALGORITHMS = {
     "mosegnas": mosegnas,
@@ -37,17 +36,6 @@ def reference_point(
     """Hypervolume reference: accuracy 0 and 1.1 x each cost of the largest subnet (at an allowed resolution)."""
     x = ArchRepair(space, allowed_resolutions)._do(None, space.encode(space.max())[None])
     return {"accuracy": 0.0, **{n: 1.1 * float(costs(n, x)[0]) for n in names}}
-
-
-def lowest_cost(
-    space: SearchSpace, costs: Costs, name: str, allowed_resolutions: list[int] | None, samples: int = 4096
-) -> float:
-    """The lowest `name` among the smallest subnet and `samples` random ones (an upper bound on the space's)."""
-    rng = np.random.default_rng(0)
-    _, xu = space.bounds()
-    x = np.vstack([space.encode(space.min())[None], rng.integers(0, xu + 1, size=(samples, len(xu)))])
-    x = ArchRepair(space, allowed_resolutions)._do(None, x)
-    return float(costs(name, x).min())
 
 
 def search(
@@ -95,12 +83,12 @@ def search(
         if name not in COSTS:
             raise BudgetError(f"unknown objective '{name}'; allowed: {', '.join(COSTS)}")
     for b in budgets:
-        lowest = lowest_cost(space, costs, b.objective, allowed_resolutions)
+        lowest = costs.lower_bound(b.objective, allowed_resolutions)
         if lowest > b.limit:
             raise BudgetError(
-                f"no subnet of '{space.name}' can meet the budget {b}: the lowest {b.objective} found is "
+                f"no subnet of '{space.name}' can meet the budget {b}: no {b.objective} goes below "
                 f"{lowest:.4g} {RAW_UNITS.get(b.objective, '')}".rstrip()
-                + " (the smallest subnet and 4096 random ones); raise the budget"
+                + " (every block at its cheapest choice); raise the budget"
             )
     archive = Archive(
         space=space,
@@ -127,6 +115,7 @@ def search(
     extra = {"reference": reference, **(options or {})} if algorithm in ("mosegnas", "natv2", "pnag") else {}
     ALGORITHMS[algorithm](problem, evaluations=evaluations, seed=seed, progress=progress, **extra)
     archive.meta["hypervolume"] = archive.hypervolume(reference)
+    archive.meta["hypervolume_normalised"] = archive.normalised_hypervolume(reference)
     return archive
 
 

@@ -102,6 +102,18 @@ class Archive:
         inside = front[(front < ref).all(axis=1)] if len(front) else front
         return float(HV(ref_point=ref)(inside)) if len(inside) else 0.0
 
+    def normalised_hypervolume(self, reference: dict[str, float]) -> float:
+        """`hypervolume` with each cost divided by its reference value (so each lies in [0, 1] and
+        the reference is 1) and accuracy as it is (reference 0): a unitless number in [0, 1] for an
+        accuracy in [0, 1], comparable across objectives and devices."""
+        scaled = Archive(space=self.space, objectives=self.objectives)
+        for r in self.records:
+            values = {k: v / reference[k] if k in reference and reference[k] > 0 and k != "accuracy" else v
+                      for k, v in r.values.items()}  # fmt: skip
+            scaled.records.append(Record(r.arch, values, r.source))
+        unit = {o.name: (reference[o.name] if o.name == "accuracy" else 1.0) for o in self.objectives}
+        return scaled.hypervolume(unit)
+
     def feasible(self, budgets: list[Budget]) -> list[Record]:
         return [r for r in self.records if all(r.values[b.objective] <= b.limit for b in budgets)]
 

@@ -50,6 +50,17 @@ class Costs:
     def energy_source(self) -> str | None:
         return None if self.table is None else self.table.energy_source
 
+    def lower_bound(self, name: str, allowed_resolutions: list[int] | None = None) -> float:
+        """A value of `name` that no subnet goes below (each block at its cheapest; see
+        `SlotCost.lower_bound`): a budget under it cannot be met, one above it may be."""
+        if name in ("latency", "energy"):
+            self(name, self.space.encode(self.space.min())[None])  # the same errors as pricing an arch
+            return self.table.lower_bound(name, allowed_resolutions)
+        if name not in ("params", "flops", "size"):
+            raise BudgetError(f"unknown objective '{name}'; allowed: accuracy, {', '.join(COSTS)}")
+        bound = (self._flops if name == "flops" else self._params).lower_bound(allowed_resolutions)
+        return bound * 4 / 1e6 if name == "size" else bound
+
     def __call__(self, name: str, x: np.ndarray) -> np.ndarray:
         x = np.asarray(x, dtype=np.int64)
         if name == "latency":

@@ -1,4 +1,9 @@
-"""`pareto.png`: accuracy against the first cost, the front, the budget line and the chosen arch."""
+"""`pareto.png`: accuracy against each cost, one panel a cost, with the budgets and the chosen arch.
+
+With several costs the non-dominated set is a front in N dimensions; drawn against one cost it is
+not a curve, so each panel draws that panel's own two-objective front as a step line and marks the
+N-objective front's members as points. Every budget is drawn in the panel of its objective.
+"""
 
 from __future__ import annotations
 
@@ -17,41 +22,39 @@ def pareto_png(archive: Archive, *, budgets: list[Budget], chosen: Record, path:
     matplotlib.use("Agg")
     from matplotlib.figure import Figure
 
-    cost = archive.objectives[1]
-    scale = DISPLAY_SCALE.get(cost.name, 1.0)
+    costs = archive.objectives[1:]
+    fig = Figure(figsize=(5.2 * len(costs) + 1.2, 4.4), dpi=120)
+    axes = fig.subplots(1, len(costs), squeeze=False)[0]
+    front = {str(r.arch) for r in archive.front()}
     metric = archive.meta.get("metric", "accuracy")
-    fig = Figure(figsize=(6.4, 4.4), dpi=120)
-    ax = fig.add_subplot()
-    xs = [r.values[cost.name] * scale for r in archive.records]
-    ys = [r.values["accuracy"] for r in archive.records]
-    ax.scatter(xs, ys, s=12, color="0.65", label=f"evaluated ({len(archive)})")
-    front = archive.front()
-    ax.plot(
-        [r.values[cost.name] * scale for r in front],
-        [r.values["accuracy"] for r in front],
-        "o-",
-        color="tab:blue",
-        ms=4,
-        label="Pareto front",
-    )
-    for b in budgets:
-        if b.objective == cost.name:
-            ax.axvline(b.limit * scale, color="tab:red", ls="--", label=f"budget {b}")
-    ax.scatter(
-        [chosen.values[cost.name] * scale],
-        [chosen.values["accuracy"]],
-        s=120,
-        marker="*",
-        color="tab:orange",
-        zorder=5,
-        label="chosen",
-    )
-    ax.set_xlabel(f"{cost.name} ({cost.unit})")
+    for ax, cost in zip(axes, costs, strict=True):
+        _panel(ax, archive, cost, budgets, chosen, front, several=len(costs) > 1)
     proxy = metric.startswith("proxy")
-    ax.set_ylabel(f"{metric} (a proxy, not accuracy)" if proxy else f"validation {metric} (supernet)")
-    ax.set_title(title, fontsize=9)
-    ax.legend(fontsize=8)
-    ax.grid(alpha=0.3)
+    axes[0].set_ylabel(f"{metric} (a proxy, not accuracy)" if proxy else f"validation {metric} (supernet)")
+    fig.suptitle(title, fontsize=9)
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", bbox_inches="tight")
     return atomic_write_bytes(path, buffer.getvalue())
+
+
+def _panel(ax, archive: Archive, cost, budgets: list[Budget], chosen: Record, front: set[str], several: bool) -> None:
+    scale = DISPLAY_SCALE.get(cost.name, 1.0)
+
+    def xy(records: list[Record]) -> tuple[list[float], list[float]]:
+        return [r.values[cost.name] * scale for r in records], [r.values["accuracy"] for r in records]
+
+    ax.scatter(*xy(archive.records), s=12, color="0.7", label=f"evaluated ({len(archive)})")
+    pair = Archive(space=archive.space, objectives=[archive.objectives[0], cost])
+    pair.records.extend(archive.records)
+    xs, ys = xy(pair.front())
+    ax.step(xs, ys, where="post", color="tab:blue", lw=1.2, label=f"front in accuracy-{cost.name}")
+    if several:
+        members = [r for r in archive.records if str(r.arch) in front]
+        ax.scatter(*xy(members), s=22, facecolors="none", edgecolors="tab:green", label="front in all objectives")
+    for b in budgets:
+        if b.objective == cost.name:
+            ax.axvline(b.limit * scale, color="tab:red", ls="--", label=f"budget {b}")
+    ax.scatter(*xy([chosen]), s=120, marker="*", color="tab:orange", zorder=5, label="chosen")
+    ax.set_xlabel(f"{cost.name} ({cost.unit})")
+    ax.legend(fontsize=7)
+    ax.grid(alpha=0.3)

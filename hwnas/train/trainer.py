@@ -130,10 +130,19 @@ class EpochEvent:
 
 
 @dataclass(frozen=True)
+class ResumeEvent:
+    """A checkpoint was restored: training goes on after `epoch` of `epochs`."""
+
+    epoch: int
+    epochs: int
+
+
+@dataclass(frozen=True)
 class TrainResult:
     checkpoint: Path
     history: list[dict[str, Any]]
     resumed_from: int
+    trained: int = 0  # epochs this call trained (0: the checkpoint was already complete)
 
 
 def sandwich(space: SearchSpace, *, seed: int, step: int, k: int) -> list[Arch]:
@@ -423,7 +432,7 @@ def fit(
     out: str | Path,
     resume: bool = True,
     device: str = "cpu",
-    on_event: Callable[[StepEvent | EpochEvent], None] | None = None,
+    on_event: Callable[[StepEvent | EpochEvent | ResumeEvent], None] | None = None,
     until: int | None = None,
     pool: ArchPool | None = None,
 ) -> TrainResult:
@@ -445,6 +454,8 @@ def fit(
     if resume and out.exists():
         run.restore(out)
         resumed_from = run.epoch
+        if on_event:
+            on_event(ResumeEvent(run.epoch, config.epochs))
     else:
         torch.manual_seed(
             config.seed
@@ -459,7 +470,8 @@ def fit(
             dist.barrier()
         if on_event:
             on_event(EpochEvent(run.epoch, config.epochs, record))
-    return TrainResult(checkpoint=out, history=run.history, resumed_from=resumed_from)
+    trained = len(run.history) - resumed_from
+    return TrainResult(checkpoint=out, history=run.history, resumed_from=resumed_from, trained=trained)
 
 
 def new_model(space: SearchSpace, *, task: str, num_classes: int, seed: int, arch: Arch | None = None) -> nn.Module:

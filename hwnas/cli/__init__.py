@@ -1,0 +1,50 @@
+"""The `hwnas` command line: each verb parses its options, calls one library function and renders
+the result with rich. One module per verb group; `common` holds what they share.
+
+Every `HwnasError` becomes one red line on stderr and exit code 2; Ctrl-C exits 130 and says how to
+resume. Importing this package imports no torch, so `hwnas --help` answers at once.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from hwnas.cli import deploy, devices, search, spaces, train
+
+app = typer.Typer(
+    help="hwnas: hardware-aware latency profiling, architecture search and export.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+
+def _version(value: bool) -> None:
+    if value:
+        from importlib.metadata import version
+
+        typer.echo(f"hwnas {version('hwnas')}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: Annotated[
+        bool | None,
+        typer.Option("--version", callback=_version, is_eager=True, help="print the version and exit", metavar=""),
+    ] = None,
+) -> None:
+    """hwnas: hardware-aware latency profiling, architecture search and export."""
+
+
+for group in (spaces, devices, train, search, deploy):
+    group.register(app)
+
+
+def main() -> None:
+    app()
+
+
+__all__ = ["app", "main"]

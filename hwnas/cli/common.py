@@ -1,0 +1,105 @@
+"""What every verb shares: the consoles, error and interrupt handling, the progress bar, and the
+options that several verbs take. Nothing here imports torch, so `hwnas --help` stays fast."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.markup import escape
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
+
+from hwnas.errors import HwnasError
+
+out = Console()
+err = Console(stderr=True)
+
+INTERRUPTED = 130  # the shell's code for a process ended by Ctrl-C (128 + SIGINT)
+
+SpaceOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--space", "-s", help="preset name or path to a space .toml (default: the checkpoint's, else alphanet)"
+    ),
+]
+DeviceOpt = Annotated[
+    str, typer.Option("--device", "-d", help="device name (packaged, or in ./devices) or a spec .toml path")
+]
+DevicesDirOpt = Annotated[
+    Path | None, typer.Option("--devices-dir", help="folder of device specs read before the packaged ones")
+]
+RoundsOpt = Annotated[int, typer.Option(help="interleaved measurement rounds per model")]
+SeedOpt = Annotated[int, typer.Option(help="seed of weights, data order and sampled subnets")]
+MeterOpt = Annotated[
+    str | None, typer.Option(help="energy meter: auto, nvml, rapl, codecarbon or spec (default: the spec's)")
+]
+RemoteOpt = Annotated[
+    str | None, typer.Option(help="measure on an agent (`hwnas agent` on the device), e.g. http://mac:8765")
+]
+TokenOpt = Annotated[str | None, typer.Option(help="the agent's token (default: $HWNAS_AGENT_TOKEN)")]
+
+
+def flag(*names: str, help: str) -> typer.models.OptionInfo:  # noqa: A002 - typer's own word
+    """A boolean switch, shown in help without a type placeholder."""
+    return typer.Option(*names, help=help, metavar="")
+
+
+@contextlib.contextmanager
+def user_errors(resume: str | None = None) -> Iterator[None]:
+    """Library errors become one red line and exit code 2; Ctrl-C says what was kept and, for a
+    resumable verb, that running the same command again resumes (`resume` names what it resumes)."""
+    try:
+        yield
+    except HwnasError as exc:
+        err.print(f"[red]error:[/red] {escape(str(exc))}", highlight=False, soft_wrap=True)
+        raise typer.Exit(2) from None
+    except KeyboardInterrupt:
+        hint = f"; run the same command again to resume {resume}" if resume else ""
+        err.print(f"\n[yellow]interrupted[/yellow]{escape(hint)}", highlight=False, soft_wrap=True)
+        raise typer.Exit(INTERRUPTED) from None
+
+
+def progress_bar() -> Progress:
+    return Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+        TextColumn("{task.fields[label]}", style="dim"),
+        console=err,
+        transient=True,
+    )
+
+
+def parse_resolutions(values: list[str] | None) -> list[tuple[int, int]] | None:
+    """`["256x192", ...]` -> [(256, 192), ...] (width x height); None when none are given."""
+    if not values:
+        return None
+    parsed = []
+    for value in values:
+        parts = value.lower().split("x")
+        if len(parts) != 2 or not all(p.isdigit() and int(p) > 0 for p in parts):
+            raise HwnasError(f"--resolution must look like 256x192 (width x height), got '{value}'")
+        parsed.append((int(parts[0]), int(parts[1])))
+    return parsed
+
+
+def warn(message: str) -> None:
+    err.print(f"[yellow]warning:[/yellow] {escape(message)}", highlight=False, soft_wrap=True)
+
+
+def say(message: str, **kwargs) -> None:
+    """One plain line on stdout (no rich highlighting, no wrapping mid-path)."""
+    out.print(message, highlight=False, soft_wrap=True, **kwargs)

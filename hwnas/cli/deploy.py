@@ -1,0 +1,149 @@
+"""`hwnas report` (SalNAS's seven measures of one subnet) and `hwnas export` (verified artifacts)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.markup import escape
+from rich.table import Table
+
+from hwnas.cli.common import DeviceOpt as TargetOpt
+from hwnas.cli.common import DevicesDirOpt, MeterOpt, RoundsOpt, SpaceOpt, err, out, say, user_errors
+
+
+def report(
+    device: TargetOpt,
+    arch_pick: Annotated[str, typer.Option("--arch", help="min, max, random, an arch line or .json (best.json)")],
+    space_name: SpaceOpt = None,
+    task: Annotated[str, typer.Option(help="head: saliency or classification")] = "saliency",
+    supernet: Annotated[Path | None, typer.Option(help="take the subnet's weights from this checkpoint")] = None,
+    lut_path: Annotated[
+        Path | None, typer.Option("--lut", help="table for the predicted latency (default lut/DEVICE-SPACE.parquet)")
+    ] = None,
+    batch: Annotated[int, typer.Option(help="batch of the energy run (SalNAS: 64)")] = 64,
+    passes: Annotated[int, typer.Option(help="forward passes of the energy run, at least (SalNAS: 200)")] = 200,
+    region: Annotated[str | None, typer.Option(help="grid region, ISO 3166 alpha-3 (default: the spec's)")] = None,
+    meter: MeterOpt = None,
+    rounds: RoundsOpt = 3,
+    json_out: Annotated[Path | None, typer.Option("--json", help="also write the report as JSON")] = None,
+    devices_dir: DevicesDirOpt = None,
+) -> None:
+    """SalNAS's seven measures for one subnet: FLOPs, params, size, emission, power, latency, throughput."""
+    from hwnas.devices import load_device
+    from hwnas.head import check_task
+    from hwnas.io import atomic_write_json, writable_file
+    from hwnas.lut import LatencyTable, default_path
+    from hwnas.report import as_rows, subnet_report
+    from hwnas.space import resolve_space
+
+    with user_errors():
+        spec = load_device(device, devices_dir)
+        sp = resolve_space(space_name, supernet)
+        check_task(task)
+        chosen = sp.pick(arch_pick)
+        if json_out is not None:
+            writable_file(json_out, what="--json file")
+        path = lut_path or default_path(spec.name, sp.name)
+        table = LatencyTable.load(path, sp) if lut_path is not None or path.exists() else None
+        subnet, weights = None, "untrained (latency and energy do not depend on weight values)"
+        if supernet is not None:
+            from hwnas.exporter.source import load_source
+
+            subnet, source = load_source(supernet, chosen)
+            weights = f"{supernet} ({source.bn})"
+        with out.status(f"measuring {chosen} on {spec.name}"):
+            result = subnet_report(
+                spec, sp, chosen, task=task, subnet=subnet, weights=weights, table=table, batch=batch,
+                passes=passes, region=region, meter=meter, rounds=rounds,
+            )  # fmt: skip
+        if json_out is not None:
+            atomic_write_json(json_out, result.to_dict())
+    say(f"{result.arch} on {result.device}; weights: {result.weights}")
+    shown = Table("measure", "value", "unit", "source")
+    for name, value, unit, source in as_rows(result):
+        estimated = source.startswith("estimated")
+        shown.add_row(name, value, unit, f"[yellow]ESTIMATE[/] {escape(source)}" if estimated else escape(source))
+    out.print(shown)
+    for note in result.notes:
+        say(note, style="dim")
+    if json_out is not None:
+        say(f"wrote {json_out}")
+
+
+def export(
+    supernet: Annotated[
+        Path, typer.Option("--supernet", "--checkpoint", help="checkpoint: a supernet, or one subnet (train selfkd)")
+    ],
+    arch_pick: Annotated[
+        str | None,
+        typer.Option("--arch", help="min, max, random, an arch line or .json (best.json); a subnet checkpoint's own"),
+    ] = None,
+    formats: Annotated[str, typer.Option("--format", "-f", help="comma-separated: onnx,tflite,coreml,tensorrt")] = (
+        "onnx"
+    ),
+    device: Annotated[
+        str | None,
+        typer.Option("--device", "-d", help="target for its backend's format (defaults: cpu, cpu-tflite, m2, rtx4090)"),
+    ] = None,
+    out_dir: Annotated[Path, typer.Option("--out", "-o", help="output folder")] = Path("export"),
+    name: Annotated[str | None, typer.Option(help="file name stem (default SPACE-ARCH, e.g. mini-best)")] = None,
+    verify: Annotated[
+        bool, typer.Option("--verify/--no-verify", help="check numerics and latency where the runtime runs here")
+    ] = True,
+    opset: Annotated[int, typer.Option(help="ONNX opset")] = 18,
+    exporter: Annotated[str, typer.Option(help="ONNX exporter: dynamo (torch.export) or torchscript")] = "dynamo",
+    data: Annotated[
+        str | None, typer.Option(help="BN recalibration data (default: what the supernet trained on)")
+    ] = None,
+    lut_path: Annotated[
+        Path | None, typer.Option("--lut", help="table to compare latency with (default lut/DEVICE-SPACE.parquet)")
+    ] = None,
+    rounds: RoundsOpt = 3,
+    devices_dir: DevicesDirOpt = None,
+) -> None:
+    """Export a subnet to runtime artifacts with manifests; verify numerics and latency where they run."""
+    from hwnas.exporter import export as run_export
+
+    with user_errors(), out.status("exporting") as status:
+        result = run_export(
+            supernet, arch_pick, formats=formats, device=device, out=out_dir, name=name, verify=verify,
+            exporter=exporter, opset=opset, data=data, lut=lut_path, rounds=rounds, devices_dir=devices_dir,
+            progress=lambda label: status.update(label),
+        )  # fmt: skip
+    _render_export(result)
+    if result.failed:
+        names = ", ".join(i.format for i in result.failed)
+        err.print(f"[red]error:[/red] verification failed for {names}; see the manifests", highlight=False)
+        raise typer.Exit(1)
+
+
+def _render_export(result) -> None:
+    say(f"{result.source.arch} ({result.source.bn})")
+    results = Table("format", "device", "max abs error (tol)", "latency", "verification")
+    for item in result.items:
+        v = item.verification
+        numerics = f"{v.numerics.max_abs:.1e} ({v.numerics.atol:.0e})" if v.numerics else "-"
+        colour = {"verified": "green", "failed": "red"}.get(v.status, "yellow")
+        results.add_row(
+            item.format, item.device, numerics, v.speed.line() if v.speed else "-", f"[{colour}]{v.status}[/]"
+        )
+    out.print(results)
+    files = 0
+    for item in result.items:
+        v = item.verification
+        lines = [f"{v.status}: {v.reason}"] if v.reason else []
+        if v.speed and v.speed.table_ms is None:
+            lines.append(f"latency: {v.speed.table}")
+        for line in [*lines, *(n for n in item.notes if n != v.reason)]:
+            say(f"{item.format}: {escape(line)}", style="dim")
+        written = [*item.paths, item.manifest]
+        files += len(written)
+        say(f"{item.format}: wrote {', '.join(p.name for p in written)}", style="dim")
+    say(f"wrote {len(result.items)} format(s), {files} files, to {result.folder}/")
+
+
+def register(app: typer.Typer) -> None:
+    app.command()(report)
+    app.command()(export)

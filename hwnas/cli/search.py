@@ -1,0 +1,119 @@
+"""`hwnas search`: parse, call `hwnas.search.run`, render the front and the chosen subnet."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from hwnas.cli.common import DeviceOpt, DevicesDirOpt, SeedOpt, SpaceOpt, err, flag, out, progress_bar, say, user_errors
+from hwnas.cli.common import warn as print_warning
+
+
+def search(
+    device: DeviceOpt,
+    budget: Annotated[
+        list[str], typer.Option(help="e.g. 30ms, 2mJ, 300MFLOPs, 5M (params), 20MB; repeatable", metavar="BUDGET")
+    ],
+    space_name: SpaceOpt = None,
+    supernet: Annotated[Path | None, typer.Option(help="trained supernet checkpoint (hwnas train supernet)")] = None,
+    proxy: Annotated[str | None, typer.Option(help="no supernet: rank by flops or params instead (a proxy)")] = None,
+    lut_path: Annotated[Path | None, typer.Option("--lut", help="table (default lut/DEVICE-SPACE.parquet)")] = None,
+    algo: Annotated[
+        str,
+        typer.Option(
+            help="mosegnas (surrogate-assisted), natv2 (archive-managed), pnag (budget-conditioned generator), "
+            "nsga2, evolution or random"
+        ),
+    ] = "mosegnas",
+    evals: Annotated[int, typer.Option(help="subnets to evaluate on the supernet, in all")] = 64,
+    predictor: Annotated[
+        str | None,
+        typer.Option(
+            help="accuracy predictor: ranknet (mosegnas default), lgbm (natv2 default), gp, svr, ridge, knn, "
+            "cart; natv2 also auto (best k-fold Kendall tau)"
+        ),
+    ] = None,
+    objectives: Annotated[str | None, typer.Option(help="costs to trade against accuracy, e.g. latency,params")] = None,
+    adapt_epochs: Annotated[
+        int,
+        typer.Option(
+            help="natv2: fine-tune the supernet this many epochs on front subnets between iterations "
+            "(saved as supernet-adapted.pt in --out; 0: off)"
+        ),
+    ] = 0,
+    data: Annotated[str | None, typer.Option(help="validation data (default: what the supernet trained on)")] = None,
+    seed: SeedOpt = 0,
+    out_dir: Annotated[
+        Path | None, typer.Option("--out", "-o", help="folder (default runs/SPACE-search-DEVICE)")
+    ] = None,
+    fresh: Annotated[bool, flag("--fresh", help="ignore an archive.json in --out instead of resuming it")] = False,
+    devices_dir: DevicesDirOpt = None,
+) -> None:
+    """Search the most accurate subnets under a budget; write archive.json, best.json and pareto.png."""
+    from hwnas.search import run
+
+    with user_errors(resume="from the subnets already in archive.json"), progress_bar() as bar:
+        job = bar.add_task(f"{algo} on {device}", total=None, label="")
+        result = run(
+            device=device, budgets=budget, space=space_name, supernet=supernet, proxy=proxy, lut=lut_path,
+            algorithm=algo, evaluations=evals, predictor=predictor,
+            objectives=objectives.split(",") if objectives else None, adapt_epochs=adapt_epochs, data=data,
+            seed=seed, out=out_dir, fresh=fresh, devices_dir=devices_dir,
+            progress=lambda d, n, k: bar.update(job, completed=d, total=n, label=f"{k} subnets evaluated"),
+            on_resume=lambda path, n: err.print(
+                f"resuming {path}: {n} subnets were already evaluated", highlight=False, soft_wrap=True
+            ),
+        )  # fmt: skip
+    for note in result.warnings:
+        print_warning(note)
+    _render(result)
+
+
+def _render(result) -> None:
+    archive, chosen, budgets = result.archive, result.chosen, result.budgets
+    metric = archive.meta["metric"]
+    label = f"{metric} (PROXY, not accuracy)" if metric.startswith("proxy") else f"{metric} (supernet)"
+    costs = archive.objectives[1:]
+    front = Table("", label, *(f"{o.name} ({o.unit})" for o in costs), "arch")
+    knees = {str(r.arch) for r in archive.trade_offs()}
+    for rec in archive.front():
+        mark = ("[bold orange3]*[/]" if rec is chosen else "") + ("k" if str(rec.arch) in knees else "")
+        front.add_row(
+            mark, f"{rec.values['accuracy']:.4f}", *(o.show(rec.values[o.name]).split()[0] for o in costs),
+            str(rec.arch),
+        )  # fmt: skip
+    out.print(front)
+    out.print("* chosen, k a high trade-off point of the front", style="dim")
+    for g in archive.meta.get("generations", []):
+        say(
+            f"generation {g['generation']}: {g['evaluated']} evaluated, hypervolume {g['hypervolume']:.4g}, "
+            f"predictor Kendall tau on the new subnets {g['predictor_tau']:.3f}"
+        )
+    costs_line = ", ".join(o.show(chosen.values[o.name]) for o in costs)
+    say(f"chosen: {label} {chosen.values['accuracy']:.4f}, {costs_line} under {', '.join(map(str, budgets))}")
+    say(str(chosen.arch))
+    say(hypervolume_line(archive))
+    if "adapted_supernet" in archive.meta:
+        say(
+            f"scores come from the adapted supernet {archive.meta['adapted_supernet']}: export and post-process from it"
+        )
+    say(f"wrote {result.folder}/archive.json, best.json, pareto.png")
+
+
+def hypervolume_line(archive) -> str:
+    """The normalised hypervolume with its reference said in each objective's own unit."""
+    from hwnas.search.objectives import Objective
+
+    reference = archive.meta["reference"]
+    parts = [Objective(o.name).show(reference[o.name]) for o in archive.objectives[1:]]
+    return (
+        f"hypervolume {archive.meta['hypervolume_normalised']:.4f} (normalised: each cost divided by its "
+        f"reference, 1.1 x the largest subnet's: {', '.join(parts)}; {archive.objectives[0].name} from 0)"
+    )
+
+
+def register(app: typer.Typer) -> None:
+    app.command()(search)

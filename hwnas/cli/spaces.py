@@ -1,0 +1,91 @@
+"""`hwnas space` and `hwnas arch`: look at a search space and make or check an arch."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from hwnas.cli.common import SpaceOpt, out, say, user_errors
+from hwnas.head import TASKS, check_task
+from hwnas.io import atomic_write_json
+from hwnas.space import DEFAULT_SPACE, SearchSpace
+
+
+def space(
+    name: Annotated[str, typer.Argument(help="preset name or path to a space .toml")] = DEFAULT_SPACE,
+    as_json: Annotated[bool, typer.Option("--json", help="print the summary as JSON", metavar="")] = False,
+) -> None:
+    """Show a search space: its choices, size, and the min/max subnets' params and FLOPs."""
+    with user_errors():
+        sp = SearchSpace.load(name)
+        summary = space_summary(sp)
+    if as_json:
+        out.print_json(json.dumps(summary))
+        return
+    out.print(f"[bold]{sp.name}[/bold]: {sp.description}")
+    say(f"distinct subnets: {sp.size():,} (~10^{math.log10(sp.size()):.1f}); encoded variables: {sp.n_var}")
+    say("resolutions (W x H): " + ", ".join(f"{w}x{h}" for w, h in sp.resolutions))
+    table = Table("block", "widths", "depths", "kernels", "expansions", "SE", "stride", "act")
+    table.add_row(
+        "stem", str(list(sp.stem.widths)), "-", str(sp.stem.kernel), "-", "-", str(sp.stem.stride), sp.stem.act
+    )
+    for i, st in enumerate(sp.stages, start=1):
+        table.add_row(
+            f"MBConv-{i}", str(list(st.widths)), str(list(st.depths)), str(list(st.kernels)),
+            str(list(st.expansions)), "Y" if st.se else "N", str(st.stride), st.act,
+        )  # fmt: skip
+    table.add_row("last conv", str(list(sp.last.widths)), "-", "1", "-", "-", "1", sp.last.act)
+    out.print(table)
+    cost = Table("subnet", "head", "params (M)", "FLOPs (G)", "MACs (G)")
+    for row in summary["extremes"]:
+        cost.add_row(
+            row["subnet"], row["task"], f"{row['params'] / 1e6:.2f}", f"{row['flops'] / 1e9:.3f}",
+            f"{row['flops'] / 2e9:.3f}",
+        )  # fmt: skip
+    out.print(cost)
+
+
+def space_summary(sp: SearchSpace) -> dict:
+    extremes = [
+        {"subnet": label, "task": task, "arch": str(a), "params": sp.params(a, task), "flops": sp.flops(a, task)}
+        for label, a in (("min", sp.min()), ("max", sp.max()))
+        for task in TASKS
+    ]
+    return {
+        "name": sp.name,
+        "size": sp.size(),
+        "n_var": sp.n_var,
+        "resolutions": [list(r) for r in sp.resolutions],
+        "extremes": extremes,
+    }
+
+
+def arch(
+    pick: Annotated[str, typer.Argument(help="min, max, random, an arch line, or an arch .json file to check")],
+    space_name: SpaceOpt = None,
+    seed: Annotated[int, typer.Option(help="seed for `random`")] = 0,
+    task: Annotated[str, typer.Option(help=f"head for params/FLOPs: {', '.join(TASKS)}")] = "saliency",
+    save: Annotated[Path | None, typer.Option("--out", "-o", help="write the arch JSON here")] = None,
+) -> None:
+    """Make (min / max / random) or check (a JSON file) an arch; print its line, params and FLOPs."""
+    with user_errors():
+        sp = SearchSpace.load(space_name or DEFAULT_SPACE)
+        check_task(task)
+        chosen = sp.pick(pick, seed)
+        if save is not None:
+            atomic_write_json(save, sp.arch_to_dict(chosen))
+        params, flops = sp.params(chosen, task), sp.flops(chosen, task)
+    say(str(chosen))
+    say(f"params {params / 1e6:.3f} M, FLOPs {flops / 1e9:.3f} G ({task} head)")
+    if save is not None:
+        say(f"wrote {save}")
+
+
+def register(app: typer.Typer) -> None:
+    app.command()(space)
+    app.command()(arch)

@@ -1,0 +1,245 @@
+"""`hwnas train supernet|selfkd|postprocess`: the one training loop behind three verbs."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from hwnas.cli.common import SeedOpt, SpaceOpt, err, flag, progress_bar, say, user_errors
+from hwnas.head import TASKS, head_task
+from hwnas.space import DEFAULT_SPACE, SearchSpace
+
+DataOpt = Annotated[str, typer.Option("--data", help="synthetic, digits, or a SALICON-layout folder")]
+EpochsOpt = Annotated[int, typer.Option(help="epochs to train (a resumed run continues up to this many)")]
+BatchOpt = Annotated[int, typer.Option(help="images per step and process")]
+LrOpt = Annotated[float, typer.Option(help="SGD learning rate (SalNAS: 0.1 at batch 64)")]
+T0Opt = Annotated[int, typer.Option("--t0", help="epochs between warm restarts of the cosine schedule")]
+AlphaOpt = Annotated[float, typer.Option(help="weight left on the ground truth after epoch 1 (SalNAS Eq. 3)")]
+MaxStepsOpt = Annotated[int, typer.Option(help="cap on steps per epoch (0: the whole split)")]
+SizeOpt = Annotated[int, typer.Option(help="synthetic data: training images")]
+ValSizeOpt = Annotated[int, typer.Option(help="synthetic data: validation images")]
+FreshOpt = Annotated[bool, flag("--fresh", help="ignore an existing checkpoint at --out and start over")]
+TorchDeviceOpt = Annotated[str, typer.Option("--torch-device", help="where to train: cpu or cuda[:N]")]
+AmpOpt = Annotated[bool, flag("--amp", help="mixed precision (CUDA only)")]
+ClipOpt = Annotated[float, typer.Option(help="gradient-norm clipping (0: off)")]
+TaskOpt = Annotated[str, typer.Option(help=f"head: {', '.join(TASKS)} (or a sod variant: sod/cfem, sod/unet, +focus)")]
+FocusOpt = Annotated[bool, flag("--focus", help="sod: FocusNet's FOCUS cascade (localization net + FRM)")]
+AfeOpt = Annotated[bool, typer.Option("--afe/--no-afe", help="sod: the ascending CFEM chain (FocusNet Eq. 1-2)")]
+CfemOpt = Annotated[bool, typer.Option("--cfem/--no-cfem", help="sod: CFEMs; --no-afe --no-cfem is the U-Net baseline")]
+RESUME = "from the last finished epoch"
+
+
+def epoch_line(event) -> str:
+    r = event.record
+    parts = [
+        f"epoch {event.epoch}/{event.epochs}",
+        f"train loss {r['train_loss']:.4f}",
+        f"val loss {r['val_loss']:.4f}",
+    ]
+    for name, scores in r["val"].items():
+        shown = [k for k in ("cc", "nss", "kld", "top1", "sm", "wfm", "mae") if k in scores]
+        parts.append(f"{name}: " + " ".join(f"{k} {scores[k]:.3f}" for k in shown))
+    parts.append(f"{r['images_per_s']:.0f} img/s, {r['seconds']:.1f} s")
+    if r.get("teacher_updated"):
+        parts.append("teacher updated")
+    return " | ".join(parts)
+
+
+def _events(bar, job, title: str):
+    """The trainer's events rendered: resume and epoch lines as they happen, steps on the bar."""
+    from hwnas.train.trainer import EpochEvent, ResumeEvent
+
+    def on_event(event) -> None:
+        if isinstance(event, ResumeEvent):
+            err.print(f"resumed from epoch {event.epoch} of {event.epochs}", highlight=False)
+        elif isinstance(event, EpochEvent):
+            say(epoch_line(event))
+        else:
+            bar.update(
+                job, description=f"{title} epoch {event.epoch + 1}/{event.epochs}", completed=event.step,
+                total=event.steps, label=f"loss {event.loss:.4f}  {event.images_per_s:.0f} img/s",
+            )  # fmt: skip
+
+    return on_event
+
+
+def _train(factory, *, title: str, **kwargs) -> None:
+    from hwnas.train.runner import train
+
+    with progress_bar() as bar:
+        job = bar.add_task(title, total=None, label="")
+        run = train(factory, on_event=_events(bar, job, title), **kwargs)
+    if run.rank != 0:
+        return
+    result = run.result
+    if result.trained == 0:
+        say(
+            f"{result.checkpoint} already has {len(result.history)} epochs: nothing trained "
+            "(raise --epochs to continue, or --fresh to start over)"
+        )
+        return
+    say(f"wrote {result.checkpoint} ({len(result.history)} epochs, {run.world} process(es))")
+
+
+def train_supernet(
+    space_name: SpaceOpt = None,
+    task: TaskOpt = "saliency",
+    focus: FocusOpt = False,
+    afe: AfeOpt = True,
+    cfem: CfemOpt = True,
+    data: DataOpt = "synthetic",
+    epochs: EpochsOpt = 3,
+    selfkd: Annotated[bool, flag("--selfkd", help="Self-KD teacher (SalNAS Algorithm 1)")] = False,
+    inplace_kd: Annotated[bool, typer.Option(help="the largest subnet teaches the others")] = True,
+    sandwich: Annotated[int, typer.Option(help="random subnets per step besides the largest and smallest")] = 2,
+    batch_size: BatchOpt = 32,
+    lr: LrOpt = 0.05,
+    t0: T0Opt = 10,
+    alpha: AlphaOpt = 0.5,
+    grad_clip: ClipOpt = 5.0,
+    seed: SeedOpt = 0,
+    max_steps: MaxStepsOpt = 0,
+    train_size: SizeOpt = 512,
+    val_size: ValSizeOpt = 128,
+    ckpt: Annotated[
+        Path | None, typer.Option("--out", "-o", help="checkpoint (default runs/SPACE-TASK/supernet.pt)")
+    ] = None,
+    fresh: FreshOpt = False,
+    torch_device: TorchDeviceOpt = "cpu",
+    amp: AmpOpt = False,
+    check_replicas: Annotated[
+        bool, flag("--check-replicas", help="under torchrun: verify after every step that all ranks agree")
+    ] = False,
+) -> None:
+    """Train a weight-sharing supernet with the sandwich rule, inplace KD and optional Self-KD (resumable)."""
+    from hwnas.train.runner import default_checkpoint
+    from hwnas.train.trainer import TrainConfig, new_model
+
+    with user_errors(resume=RESUME):
+        sp = SearchSpace.load(space_name or DEFAULT_SPACE)
+        task = head_task(task, focus=focus, afe=afe, cfem=cfem)
+        config = TrainConfig(
+            epochs=epochs, batch_size=batch_size, lr=lr, t0=t0, grad_clip=grad_clip, sandwich=sandwich,
+            inplace_kd=inplace_kd, method="selfkd" if selfkd else "baseline", alpha=alpha, seed=seed, amp=amp,
+            max_steps=max_steps, check_replicas=check_replicas,
+        )  # fmt: skip
+        _train(
+            lambda n: new_model(sp, task=task, num_classes=n, seed=seed), title="supernet", space=sp, task=task,
+            data=data, size=sp.max().resolution, config=config, out=ckpt or default_checkpoint(sp, task, "supernet"),
+            fresh=fresh, device=torch_device, train_size=train_size, val_size=val_size,
+        )  # fmt: skip
+
+
+def train_selfkd(
+    arch_pick: Annotated[str, typer.Option("--arch", help="min, max, an arch .json file or an arch line")] = "min",
+    space_name: SpaceOpt = None,
+    task: TaskOpt = "saliency",
+    focus: FocusOpt = False,
+    afe: AfeOpt = True,
+    cfem: CfemOpt = True,
+    data: DataOpt = "synthetic",
+    method: Annotated[str, typer.Option(help="selfkd, baseline (no KD), pkd or pskd (SalNAS Table 6)")] = "selfkd",
+    init: Annotated[
+        Path | None, typer.Option(help="inherit the subnet's weights from this supernet checkpoint")
+    ] = None,
+    epochs: EpochsOpt = 5,
+    batch_size: BatchOpt = 32,
+    lr: LrOpt = 0.05,
+    t0: T0Opt = 10,
+    alpha: AlphaOpt = 0.5,
+    grad_clip: ClipOpt = 5.0,
+    seed: SeedOpt = 0,
+    max_steps: MaxStepsOpt = 0,
+    train_size: SizeOpt = 512,
+    val_size: ValSizeOpt = 128,
+    ckpt: Annotated[
+        Path | None, typer.Option("--out", "-o", help="checkpoint (default runs/SPACE-TASK/subnet-METHOD.pt)")
+    ] = None,
+    fresh: FreshOpt = False,
+    torch_device: TorchDeviceOpt = "cpu",
+    amp: AmpOpt = False,
+    teacher_precision: Annotated[
+        str,
+        typer.Option(
+            help="the teacher's predictions (selfkd, pskd): fp32, bf16, or auto = bf16 where the device "
+            "has native bf16 (AMX / AVX512-BF16 CPUs, bf16 GPUs)"
+        ),
+    ] = "auto",
+) -> None:
+    """Train one subnet with Self-KD (SalNAS Algorithm 1) or a comparison method (resumable)."""
+    from hwnas.space import resolve_space
+    from hwnas.train.runner import default_checkpoint
+    from hwnas.train.trainer import TrainConfig, initial_subnet
+
+    with user_errors(resume=RESUME):
+        sp = resolve_space(space_name, init)
+        task = head_task(task, focus=focus, afe=afe, cfem=cfem)
+        chosen = sp.pick(arch_pick, seed)
+        config = TrainConfig(
+            epochs=epochs, batch_size=batch_size, lr=lr, t0=t0, grad_clip=grad_clip, method=method, alpha=alpha,
+            seed=seed, amp=amp, max_steps=max_steps, teacher_precision=teacher_precision,
+        )  # fmt: skip
+        _train(
+            lambda n: initial_subnet(sp, chosen, task=task, num_classes=n, seed=seed, init=init), title=method,
+            space=sp, task=task, data=data, size=chosen.resolution, config=config,
+            out=ckpt or default_checkpoint(sp, task, f"subnet-{method}"), fresh=fresh, device=torch_device,
+            train_size=train_size, val_size=val_size,
+        )  # fmt: skip
+
+
+def train_postprocess(
+    supernet: Annotated[Path, typer.Option(help="the supernet checkpoint the search scored on (or its adapted one)")],
+    arch_pick: Annotated[str, typer.Option("--arch", help="the chosen subnet: best.json, min, max or an arch line")],
+    max_epochs: Annotated[int, typer.Option(help="phase 1: most fine-tuning epochs to try")] = 10,
+    patience: Annotated[int, typer.Option(help="phase 1: stop after this many epochs without improvement")] = 3,
+    selfkd: Annotated[bool, flag("--selfkd", help="phase 2 with Self-KD (SalNAS Algorithm 1)")] = False,
+    batch_size: BatchOpt = 32,
+    lr: Annotated[float, typer.Option(help="SGD learning rate of the fine-tune")] = 0.01,
+    seed: SeedOpt = 0,
+    max_steps: MaxStepsOpt = 0,
+    data: Annotated[str | None, typer.Option(help="data folder (default: what the supernet trained on)")] = None,
+    ckpt: Annotated[
+        Path | None, typer.Option("--out", "-o", help="checkpoint (default: ARCH-postprocessed.pt)")
+    ] = None,
+) -> None:
+    """NATv2 post-processing: find the best epoch count on val, fine-tune on train+val, report the test score."""
+    from hwnas.io import writable_file
+    from hwnas.train.checkpoint import checkpoint_space, load_checkpoint
+    from hwnas.train.postprocess import post_process
+    from hwnas.train.trainer import EpochEvent, ResumeEvent
+
+    with user_errors():
+        sp = checkpoint_space(load_checkpoint(supernet), supernet)
+        chosen = sp.pick(arch_pick, seed)
+        stem = Path(arch_pick).stem if arch_pick.endswith(".json") else "subnet"
+        folder = Path(arch_pick).parent if arch_pick.endswith(".json") else Path(".")
+        path = writable_file(ckpt or folder / f"{stem}-postprocessed.pt", what="checkpoint")
+        with progress_bar() as bar:
+            job = bar.add_task("fine-tune", total=None, label="")
+
+            def report(event) -> None:
+                if isinstance(event, EpochEvent):
+                    say(epoch_line(event))
+                elif not isinstance(event, ResumeEvent):  # phase 1 continues its own checkpoint epoch by epoch
+                    bar.update(job, completed=event.step, total=event.steps, label=f"loss {event.loss:.4f}")
+
+            result = post_process(
+                supernet, chosen, space=sp, out=path, max_epochs=max_epochs, patience=patience,
+                method="selfkd" if selfkd else "baseline", batch_size=batch_size, lr=lr, seed=seed,
+                max_steps=max_steps, data=data, on_event=report,
+            )  # fmt: skip
+    m = result.metric
+    say("phase 1 (val): " + ", ".join(f"epoch {r['epoch']} {m} {r[m]:.4f}" for r in result.phase1))
+    say(f"best epoch count: {result.best_epochs}; phase 2 fine-tuned that long on train+val")
+    say(f"test {m}: {result.test[m]:.4f} after post-processing, {result.inherited[m]:.4f} inherited from the supernet")
+    say(f"wrote {result.checkpoint} and {result.report}")
+
+
+def register(app: typer.Typer) -> None:
+    train_app = typer.Typer(help="Train a supernet (sandwich rule, Self-KD) or one subnet.", no_args_is_help=True)
+    train_app.command("supernet")(train_supernet)
+    train_app.command("selfkd")(train_selfkd)
+    train_app.command("postprocess")(train_postprocess)
+    app.add_typer(train_app, name="train")

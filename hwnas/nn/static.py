@@ -1,0 +1,66 @@
+"""Static blocks with fresh weights, one per `BlockSignature`, and the standalone models the latency
+table times (`SignatureModel`, `IdentityModel`). It sits above `blocks` and the SOD head's modules,
+which it builds from, so neither imports the other.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from hwnas.nn.blocks import ConvBnAct, DecoderStep, LinearHead, MBConv
+from hwnas.nn.heads.sod import CFEM, FRM
+from hwnas.signature import BlockSignature
+
+
+def build_block(sig: BlockSignature) -> nn.Module:
+    """A static block with fresh weights for one signature (what the latency table measures)."""
+    if sig.op == "conv":
+        return ConvBnAct(sig.cin, sig.cout, sig.kernel, sig.stride, sig.act)
+    if sig.op == "mbconv":
+        return MBConv(sig)
+    if sig.op == "dec":
+        return DecoderStep(sig)
+    if sig.op == "linear":
+        return LinearHead(sig.cin, sig.cout)
+    if sig.op in ("cfem", "frm"):
+        return CFEM(sig.cin) if sig.op == "cfem" else FRM(sig)
+    raise ValueError(f"unknown block op {sig.op!r}")
+
+
+# --------------------------------------------------------------------------------------------
+class SignatureModel(nn.Module):
+    """One block as a model with tensor inputs only: what backends compile and the table times.
+
+    A decoder step takes its skip as a second input and resizes to the signature's output size; a
+    CFEM takes the deeper level as its second input and returns both enhanced levels.
+    """
+
+    def __init__(self, sig: BlockSignature):
+        super().__init__()
+        self.block = build_block(sig)
+        self.op, self.size = sig.op, (sig.out_h, sig.out_w)
+
+    def forward(self, x: torch.Tensor, skip: torch.Tensor | None = None):
+        if self.op == "dec":
+            return self.block(x, skip, self.size)
+        if self.op == "cfem":
+            return self.block(x, skip)
+        return self.block(x)
+
+
+def signature_inputs(sig: BlockSignature, batch: int = 1) -> list[tuple[int, ...]]:
+    """Input shapes of `SignatureModel(sig)`."""
+    shapes = [(batch, sig.cin, sig.h, sig.w)]
+    if sig.op == "dec" and sig.skip:
+        shapes.append((batch, sig.skip, sig.h, sig.w))
+    if sig.op == "cfem":
+        shapes.append((batch, sig.cout, sig.out_h, sig.out_w))
+    return shapes
+
+
+class IdentityModel(nn.Module):
+    """A near-empty model (one add) whose time on a backend is its per-call overhead."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + 1.0

@@ -1,0 +1,140 @@
+"""The CLI as users meet it: from any folder, a user's specs over the packaged ones, Ctrl-C that says
+how to resume, outputs checked before work, `--version`, and `hwnas.search.run` from Python."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import replace
+
+import httpx
+import pytest
+
+import hwnas.search
+from hwnas.devices import load_device, packaged_dir
+from hwnas.space import SearchSpace
+from tests.cli import HWNAS, one_error_line, run_cli
+from tests.test_agent import free_port
+from tests.test_lut import synthetic_table
+
+
+def test_cli_works_from_a_folder_outside_the_checkout(tmp_path):
+    """Device specs ship in the package: devices, profile and the agent work from any folder."""
+    listed = run_cli("devices", cwd=tmp_path).stdout
+    assert all(name in listed for name in ("cpu", "cpu-tflite", "m2", "rtx4090", "snapdragon8"))
+    done = run_cli("profile", "--device", "cpu", "--space", "mini", "--resolution", "32x32", "--rounds", "1",
+                   cwd=tmp_path)  # fmt: skip
+    assert "146 block signatures on cpu" in done.stdout and (tmp_path / "lut" / "cpu-mini.parquet").is_file()
+    again = run_cli("profile", "--device", "cpu", "--space", "mini", "--resolution", "32x32", "--rounds", "1",
+                    cwd=tmp_path)  # fmt: skip
+    assert "nothing measured" in again.stdout and "wrote" not in again.stdout
+    port = free_port()
+    env = {**os.environ, "HWNAS_AGENT_TOKEN": "t" * 32}
+    agent = subprocess.Popen([*HWNAS, "agent", "--port", str(port)], cwd=tmp_path, env=env,
+                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)  # fmt: skip
+    try:
+        info, deadline = None, time.monotonic() + 60
+        while info is None and time.monotonic() < deadline and agent.poll() is None:
+            try:
+                reply = httpx.get(f"http://127.0.0.1:{port}/v1/info", headers={"Authorization": "Bearer " + "t" * 32})
+                info = reply.json()
+            except httpx.TransportError:
+                time.sleep(0.2)
+        assert info is not None, agent.stdout.read() if agent.poll() is not None else "agent did not answer"
+        assert "cpu" in json.dumps(info)
+    finally:
+        agent.terminate()
+        agent.wait(timeout=30)
+
+
+def test_a_user_devices_folder_overrides_a_packaged_spec(tmp_path):
+    packaged = (packaged_dir() / "cpu.toml").read_text()
+    (tmp_path / "devices").mkdir()
+    (tmp_path / "devices" / "cpu.toml").write_text(packaged.replace("threads = 2", "threads = 1"))
+    (tmp_path / "devices" / "lab-board.toml").write_text(packaged.replace('name = "cpu"', 'name = "lab-board"'))
+    assert load_device("cpu").threads == 2  # from the checkout's root: no ./devices, the packaged spec
+    assert load_device("cpu", tmp_path / "devices").threads == 1
+    listed = run_cli("devices", cwd=tmp_path).stdout
+    assert "threads=1" in listed.split("cpu-tflite")[0] and "lab-board" in listed and "m2" in listed
+    assert "from your folder: cpu, lab-board" in listed
+
+
+def test_ctrl_c_says_how_to_resume(tmp_path):
+    out = tmp_path / "t.parquet"
+    cmd = [*HWNAS, "profile", "--device", "cpu", "--space", "mini", "--resolution", "32x32", "--out", str(out)]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    while not out.exists() and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    time.sleep(0.5)
+    proc.send_signal(signal.SIGINT)
+    _, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == 130, stderr
+    assert "interrupted; run the same command again to resume the table" in stderr and "Traceback" not in stderr
+
+
+def test_unwritable_outputs_are_refused_before_any_work(tmp_path):
+    a_file = tmp_path / "A_FILE"
+    a_file.write_text("not a folder")
+    started = time.monotonic()
+    line = one_error_line(run_cli("train", "supernet", "--space", "mini", "--out", str(a_file / "s.pt"), check=False))
+    assert "checkpoint" in line and "is not writable" in line and "is a file" in line
+    table = tmp_path / "cpu-mini.parquet"
+    t = synthetic_table(SearchSpace.load("mini"), resolutions=[(32, 32)])
+    t.meta["device"]["name"] = "cpu"
+    t.save(table)
+    base = ["search", "--device", "cpu", "--space", "mini", "--lut", str(table), "--proxy", "flops", "--budget", "9ms"]
+    line = one_error_line(run_cli(*base, "--out", str(a_file / "run"), check=False))
+    assert "search archive" in line and "is not writable" in line
+    report = ["report", "--device", "cpu", "--space", "mini", "--arch", "min", "--json", str(a_file / "r.json")]
+    assert "is not writable" in one_error_line(run_cli(*report, check=False))
+    assert time.monotonic() - started < 60  # refused at once: no epoch, no search, no measurement ran
+    assert a_file.read_text() == "not a folder" and sorted(p.name for p in tmp_path.iterdir()) == [
+        "A_FILE", "cpu-mini.json", "cpu-mini.parquet",
+    ]  # fmt: skip
+
+
+def test_version_and_fast_help():
+    assert run_cli("--version").stdout.strip() == "hwnas 0.1.0"
+    probe = "import sys, hwnas.cli; print('torch' in sys.modules)"
+    assert subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True).stdout.strip() == "False"
+    shown = run_cli("profile", "--help").stdout.splitlines()  # typer's own --help line keeps its <bool>
+    assert not [line for line in shown if "<bool>" in line and "Show this message" not in line]
+    assert any("WxH" in line for line in shown) and not any("list[str]" in line for line in shown)
+
+
+def test_search_run_from_python(tmp_path):
+    mini = SearchSpace.load("mini")
+    table = synthetic_table(mini, resolutions=[(32, 32)])
+    table.meta["device"]["name"] = "cpu"
+    table.save(tmp_path / "cpu-mini.parquet")
+    low, high = table.predict(mini.min()), table.predict(replace(mini.max(), resolution=(32, 32)))
+    result = hwnas.search.run(
+        device="cpu", budgets=[f"{(low + high) / 2:.5f}ms"], space="mini", proxy="flops",
+        lut=tmp_path / "cpu-mini.parquet", algorithm="random", evaluations=12, out=tmp_path / "run",
+    )  # fmt: skip
+    assert isinstance(result, hwnas.search.SearchResult) and len(result.archive) == 12
+    assert result.chosen.values["latency"] <= (low + high) / 2 and all(p.is_file() for p in result.files)
+    assert mini.load_arch(tmp_path / "run" / "best.json") == result.chosen.arch
+    assert result.archive.meta["hypervolume_normalised"] > 0
+    seen = []
+    again = hwnas.search.run(
+        device="cpu", budgets=[f"{(low + high) / 2:.5f}ms"], space="mini", proxy="flops",
+        lut=tmp_path / "cpu-mini.parquet", algorithm="random", evaluations=12, out=tmp_path / "run",
+        on_resume=lambda path, n: seen.append(n),
+    )  # fmt: skip
+    assert seen == [12] and again.resumed == 12 and len(again.archive) == 12
+
+
+@pytest.mark.parametrize("pick", ["random", "min"])
+def test_export_takes_the_arch_words_arch_and_report_take(tmp_path, pick):
+    from hwnas.exporter.source import arch_label, resolve_arch
+
+    mini = SearchSpace.load("mini")
+    data = {"kind": "supernet"}
+    assert resolve_arch(mini, pick, data, tmp_path) == mini.pick(pick)
+    assert arch_label(pick) == pick
