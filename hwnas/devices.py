@@ -183,6 +183,8 @@ def packaged_dir() -> Path:
 def search_path(devices_dir: str | Path | None = None) -> list[Path]:
     """Where names are looked up, first match wins: `devices_dir` (default `./devices`, if it
     exists) and then the packaged specs, so a user's spec of the same name overrides a preset."""
+    if devices_dir is not None and not Path(devices_dir).is_dir():
+        raise DeviceError(f"--devices-dir {devices_dir} is not a folder; give a folder of device spec .toml files")
     user = Path(devices_dir) if devices_dir is not None else USER_DIR
     return [user, packaged_dir()] if user.is_dir() else [packaged_dir()]
 

@@ -218,11 +218,11 @@ class SearchSpace:
                 self.gene(f"stages[{i}].depth"),
                 st.depths,
                 [
-                    [self.gene(f"stages[{i}].block[{b}].kernel"), self.gene(f"stages[{i}].block[{b}].expansion")]
-                    for b in range(1, max(st.depths) + 1)
+                    [self.gene(f"stages[{i}].kernels[{b}]"), self.gene(f"stages[{i}].expansions[{b}]")]
+                    for b in range(max(st.depths))
                 ],
             )
-            for i, st in enumerate(self.stages, start=1)
+            for i, st in enumerate(self.stages)
         ]
 
     # ---- loading ------------------------------------------------------------------------
@@ -262,7 +262,7 @@ class SearchSpace:
         raw_stages = top.get("stages")
         if not isinstance(raw_stages, list) or not raw_stages:
             raise SpaceError(f"{source}: field 'stages' must be a non-empty array of tables")
-        stages = tuple(cls._parse_stage(raw, i + 1, source) for i, raw in enumerate(raw_stages))
+        stages = tuple(cls._parse_stage(raw, i, source) for i, raw in enumerate(raw_stages))
         last_f = _Fields(top.get("last_conv"), "last_conv", source)
         last = LastSpec(widths=last_f.ints("widths"), act=last_f.choice("act", _ENCODER_ACTS, "swish"))
         dec_f = _Fields(data.get("decoder", {}), "decoder", source)
@@ -303,12 +303,12 @@ class SearchSpace:
             ("resolution", tuple(self.resolutions)),
             ("stem.width", self.stem.widths),
         ]
-        for i, st in enumerate(self.stages, start=1):
+        for i, st in enumerate(self.stages):  # named as the arch JSON's paths, counted from 0
             variables += [(f"stages[{i}].width", st.widths), (f"stages[{i}].depth", st.depths)]
-            for b in range(1, max(st.depths) + 1):
+            for b in range(max(st.depths)):
                 variables += [
-                    (f"stages[{i}].block[{b}].kernel", st.kernels),
-                    (f"stages[{i}].block[{b}].expansion", st.expansions),
+                    (f"stages[{i}].kernels[{b}]", st.kernels),
+                    (f"stages[{i}].expansions[{b}]", st.expansions),
                 ]
         variables.append(("last_conv.width", self.last.widths))
         return variables
@@ -417,14 +417,14 @@ class SearchSpace:
         check("stem", arch.stem, self.stem.widths)
         if len(arch.stages) != len(self.stages):
             raise ArchError(f"arch has {len(arch.stages)} stages; space '{self.name}' has {len(self.stages)}")
-        for i, (spec, st) in enumerate(zip(self.stages, arch.stages, strict=True), start=1):
+        for i, (spec, st) in enumerate(zip(self.stages, arch.stages, strict=True)):
             check(f"stages[{i}].width", st.width, spec.widths)
             check(f"stages[{i}].depth", st.depth, spec.depths)
             if len(st.expansions) != st.depth:
                 raise ArchError(f"arch stages[{i}] has {st.depth} kernels but {len(st.expansions)} expansions")
-            for b, (k, e) in enumerate(zip(st.kernels, st.expansions, strict=True), start=1):
-                check(f"stages[{i}].block[{b}].kernel", k, spec.kernels)
-                check(f"stages[{i}].block[{b}].expansion", e, spec.expansions)
+            for b, (k, e) in enumerate(zip(st.kernels, st.expansions, strict=True)):
+                check(f"stages[{i}].kernels[{b}]", k, spec.kernels)
+                check(f"stages[{i}].expansions[{b}]", e, spec.expansions)
         check("last", arch.last, self.last.widths)
         return arch
 
@@ -450,7 +450,7 @@ class SearchSpace:
             raise ArchError("arch fields 'stem' and 'last' must be integers")
         if not isinstance(data["stages"], list):
             raise ArchError("arch field 'stages' must be a list")
-        stages = tuple(_stage_from_dict(s, i) for i, s in enumerate(data["stages"], start=1))
+        stages = tuple(_stage_from_dict(s, i) for i, s in enumerate(data["stages"]))
         return self.validate(Arch((res[0], res[1]), data["stem"], stages, data["last"]))
 
     def pick(self, choice: str, seed: int = 0) -> Arch:
@@ -465,9 +465,7 @@ class SearchSpace:
             return self.load_arch(choice)
         if "|" in choice:
             return self.parse(choice)
-        raise ArchError(
-            f"unknown arch '{choice}'; use min, max, random, a path to an arch .json file or an arch line"
-        )
+        raise ArchError(f"unknown arch '{choice}'; use min, max, random, a path to an arch .json file or an arch line")
 
     def load_arch(self, path: str | Path) -> Arch:
         return self.arch_from_dict(read_json(path, what="arch file", error=ArchError))
@@ -497,7 +495,7 @@ class SearchSpace:
         return self._gene_index[name]
 
     def _width_gene(self, source: int) -> int:
-        return self.gene("stem.width") if source == -1 else self.gene(f"stages[{source + 1}].width")
+        return self.gene("stem.width") if source == -1 else self.gene(f"stages[{source}].width")
 
     def slots(self, task: str = "saliency") -> list[Slot]:
         """Every block position of a max-depth subnet with the genes its signature depends on.
@@ -521,10 +519,10 @@ class SearchSpace:
         res = self.gene("resolution")
         slots = [Slot(offset, (res, self.gene("stem.width")))]
         prev = self.gene("stem.width")
-        for i, spec in enumerate(self.stages, start=1):
+        for i, spec in enumerate(self.stages):
             width = self.gene(f"stages[{i}].width")
-            for b in range(1, max(spec.depths) + 1):
-                k, e = self.gene(f"stages[{i}].block[{b}].kernel"), self.gene(f"stages[{i}].block[{b}].expansion")
+            for b in range(1, max(spec.depths) + 1):  # b counts blocks from 1: the depth that switches it on
+                k, e = self.gene(f"stages[{i}].kernels[{b - 1}]"), self.gene(f"stages[{i}].expansions[{b - 1}]")
                 genes = (res, prev, width, k, e) if b == 1 else (res, width, k, e)
                 optional = b > min(spec.depths)
                 depth_gene = self.gene(f"stages[{i}].depth") if optional else None
@@ -711,4 +709,3 @@ def resolve_space(space: str | Path | None, checkpoint: str | Path | None = None
 
         return checkpoint_space(load_checkpoint(checkpoint), Path(checkpoint))
     return SearchSpace.load(space or DEFAULT_SPACE)
-

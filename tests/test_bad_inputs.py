@@ -76,7 +76,7 @@ CASES = [
     ("arch-missing", "arch T/none.json --space mini", "does not exist"),
     ("arch-bad-task", "arch min --space mini --task detection", "unknown task 'detection'"),
     # devices: folders and spec files
-    ("devices-empty-dir", "devices --devices-dir T/nodevices", "no device specs"),
+    ("devices-missing-dir", "devices --devices-dir T/nodevices", "--devices-dir T/nodevices is not a folder"),
     ("device-spec-out-of-range", "profile --device T/device.toml --space mini", "'batch' must be a positive integer"),
     ("device-unknown", "profile --device gpu9 --space mini DEV", "unknown device 'gpu9'"),
     # profile flags
@@ -225,6 +225,21 @@ CASES = [
         "profile --device cpu --space mini --remote http://127.0.0.1:9 DEV",
         "--remote needs the agent's token",
     ),
+    # outputs under a file: refused before any work (issue 18)
+    ("train-out-under-a-file", "train supernet --space mini --out T/empty.toml/s.pt", "is not writable"),
+    ("selfkd-out-under-a-file", "train selfkd --space mini --out T/empty.toml/s.pt", "is not writable"),
+    (
+        "search-out-under-a-file",
+        "search --device cpu --space mini --lut LUT --proxy flops --budget 9ms --out T/empty.toml/s DEV",
+        "search archive T/empty.toml/s/archive.json is not writable",
+    ),
+    ("report-json-under-a-file", "report --device cpu --space mini --arch min --json T/empty.toml/r.json DEV",
+     "--json file T/empty.toml/r.json is not writable"),  # fmt: skip
+    ("validate-report-under-a-file", "lut validate --device cpu --space mini --lut LUT --report T/empty.toml/r DEV",
+     "--report file T/empty.toml/r is not writable"),  # fmt: skip
+    ("profile-out-under-a-file", "profile --device cpu --space mini --out T/empty.toml/t.parquet DEV",
+     "latency table T/empty.toml/t.parquet is not writable"),  # fmt: skip
+    ("export-arch-random-bad-space", "export --supernet CKPT --arch T/other.json --out T/e DEV", "alphanet"),
 ]
 
 

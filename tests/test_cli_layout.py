@@ -138,3 +138,36 @@ def test_export_takes_the_arch_words_arch_and_report_take(tmp_path, pick):
     data = {"kind": "supernet"}
     assert resolve_arch(mini, pick, data, tmp_path) == mini.pick(pick)
     assert arch_label(pick) == pick
+
+
+def test_space_defaults_to_the_checkpoints(mini_run, tmp_path):
+    """One --space rule: a verb given a checkpoint reads its space (mini here) unless told otherwise."""
+    args = ["--device", "cpu", "--supernet", str(mini_run["ckpt"])]
+    run_cli("search", *args, "--lut", str(mini_run["lut"]), "--budget", "1000ms", "--algo", "random", "--evals", "4",
+            "--out", str(tmp_path / "s"))  # fmt: skip
+    assert json.loads((tmp_path / "s" / "best.json").read_text())["space"] == "mini"
+    shown = run_cli("report", *args, "--arch", "min", "--batch", "1", "--passes", "1", "--rounds", "1").stdout
+    assert str(SearchSpace.load("mini").min()) in shown
+    assert "ran " in shown and "not --passes 1" in shown  # one pass is shorter than the meter's window
+
+
+def test_pareto_png_draws_one_panel_per_cost(tmp_path):
+    """With latency and params the plot has a panel for each, so the params budget is drawn too."""
+    from PIL import Image
+
+    from hwnas.search import Costs, parse_budgets, search
+    from hwnas.search.evaluator import ProxyEvaluator
+    from hwnas.search.plot import pareto_png
+
+    mini = SearchSpace.load("mini")
+    table = synthetic_table(mini)
+    costs = Costs(mini, task="saliency", table=table)
+    budgets = parse_budgets(["9ms", "5M"])
+    archive = search(mini, accuracy=ProxyEvaluator("flops", costs, mini), costs=costs, budgets=budgets,
+                     algorithm="random", evaluations=12)  # fmt: skip
+    one = pareto_png(archive, budgets=budgets[:1], chosen=archive.pick(budgets), path=tmp_path / "two.png")
+    single = search(mini, accuracy=ProxyEvaluator("flops", costs, mini), costs=costs, budgets=budgets[:1],
+                    algorithm="random", evaluations=12)  # fmt: skip
+    other = pareto_png(single, budgets=budgets[:1], chosen=single.pick(budgets[:1]), path=tmp_path / "one.png")
+    assert [o.name for o in archive.objectives] == ["accuracy", "latency", "params"]
+    assert Image.open(one).width > 1.6 * Image.open(other).width

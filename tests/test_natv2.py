@@ -102,7 +102,7 @@ def test_natv2_adapts_the_supernet_and_scores_everything_on_the_adapted_one(mini
 
     space = SearchSpace.load("mini")
     args = ["search", "--device", "cpu", "--space", "mini", "--lut", str(mini_run["lut"]), "--budget", "10s",
-            "--supernet", str(mini_run["ckpt"]), "--algo", "natv2", "--evals", "12", "--out", str(tmp_path)]  # fmt: skip # noqa: E501
+            "--supernet", str(mini_run["ckpt"]), "--algo", "natv2", "--evals", "20", "--out", str(tmp_path)]  # fmt: skip # noqa: E501
     proc = run_cli(*args, "--adapt-epochs", "1")
     adapted = tmp_path / "supernet-adapted.pt"
     assert f"scores come from the adapted supernet {adapted}" in proc.stdout.replace("\n", "")

@@ -110,7 +110,7 @@ def test_decode_rejects_out_of_bounds_and_wrong_length(mini):
     _, xu = mini.bounds()
     bad = xu.copy()
     bad[3] += 1
-    with pytest.raises(ArchError, match=r"stages\[1\]\.depth = 1 is outside 0\.\.0"):
+    with pytest.raises(ArchError, match=r"stages\[0\]\.depth = 1 is outside 0\.\.0"):
         mini.decode(bad)
     with pytest.raises(ArchError, match=f"has {mini.n_var} integers"):
         mini.decode(xu[:-1])
@@ -195,9 +195,9 @@ def test_missing_space_file(tmp_path):
             ("widths = [8, 16]", 'widths = "8"'),
             r"'stem\.widths' must be a non-empty list of distinct positive integers",
         ),
-        (("kernels = [3, 5]", "kernels = [3, 4]"), r"'stages\[1\]\.kernels' must be a list of odd kernel sizes"),
-        (("stride = 2", "stride = 3"), r"'stages\[2\]\.stride' must be 1 or 2, got 3"),
-        (("se = true", 'se = "yes"'), r"'stages\[2\]\.se' must be true or false"),
+        (("kernels = [3, 5]", "kernels = [3, 4]"), r"'stages\[0\]\.kernels' must be a list of odd kernel sizes"),
+        (("stride = 2", "stride = 3"), r"'stages\[1\]\.stride' must be 1 or 2, got 3"),
+        (("se = true", 'se = "yes"'), r"'stages\[1\]\.se' must be true or false"),
         (('name = "tiny"', 'name = "tiny"\nwidth = 3'), r"unknown field\(s\) \['width'\]"),
         (("[[32, 32], [64, 48]]", "[[32]]"), r"'resolutions' must be a list of \[width, height\] pairs"),
         (
@@ -221,7 +221,7 @@ def _arch_json(space):
 def test_arch_width_not_offered(alphanet):
     data = _arch_json(alphanet)
     data["stages"][3]["width"] = 62
-    with pytest.raises(ArchError, match=r"stages\[4\]\.width = 62 is not in space 'alphanet'; allowed: \[64, 72\]"):
+    with pytest.raises(ArchError, match=r"stages\[3\]\.width = 62 is not in space 'alphanet'; allowed: \[64, 72\]"):
         alphanet.arch_from_dict(data)
 
 
@@ -230,7 +230,7 @@ def test_arch_depth_too_deep(alphanet):
     data["stages"][0]["kernels"] = [3, 3, 3]
     data["stages"][0]["expansions"] = [1, 1, 1]
     data["stages"][0].pop("depth")
-    with pytest.raises(ArchError, match=r"stages\[1\]\.depth = 3 .* allowed: \[1, 2\]"):
+    with pytest.raises(ArchError, match=r"stages\[0\]\.depth = 3 .* allowed: \[1, 2\]"):
         alphanet.arch_from_dict(data)
 
 
@@ -244,11 +244,11 @@ def test_arch_depth_too_deep(alphanet):
         (lambda d: d.update(stem="16"), "'stem' and 'last' must be integers"),
         (lambda d: d.update(extra=1), r"unknown arch field\(s\) \['extra'\]"),
         (lambda d: d["stages"].pop(), "arch has 6 stages; space 'alphanet' has 7"),
-        (lambda d: d["stages"][1].update(depth=4), r"stages\[2\]\.depth = 4 but it lists 3 blocks"),
-        (lambda d: d["stages"][1]["kernels"].append(3), r"stages\[2\] has 4 kernels but 3 expansions"),
+        (lambda d: d["stages"][1].update(depth=4), r"stages\[1\]\.depth = 4 but it lists 3 blocks"),
+        (lambda d: d["stages"][1]["kernels"].append(3), r"stages\[1\] has 4 kernels but 3 expansions"),
         (
             lambda d: d["stages"][2]["expansions"].__setitem__(0, 3),
-            r"block\[1\]\.expansion = 3 .* allowed: \[4, 5, 6\]",
+            r"stages\[2\]\.expansions\[0\] = 3 .* allowed: \[4, 5, 6\]",
         ),
     ],
 )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from hwnas.search.archive import Archive, Record
@@ -53,12 +54,14 @@ def search(
     meta: dict[str, Any] | None = None,
     options: dict[str, Any] | None = None,
     resume: Archive | None = None,
+    on_resume: Callable[[int], None] | None = None,
 ) -> Archive:
     """Find the accuracy/cost front under `budgets`; `accuracy` is a supernet or proxy evaluator.
 
     `options` go to the mosegnas / natv2 searcher (predictor, surrogate_pop/gens, per_generation, ...).
     `resume` continues an interrupted search's archive (same settings): its archs count toward
-    `evaluations` and seed the searcher; `progress` is the place to save it as it grows.
+    `evaluations` and seed the searcher; `progress` is the place to save it as it grows;
+    `on_resume(n)` is told, once the archive is accepted, how many subnets it already holds.
     """
     if algorithm not in ALGORITHMS:
         raise BudgetError(f"unknown --algo '{algorithm}'; allowed: {', '.join(ALGORITHMS)}")
@@ -107,6 +110,8 @@ def search(
     )
     if resume is not None:
         archive = _resumable(resume, archive)
+        if on_resume:
+            on_resume(len(archive))
     problem = ArchProblem(
         archive=archive, accuracy=accuracy, costs=costs, budgets=budgets, allowed_resolutions=allowed_resolutions
     )

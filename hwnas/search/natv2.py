@@ -38,7 +38,7 @@ ZOO = ("lgbm", "gp", "svr", "ridge", "knn", "cart")
 
 # ---- archive initialisation --------------------------------------------------------------------
 def _depth_genes(space: SearchSpace) -> list[tuple[int, tuple[int, ...]]]:
-    return [(space.gene(f"stages[{i}].depth"), st.depths) for i, st in enumerate(space.stages, start=1)]
+    return [(space.gene(f"stages[{i}].depth"), st.depths) for i, st in enumerate(space.stages)]
 
 
 def depth_uniform(space: SearchSpace, n: int, rng: np.random.Generator) -> np.ndarray:

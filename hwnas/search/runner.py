@@ -91,8 +91,6 @@ def run(
     if not fresh and (folder / "archive.json").exists():
         previous = Archive.load(folder / "archive.json", sp)
     writable_file(folder / "archive.json", what="search archive")
-    if previous is not None and on_resume:
-        on_resume(folder / "archive.json", len(previous))
 
     def report(done: int, total: int, archive: Archive) -> None:
         archive.save(folder / "archive.json")  # an interrupted search resumes from here
@@ -118,6 +116,7 @@ def run(
         meta={"device": spec.name, "table": str(path), "supernet": str(supernet or "")},
         options=options,
         resume=previous,
+        on_resume=(lambda n: on_resume(folder / "archive.json", n)) if on_resume else None,
     )
     archive.save(folder / "archive.json")
     chosen = archive.pick(budgets)
