@@ -5,11 +5,14 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
 import time
+import zipfile
 from dataclasses import replace
+from pathlib import Path
 
 import httpx
 import pytest
@@ -21,9 +24,37 @@ from tests.cli import HWNAS, one_error_line, run_cli
 from tests.test_agent import free_port
 from tests.test_lut import synthetic_table
 
+ROOT = Path(__file__).resolve().parents[1]
 
-def test_cli_works_from_a_folder_outside_the_checkout(tmp_path):
+
+@pytest.fixture(scope="module")
+def installed(tmp_path_factory):
+    """hwnas as a plain `pip install` leaves it: a wheel built from a copy of the sources, installed
+    (without its dependencies, which come from this environment) into a folder of its own."""
+    root = tmp_path_factory.mktemp("wheel")
+    source = root / "src"
+    shutil.copytree(ROOT / "hwnas", source / "hwnas", ignore=shutil.ignore_patterns("__pycache__"))
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copy(ROOT / name, source / name)
+    pip = [sys.executable, "-m", "pip", "-q", "--disable-pip-version-check"]
+    subprocess.run([*pip, "wheel", "--no-deps", "--no-build-isolation", "-w", str(root), str(source)], check=True)
+    wheel = next(root.glob("hwnas-*.whl"))
+    assert any(n.startswith("hwnas/device_specs/") for n in zipfile.ZipFile(wheel).namelist())
+    subprocess.run([*pip, "install", "--no-deps", "--target", str(root / "site"), str(wheel)], check=True)
+    return {**os.environ, "PYTHONPATH": str(root / "site"), "COLUMNS": "200"}
+
+
+def test_cli_works_from_a_folder_outside_the_checkout(tmp_path, installed):
     """Device specs ship in the package: devices, profile and the agent work from any folder."""
+    where = subprocess.run([sys.executable, "-c", "import hwnas; print(hwnas.__file__)"], env=installed,
+                           cwd=tmp_path, capture_output=True, text=True).stdout  # fmt: skip
+    assert where.startswith(installed["PYTHONPATH"]) and str(ROOT) not in where  # the installed copy
+
+    def run_cli(*args, cwd):
+        proc = subprocess.run([*HWNAS, *args], cwd=cwd, env=installed, capture_output=True, text=True, timeout=900)
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+        return proc
+
     listed = run_cli("devices", cwd=tmp_path).stdout
     assert all(name in listed for name in ("cpu", "cpu-tflite", "m2", "rtx4090", "snapdragon8"))
     done = run_cli("profile", "--device", "cpu", "--space", "mini", "--resolution", "32x32", "--rounds", "1",
@@ -33,7 +64,7 @@ def test_cli_works_from_a_folder_outside_the_checkout(tmp_path):
                     cwd=tmp_path)  # fmt: skip
     assert "nothing measured" in again.stdout and "wrote" not in again.stdout
     port = free_port()
-    env = {**os.environ, "HWNAS_AGENT_TOKEN": "t" * 32}
+    env = {**installed, "HWNAS_AGENT_TOKEN": "t" * 32}
     agent = subprocess.Popen([*HWNAS, "agent", "--port", str(port)], cwd=tmp_path, env=env,
                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)  # fmt: skip
     try:

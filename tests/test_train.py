@@ -14,7 +14,7 @@ from torch import nn
 
 from hwnas.data import load_data
 from hwnas.space import SearchSpace
-from hwnas.train.checkpoint import load_checkpoint
+from hwnas.train.checkpoint import CheckpointError, load_checkpoint
 from hwnas.train.selfkd import PSKD, SelfKD, fold_bn, mix, predict
 from hwnas.train.task import SaliencyTask, make_task
 from hwnas.train.trainer import TrainConfig, TrainingError, _Run, fit, new_model, sandwich, teacher_dtype
@@ -358,3 +358,13 @@ def test_teacher_precision_resolves_and_a_bf16_table_stays_close_to_fp32(monkeyp
     assert tables["bf16"].dtype == torch.float32
     gap = (tables["bf16"] - tables["fp32"]).abs().max() / tables["fp32"].abs().max()
     assert 0 < gap < 0.02  # computed in bf16 (not identical), within 2% of the map's peak
+
+
+def test_a_pickled_model_is_refused_in_one_whole_sentence(tmp_path):
+    """torch's weights_only refusal is many lines; the user gets one sentence that ends where it should."""
+    torch.save(torch.nn.Linear(2, 2), tmp_path / "model.pt")  # a whole pickled module, as some tools save
+    with pytest.raises(CheckpointError) as caught:
+        load_checkpoint(tmp_path / "model.pt")
+    message = str(caught.value)
+    assert "holds Python objects beyond tensors" in message and "\n" not in message
+    assert "(torch.nn.modules.linear.Linear)" in message and message.endswith("(`hwnas train supernet`)")

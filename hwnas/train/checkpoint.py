@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import re
 import warnings
 from pathlib import Path
 from typing import Any
@@ -33,6 +34,18 @@ def save_checkpoint(path: str | Path, payload: dict[str, Any]) -> Path:
     return atomic_write_bytes(path, buffer.getvalue())
 
 
+def _unreadable(path: Path, exc: Exception) -> str:
+    """One whole sentence for a file `torch.load(weights_only=True)` refused (torch's own text is
+    many lines and cut anywhere it would be shortened)."""
+    found = re.search(r"Unsupported global: GLOBAL ([\w.]+) was not an allowed global", str(exc))
+    if found and not found.group(1).startswith("__"):  # garbage bytes can spell a GLOBAL opcode too
+        return (
+            f"checkpoint {path} holds Python objects beyond tensors and plain values ({found.group(1)}), which "
+            "a safe (weights_only) load refuses; hwnas reads only its own checkpoints (`hwnas train supernet`)"
+        )
+    return f"checkpoint {path} is corrupted or not a torch file ({type(exc).__name__} while reading it)"
+
+
 def load_checkpoint(path: str | Path) -> dict[str, Any]:
     """Read and check an hwnas checkpoint; every problem is one `CheckpointError`."""
     path = Path(path)
@@ -43,8 +56,7 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
             warnings.simplefilter("ignore")
             data = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # garbage makes torch.load raise almost anything (IndexError, KeyError, ...)
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise CheckpointError(f"checkpoint {path} is corrupted or not a torch file ({first[:160]})") from None
+        raise CheckpointError(_unreadable(path, exc)) from None
     if not isinstance(data, dict) or data.get("format") != FORMAT:
         raise CheckpointError(
             f"checkpoint {path} is not an hwnas checkpoint (a bare state_dict or another tool's file?); "
