@@ -185,7 +185,7 @@ def mosegnas(
             {
                 "generation": generation,
                 "evaluated": len(archive),
-                "hypervolume": archive.hypervolume(reference) if reference else None,
+                "hypervolume": archive.normalised_hypervolume(reference) if reference else None,  # as printed
                 "predictor_tau": tau,
             }
         )

@@ -184,7 +184,7 @@ def natv2(
                 "iteration": iteration,
                 "evaluated": len(archive),
                 "predictor": chosen_name,
-                "hypervolume": archive.hypervolume(reference) if reference else None,
+                "hypervolume": archive.normalised_hypervolume(reference) if reference else None,  # as printed
             }
         )
         if adapting and len(archive) < evaluations and len(archive) > before:
