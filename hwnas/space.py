@@ -341,6 +341,10 @@ class SearchSpace:
         out.append(self.last.widths.index(arch.last))
         return np.asarray(out, dtype=np.int64)
 
+    def depth_genes(self) -> list[tuple[int, tuple[int, ...]]]:
+        """(depth gene, depth choices) of each stage, for NATv2's depth-uniform sampling."""
+        return [(self.gene(f"stages[{i}].depth"), st.depths) for i, st in enumerate(self.stages)]
+
     def canonical(self, x: np.ndarray) -> np.ndarray:
         """Encodings (one row or many) with the genes of blocks past each stage's depth set to 0, as
         `encode()` writes them: two vectors of one arch become the same vector, so what a predictor

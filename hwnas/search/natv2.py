@@ -37,14 +37,10 @@ ZOO = ("lgbm", "gp", "svr", "ridge", "knn", "cart")
 
 
 # ---- archive initialisation --------------------------------------------------------------------
-def _depth_genes(space: SearchSpace) -> list[tuple[int, tuple[int, ...]]]:
-    return [(space.gene(f"stages[{i}].depth"), st.depths) for i, st in enumerate(space.stages)]
-
-
 def depth_uniform(space: SearchSpace, n: int, rng: np.random.Generator) -> np.ndarray:
     """`n` encoded archs whose total depth is uniform over its range and whose per-stage depths are
     uniform among the splits of that total; every other gene uniform."""
-    genes = _depth_genes(space)
+    genes = space.depth_genes()
     # ways[i][t]: number of depth choices for stages i.. that sum to t
     ways: list[dict[int, int]] = [dict() for _ in range(len(genes) + 1)]
     ways[-1] = {0: 1}
@@ -65,7 +61,7 @@ def depth_uniform(space: SearchSpace, n: int, rng: np.random.Generator) -> np.nd
 
 
 def total_depth(space: SearchSpace, x: np.ndarray) -> np.ndarray:
-    return sum(np.asarray(depths)[x[:, gene]] for gene, depths in _depth_genes(space))
+    return sum(np.asarray(depths)[x[:, gene]] for gene, depths in space.depth_genes())
 
 
 # ---- the fixed-size archive ----------------------------------------------------------------------

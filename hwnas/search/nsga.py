@@ -16,7 +16,7 @@ from pymoo.core.repair import Repair
 from hwnas.search.archive import Archive
 from hwnas.search.budget import Budget
 from hwnas.search.objectives import Costs
-from hwnas.space import SearchSpace
+from hwnas.space import SearchSpace  # or any space with its methods (hwnas.nb201.NB201Space)
 
 Progress = Callable[[int, int, Archive], None]
 
@@ -29,8 +29,8 @@ class ArchRepair(Repair):
         super().__init__()
         self.space = space
         self.xl, self.xu = space.bounds()
-        self.gene = space.gene("resolution")
         self.allowed = np.array(sorted(allowed_resolutions)) if allowed_resolutions else None
+        self.gene = space.gene("resolution") if self.allowed is not None else None
 
     def _do(self, problem, X, **kwargs):
         X = np.clip(np.round(np.asarray(X, dtype=float)), self.xl, self.xu).astype(np.int64)

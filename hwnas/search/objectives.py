@@ -61,6 +61,13 @@ class Costs:
         bound = (self._flops if name == "flops" else self._params).lower_bound(allowed_resolutions)
         return bound * 4 / 1e6 if name == "size" else bound
 
+    def upper_bound(self, name: str, allowed_resolutions: list[int] | None = None) -> float:
+        """`name` of the largest subnet at the largest allowed resolution (the hypervolume's reference)."""
+        from hwnas.search.nsga import ArchRepair
+
+        x = ArchRepair(self.space, allowed_resolutions)._do(None, self.space.encode(self.space.max())[None])
+        return float(self(name, x)[0])
+
     def __call__(self, name: str, x: np.ndarray) -> np.ndarray:
         x = np.asarray(x, dtype=np.int64)
         if name == "latency":

@@ -35,38 +35,27 @@ class SearchResult:
         return [self.folder / n for n in ("archive.json", "best.json", "pareto.png")]
 
 
-def run(
-    *,
-    device: str | Path,
-    budgets: list[str] | list[Budget],
-    space: str | None = None,
-    supernet: str | Path | None = None,
-    proxy: str | None = None,
-    lut: str | Path | None = None,
-    algorithm: str = "mosegnas",
-    evaluations: int = 64,
-    predictor: str | None = None,
-    objectives: list[str] | None = None,
-    adapt_epochs: int = 0,
-    data: str | None = None,
-    seed: int = 0,
-    out: str | Path | None = None,
-    fresh: bool = False,
-    devices_dir: str | Path | None = None,
-    progress: Callable[[int, int, int], None] | None = None,
-    on_resume: Callable[[Path, int], None] | None = None,
-) -> SearchResult:
-    """Search the most accurate subnet under `budgets` on `device`; `progress(done, total, evaluated)`
-    as it goes, `on_resume(archive_path, n_evaluated)` when it continues an earlier archive."""
+@dataclass
+class _Setup:
+    """What a search runs on: a space, its costs and accuracy, the resolutions searched, file meta."""
+
+    space: object
+    costs: object
+    accuracy: object
+    allowed: list[int] | None
+    device: str
+    meta: dict[str, Any]
+
+
+def _supernet_setup(device, space, supernet, proxy, lut, data, devices_dir) -> _Setup:
+    """A SalNAS space: the device's latency table, a supernet (or a labelled proxy) for accuracy."""
     from hwnas.devices import load_device
     from hwnas.lut import LatencyTable, default_path
-    from hwnas.search import Costs, search
+    from hwnas.search import Costs
     from hwnas.search.evaluator import ProxyEvaluator, SupernetEvaluator
-    from hwnas.search.plot import pareto_png
 
     spec = load_device(device, devices_dir)
     sp = resolve_space(space, supernet)
-    budgets = parse_budgets(budgets) if budgets and isinstance(budgets[0], str) else list(budgets)
     path = Path(lut) if lut is not None else default_path(spec.name, sp.name)
     table = LatencyTable.load(path, sp)
     built_for = table.meta.get("device", {}).get("name")
@@ -86,7 +75,65 @@ def run(
             raise HwnasError(f"the supernet is a {accuracy.task_name} model but the table is for the {task} head")
     else:
         accuracy = ProxyEvaluator(proxy, costs, sp)
-    folder = Path(out) if out is not None else Path("runs") / f"{sp.name}-search-{spec.name}"
+    meta = {"device": spec.name, "table": str(path), "supernet": str(supernet or "")}
+    return _Setup(sp, costs, accuracy, allowed, spec.name, meta)
+
+
+def _benchmark_setup(device, benchmark, metric, supernet, proxy, lut) -> _Setup:
+    """NAS-Bench-201: accuracy and latency are the benchmark table's columns (hwnas.nb201)."""
+    from hwnas.nb201 import Benchmark, BenchmarkAccuracy, BenchmarkCosts
+
+    given = [name for name, value in (("--supernet", supernet), ("--proxy", proxy), ("--lut", lut)) if value]
+    if given:
+        raise HwnasError(f"{', '.join(given)} do not apply to --space nb201: its benchmark table scores every cell")
+    table = Benchmark.load(benchmark)
+    costs = BenchmarkCosts(table, device=str(device))
+    accuracy = BenchmarkAccuracy(table, metric)
+    meta = {"device": str(device), "benchmark": table.source, "benchmark_digest": table.meta["digest"]}
+    return _Setup(table.space, costs, accuracy, None, str(device), meta)
+
+
+def run(
+    *,
+    device: str | Path,
+    budgets: list[str] | list[Budget],
+    space: str | None = None,
+    supernet: str | Path | None = None,
+    proxy: str | None = None,
+    lut: str | Path | None = None,
+    benchmark: str | Path | None = None,
+    metric: str = "cifar100_val",
+    algorithm: str = "mosegnas",
+    evaluations: int = 64,
+    predictor: str | None = None,
+    objectives: list[str] | None = None,
+    adapt_epochs: int = 0,
+    data: str | None = None,
+    seed: int = 0,
+    out: str | Path | None = None,
+    fresh: bool = False,
+    devices_dir: str | Path | None = None,
+    progress: Callable[[int, int, int], None] | None = None,
+    on_resume: Callable[[Path, int], None] | None = None,
+) -> SearchResult:
+    """Search the most accurate subnet under `budgets` on `device`; `progress(done, total, evaluated)`
+    as it goes, `on_resume(archive_path, n_evaluated)` when it continues an earlier archive.
+
+    With `space="nb201"` (or a `benchmark` table) the space is NAS-Bench-201's cell, `device` names
+    the table's `latency_ms_<device>` column and `metric` its accuracy column (`*_val` to search on).
+    """
+    from hwnas.search import search
+    from hwnas.search.plot import pareto_png
+
+    budgets = parse_budgets(budgets) if budgets and isinstance(budgets[0], str) else list(budgets)
+    if space == "nb201" or benchmark is not None:
+        if space not in (None, "nb201"):
+            raise HwnasError(f"--benchmark goes with --space nb201, not --space {space}")
+        setup = _benchmark_setup(device, benchmark, metric, supernet, proxy, lut)
+    else:
+        setup = _supernet_setup(device, space, supernet, proxy, lut, data, devices_dir)
+    sp = setup.space
+    folder = Path(out) if out is not None else Path("runs") / f"{sp.name}-search-{setup.device}"
     previous = None
     if not fresh and (folder / "archive.json").exists():
         previous = Archive.load(folder / "archive.json", sp)
@@ -104,16 +151,16 @@ def run(
     }
     archive = search(
         sp,
-        accuracy=accuracy,
-        costs=costs,
+        accuracy=setup.accuracy,
+        costs=setup.costs,
         budgets=budgets,
         algorithm=algorithm,
         evaluations=evaluations,
         seed=seed,
         objectives=objectives,
-        allowed_resolutions=allowed,
+        allowed_resolutions=setup.allowed,
         progress=report,
-        meta={"device": spec.name, "table": str(path), "supernet": str(supernet or "")},
+        meta=setup.meta,
         options=options,
         resume=previous,
         on_resume=(lambda n: on_resume(folder / "archive.json", n)) if on_resume else None,
@@ -121,14 +168,14 @@ def run(
     archive.save(folder / "archive.json")
     chosen = archive.pick(budgets)
     atomic_write_json(folder / "best.json", sp.arch_to_dict(chosen.arch))
-    title = f"{sp.name} on {spec.name}, {algorithm}, budget {', '.join(map(str, budgets))}"
+    title = f"{sp.name} on {setup.device}, {algorithm}, budget {', '.join(map(str, budgets))}"
     pareto_png(archive, budgets=budgets, chosen=chosen, path=folder / "pareto.png", title=title)
     return SearchResult(
         archive=archive,
         chosen=chosen,
         budgets=budgets,
         folder=folder,
-        device=spec.name,
+        device=setup.device,
         algorithm=algorithm,
         resumed=len(previous) if previous is not None else 0,
         warnings=list(archive.meta.get("warnings", [])),

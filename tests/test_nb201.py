@@ -1,0 +1,123 @@
+"""NAS-Bench-201 as a tabular space: cell strings and indices against the benchmark's own, exact
+optima under budgets, and its bad inputs (issue 19)."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+import hwnas.search
+from hwnas.errors import ArchError
+from hwnas.nb201 import OPS, Benchmark, BenchmarkError, NB201Space, packaged_benchmark, parse_cell
+from tests.cli import one_error_line, run_cli
+
+
+@pytest.fixture(scope="module")
+def bench():
+    return Benchmark.load()
+
+
+def test_every_cell_string_round_trips_and_keeps_its_benchmark_index(bench):
+    frame = pd.read_parquet(packaged_benchmark())
+    assert len(frame) == 15625 == bench.space.size() and bench.space.ops == OPS
+    for text in frame["cell"]:
+        cell = parse_cell(text)
+        assert str(cell) == text
+        assert bench.space.decode(bench.space.encode(cell)) == cell
+    for index in (0, 1, 777, 15624):
+        assert bench.index(bench.cell(index)) == index
+    # look-ups by encoded cell return the row of that cell string
+    rows = frame.sample(50, random_state=0)
+    x = np.array([bench.space.encode(parse_cell(c)) for c in rows["cell"]])
+    np.testing.assert_array_equal(bench.column("latency_ms_pixel3", x), rows["latency_ms_pixel3"].to_numpy())
+    np.testing.assert_array_equal(bench.column("cifar100_val", x), rows["cifar100_val"].to_numpy())
+
+
+def test_the_gene_order_is_the_cell_strings_edge_order():
+    cell = parse_cell("|nor_conv_1x1~0|+|nor_conv_3x3~0|none~1|+|skip_connect~0|none~1|avg_pool_3x3~2|")
+    assert cell.ops == ("nor_conv_1x1", "nor_conv_3x3", "none", "skip_connect", "none", "avg_pool_3x3")
+    assert NB201Space().encode(cell).tolist() == [2, 3, 0, 1, 0, 4]
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "|conv~0|+|nor_conv_3x3~0|none~1|+|skip_connect~0|none~1|avg_pool_3x3~2|",  # unknown op
+        "|nor_conv_1x1~0|+|nor_conv_3x3~0|none~1|",  # two nodes
+        "|nor_conv_1x1~1|+|nor_conv_3x3~0|none~1|+|skip_connect~0|none~1|avg_pool_3x3~2|",  # edge from itself
+        "nor_conv_1x1~0+nor_conv_3x3~0|none~1+skip_connect~0|none~1|avg_pool_3x3~2",
+    ],
+)
+def test_a_string_that_is_not_a_nb201_cell_is_refused(text):
+    with pytest.raises(ArchError, match="NAS-Bench-201|edge|op~node"):
+        parse_cell(text)
+
+
+def _sub_table(tmp_path, ops=("none", "skip_connect", "nor_conv_3x3")):
+    frame = pd.read_parquet(packaged_benchmark())
+    keep = frame["cell"].map(lambda c: set(parse_cell(c).ops) <= set(ops))
+    path = tmp_path / "sub.parquet"
+    frame[keep].to_parquet(path)
+    return path, frame[keep]
+
+
+def test_a_search_finds_the_exact_optimum_under_a_budget_on_a_sub_table(tmp_path):
+    path, sub = _sub_table(tmp_path)
+    assert len(sub) == 3**6
+    budget = float(np.percentile(sub["latency_ms_pixel3"], 50))
+    exact = sub[sub["latency_ms_pixel3"] <= budget]["cifar100_val"].max() / 100
+    result = hwnas.search.run(
+        space="nb201", benchmark=path, device="pixel3", budgets=[f"{budget:.6f}ms"], metric="cifar100_val",
+        algorithm="evolution", evaluations=150, seed=0, out=tmp_path / "run",
+    )  # fmt: skip
+    assert result.chosen.values["accuracy"] == pytest.approx(exact, abs=1e-9)
+    assert result.chosen.values["latency"] <= budget
+    assert len(result.archive) <= 150 and result.archive.space.size() == 729
+    best = json.loads((tmp_path / "run" / "best.json").read_text())
+    assert best == {"space": "nb201", "cell": str(result.chosen.arch)}
+    lines = [r["line"] for r in json.loads((tmp_path / "run" / "archive.json").read_text())["records"]]
+    assert all(parse_cell(line) for line in lines) and str(result.chosen.arch) in lines
+
+
+def test_the_cli_searches_the_packaged_table(tmp_path):
+    shown = run_cli("search", "--space", "nb201", "--device", "gold_6226", "--budget", "12ms", "--algo", "random",
+                    "--evals", "30", "--out", str(tmp_path)).stdout  # fmt: skip
+    assert "cifar100_val (benchmark)" in shown and "chosen:" in shown
+    best = json.loads((tmp_path / "best.json").read_text())
+    assert best["space"] == "nb201" and parse_cell(best["cell"])
+    assert (tmp_path / "pareto.png").is_file()
+
+
+def test_nb201_bad_inputs(tmp_path):
+    frame = pd.read_parquet(packaged_benchmark())
+    frame.drop(columns=["cell"]).to_parquet(tmp_path / "nocell.parquet")
+    frame.iloc[:-1].to_parquet(tmp_path / "short.parquet")
+    frame.drop(columns=[c for c in frame.columns if c.startswith("latency_ms_")]).to_parquet(tmp_path / "nolat.parquet")
+    broken = frame.copy()
+    broken.loc[5, "cell"] = "|conv5x5~0|+|none~0|none~1|+|none~0|none~1|none~2|"
+    broken.to_parquet(tmp_path / "badcell.parquet")
+    (tmp_path / "notparquet.parquet").write_text("hello")
+    base = ["search", "--space", "nb201", "--out", str(tmp_path / "out")]
+    cases = [
+        (["--device", "pixel9"], "no latency column for device 'pixel9'"),
+        (["--device", "pixel3", "--metric", "cifar100_acc"], "no metric 'cifar100_acc'"),
+        (["--device", "pixel3", "--benchmark", str(tmp_path / "nocell.parquet")], "has no 'cell' column"),
+        (["--device", "pixel3", "--benchmark", str(tmp_path / "short.parquet")], "every cell needs a row"),
+        (["--device", "pixel3", "--benchmark", str(tmp_path / "nolat.parquet")], "latency_ms_<device> columns"),
+        (["--device", "pixel3", "--benchmark", str(tmp_path / "badcell.parquet")], "is not op~node"),
+        (["--device", "pixel3", "--benchmark", str(tmp_path / "notparquet.parquet")], "not a readable Parquet"),
+        (["--device", "pixel3", "--benchmark", str(tmp_path / "missing.parquet")], "does not exist"),
+        (["--device", "pixel3", "--proxy", "flops"], "--proxy do not apply to --space nb201"),
+        (["--device", "pixel3", "--budget", "1us"], "no subnet of 'nb201' can meet the budget"),
+        (["--device", "pixel3", "--budget", "5M"], "has latency only, not 'params'"),
+    ]
+    for extra, message in cases:
+        budget = [] if "--budget" in extra else ["--budget", "10ms"]
+        line = one_error_line(run_cli(*base, *budget, *extra, check=False))
+        assert message in line, line
+    assert not (tmp_path / "out").exists()
+    with pytest.raises(BenchmarkError, match="lists a cell twice"):
+        Benchmark(pd.concat([frame, frame.iloc[:1]]), source="dup")
