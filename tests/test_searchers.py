@@ -133,3 +133,30 @@ def test_a_budget_under_the_smallest_subnet_but_met_by_another_is_searched(mini)
     with pytest.raises(BudgetError, match="every block at its cheapest"):
         search(mini, accuracy=accuracy, costs=costs, budgets=parse_budgets([f"{bound * 0.99:.6f}ms"]),
                algorithm="random", evaluations=8)  # fmt: skip
+
+
+def test_settings_reach_the_algorithm_and_are_checked(mini):
+    from hwnas.search import ALGORITHMS
+    from hwnas.search.settings import parse_settings, settings
+
+    assert settings(ALGORITHMS["mosegnas"]) == {
+        "per_generation": 8, "initial": None, "predictor": "ranknet", "surrogate_pop": 100, "surrogate_gens": 60,
+    }  # fmt: skip
+    assert parse_settings("mosegnas", ALGORITHMS["mosegnas"], ["surrogate_gens=5", "initial=4"]) == {
+        "surrogate_gens": 5, "initial": 4,
+    }  # fmt: skip
+    with pytest.raises(BudgetError, match="nsga2 has no setting 'population'; its settings: pop_size"):
+        parse_settings("nsga2", ALGORITHMS["nsga2"], ["population=8"])
+    with pytest.raises(BudgetError, match="mutate_prob is float"):
+        parse_settings("evolution", ALGORITHMS["evolution"], ["mutate_prob=often"])
+    table = synthetic_table(mini)
+    costs = Costs(mini, task="saliency", table=table)
+    budgets = parse_budgets([f"{table.predict(mini.max()):.5f}ms"])
+    archive = search(mini, accuracy=ProxyEvaluator("flops", costs, mini), costs=costs, budgets=budgets,
+                     algorithm="mosegnas", evaluations=14, settings=["per_generation=3", "initial=8",
+                     "surrogate_gens=3", "predictor=ridge"])  # fmt: skip
+    assert [g["evaluated"] for g in archive.meta["generations"]] == [11, 14]  # 8 at random, then 3 and 3
+    assert archive.meta["settings"]["per_generation"] == 3
+    with pytest.raises(BudgetError, match="settings="):
+        search(mini, accuracy=ProxyEvaluator("flops", costs, mini), costs=costs, budgets=budgets,
+               algorithm="mosegnas", evaluations=16, settings=["per_generation=4"], resume=archive)  # fmt: skip

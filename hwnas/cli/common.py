@@ -70,17 +70,42 @@ def user_errors(resume: str | None = None) -> Iterator[None]:
         raise typer.Exit(INTERRUPTED) from None
 
 
-def progress_bar() -> Progress:
-    return Progress(
-        TextColumn("{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        TimeRemainingColumn(),
-        TextColumn("{task.fields[label]}", style="dim"),
-        console=err,
-        transient=True,
-    )
+class LazyProgress:
+    """A rich progress bar that appears at its first update: a verb that fails its checks before any
+    work prints its one error line and nothing else (a started bar leaves a blank line behind)."""
+
+    def __init__(self) -> None:
+        self._bar = Progress(
+            TextColumn("{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            TimeRemainingColumn(),
+            TextColumn("{task.fields[label]}", style="dim"),
+            console=err,
+            transient=True,
+        )
+        self._started = False
+
+    def __enter__(self) -> LazyProgress:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self._started:
+            self._bar.stop()
+
+    def add_task(self, description: str, **fields):
+        return self._bar.add_task(description, start=True, **fields)
+
+    def update(self, task, **fields) -> None:
+        if not self._started:
+            self._bar.start()
+            self._started = True
+        self._bar.update(task, **fields)
+
+
+def progress_bar() -> LazyProgress:
+    return LazyProgress()
 
 
 def parse_resolutions(values: list[str] | None) -> list[tuple[int, int]] | None:

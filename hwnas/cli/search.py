@@ -38,6 +38,14 @@ def search(
         ),
     ] = "mosegnas",
     evals: Annotated[int, typer.Option(help="subnets to evaluate on the supernet, in all")] = 64,
+    settings: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--set",
+            help="an algorithm setting, repeatable, e.g. surrogate_gens=100 (README: Search settings)",
+            metavar="KEY=VALUE",
+        ),
+    ] = None,
     predictor: Annotated[
         str | None,
         typer.Option(
@@ -69,7 +77,7 @@ def search(
         result = run(
             device=device, budgets=budget, space=space_name, supernet=supernet, proxy=proxy, lut=lut_path,
             benchmark=benchmark, metric=metric,
-            algorithm=algo, evaluations=evals, predictor=predictor,
+            algorithm=algo, evaluations=evals, settings=settings, predictor=predictor,
             objectives=objectives.split(",") if objectives else None, adapt_epochs=adapt_epochs, data=data,
             seed=seed, out=out_dir, fresh=fresh, devices_dir=devices_dir,
             progress=lambda d, n, k: bar.update(job, completed=d, total=n, label=f"{k} subnets evaluated"),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable
 from typing import Any
 
@@ -15,6 +16,7 @@ from hwnas.search.objectives import COSTS, Costs, Objective
 from hwnas.search.pnag import pnag
 from hwnas.search.predictors import NAMES as PREDICTORS
 from hwnas.search.runner import SearchResult, run
+from hwnas.search.settings import parse_settings
 from hwnas.space import SearchSpace
 
 RAW_UNITS = {"latency": "ms", "energy": "mJ", "size": "MB"}
@@ -53,18 +55,22 @@ def search(
     progress: Progress | None = None,
     meta: dict[str, Any] | None = None,
     options: dict[str, Any] | None = None,
+    settings: list[str] | dict[str, Any] | None = None,
     resume: Archive | None = None,
     on_resume: Callable[[int], None] | None = None,
 ) -> Archive:
     """Find the accuracy/cost front under `budgets`; `accuracy` is a supernet or proxy evaluator.
 
-    `options` go to the mosegnas / natv2 searcher (predictor, surrogate_pop/gens, per_generation, ...).
+    `options` go to the searcher as they are (predictor, PNAG's cache, NATv2's adaptation);
+    `settings` are the algorithm's own (`--set surrogate_gens=100`, see `hwnas.search.settings`),
+    checked against what it accepts and recorded in the archive.
     `resume` continues an interrupted search's archive (same settings): its archs count toward
     `evaluations` and seed the searcher; `progress` is the place to save it as it grows;
     `on_resume(n)` is told, once the archive is accepted, how many subnets it already holds.
     """
     if algorithm not in ALGORITHMS:
         raise BudgetError(f"unknown --algo '{algorithm}'; allowed: {', '.join(ALGORITHMS)}")
+    chosen = parse_settings(algorithm, ALGORITHMS[algorithm], settings)
     predictor = (options or {}).get("predictor")
     if predictor is not None and algorithm not in ("mosegnas", "natv2"):
         raise BudgetError(f"--predictor applies to mosegnas and natv2, not {algorithm}")
@@ -103,6 +109,7 @@ def search(
             "seed": seed,
             "evaluations": evaluations,
             "budgets": [b.text for b in budgets],
+            "settings": chosen,
             **({"adapt_epochs": adapt_epochs} if adapt_epochs else {}),
             **({"energy_source": costs.energy_source} if "energy" in names else {}),
             **(meta or {}),
@@ -117,14 +124,17 @@ def search(
     )
     reference = reference_point(space, costs, names, allowed_resolutions)
     archive.meta["reference"] = reference
-    extra = {"reference": reference, **(options or {})} if algorithm in ("mosegnas", "natv2", "pnag") else {}
-    ALGORITHMS[algorithm](problem, evaluations=evaluations, seed=seed, progress=progress, **extra)
+    function = ALGORITHMS[algorithm]
+    extra = {**chosen, **(options or {})}
+    if "reference" in inspect.signature(function).parameters:
+        extra["reference"] = reference
+    function(problem, evaluations=evaluations, seed=seed, progress=progress, **extra)
     archive.meta["hypervolume"] = archive.hypervolume(reference)
     archive.meta["hypervolume_normalised"] = archive.normalised_hypervolume(reference)
     return archive
 
 
-_SAME = ("metric", "accuracy_source", "algorithm", "seed", "budgets")
+_SAME = ("metric", "accuracy_source", "algorithm", "seed", "budgets", "settings")
 
 
 def _resumable(old: Archive, new: Archive) -> Archive:
@@ -134,8 +144,11 @@ def _resumable(old: Archive, new: Archive) -> Archive:
             f"the archive to resume trades accuracy against {[o.name for o in old.objectives[1:]]}, "
             f"this search against {[o.name for o in new.objectives[1:]]}; pass --fresh to start over"
         )
+    before = {"settings": {}}  # archives written before settings were recorded had none
     changed = [
-        f"{k}={old.meta.get(k)!r} (now {new.meta.get(k)!r})" for k in _SAME if old.meta.get(k) != new.meta.get(k)
+        f"{k}={old.meta.get(k, before.get(k))!r} (now {new.meta.get(k)!r})"
+        for k in _SAME
+        if old.meta.get(k, before.get(k)) != new.meta.get(k)
     ]
     if changed:
         raise BudgetError(f"the archive to resume was made with {', '.join(changed)}; pass --fresh to start over")

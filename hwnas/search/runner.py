@@ -105,6 +105,7 @@ def run(
     metric: str = "cifar100_val",
     algorithm: str = "mosegnas",
     evaluations: int = 64,
+    settings: list[str] | dict[str, Any] | None = None,
     predictor: str | None = None,
     objectives: list[str] | None = None,
     adapt_epochs: int = 0,
@@ -162,6 +163,7 @@ def run(
         progress=report,
         meta=setup.meta,
         options=options,
+        settings=settings,
         resume=previous,
         on_resume=(lambda n: on_resume(folder / "archive.json", n)) if on_resume else None,
     )

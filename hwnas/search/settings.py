@@ -1,0 +1,53 @@
+"""Each searcher's settings as a user reaches them (`hwnas search --set key=value`): the keyword
+arguments of its function, typed by their defaults, checked before any evaluation.
+
+The papers' values and hwnas's defaults are listed side by side in README ("Search settings").
+"""
+
+from __future__ import annotations
+
+import inspect
+from typing import Any
+
+from hwnas.search.budget import BudgetError
+
+# Arguments a searcher takes that are not settings: the run itself, or given by their own flags.
+_NOT_SETTINGS = {"problem", "evaluations", "seed", "progress", "reference", "cache", "adapt_out", "adapt_epochs"}
+
+
+def settings(algorithm) -> dict[str, Any]:
+    """{setting: default} of a searcher function (`hwnas.search.ALGORITHMS[name]`)."""
+    params = inspect.signature(algorithm).parameters.values()
+    return {p.name: p.default for p in params if p.kind == p.KEYWORD_ONLY and p.name not in _NOT_SETTINGS}
+
+
+def _typed(name: str, text: str, default: Any, algorithm: str) -> Any:
+    kind = type(default) if default is not None else int  # a None default stands for "derived": an int
+    try:
+        value = kind(text) if kind is not bool else text.lower() in ("1", "true", "yes")
+    except ValueError:
+        raise BudgetError(f"--set {name}={text}: {algorithm}'s {name} is {kind.__name__}, like {default!r}") from None
+    if isinstance(value, int | float) and not isinstance(value, bool) and value <= 0:
+        raise BudgetError(f"--set {name}={text}: {name} must be positive")
+    return value
+
+
+def parse_settings(algorithm: str, function, pairs: list[str] | dict[str, Any] | None) -> dict[str, Any]:
+    """`["surrogate_gens=100", ...]` (or a dict) -> typed keyword arguments of `function`; an unknown
+    key, a malformed pair or a wrong type is one `BudgetError` naming what the algorithm accepts."""
+    known = settings(function)
+    items = pairs.items() if isinstance(pairs, dict) else [_split(p) for p in pairs or []]
+    out: dict[str, Any] = {}
+    for key, value in items:
+        if key not in known:
+            allowed = ", ".join(f"{k} (default {v})" for k, v in known.items()) or "none"
+            raise BudgetError(f"--set {key}: {algorithm} has no setting '{key}'; its settings: {allowed}")
+        out[key] = _typed(key, str(value), known[key], algorithm) if isinstance(value, str) else value
+    return out
+
+
+def _split(pair: str) -> tuple[str, str]:
+    key, sep, value = pair.partition("=")
+    if not sep or not key.strip() or not value.strip():
+        raise BudgetError(f"--set takes key=value, got '{pair}'")
+    return key.strip(), value.strip()
