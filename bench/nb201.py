@@ -1,0 +1,146 @@
+"""Searchers against NAS-Bench-201's exact answers (issue 19), on the table shipped in
+hwnas/benchmarks/ (accuracies of all 15,625 cells, latencies measured on nine real devices).
+
+For each algorithm, device, seed and query count: one search over the whole latency range (budget:
+the device's highest latency), then
+- the hypervolume of the queried cells' front (accuracy / 100 against latency normalised by the
+  table's range, reference (0, 1.1)) as a ratio of the exact front's (all 15,625 cells);
+- the regret under 3 budgets (the 25th, 50th and 75th latency percentile of the table): the best
+  `*_val` accuracy of any cell under the budget minus that of the cell the search picks under it
+  (`Archive.pick`, its most accurate queried cell under the budget); and the same in test accuracy
+  (the best `*_test` of any cell under the budget minus the picked cell's `*_test`);
+- queries used and seconds.
+Usage: python -m bench.nb201 [--algos random,evolution,...] [--devices pixel3,...] [--seeds 5]
+       [--queries 50,100,200] [--metric cifar100_val] [--summary]
+Results go to bench/out/nb201.json (rows keep runs of other settings); --summary only prints them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+
+from bench.common import machine
+from hwnas.nb201 import Benchmark, BenchmarkAccuracy, BenchmarkCosts
+from hwnas.search import parse_budgets, search
+
+OUT = Path(__file__).parent / "out" / "nb201.json"
+ALGOS = ("random", "evolution", "nsga2", "mosegnas", "natv2", "pnag")
+
+
+def front_hv(accuracy: np.ndarray, latency: np.ndarray) -> float:
+    """Hypervolume of (accuracy in [0, 1], latency in [0, 1]) against (0, 1.1), pymoo's HV."""
+    from pymoo.indicators.hv import HV
+    from pymoo.util.nds.non_dominated_sorting import NonDominatedSorting
+
+    points = np.column_stack([-accuracy, latency])
+    front = points[NonDominatedSorting().do(points, only_non_dominated_front=True)]
+    return float(HV(ref_point=np.array([0.0, 1.1]))(front))
+
+
+def exact(table: Benchmark, device: str, metric: str) -> dict:
+    frame = table.frame
+    latency = frame[f"latency_ms_{device}"].to_numpy(dtype=np.float64)
+    lo, hi = latency.min(), latency.max()
+    budgets = [float(np.percentile(latency, q)) for q in (25, 50, 75)]
+    test = metric.replace("_val", "_test")
+    val_acc, test_acc = frame[metric].to_numpy(np.float64), frame[test].to_numpy(np.float64)
+    return {
+        "lo": lo,
+        "hi": hi,
+        "hv": front_hv(val_acc / 100, (latency - lo) / (hi - lo)),
+        "budgets": budgets,
+        "best_val": [float(val_acc[latency <= b].max()) for b in budgets],
+        "best_test": [float(test_acc[latency <= b].max()) for b in budgets],
+    }
+
+
+def one_run(table: Benchmark, device: str, metric: str, algo: str, queries: int, seed: int, truth: dict) -> dict:
+    costs = BenchmarkCosts(table, device=device)
+    accuracy = BenchmarkAccuracy(table, metric)
+    loose = parse_budgets([f"{truth['hi'] * 1.0001:.6f}ms"])  # the whole range: the front, not one budget
+    start = time.perf_counter()
+    archive = search(table.space, accuracy=accuracy, costs=costs, budgets=loose, algorithm=algo,
+                     evaluations=queries, seed=seed)  # fmt: skip
+    seconds = time.perf_counter() - start
+    x = np.array([table.space.encode(r.arch) for r in archive.records])
+    val = table.column(metric, x)
+    lat = table.column(f"latency_ms_{device}", x)
+    test = table.column(metric.replace("_val", "_test"), x)
+    hv = front_hv(val / 100, (lat - truth["lo"]) / (truth["hi"] - truth["lo"]))
+    regret_val, regret_test = [], []
+    for b, best_val, best_test in zip(truth["budgets"], truth["best_val"], truth["best_test"], strict=True):
+        ok = np.flatnonzero(lat <= b)
+        if len(ok) == 0:
+            regret_val.append(float("nan"))
+            regret_test.append(float("nan"))
+            continue
+        pick = ok[np.argmax(val[ok])]  # Archive.pick: the most accurate queried cell under the budget
+        regret_val.append(best_val - float(val[pick]))
+        regret_test.append(best_test - float(test[pick]))
+    return {
+        "algo": algo, "device": device, "seed": seed, "queries": queries, "used": len(archive),
+        "hv_ratio": hv / truth["hv"], "regret_val": regret_val, "regret_test": regret_test, "seconds": seconds,
+    }  # fmt: skip
+
+
+def summary(rows: list[dict], queries: int) -> str:
+    lines = [
+        f"median over devices and seeds at {queries} queries (regret in points of accuracy, budgets p25/p50/p75):",
+        "| algorithm | runs | HV ratio | regret val p25 / p50 / p75 | regret test p50 | seconds |",
+        "| --- | --- | --- | --- | --- | --- |",
+    ]
+    for algo in ALGOS:
+        mine = [r for r in rows if r["algo"] == algo and r["queries"] == queries]
+        if not mine:
+            continue
+        hv = np.median([r["hv_ratio"] for r in mine])
+        rv = [np.nanmedian([r["regret_val"][i] for r in mine]) for i in range(3)]
+        rt = np.nanmedian([r["regret_test"][1] for r in mine])
+        sec = np.median([r["seconds"] for r in mine])
+        lines.append(
+            f"| {algo} | {len(mine)} | {hv:.4f} | {rv[0]:.2f} / {rv[1]:.2f} / {rv[2]:.2f} | {rt:.2f} | {sec:.1f} |"
+        )
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--algos", default=",".join(ALGOS))
+    parser.add_argument("--devices", default="")
+    parser.add_argument("--seeds", type=int, default=5)
+    parser.add_argument("--queries", default="50,100,200")
+    parser.add_argument("--metric", default="cifar100_val")
+    parser.add_argument("--summary", action="store_true")
+    args = parser.parse_args()
+    saved = json.loads(OUT.read_text()) if OUT.exists() else {"rows": []}
+    table = Benchmark.load()
+    queries = [int(q) for q in args.queries.split(",")]
+    if not args.summary:
+        devices = args.devices.split(",") if args.devices else table.devices
+        algos = args.algos.split(",")
+        done = {(r["algo"], r["device"], r["seed"], r["queries"]) for r in saved["rows"]}
+        for device in devices:
+            truth = exact(table, device, args.metric)
+            for algo in algos:
+                for q in queries:
+                    for seed in range(args.seeds):
+                        if (algo, device, seed, q) in done:
+                            continue
+                        row = one_run(table, device, args.metric, algo, q, seed, truth)
+                        saved["rows"].append(row)
+                        OUT.parent.mkdir(exist_ok=True)
+                        OUT.write_text(json.dumps({**saved, "machine": machine(), "metric": args.metric}, indent=1))
+                        line = f"HV {row['hv_ratio']:.4f} regret p50 {row['regret_val'][1]:.2f}"
+                        print(f"{device} {algo} q{q} s{seed}: {line} ({row['seconds']:.1f} s)", flush=True)
+    print(f"machine: {saved.get('machine', machine())}; metric {saved.get('metric', args.metric)}")
+    for q in queries:
+        print(summary(saved["rows"], q))
+
+
+if __name__ == "__main__":
+    main()
