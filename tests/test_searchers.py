@@ -73,7 +73,9 @@ def test_searchers_fill_the_archive_and_respect_the_budget(mini, algo):
     assert best.values["accuracy"] == pytest.approx(mini.flops(best.arch))
     if algo == "evolution":
         assert all(r.values["latency"] <= budgets[0].limit for r in archive.records)
-    if algo == "mosegnas":
+    if algo == "mosegnas":  # 24 // 3 = 8 at random, then generations of K = 8 new archs each. Before the
+        # repair canonicalised, candidates were unique as vectors, not as archs, so a generation could
+        # evaluate fewer (5 on AMD EPYC, where ties broke otherwise): every pick is now a distinct new arch
         assert [g["evaluated"] for g in archive.meta["generations"]] == [16, 24]
     if algo == "natv2":  # 12 to build the archive (half the budget), then iterations of 8 and 4
         assert [i["evaluated"] for i in archive.meta["iterations"]] == [20, 24]
