@@ -121,3 +121,69 @@ def test_nb201_bad_inputs(tmp_path):
     assert not (tmp_path / "out").exists()
     with pytest.raises(BenchmarkError, match="lists a cell twice"):
         Benchmark(pd.concat([frame, frame.iloc[:1]]), source="dup")
+
+
+def test_several_devices_each_with_a_budget_one_arch_meets_all(tmp_path):
+    """Budgets per device; each device's latency is an objective; the chosen cell meets every budget,
+    and it is the most accurate queried cell that does."""
+    frame = pd.read_parquet(packaged_benchmark())
+    budgets = {"pixel3": float(frame["latency_ms_pixel3"].median()), "gold_6226": 11.0}
+    result = hwnas.search.run(
+        space="nb201", device=["pixel3", "gold_6226"], budgets=[f"{d}:{v:.4f}ms" for d, v in budgets.items()],
+        algorithm="nsga2", evaluations=60, seed=0, out=tmp_path / "run",
+    )  # fmt: skip
+    names = [o.name for o in result.archive.objectives]
+    assert names == ["accuracy", "latency@pixel3", "latency@gold_6226"]
+    chosen = result.chosen
+    assert all(chosen.values[f"latency@{d}"] <= v for d, v in budgets.items())
+    table = Benchmark.load()
+    x = table.space.encode(chosen.arch)[None]
+    assert chosen.values["latency@gold_6226"] == pytest.approx(table.column("latency_ms_gold_6226", x)[0])
+    meeting = [r for r in result.archive.records if all(r.values[f"latency@{d}"] <= v for d, v in budgets.items())]
+    assert chosen.values["accuracy"] == max(r.values["accuracy"] for r in meeting)
+
+
+def test_several_devices_need_the_device_in_each_latency_budget(tmp_path):
+    base = ["search", "--space", "nb201", "--device", "pixel3", "--device", "fpga", "--out", str(tmp_path / "o")]
+    cases = [
+        (["--budget", "10ms"], "needs the device in each latency budget, like pixel3:12ms"),
+        (["--budget", "raspi4:10ms"], "names device 'raspi4', which is not searched"),
+        (["--budget", "pixel3:5M"], "DEVICE:VALUE names a device's latency or energy"),
+    ]
+    for extra, message in cases:
+        assert message in one_error_line(run_cli(*base, *extra, check=False))
+    assert not (tmp_path / "o").exists()
+
+
+def test_several_devices_on_the_salnas_space(tmp_path):
+    """Two latency tables (cpu and cpu-torch, synthetic costs that rank subnets differently): the
+    chosen subnet meets both devices' budgets."""
+    from dataclasses import replace
+
+    from hwnas.backends.base import Timing
+    from hwnas.space import SearchSpace
+    from tests.test_lut import synthetic_table
+
+    mini = SearchSpace.load("mini")
+    paths = []
+    for name, kernel_cost in (("cpu", 0.0), ("cpu-torch", 0.03)):
+        table = synthetic_table(mini, resolutions=[(32, 32)])
+        table.meta["device"]["name"] = name
+        for sig in mini.all_block_signatures([(32, 32)], "saliency"):
+            cost = 0.01 + sig.flops() / 1e9 + kernel_cost * (sig.kernel == 5)
+            table.record(sig, Timing(cost, cost, cost, cost, 0.0, 30))
+        table.save(tmp_path / f"{name}-mini.parquet")
+        paths.append(tmp_path / f"{name}-mini.parquet")
+    top = replace(mini.max(), resolution=(32, 32))
+    limits = {}
+    for name, path in zip(("cpu", "cpu-torch"), paths, strict=True):
+        from hwnas.lut import LatencyTable
+
+        t = LatencyTable.load(path, mini)
+        limits[name] = (t.predict(mini.min()) + t.predict(top)) / 2
+    result = hwnas.search.run(
+        device=["cpu", "cpu-torch"], space="mini", lut=paths, proxy="flops", algorithm="random", evaluations=24,
+        budgets=[f"{n}:{v:.5f}ms" for n, v in limits.items()], out=tmp_path / "run",
+    )  # fmt: skip
+    assert all(result.chosen.values[f"latency@{n}"] <= v for n, v in limits.items())
+    assert result.archive.meta["device"] == "cpu+cpu-torch"

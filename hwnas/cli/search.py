@@ -8,19 +8,34 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from hwnas.cli.common import DeviceOpt, DevicesDirOpt, SeedOpt, SpaceOpt, err, flag, out, progress_bar, say, user_errors
+from hwnas.cli.common import DevicesDirOpt, SeedOpt, SpaceOpt, err, flag, out, progress_bar, say, user_errors
 from hwnas.cli.common import warn as print_warning
 
 
 def search(
-    device: DeviceOpt,
+    device: Annotated[
+        list[str],
+        typer.Option(
+            "--device",
+            "-d",
+            metavar="DEVICE",
+            help="device name or spec .toml (--space nb201: a latency column); repeat for several devices",
+        ),
+    ],
     budget: Annotated[
-        list[str], typer.Option(help="e.g. 30ms, 2mJ, 300MFLOPs, 5M (params), 20MB; repeatable", metavar="BUDGET")
+        list[str],
+        typer.Option(
+            help="e.g. 30ms, 2mJ, 300MFLOPs, 5M (params), 20MB, or DEVICE:12ms for one of several devices; repeatable",
+            metavar="BUDGET",
+        ),
     ],
     space_name: SpaceOpt = None,
     supernet: Annotated[Path | None, typer.Option(help="trained supernet checkpoint (hwnas train supernet)")] = None,
     proxy: Annotated[str | None, typer.Option(help="no supernet: rank by flops or params instead (a proxy)")] = None,
-    lut_path: Annotated[Path | None, typer.Option("--lut", help="table (default lut/DEVICE-SPACE.parquet)")] = None,
+    lut_path: Annotated[
+        list[Path] | None,
+        typer.Option("--lut", help="table per --device, in order (default lut/DEVICE-SPACE.parquet)", metavar="PATH"),
+    ] = None,
     benchmark: Annotated[
         Path | None,
         typer.Option(
@@ -73,7 +88,7 @@ def search(
     from hwnas.search import run
 
     with user_errors(resume="from the subnets already in archive.json"), progress_bar() as bar:
-        job = bar.add_task(f"{algo} on {device}", total=None, label="")
+        job = bar.add_task(f"{algo} on {'+'.join(device)}", total=None, label="")
         result = run(
             device=device, budgets=budget, space=space_name, supernet=supernet, proxy=proxy, lut=lut_path,
             benchmark=benchmark, metric=metric,

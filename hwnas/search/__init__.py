@@ -8,11 +8,11 @@ from typing import Any
 
 from hwnas.search.archive import Archive, Record
 from hwnas.search.baselines import evolution, random_search
-from hwnas.search.budget import Budget, BudgetError, parse_budget, parse_budgets
+from hwnas.search.budget import Budget, BudgetError, base, parse_budget, parse_budgets
 from hwnas.search.mosegnas import mosegnas
 from hwnas.search.natv2 import natv2
 from hwnas.search.nsga import ArchProblem, ArchRepair, Progress, nsga2
-from hwnas.search.objectives import COSTS, Costs, Objective
+from hwnas.search.objectives import COSTS, Costs, DeviceCosts, Objective
 from hwnas.search.pnag import pnag
 from hwnas.search.predictors import NAMES as PREDICTORS
 from hwnas.search.runner import SearchResult, run
@@ -20,7 +20,8 @@ from hwnas.search.settings import parse_settings
 from hwnas.space import SearchSpace
 
 RAW_UNITS = {"latency": "ms", "energy": "mJ", "size": "MB"}
-__all__ = ["Archive", "Budget", "BudgetError", "Costs", "Objective", "Record", "parse_budget", "parse_budgets"]
+__all__ = ["Archive", "Budget", "BudgetError", "Costs", "DeviceCosts", "Objective", "Record"]
+__all__ += ["parse_budget", "parse_budgets"]
 __all__ += ["search", "run", "SearchResult", "reference_point", "ALGORITHMS", "ArchProblem", "ArchRepair"]
 
 ALGORITHMS = {
@@ -89,14 +90,14 @@ def search(
         raise BudgetError(f"--evals must be at least 2, got {evaluations}")
     names = list(dict.fromkeys(objectives or [b.objective for b in budgets] or ["latency"]))
     for name in names:
-        if name not in COSTS:
+        if base(name) not in COSTS:
             raise BudgetError(f"unknown objective '{name}'; allowed: {', '.join(COSTS)}")
     for b in budgets:
         lowest = costs.lower_bound(b.objective, allowed_resolutions)
         if lowest > b.limit:
             raise BudgetError(
                 f"no subnet of '{space.name}' can meet the budget {b}: no {b.objective} goes below "
-                f"{lowest:.4g} {RAW_UNITS.get(b.objective, '')}".rstrip()
+                f"{lowest:.4g} {RAW_UNITS.get(base(b.objective), '')}".rstrip()
                 + " (every block at its cheapest choice); raise the budget"
             )
     archive = Archive(

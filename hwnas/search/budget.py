@@ -1,5 +1,6 @@
 """Budgets: a limit on one objective, parsed from what a user types (`30ms`, `2mJ`, `300MFLOPs`,
-`5M` parameters, `20MB` model size)."""
+`5M` parameters, `20MB` model size). A latency or energy budget may name its device
+(`pixel3:12ms`): its objective is then `latency@pixel3`, one per device of a multi-device search."""
 
 from __future__ import annotations
 
@@ -29,6 +30,7 @@ UNITS: dict[str, tuple[str, float]] = {
     "GB": ("size", 1e3),
 }
 BASE_UNITS = {"latency": "ms", "energy": "mJ", "flops": "FLOPs", "params": "parameters", "size": "MB"}
+PER_DEVICE = ("latency", "energy")  # the costs that differ between devices
 _PATTERN = re.compile(r"^\s*([0-9]*\.?[0-9]+(?:[eE][-+]?[0-9]+)?)\s*([A-Za-z]+)\s*$")
 
 
@@ -48,8 +50,27 @@ class Budget:
         return self.text
 
 
+def base(objective: str) -> str:
+    """`latency@pixel3` -> `latency`."""
+    return objective.split("@", 1)[0]
+
+
+def device_of(objective: str) -> str | None:
+    """`latency@pixel3` -> `pixel3`; None for an objective of no device."""
+    return objective.split("@", 1)[1] if "@" in objective else None
+
+
 def parse_budget(text: str) -> Budget:
-    """`30ms` -> Budget("latency", 30.0); every mistake is one `BudgetError` listing the units."""
+    """`30ms` -> Budget("latency", 30.0), `pixel3:12ms` -> Budget("latency@pixel3", 12.0); every
+    mistake is one `BudgetError` listing the units."""
+    device, sep, value_text = text.rpartition(":")
+    if sep:
+        budget = parse_budget(value_text)
+        if not re.fullmatch(r"[A-Za-z0-9][\w.-]*", device) or budget.objective not in PER_DEVICE:
+            raise BudgetError(
+                f"budget '{text}': DEVICE:VALUE names a device's latency or energy, like pixel3:12ms or m2:5mJ"
+            )
+        return Budget(f"{budget.objective}@{device}", budget.limit, text.strip())
     match = _PATTERN.match(text)
     if match is None or match.group(2) not in UNITS:
         raise BudgetError(

@@ -164,7 +164,9 @@ def mosegnas(
         x = np.array([space.encode(r.arch) for r in archive.records])
         y = np.array([r.values["accuracy"] for r in archive.records])
         model = make_predictor(predictor, space, seed=seed + generation).fit(x, y)
-        candidates = surrogate_search(problem, model, pop=surrogate_pop, gens=surrogate_gens, seed=seed + generation)
+        candidates = surrogate_search(
+            problem, model, pop=surrogate_pop, gens=surrogate_gens, seed=seed + generation, nsga3_above_two=True
+        )  # NSGA-III's reference directions keep a 3+ objective front (several devices) spread
         candidates = np.array([c for c in candidates if space.decode(c) not in archive]).reshape(-1, space.n_var)
         k = min(per_generation, evaluations - len(archive))
         if len(candidates) == 0:  # the surrogate front is all evaluated already: explore at random

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from hwnas.lut import LatencyTable
-from hwnas.search.budget import BudgetError
+from hwnas.search.budget import BudgetError, base, device_of
 from hwnas.slotcost import SlotCost
 from hwnas.space import SearchSpace
 
@@ -30,11 +30,11 @@ class Objective:
 
     @property
     def unit(self) -> str:
-        return UNITS.get(self.name, "")
+        return UNITS.get(base(self.name), "")
 
     def show(self, value: float) -> str:
         """A value in display units (M params, GFLOPs)."""
-        scaled = value * DISPLAY_SCALE.get(self.name, 1.0)
+        scaled = value * DISPLAY_SCALE.get(base(self.name), 1.0)
         return f"{scaled:.4f}" if self.name == "accuracy" else f"{scaled:.3f} {self.unit}".strip()
 
 
@@ -85,3 +85,51 @@ class Costs:
                 raise BudgetError("energy as an objective needs a table with energy (`hwnas profile --energy`)")
             return self.table.predict_energy_many(x)
         raise BudgetError(f"unknown objective '{name}'; allowed: accuracy, {', '.join(COSTS)}")
+
+
+class DeviceCosts:
+    """The costs of one search on one or several devices, each device's its own (`Costs` with its
+    latency table, or a benchmark's column): `latency@DEVICE` and `energy@DEVICE` come from that
+    device's; params, FLOPs and size from the first's (they do not depend on the device); plain
+    `latency` means the only device, and is refused when there are several."""
+
+    def __init__(self, by_device: dict):
+        if not by_device:
+            raise BudgetError("a search needs at least one device")
+        self.by_device = dict(by_device)
+        self.first = next(iter(self.by_device.values()))
+        self.space = self.first.space
+        self.table = self  # what a cached PNAG generator keys on: `table.meta`
+        self.meta = {d: getattr(getattr(c, "table", None), "meta", {}) for d, c in self.by_device.items()}
+
+    @property
+    def energy_source(self) -> str | None:
+        return self.first.energy_source
+
+    def _route(self, name: str):
+        device = device_of(name)
+        if device is None:
+            if base(name) in ("latency", "energy") and len(self.by_device) > 1:
+                devices = ", ".join(self.by_device)
+                raise BudgetError(
+                    f"a search on several devices ({devices}) needs the device in each {name} budget, "
+                    f"like {next(iter(self.by_device))}:12ms"
+                )
+            return self.first, name
+        if device not in self.by_device:
+            raise BudgetError(
+                f"'{name}' names device '{device}', which is not searched; --device: {', '.join(self.by_device)}"
+            )
+        return self.by_device[device], base(name)
+
+    def __call__(self, name: str, x: np.ndarray) -> np.ndarray:
+        costs, plain = self._route(name)
+        return costs(plain, x)
+
+    def lower_bound(self, name: str, allowed_resolutions: list[int] | None = None) -> float:
+        costs, plain = self._route(name)
+        return costs.lower_bound(plain, allowed_resolutions)
+
+    def upper_bound(self, name: str, allowed_resolutions: list[int] | None = None) -> float:
+        costs, plain = self._route(name)
+        return costs.upper_bound(plain, allowed_resolutions)

@@ -30,7 +30,8 @@ def pareto_png(archive: Archive, *, budgets: list[Budget], chosen: Record, path:
     for ax, cost in zip(axes, costs, strict=True):
         _panel(ax, archive, cost, budgets, chosen, front, several=len(costs) > 1)
     proxy = metric.startswith("proxy")
-    axes[0].set_ylabel(f"{metric} (a proxy, not accuracy)" if proxy else f"validation {metric} (supernet)")
+    source = archive.meta.get("accuracy_source", "supernet")
+    axes[0].set_ylabel(f"{metric} (a proxy, not accuracy)" if proxy else f"validation {metric} ({source})")
     fig.suptitle(title, fontsize=9)
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", bbox_inches="tight")

@@ -47,60 +47,81 @@ class _Setup:
     meta: dict[str, Any]
 
 
-def _supernet_setup(device, space, supernet, proxy, lut, data, devices_dir) -> _Setup:
-    """A SalNAS space: the device's latency table, a supernet (or a labelled proxy) for accuracy."""
+def _supernet_setup(devices, space, supernet, proxy, luts, data, devices_dir) -> _Setup:
+    """A SalNAS space: each device's latency table, a supernet (or a labelled proxy) for accuracy."""
     from hwnas.devices import load_device
     from hwnas.lut import LatencyTable, default_path
-    from hwnas.search import Costs
+    from hwnas.search import Costs, DeviceCosts
     from hwnas.search.evaluator import ProxyEvaluator, SupernetEvaluator
 
-    spec = load_device(device, devices_dir)
+    specs = [load_device(d, devices_dir) for d in devices]
     sp = resolve_space(space, supernet)
-    path = Path(lut) if lut is not None else default_path(spec.name, sp.name)
-    table = LatencyTable.load(path, sp)
-    built_for = table.meta.get("device", {}).get("name")
-    if built_for != spec.name:
-        raise HwnasError(f"latency table {path} was built for device '{built_for}', not '{spec.name}'")
+    if luts and len(luts) != len(specs):
+        raise HwnasError(
+            f"--lut names {len(luts)} table(s) for {len(specs)} --device(s): give one per device, in order"
+        )
+    paths = [Path(p) for p in luts] if luts else [default_path(spec.name, sp.name) for spec in specs]
+    tables = [LatencyTable.load(path, sp) for path in paths]
+    for spec, path, table in zip(specs, paths, tables, strict=True):
+        built_for = table.meta.get("device", {}).get("name")
+        if built_for != spec.name:
+            raise HwnasError(f"latency table {path} was built for device '{built_for}', not '{spec.name}'")
     if supernet is None and proxy is None:
         raise HwnasError(
             "search needs a trained supernet to score subnets: train one with `hwnas train supernet --space "
             f"{sp.name}` and pass --supernet runs/{sp.name}-saliency/supernet.pt, or rank by --proxy flops|params"
         )
-    allowed = [sp.resolutions.index(tuple(r)) for r in table.meta["resolutions"] if tuple(r) in sp.resolutions]
-    task = table.meta["task"]
-    costs = Costs(sp, task=task, table=table)
+    task = tables[0].meta["task"]
+    if any(t.meta["task"] != task for t in tables):
+        raise HwnasError(f"the latency tables are for different heads: {[t.meta['task'] for t in tables]}")
+    profiled = set.intersection(*({tuple(r) for r in t.meta["resolutions"]} for t in tables))
+    allowed = sorted(sp.resolutions.index(r) for r in profiled if r in sp.resolutions)
+    if not allowed:
+        raise HwnasError("the devices' latency tables share no resolution: profile one at the same --resolution")
+    costs = DeviceCosts({spec.name: Costs(sp, task=task, table=t) for spec, t in zip(specs, tables, strict=True)})
     if supernet is not None:
         accuracy = SupernetEvaluator(supernet, sp, data=data)
         if accuracy.task_name != task:
             raise HwnasError(f"the supernet is a {accuracy.task_name} model but the table is for the {task} head")
     else:
         accuracy = ProxyEvaluator(proxy, costs, sp)
-    meta = {"device": spec.name, "table": str(path), "supernet": str(supernet or "")}
-    return _Setup(sp, costs, accuracy, allowed, spec.name, meta)
+    names = "+".join(spec.name for spec in specs)
+    table_meta = str(paths[0]) if len(paths) == 1 else [str(p) for p in paths]
+    meta = {"device": names, "table": table_meta, "supernet": str(supernet or "")}
+    return _Setup(sp, costs, accuracy, allowed, names, meta)
 
 
-def _benchmark_setup(device, benchmark, metric, supernet, proxy, lut) -> _Setup:
+def _benchmark_setup(devices, benchmark, metric, supernet, proxy, luts) -> _Setup:
     """NAS-Bench-201: accuracy and latency are the benchmark table's columns (hwnas.nb201)."""
     from hwnas.nb201 import Benchmark, BenchmarkAccuracy, BenchmarkCosts
+    from hwnas.search import DeviceCosts
 
-    given = [name for name, value in (("--supernet", supernet), ("--proxy", proxy), ("--lut", lut)) if value]
+    given = [name for name, value in (("--supernet", supernet), ("--proxy", proxy), ("--lut", luts)) if value]
     if given:
         raise HwnasError(f"{', '.join(given)} do not apply to --space nb201: its benchmark table scores every cell")
     table = Benchmark.load(benchmark)
-    costs = BenchmarkCosts(table, device=str(device))
+    costs = DeviceCosts({str(d): BenchmarkCosts(table, device=str(d)) for d in devices})
     accuracy = BenchmarkAccuracy(table, metric)
-    meta = {"device": str(device), "benchmark": table.source, "benchmark_digest": table.meta["digest"]}
-    return _Setup(table.space, costs, accuracy, None, str(device), meta)
+    names = "+".join(map(str, devices))
+    meta = {"device": names, "benchmark": table.source, "benchmark_digest": table.meta["digest"]}
+    return _Setup(table.space, costs, accuracy, None, names, meta)
+
+
+def _objectives(devices: list, budgets: list[Budget], objectives: list[str] | None) -> list[str] | None:
+    """Several devices: each device's latency is an objective, with or without a budget on it."""
+    if objectives is not None or len(devices) < 2:
+        return objectives
+    return list(dict.fromkeys([*(f"latency@{d}" for d in devices), *(b.objective for b in budgets)]))
 
 
 def run(
     *,
-    device: str | Path,
+    device: str | Path | list[str],
     budgets: list[str] | list[Budget],
     space: str | None = None,
     supernet: str | Path | None = None,
     proxy: str | None = None,
-    lut: str | Path | None = None,
+    lut: str | Path | list[str | Path] | None = None,
     benchmark: str | Path | None = None,
     metric: str = "cifar100_val",
     algorithm: str = "mosegnas",
@@ -122,17 +143,23 @@ def run(
 
     With `space="nb201"` (or a `benchmark` table) the space is NAS-Bench-201's cell, `device` names
     the table's `latency_ms_<device>` column and `metric` its accuracy column (`*_val` to search on).
+    Several devices (a list, one `lut` per device): each device's latency is an objective (NSGA-III
+    for 3+ objectives in mosegnas and natv2), budgets name their device (`pixel3:12ms`), and the
+    chosen arch meets every budget.
     """
     from hwnas.search import search
     from hwnas.search.plot import pareto_png
 
     budgets = parse_budgets(budgets) if budgets and isinstance(budgets[0], str) else list(budgets)
+    devices = list(dict.fromkeys(device if isinstance(device, list | tuple) else [device]))
+    luts = lut if isinstance(lut, list | tuple) else ([lut] if lut is not None else None)
     if space == "nb201" or benchmark is not None:
         if space not in (None, "nb201"):
             raise HwnasError(f"--benchmark goes with --space nb201, not --space {space}")
-        setup = _benchmark_setup(device, benchmark, metric, supernet, proxy, lut)
+        setup = _benchmark_setup(devices, benchmark, metric, supernet, proxy, luts)
     else:
-        setup = _supernet_setup(device, space, supernet, proxy, lut, data, devices_dir)
+        setup = _supernet_setup(devices, space, supernet, proxy, luts, data, devices_dir)
+    objectives = _objectives(devices, budgets, objectives)
     sp = setup.space
     folder = Path(out) if out is not None else Path("runs") / f"{sp.name}-search-{setup.device}"
     previous = None
