@@ -2,11 +2,20 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
 import torch
 
 from hwnas.nn import Supernet
 from hwnas.space import SearchSpace
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _search_cache_in_tmp(tmp_path_factory):
+    """Searches the tests run (in this process or a CLI subprocess) keep PNAG generators in a
+    temporary folder, not in the user's ~/.cache/hwnas."""
+    os.environ.setdefault("HWNAS_CACHE", str(tmp_path_factory.mktemp("hwnas-cache")))
 
 
 @pytest.fixture(scope="session")

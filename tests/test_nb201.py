@@ -187,3 +187,32 @@ def test_several_devices_on_the_salnas_space(tmp_path):
     )  # fmt: skip
     assert all(result.chosen.values[f"latency@{n}"] <= v for n, v in limits.items())
     assert result.archive.meta["device"] == "cpu+cpu-torch"
+
+
+def test_pnag_answers_a_new_budget_from_its_cache_whatever_the_out(tmp_path):
+    """PNAG trained once (a cache shared across output folders): a second budget, in a new process
+    with another --out, is answered by inference, with nothing re-scored but the answer itself."""
+    import os
+    import subprocess
+
+    from tests.cli import HWNAS
+
+    env = {**os.environ, "HWNAS_CACHE": str(tmp_path / "cache"), "COLUMNS": "200"}
+    base = [*HWNAS, "search", "--space", "nb201", "--device", "pixel3", "--algo", "pnag", "--evals", "60",
+            "--set", "evaluator_steps=60", "--set", "generator_steps=60"]  # fmt: skip
+
+    def search(budget, out):
+        proc = subprocess.run([*base, "--budget", budget, "--out", str(out)], capture_output=True, text=True, env=env)
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+        return proc.stdout, json.loads((out / "archive.json").read_text())
+
+    first, trained = search("12ms", tmp_path / "a")
+    assert "generator trained on 59 scored archs" in first and len(trained["records"]) == 60
+    second, answered = search("30ms", tmp_path / "b")  # a budget any answer of a trained generator meets
+    assert "answered by the cached generator" in second
+    assert len(answered["records"]) == 1 and answered["meta"]["pnag_cache"] == "reused"
+    assert answered["meta"]["pnag_seconds"][0] < 1.0
+    best = json.loads((tmp_path / "b" / "best.json").read_text())
+    assert best["cell"] == answered["meta"]["pnag_generated"][0] or "misses the budget" in second
+    again, resumed = search("30ms", tmp_path / "a")  # the same folder, another budget: resumed, not refused
+    assert "answered by the cached generator" in again and len(resumed["records"]) in (60, 61)

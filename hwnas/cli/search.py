@@ -130,6 +130,16 @@ def _render(result) -> None:
     say(f"chosen: {label} {chosen.values['accuracy']:.4f}, {costs_line} under {', '.join(map(str, budgets))}")
     say(str(chosen.arch))
     say(hypervolume_line(archive))
+    if archive.meta.get("pnag_cache") == "reused":
+        say(
+            f"pnag: answered by the cached generator {archive.meta['pnag_cache_file']} (inference "
+            f"{max(archive.meta['pnag_seconds']):.3f} s); no arch was re-scored, the answer itself was evaluated"
+        )
+    elif archive.meta.get("pnag_cache_file"):
+        say(
+            f"pnag: generator trained on {len(archive) - len(budgets)} scored archs, "
+            f"kept in {archive.meta['pnag_cache_file']}"
+        )
     if "adapted_supernet" in archive.meta:
         say(
             f"scores come from the adapted supernet {archive.meta['adapted_supernet']}: export and post-process from it"

@@ -146,9 +146,10 @@ def _resumable(old: Archive, new: Archive) -> Archive:
             f"this search against {[o.name for o in new.objectives[1:]]}; pass --fresh to start over"
         )
     before = {"settings": {}}  # archives written before settings were recorded had none
+    same = [k for k in _SAME if not (k == "budgets" and new.meta.get("algorithm") == "pnag")]  # PNAG: any budget
     changed = [
         f"{k}={old.meta.get(k, before.get(k))!r} (now {new.meta.get(k)!r})"
-        for k in _SAME
+        for k in same
         if old.meta.get(k, before.get(k)) != new.meta.get(k)
     ]
     if changed:

@@ -231,6 +231,15 @@ def cache_key(space: SearchSpace, table_meta: dict, accuracy: str, scored: int, 
     return digest.hexdigest()[:16]
 
 
+def cache_file(cache: str | Path | None, key: str) -> Path | None:
+    """Where the generator for `key` is kept: `cache` itself if it names a .pt file, else
+    `cache/pnag-KEY.pt` in a cache folder that every later search shares, whatever its --out."""
+    if cache is None:
+        return None
+    cache = Path(cache)
+    return cache if cache.suffix == ".pt" else cache / f"pnag-{key}.pt"
+
+
 def save(model: PNAG, path: Path) -> Path:
     import io
 
@@ -298,8 +307,9 @@ def pnag(
     m = evaluations - len(problem.budgets)
     identity = getattr(problem.accuracy, "identity", problem.accuracy.source)
     key = cache_key(space, getattr(problem.costs.table, "meta", {}), identity, m, budgets_k, seed)
-    path = Path(cache) if cache is not None else None
+    path = cache_file(cache, key)
     model = load(path, space, key) if path is not None else None
+    archive.meta["pnag_cache_file"] = str(path) if path is not None else None
     archive.meta["pnag_cache"] = "reused" if model is not None else "trained"
     if model is None:  # score M archs, learn the evaluator and the generator (Algorithm 1, lines 3-15)
         rng = np.random.default_rng(seed)

@@ -47,6 +47,26 @@ class _Setup:
     meta: dict[str, Any]
 
 
+def _generated_answer(archive: Archive, budgets: list[Budget], space) -> Record | None:
+    """PNAG's answer is the generator's arch, not the best of the archs it learned from: the most
+    accurate generated arch that meets every budget; None (and a warning) if none does."""
+    generated = [archive.get(space.parse(line)) for line in archive.meta.get("pnag_generated", [])]
+    meeting = [r for r in generated if r is not None and all(r.values[b.objective] <= b.limit for b in budgets)]
+    if not meeting:
+        archive.meta.setdefault("warnings", []).append(
+            "the generator's answer misses the budget: the chosen arch is the best of the scored ones instead"
+        )
+        return None
+    return max(meeting, key=lambda r: r.values["accuracy"])
+
+
+def default_cache_dir() -> Path:
+    """$HWNAS_CACHE, else ~/.cache/hwnas: what searches share across output folders (PNAG's generators)."""
+    import os
+
+    return Path(os.environ.get("HWNAS_CACHE") or Path.home() / ".cache" / "hwnas")
+
+
 def _supernet_setup(devices, space, supernet, proxy, luts, data, devices_dir) -> _Setup:
     """A SalNAS space: each device's latency table, a supernet (or a labelled proxy) for accuracy."""
     from hwnas.devices import load_device
@@ -137,12 +157,16 @@ def run(
     devices_dir: str | Path | None = None,
     progress: Callable[[int, int, int], None] | None = None,
     on_resume: Callable[[Path, int], None] | None = None,
+    cache_dir: str | Path | None = None,
 ) -> SearchResult:
     """Search the most accurate subnet under `budgets` on `device`; `progress(done, total, evaluated)`
     as it goes, `on_resume(archive_path, n_evaluated)` when it continues an earlier archive.
 
     With `space="nb201"` (or a `benchmark` table) the space is NAS-Bench-201's cell, `device` names
     the table's `latency_ms_<device>` column and `metric` its accuracy column (`*_val` to search on).
+    PNAG's trained generator is kept in `cache_dir` (default `default_cache_dir()`) under a key of the
+    space, table(s), accuracy source, scored-arch count, K and seed, so a later search for another
+    budget finds it whatever `out` is and answers by inference.
     Several devices (a list, one `lut` per device): each device's latency is an objective (NSGA-III
     for 3+ objectives in mosegnas and natv2), budgets name their device (`pixel3:12ms`), and the
     chosen arch meets every budget.
@@ -174,7 +198,7 @@ def run(
 
     options: dict[str, Any] = {
         **({"predictor": predictor} if predictor else {}),
-        **({"cache": folder / "pnag.pt"} if algorithm == "pnag" else {}),
+        **({"cache": cache_dir or default_cache_dir()} if algorithm == "pnag" else {}),
         **({"adapt_epochs": adapt_epochs, "adapt_out": folder / "supernet-adapted.pt"} if adapt_epochs else {}),
     }
     archive = search(
@@ -195,7 +219,8 @@ def run(
         on_resume=(lambda n: on_resume(folder / "archive.json", n)) if on_resume else None,
     )
     archive.save(folder / "archive.json")
-    chosen = archive.pick(budgets)
+    chosen = _generated_answer(archive, budgets, sp) if algorithm == "pnag" else None
+    chosen = chosen or archive.pick(budgets)
     atomic_write_json(folder / "best.json", sp.arch_to_dict(chosen.arch))
     title = f"{sp.name} on {setup.device}, {algorithm}, budget {', '.join(map(str, budgets))}"
     pareto_png(archive, budgets=budgets, chosen=chosen, path=folder / "pareto.png", title=title)
