@@ -50,7 +50,8 @@ class _Setup:
 def _generated_answer(archive: Archive, budgets: list[Budget], space) -> Record | None:
     """PNAG's answer is the generator's arch, not the best of the archs it learned from: the most
     accurate generated arch that meets every budget; None (and a warning) if none does."""
-    generated = [archive.get(space.parse(line)) for line in archive.meta.get("pnag_generated", [])]
+    this_run = archive.meta.get("pnag_generated", [])[-len(budgets) :]  # a resumed archive keeps older answers
+    generated = [archive.get(space.parse(line)) for line in this_run]
     meeting = [r for r in generated if r is not None and all(r.values[b.objective] <= b.limit for b in budgets)]
     if not meeting:
         archive.meta.setdefault("warnings", []).append(
