@@ -213,6 +213,6 @@ def test_pnag_answers_a_new_budget_from_its_cache_whatever_the_out(tmp_path):
     assert len(answered["records"]) == 1 and answered["meta"]["pnag_cache"] == "reused"
     assert answered["meta"]["pnag_seconds"][0] < 1.0
     best = json.loads((tmp_path / "b" / "best.json").read_text())
-    assert best["cell"] == answered["meta"]["pnag_generated"][0] or "misses the budget" in second
+    assert best["cell"] == answered["meta"]["pnag_generated"][0]  # the chosen arch is the generator's answer
     again, resumed = search("30ms", tmp_path / "a")  # the same folder, another budget: resumed, not refused
     assert "answered by the cached generator" in again and len(resumed["records"]) in (60, 61)
