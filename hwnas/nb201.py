@@ -23,9 +23,11 @@ import numpy as np
 
 from hwnas.errors import ArchError, HwnasError
 from hwnas.io import read_json
+from hwnas.space import one_hot
 
 OPS = ("none", "skip_connect", "nor_conv_1x1", "nor_conv_3x3", "avg_pool_3x3")  # NAS-Bench-201's order
 EDGES = ((1, 0), (2, 0), (2, 1), (3, 0), (3, 1), (3, 2))  # (to node, from node), the cell string's order
+PATHS = ((3,), (0, 4), (1, 5), (0, 2, 5))  # the cell's input-to-output paths, as edge indices
 NAME = "nb201"
 
 
@@ -112,6 +114,21 @@ class NB201Space:
 
     def depth_genes(self) -> list[tuple[int, tuple[int, ...]]]:
         return []
+
+    def features(self, x: np.ndarray) -> np.ndarray:
+        """What predictors learn from: the one-hot edges, then the operations of the cell that
+        computes anything — the count of each operation on edges of an input-to-output path with no
+        `none` on it (an edge on no such path is dead: its output is zeroed or never reaches the
+        output node) — and a flag for a cell with no such path (its output is all zeros)."""
+        x = np.asarray(x, dtype=np.int64).reshape(-1, self.n_var)
+        alive = np.ones_like(x, dtype=bool) if "none" not in self.ops else x != self.ops.index("none")
+        live_path = np.stack([alive[:, list(p)].all(axis=1) for p in PATHS], axis=1)
+        live_edge = np.zeros_like(alive)
+        for i, path in enumerate(PATHS):
+            live_edge[:, list(path)] |= live_path[:, i : i + 1]
+        counts = np.stack([((x == k) & live_edge).sum(axis=1) for k in range(len(self.ops))], axis=1)
+        dead = ~live_path.any(axis=1, keepdims=True)
+        return np.hstack([one_hot(self, x), counts, dead]).astype(np.float32)
 
     def code(self, x: np.ndarray) -> np.ndarray:
         """Row-major integer of each encoded cell (base len(ops)): a table's row key."""

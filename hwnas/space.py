@@ -189,6 +189,18 @@ _KNOWN_TOP = {"name", "description", "resolutions", "stem", "stages", "last_conv
 # --------------------------------------------------------------------------------------------
 # SearchSpace
 # --------------------------------------------------------------------------------------------
+def one_hot(space: Any, x: np.ndarray) -> np.ndarray:
+    """One indicator per choice of each of `space.variables`, for rows of encoded archs."""
+    x = np.asarray(x, dtype=np.int64).reshape(-1, len(space.variables))
+    sizes = [len(choices) for _, choices in space.variables]
+    out = np.zeros((len(x), sum(sizes)), dtype=np.float32)
+    offset = 0
+    for i, size in enumerate(sizes):
+        out[np.arange(len(x)), offset + x[:, i]] = 1.0
+        offset += size
+    return out
+
+
 class SearchSpace:
     """The choices of a supernet. Build with `SearchSpace.load("alphanet")` or from a TOML path."""
 
@@ -340,6 +352,11 @@ class SearchSpace:
                     out += [0, 0]
         out.append(self.last.widths.index(arch.last))
         return np.asarray(out, dtype=np.int64)
+
+    def features(self, x: np.ndarray) -> np.ndarray:
+        """What predictors learn from: one indicator per choice of each variable (MoSegNAS's
+        sparse encoding, Section III-C)."""
+        return one_hot(self, x)
 
     def depth_genes(self) -> list[tuple[int, tuple[int, ...]]]:
         """(depth gene, depth choices) of each stage, for NATv2's depth-uniform sampling."""

@@ -36,9 +36,29 @@ def test_each_predictor_ranks_held_out_archs(mini, name):
     assert kendall_tau(model, x[60:], y[60:]) > 0.3, name
 
 
+def test_ranknet_is_a_function_of_its_seed_not_of_the_global_rng(mini):
+    import torch
+
+    rng = np.random.default_rng(0)
+    _, xu = mini.bounds()
+    x = rng.integers(0, xu + 1, size=(30, len(xu)))
+    y = rng.random(30)
+    predictions = []
+    for global_seed in (1, 2):  # whatever ran before; a searcher's RankNet once took its layers from this
+        torch.manual_seed(global_seed)
+        predictions.append(make_predictor("ranknet", mini, seed=5).fit(x, y).predict(x))
+    np.testing.assert_array_equal(predictions[0], predictions[1])
+
+
 def test_uniformity_is_the_ks_distance():
     assert uniformity(np.array([0.5]), 0.0, 1.0) == pytest.approx(0.5)
     assert uniformity(np.linspace(0.05, 0.95, 10), 0.0, 1.0) == pytest.approx(0.05)
+    from scipy.stats import kstest  # the closed form is scipy's one-sample statistic
+
+    rng = np.random.default_rng(0)
+    for _ in range(50):
+        values = rng.random(int(rng.integers(1, 40))) * 3 + 0.5
+        assert uniformity(values, 0.3, 3.9) == pytest.approx(kstest(values, "uniform", args=(0.3, 3.6)).statistic)
 
 
 def test_prescreen_spreads_latencies_then_fills_by_accuracy():

@@ -33,7 +33,6 @@ from hwnas.errors import HwnasError
 from hwnas.io import atomic_write_bytes
 from hwnas.search.archive import Archive
 from hwnas.search.nsga import ArchProblem, Progress
-from hwnas.search.predictors import one_hot
 from hwnas.space import SearchSpace
 
 HIDDEN = 64
@@ -89,8 +88,9 @@ def train_evaluator(
     features: torch.Tensor, acc: np.ndarray, cost: np.ndarray, budgets: np.ndarray, *, steps: int = 300, seed: int = 0
 ) -> Evaluator:
     """Eq. 3: mean over budgets and ordered pairs of max(0, 1 - d_ij (R_i - R_j))."""
-    torch.manual_seed(seed)
-    model = Evaluator(features.shape[1], budgets)
+    with torch.random.fork_rng(devices=[]):  # initialised from `seed`, the caller's RNG untouched
+        torch.manual_seed(seed)
+        model = Evaluator(features.shape[1], budgets)
     d = torch.as_tensor(np.stack([dominance(acc, cost, b) for b in budgets]), dtype=torch.float32)
     off_diagonal = 1 - torch.eye(len(acc))
     optimizer = torch.optim.Adam(model.parameters(), lr=3e-3)
@@ -167,7 +167,7 @@ class PNAG:
             if not ok.any():
                 return self._shrink(xs[int(np.argmin(c))], budget, cost, np.random.default_rng(seed))
             score = self.evaluator(
-                torch.as_tensor(one_hot(self.space, xs[ok]), dtype=torch.float32), b.expand(ok.sum())
+                torch.as_tensor(self.space.features(xs[ok]), dtype=torch.float32), b.expand(ok.sum())
             )
             return xs[ok][int(score.argmax())]
 
@@ -193,9 +193,10 @@ def train_generator(
 ) -> Generator:
     """Eq. 2 by REINFORCE: reward = evaluator score minus the relative overshoot of the true cost,
     a moving-average baseline per budget, and an entropy bonus."""
-    torch.manual_seed(seed)
     g = torch.Generator().manual_seed(seed)
-    model = Generator(space, budgets)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        model = Generator(space, budgets)
     optimizer = torch.optim.Adam(model.parameters(), lr=5e-3)
     b = torch.as_tensor(np.repeat(budgets, samples), dtype=torch.float32)
     baseline = torch.zeros(len(budgets))
@@ -203,7 +204,7 @@ def train_generator(
         tokens, log_p, entropy = model(b, generator=g)
         x = tokens.numpy()
         with torch.no_grad():
-            score = evaluator(torch.as_tensor(one_hot(space, x), dtype=torch.float32), b)
+            score = evaluator(torch.as_tensor(space.features(x), dtype=torch.float32), b)
         overshoot = torch.as_tensor(np.maximum(cost(x) / b.numpy() - 1, 0), dtype=torch.float32)
         reward = (score - 10 * overshoot).view(len(budgets), samples)
         baseline = reward.mean(1) if step == 0 else 0.9 * baseline + 0.1 * reward.mean(1)
@@ -322,7 +323,7 @@ def pnag(
         x = np.array([space.encode(r.arch) for r in archive.records])
         acc = np.array([r.values["accuracy"] for r in archive.records])
         budgets = np.linspace(low, high, budgets_k)
-        features = torch.as_tensor(one_hot(space, x), dtype=torch.float32)
+        features = torch.as_tensor(space.features(x), dtype=torch.float32)
         evaluator = train_evaluator(features, acc, cost(x), budgets, steps=evaluator_steps, seed=seed)
         generator = train_generator(space, evaluator, cost, budgets, steps=generator_steps, seed=seed)
         model = PNAG(space, generator, evaluator, budgets, key)

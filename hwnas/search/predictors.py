@@ -20,7 +20,7 @@ from scipy.stats import kendalltau
 from torch import nn
 
 from hwnas.errors import HwnasError
-from hwnas.space import SearchSpace
+from hwnas.space import SearchSpace, one_hot  # noqa: F401 (one_hot: the default features)
 
 NAMES = ("ranknet", "lgbm", "gp", "svr", "ridge", "knn", "cart")
 
@@ -35,16 +35,6 @@ def _quiet():
         yield
 
 
-def one_hot(space: SearchSpace, x: np.ndarray) -> np.ndarray:
-    """The sparse encoding MoSegNAS feeds its MLP: one indicator per choice of each variable."""
-    x = np.asarray(x, dtype=np.int64)
-    sizes = [len(choices) for _, choices in space.variables]
-    out = np.zeros((len(x), sum(sizes)), dtype=np.float32)
-    offset = 0
-    for i, size in enumerate(sizes):
-        out[np.arange(len(x)), offset + x[:, i]] = 1.0
-        offset += size
-    return out
 
 
 def _sklearn_model(name: str, seed: int):
@@ -70,7 +60,7 @@ def _sklearn_model(name: str, seed: int):
 
 
 class SklearnPredictor:
-    """A scikit-learn regressor on one-hot encoded archs."""
+    """A scikit-learn regressor on the space's features (`space.features`, one-hot for SalNAS)."""
 
     def __init__(self, space: SearchSpace, *, name: str = "gp", seed: int = 0):
         self.space, self.name, self.seed = space, name, seed
@@ -78,15 +68,15 @@ class SklearnPredictor:
 
     def fit(self, x: np.ndarray, y: np.ndarray) -> SklearnPredictor:
         with _quiet():
-            self.model.fit(one_hot(self.space, x), np.asarray(y, dtype=np.float64))
+            self.model.fit(self.space.features(x), np.asarray(y, dtype=np.float64))
         return self
 
     def predict(self, x: np.ndarray) -> np.ndarray:
-        return np.asarray(self.model.predict(one_hot(self.space, x)), dtype=np.float64)
+        return np.asarray(self.model.predict(self.space.features(x)), dtype=np.float64)
 
 
 class LightGBMEnsemble:
-    """k LightGBM regressors, each fitted on k-1 folds, averaged; integer encoding as features."""
+    """k LightGBM regressors, each fitted on k-1 folds, averaged; on the space's features."""
 
     def __init__(self, space: SearchSpace, *, folds: int = 5, seed: int = 0):
         self.space, self.folds, self.seed = space, folds, seed
@@ -146,20 +136,20 @@ class RankNet:
     ):
         self.space, self.epochs, self.lr, self.weight_decay = space, epochs, lr, weight_decay
         self.margin, self.synthetic, self.seed = margin, synthetic, seed
-        width = sum(len(c) for _, c in space.variables)
+        width = space.features(np.zeros((1, space.n_var), dtype=np.int64)).shape[1]
         dims = [width] + [hidden] * layers
         blocks: list[nn.Module] = []
-        for a, b in zip(dims[:-1], dims[1:], strict=True):
-            blocks += [nn.Linear(a, b), nn.ReLU()]
-        with torch.random.fork_rng(devices=[]):
+        with torch.random.fork_rng(devices=[]):  # every layer's initialisation from `seed` alone
             torch.manual_seed(seed)
+            for a, b in zip(dims[:-1], dims[1:], strict=True):
+                blocks += [nn.Linear(a, b), nn.ReLU()]
             self.net = nn.Sequential(*blocks, nn.Linear(dims[-1], 1))
 
     def _teachers(self, x: np.ndarray, y: np.ndarray):
         from sklearn.ensemble import GradientBoostingRegressor
         from sklearn.tree import DecisionTreeRegressor
 
-        features = one_hot(self.space, x)
+        features = self.space.features(x)
         with _quiet():
             rbf = _sklearn_model("gp", self.seed).fit(features, y)
         tree = DecisionTreeRegressor(min_samples_leaf=2, random_state=self.seed).fit(features, y)
@@ -173,14 +163,14 @@ class RankNet:
         teacher = self._teachers(x, y) if self.synthetic else None
         rng = np.random.default_rng(self.seed)
         _, xu = self.space.bounds()
-        real_x, real_y = torch.from_numpy(one_hot(self.space, x)), torch.from_numpy(label(y)).float()
+        real_x, real_y = torch.from_numpy(self.space.features(x)), torch.from_numpy(label(y)).float()
         optimizer = torch.optim.Adam(self.net.parameters(), lr=self.lr, weight_decay=self.weight_decay)
         schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=self.epochs)
         self.net.train()
         for _ in range(self.epochs):
             feats, labels = real_x, real_y
             if teacher is not None:
-                fake = one_hot(self.space, rng.integers(0, xu + 1, size=(self.synthetic, len(xu))))
+                fake = self.space.features(rng.integers(0, xu + 1, size=(self.synthetic, len(xu))))
                 feats = torch.cat([feats, torch.from_numpy(fake)])
                 labels = torch.cat([labels, torch.from_numpy(label(teacher(fake))).float()])
             pred = torch.sigmoid(self.net(feats)).squeeze(1)
@@ -196,7 +186,7 @@ class RankNet:
 
     def predict(self, x: np.ndarray) -> np.ndarray:
         with torch.no_grad():
-            out = torch.sigmoid(self.net(torch.from_numpy(one_hot(self.space, x)))).squeeze(1)
+            out = torch.sigmoid(self.net(torch.from_numpy(self.space.features(x)))).squeeze(1)
         return out.double().numpy()
 
 
