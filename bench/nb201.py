@@ -59,13 +59,16 @@ def exact(table: Benchmark, device: str, metric: str) -> dict:
     }
 
 
-def one_run(table: Benchmark, device: str, metric: str, algo: str, queries: int, seed: int, truth: dict) -> dict:
+def one_run(
+    table: Benchmark, device: str, metric: str, algo: str, queries: int, seed: int, truth: dict,
+    settings: list[str] | None = None,
+) -> dict:  # fmt: skip
     costs = BenchmarkCosts(table, device=device)
     accuracy = BenchmarkAccuracy(table, metric)
     loose = parse_budgets([f"{truth['hi'] * 1.0001:.6f}ms"])  # the whole range: the front, not one budget
     start = time.perf_counter()
     archive = search(table.space, accuracy=accuracy, costs=costs, budgets=loose, algorithm=algo,
-                     evaluations=queries, seed=seed)  # fmt: skip
+                     evaluations=queries, seed=seed, settings=settings)  # fmt: skip
     seconds = time.perf_counter() - start
     x = np.array([table.space.encode(r.arch) for r in archive.records])
     val = table.column(metric, x)
@@ -116,8 +119,10 @@ def main() -> None:
     parser.add_argument("--queries", default="50,100,200")
     parser.add_argument("--metric", default="cifar100_val")
     parser.add_argument("--summary", action="store_true")
+    parser.add_argument("--out", type=Path, default=OUT, help="results file (runs in parallel each need one)")
     args = parser.parse_args()
-    saved = json.loads(OUT.read_text()) if OUT.exists() else {"rows": []}
+    out = args.out
+    saved = json.loads(out.read_text()) if out.exists() else {"rows": []}
     table = Benchmark.load()
     queries = [int(q) for q in args.queries.split(",")]
     if not args.summary:
@@ -133,8 +138,8 @@ def main() -> None:
                             continue
                         row = one_run(table, device, args.metric, algo, q, seed, truth)
                         saved["rows"].append(row)
-                        OUT.parent.mkdir(exist_ok=True)
-                        OUT.write_text(json.dumps({**saved, "machine": machine(), "metric": args.metric}, indent=1))
+                        out.parent.mkdir(exist_ok=True)
+                        out.write_text(json.dumps({**saved, "machine": machine(), "metric": args.metric}, indent=1))
                         line = f"HV {row['hv_ratio']:.4f} regret p50 {row['regret_val'][1]:.2f}"
                         print(f"{device} {algo} q{q} s{seed}: {line} ({row['seconds']:.1f} s)", flush=True)
     print(f"machine: {saved.get('machine', machine())}; metric {saved.get('metric', args.metric)}")

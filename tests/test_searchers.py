@@ -97,9 +97,9 @@ def test_searchers_fill_the_archive_and_respect_the_budget(mini, algo):
         # repair canonicalised, candidates were unique as vectors, not as archs, so a generation could
         # evaluate fewer (5 on AMD EPYC, where ties broke otherwise): every pick is now a distinct new arch
         assert [g["evaluated"] for g in archive.meta["generations"]] == [16, 24]
-    if algo == "natv2":  # 12 to build the archive (half the budget), then iterations of 8 and 4
-        assert [i["evaluated"] for i in archive.meta["iterations"]] == [20, 24]
-        assert len(archive.meta["natv2_archive"]) == 6
+    if algo == "natv2":  # A_s = 24 // 3 = 8 archs to build the archive (oversample 1), then iterations of 8
+        assert [i["evaluated"] for i in archive.meta["iterations"]] == [16, 24]
+        assert len(archive.meta["natv2_archive"]) == 8
     assert archive.meta["hypervolume"] > 0
 
 
@@ -163,6 +163,7 @@ def test_settings_reach_the_algorithm_and_are_checked(mini):
 
     assert settings(ALGORITHMS["mosegnas"]) == {
         "per_generation": 8, "initial": None, "predictor": "ranknet", "surrogate_pop": 100, "surrogate_gens": 60,
+        "init": "cost-uniform", "screening": "hvi",
     }  # fmt: skip
     assert parse_settings("mosegnas", ALGORITHMS["mosegnas"], ["surrogate_gens=5", "initial=4"]) == {
         "surrogate_gens": 5, "initial": 4,
@@ -179,6 +180,10 @@ def test_settings_reach_the_algorithm_and_are_checked(mini):
                      "surrogate_gens=3", "predictor=ridge"])  # fmt: skip
     assert [g["evaluated"] for g in archive.meta["generations"]] == [11, 14]  # 8 at random, then 3 and 3
     assert archive.meta["settings"]["per_generation"] == 3
+    for algo, bad in (("mosegnas", "screening=best"), ("natv2", "init=random"), ("natv2", "selection=ks")):
+        with pytest.raises(BudgetError, match=f"--set {bad}: allowed"):
+            search(mini, accuracy=ProxyEvaluator("flops", costs, mini), costs=costs, budgets=budgets,
+                   algorithm=algo, evaluations=14, settings=[bad])  # fmt: skip
     with pytest.raises(BudgetError, match="settings="):
         search(mini, accuracy=ProxyEvaluator("flops", costs, mini), costs=costs, budgets=budgets,
                algorithm="mosegnas", evaluations=16, settings=["per_generation=4"], resume=archive)  # fmt: skip

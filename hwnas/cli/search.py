@@ -64,7 +64,7 @@ def search(
     predictor: Annotated[
         str | None,
         typer.Option(
-            help="accuracy predictor: ranknet (mosegnas default), lgbm (natv2 default), gp, svr, ridge, knn, "
+            help="accuracy predictor: ranknet (the default), lgbm (NATv2's paper), gp, svr, ridge, knn, "
             "cart; natv2 also auto (best k-fold Kendall tau)"
         ),
     ] = None,

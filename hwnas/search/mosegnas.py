@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from hwnas.search.archive import Archive
-from hwnas.search.nsga import ArchProblem, Progress
+from hwnas.search.nsga import ArchProblem, Progress, check_choice, initial_design
 from hwnas.search.predictors import make_predictor
 
 
@@ -133,6 +133,59 @@ def prescreen(
     return np.array(chosen[:k])
 
 
+def calibrated(model, x: np.ndarray, y: np.ndarray):
+    """`model`'s predictions mapped onto the accuracy scale by isotonic regression on its training
+    set (monotone, so the predicted ranking stays as it is; RankNet's outputs are rank scores)."""
+    from sklearn.isotonic import IsotonicRegression
+
+    scale = IsotonicRegression(out_of_bounds="clip").fit(model.predict(x), y)
+    return lambda rows: scale.predict(model.predict(rows))
+
+
+def prescreen_hvi(front: np.ndarray, candidates: np.ndarray, reference: np.ndarray, k: int) -> np.ndarray:
+    """Indices of at most k candidates chosen greedily by predicted hypervolume improvement: each
+    pick adds most to the hypervolume of the true front plus the picks so far (all rows objectives
+    in minimisation form, candidates' accuracy predicted); once no candidate adds any, the rest by
+    predicted accuracy (column 0)."""
+    from pymoo.indicators.hv import HV
+
+    hv = HV(ref_point=reference)
+    chosen: list[int] = []
+    current = front
+    base = hv(current) if len(current) else 0.0
+    while len(chosen) < min(k, len(candidates)):
+        gains = np.array(
+            [-1.0 if i in chosen else hv(np.vstack([current, c])) - base for i, c in enumerate(candidates)]
+        )
+        best = int(np.argmax(gains))
+        if gains[best] <= 0:
+            break
+        chosen.append(best)
+        current, base = np.vstack([current, candidates[best]]), base + gains[best]
+    for i in np.argsort(candidates[:, 0], kind="stable"):
+        if len(chosen) >= min(k, len(candidates)):
+            break
+        if i not in chosen:
+            chosen.append(int(i))
+    return np.array(chosen, dtype=np.int64)
+
+
+def pick_by_hvi(
+    problem: ArchProblem, predict, candidates: np.ndarray, k: int, reference: dict[str, float] | None
+) -> np.ndarray:
+    """`prescreen_hvi` on the candidates' predicted accuracy (`predict`, on the accuracy scale) and
+    true costs, against the archive's front and the search's reference point."""
+    archive = problem.archive
+    costs = [problem.costs(o.name, candidates) for o in archive.objectives[1:]]
+    f = np.column_stack([-predict(candidates), *costs])
+    if reference:
+        worst = np.array([0.0, *(reference[o.name] for o in archive.objectives[1:])])
+    else:
+        worst = np.maximum(f.max(0), archive.matrix().max(0)) * 1.1
+        worst[0] = 0.0
+    return prescreen_hvi(archive.matrix(archive.front()), f, worst, k)
+
+
 def mosegnas(
     problem: ArchProblem,
     *,
@@ -145,21 +198,23 @@ def mosegnas(
     reference: dict[str, float] | None = None,
     surrogate_pop: int = 100,
     surrogate_gens: int = 60,
+    init: str = "cost-uniform",
+    screening: str = "hvi",
 ) -> Archive:
-    """Algorithm 1 with `evaluations` supernet evaluations in all (`initial` of them at random)."""
+    """Algorithm 1 with `evaluations` supernet evaluations in all, `initial` of them to start from:
+    the smallest and largest subnets and random archs, spread over cost (`init="cost-uniform"`,
+    hwnas's default) or as drawn (`"random"`, the paper's)."""
 
     archive, space = problem.archive, problem.archive.space
     cost = archive.objectives[1].name
     rng = np.random.default_rng(seed)
     _, xu = space.bounds()
+    spread = check_choice("init", init, ("cost-uniform", "random")) == "cost-uniform"
+    check_choice("screening", screening, ("hvi", "ks"))
     n0 = min(evaluations, initial or max(per_generation, evaluations // 3)) - len(archive)  # a resumed archive counts
     if n0 > 0:
-        start = np.vstack(
-            [space.encode(space.min()), space.encode(space.max()), rng.integers(0, xu + 1, (4 * n0, len(xu)))]
-        )
-        start = np.unique(problem.repair._do(problem, start), axis=0)
-        start = np.array([x for x in start[rng.permutation(len(start))] if space.decode(x) not in archive])
-        problem.evaluate(start[:n0])
+        draw = lambda k: rng.integers(0, xu + 1, (k, len(xu)))  # noqa: E731
+        problem.evaluate(initial_design(problem, n0, rng, spread=spread, draw=draw))
     history = archive.meta.setdefault("generations", [])  # in the archive as it grows, so a saved one resumes
     generation = len(history)
     total = max(1, -(-(evaluations - len(archive)) // per_generation))
@@ -175,9 +230,12 @@ def mosegnas(
         k = min(per_generation, evaluations - len(archive))
         if len(candidates) == 0:  # the surrogate front is all evaluated already: explore at random
             candidates = problem.repair._do(problem, rng.integers(0, xu + 1, (k, len(xu))))
-        front_cost = np.array([r.values[cost] for r in archive.front()])
-        predicted = model.predict(candidates)
-        chosen = candidates[prescreen(problem.costs(cost, candidates), front_cost, predicted, k, seed=seed)]
+        if screening == "hvi":
+            chosen = candidates[pick_by_hvi(problem, calibrated(model, x, y), candidates, k, reference)]
+        else:
+            front_cost = np.array([r.values[cost] for r in archive.front()])
+            predicted = model.predict(candidates)
+            chosen = candidates[prescreen(problem.costs(cost, candidates), front_cost, predicted, k, seed=seed)]
         before = len(archive)
         problem.evaluate(chosen)
         fresh = archive.records[before:]

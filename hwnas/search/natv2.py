@@ -7,8 +7,13 @@
 - A fixed-size archive with replacement: after each iteration the union of archive and new archs is
   ranked by non-dominated sorting and crowding distance and cut back to A_s, so a non-dominated arch
   is never dropped while a dominated one stays.
-- The predictor: LightGBM with a 10-model ensemble on the integer encoding (the paper's choice), or
-  `predictor="auto"`: the zoo member with the best k-fold cross-validated Kendall tau on the archive.
+- The predictor: LightGBM with a 10-model ensemble (`predictor="lgbm"`, the paper's choice), hwnas's
+  default RankNet (MoSegNAS's; on NAS-Bench-201 at 100 queries it gave 0.982 of the exact
+  hypervolume where LightGBM, fitted on the 25-33 archs of the working archive, gave 0.950; see
+  README), or `predictor="auto"`: the zoo member with the best k-fold Kendall tau on the archive.
+- The choice of the archs to evaluate among the surrogate's front: by predicted hypervolume
+  improvement (`selection="hvi"`, hwnas's default, shared with MoSegNAS's `screening="hvi"`) or by
+  NSGA-II rank and crowding on the predictions (`"rank-crowd"`).
 - The surrogate search: NSGA-II on (predicted accuracy, costs), NSGA-III with Das-Dennis reference
   directions when there are more than two objectives.
 - Supernet adaptation (optional, `adapt_epochs` > 0): between iterations the supernet is fine-tuned
@@ -28,8 +33,8 @@ import numpy as np
 
 from hwnas.search.archive import Archive, Record
 from hwnas.search.budget import BudgetError
-from hwnas.search.mosegnas import PredictedAccuracy, surrogate_search
-from hwnas.search.nsga import ArchProblem, Progress
+from hwnas.search.mosegnas import PredictedAccuracy, calibrated, pick_by_hvi, surrogate_search
+from hwnas.search.nsga import ArchProblem, Progress, check_choice, initial_design
 from hwnas.search.predictors import LightGBMEnsemble, make_predictor
 from hwnas.space import SearchSpace
 
@@ -122,31 +127,33 @@ def natv2(
     seed: int = 0,
     progress: Progress | None = None,
     archive_size: int | None = None,
-    oversample: int = 10,
+    oversample: int = 1,
     per_iteration: int = 8,
-    predictor: str = "lgbm",
+    predictor: str = "ranknet",
     surrogate_pop: int = 100,
     surrogate_gens: int = 40,
     reference: dict[str, float] | None = None,
     adapt_epochs: int = 0,
     adapt_out: str | Path | None = None,
+    init: str = "cost-uniform",
+    selection: str = "hvi",
 ) -> Archive:
-    """NATv2 with `evaluations` supernet evaluations in all: initialisation (depth-uniform sampling
-    and pre-processing, which spends `oversample` x A_s of them, capped at half the budget), then
+    """NATv2 with `evaluations` supernet evaluations in all: initialisation (depth-uniform sampling,
+    the paper's `init="depth-uniform"`, or hwnas's default `"cost-uniform"`: depth-uniform draws
+    spread evenly over cost; then pre-processing; it spends `oversample` x A_s evaluations, capped
+    at half the budget), then
     iterations of predictor fit, surrogate search, evaluation, archive replacement and, with
     `adapt_epochs`, supernet adaptation (the adapted supernet is written to `adapt_out`)."""
     archive, space = problem.archive, problem.archive.space
     adapting = _check_adaptation(problem, adapt_epochs, adapt_out)
+    spread = check_choice("init", init, ("cost-uniform", "depth-uniform")) == "cost-uniform"
+    check_choice("selection", selection, ("hvi", "rank-crowd"))
     rng = np.random.default_rng(seed)
-    size = archive_size or max(4, evaluations // 4)
+    size = archive_size or max(4, evaluations // 3)
     n0 = min(oversample * size, max(size, evaluations // 2)) - len(archive)
     if n0 > 0:
-        x = depth_uniform(space, 4 * n0, rng)
-        x = np.unique(problem.repair._do(problem, x), axis=0)
-        x = np.array([r for r in x[rng.permutation(len(x))] if space.decode(r) not in archive])
-        ends = problem.repair._do(problem, np.array([space.encode(space.min()), space.encode(space.max())]))
-        ends = np.array([r for r in ends if space.decode(r) not in archive]).reshape(-1, space.n_var)
-        problem.evaluate(np.vstack([ends, x[: max(0, n0 - len(ends))]]))
+        draw = lambda k: depth_uniform(space, k, rng)  # noqa: E731
+        problem.evaluate(initial_design(problem, n0, rng, spread=spread, draw=draw))
     ends = problem.repair._do(problem, np.array([space.encode(space.min()), space.encode(space.max())]))
     extremes = {str(space.decode(r)) for r in ends}
     pinned = [r for r in archive.records if str(r.arch) in extremes]
@@ -167,11 +174,12 @@ def natv2(
         k = min(per_iteration, evaluations - len(archive))
         if len(candidates) == 0:
             candidates = problem.repair._do(problem, depth_uniform(space, k, rng))
-        predicted = PredictedAccuracy(model)
-        f = np.column_stack(
-            [-predicted.many(candidates), *(problem.costs(o.name, candidates) for o in archive.objectives[1:])]
-        )
-        chosen = candidates[rank_and_crowd(f, k)]
+        if selection == "hvi":
+            chosen = candidates[pick_by_hvi(problem, calibrated(model, x, y), candidates, k, reference)]
+        else:
+            predicted = PredictedAccuracy(model)
+            costs = [problem.costs(o.name, candidates) for o in archive.objectives[1:]]
+            chosen = candidates[rank_and_crowd(np.column_stack([-predicted.many(candidates), *costs]), k)]
         before = len(archive)
         problem.evaluate(chosen)
         working = keep_best(archive, working + archive.records[before:], size)

@@ -86,7 +86,7 @@ class LightGBMEnsemble:
         import lightgbm
         from sklearn.model_selection import KFold
 
-        x, y = np.asarray(x, dtype=np.float64), np.asarray(y, dtype=np.float64)
+        x, y = self.space.features(x).astype(np.float64), np.asarray(y, dtype=np.float64)
         folds = max(2, min(self.folds, len(x)))
         self.models = []
         for k, (train, _) in enumerate(KFold(folds, shuffle=True, random_state=self.seed).split(x)):
@@ -99,13 +99,14 @@ class LightGBMEnsemble:
                 subsample_freq=1,
                 colsample_bytree=0.9,
                 random_state=self.seed + k,
+                n_jobs=1,  # a hundred rows: threads cost more than they save, and one thread is exact
                 verbose=-1,
             )
             self.models.append(model.fit(x[train], y[train]))
         return self
 
     def predict(self, x: np.ndarray) -> np.ndarray:
-        x = np.asarray(x, dtype=np.float64)
+        x = self.space.features(x).astype(np.float64)
         return np.mean([m.predict(x) for m in self.models], axis=0)
 
 
