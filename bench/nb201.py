@@ -10,8 +10,10 @@ the device's highest latency), then
   (`Archive.pick`, its most accurate queried cell under the budget); and the same in test accuracy
   (the best `*_test` of any cell under the budget minus the picked cell's `*_test`);
 - queries used and seconds.
+PNAG's own protocol (`--pnag-protocol`): trained once per device and seed on 200 queries, then 10
+budgets answered by inference from its cache (`pnag_protocol`).
 Usage: python -m bench.nb201 [--algos random,evolution,...] [--devices pixel3,...] [--seeds 5]
-       [--queries 50,100,200] [--metric cifar100_val] [--summary]
+       [--queries 50,100,200] [--metric cifar100_val] [--pnag-protocol] [--summary] [--out FILE]
 Results go to bench/out/nb201.json (rows keep runs of other settings); --summary only prints them.
 """
 
@@ -91,6 +93,69 @@ def one_run(
     }  # fmt: skip
 
 
+PNAG_PERCENTILES = (10, 20, 25, 30, 40, 50, 60, 70, 75, 90)  # its 10 budgets, p25/p50/p75 among them
+
+
+def pnag_protocol(table: Benchmark, device: str, metric: str, seed: int, queries: int = 200) -> dict:
+    """PNAG as its paper means it: trained once on `queries` scored cells (and cached), then each of
+    10 budgets (latency percentiles) answered by a new search that finds the cache: inference only,
+    nothing scored. The share of raw (greedy) generator answers that meet their budget before any
+    repair, the share of final answers that do, their regret, and seconds per answer."""
+    import tempfile
+
+    costs, accuracy = BenchmarkCosts(table, device=device), BenchmarkAccuracy(table, metric)
+    frame = table.frame
+    latency = frame[f"latency_ms_{device}"].to_numpy(np.float64)
+    val, test = frame[metric].to_numpy(np.float64), frame[metric.replace("_val", "_test")].to_numpy(np.float64)
+    budgets = [float(np.percentile(latency, q)) for q in PNAG_PERCENTILES]
+    rows = {"raw_met": [], "met": [], "regret_val": [], "regret_test": [], "seconds": [], "inference": []}
+    with tempfile.TemporaryDirectory() as cache:
+
+        def ask(limit: float):
+            start = time.perf_counter()
+            archive = search(table.space, accuracy=accuracy, costs=costs, budgets=parse_budgets([f"{limit:.6f}ms"]),
+                             algorithm="pnag", evaluations=queries, seed=seed, options={"cache": cache})  # fmt: skip
+            return archive, time.perf_counter() - start
+
+        start = time.perf_counter()
+        ask(budgets[len(budgets) // 2])  # the one training
+        train_seconds = time.perf_counter() - start
+        for limit in budgets:
+            archive, seconds = ask(limit)
+            assert archive.meta["pnag_cache"] == "reused", "a budget was not answered from the cache"
+            answer = archive.meta["pnag_answers"][-1]
+            row = table.space.code(table.space.encode(table.space.parse(answer["arch"]))[None])[0]
+            under = latency <= limit
+            rows["raw_met"].append(answer["raw_met"])
+            rows["met"].append(bool(latency[row] <= limit))
+            rows["regret_val"].append(float(val[under].max() - val[row]) if latency[row] <= limit else float("nan"))
+            rows["regret_test"].append(float(test[under].max() - test[row]) if latency[row] <= limit else float("nan"))
+            rows["seconds"].append(seconds)
+            rows["inference"].append(float(archive.meta["pnag_seconds"][-1]))
+    return {"algo": "pnag-protocol", "device": device, "seed": seed, "queries": queries, "budgets": budgets,
+            "train_seconds": train_seconds, **rows}  # fmt: skip
+
+
+def pnag_summary(rows: list[dict]) -> str:
+    mine = [r for r in rows if r["algo"] == "pnag-protocol"]
+    if not mine:
+        return ""
+    raw = np.mean([np.mean(r["raw_met"]) for r in mine])
+    met = np.mean([np.mean(r["met"]) for r in mine])
+    regret = np.nanmedian([np.nanmedian(r["regret_val"]) for r in mine])
+    regret_test = np.nanmedian([np.nanmedian(r["regret_test"]) for r in mine])
+    slowest = max(max(r["seconds"]) for r in mine)
+    inference = max(max(r["inference"]) for r in mine)
+    return (
+        f"PNAG, trained once per device and seed on {mine[0]['queries']} queries, 10 budgets (latency percentiles "
+        f"{', '.join(map(str, PNAG_PERCENTILES))}) answered from its cache, {len(mine)} trainings:\n"
+        f"| raw answers meeting the budget | final answers meeting it | median regret val | median regret test | "
+        f"slowest answer (search call) | slowest inference | training |\n| --- | --- | --- | --- | --- | --- | --- |\n"
+        f"| {raw:.0%} | {met:.0%} | {regret:.2f} | {regret_test:.2f} | {slowest:.2f} s | {inference:.3f} s | "
+        f"{np.median([r['train_seconds'] for r in mine]):.1f} s |"
+    )
+
+
 def summary(rows: list[dict], queries: int) -> str:
     lines = [
         f"median over devices and seeds at {queries} queries (regret in points of accuracy, budgets p25/p50/p75):",
@@ -119,6 +184,7 @@ def main() -> None:
     parser.add_argument("--queries", default="50,100,200")
     parser.add_argument("--metric", default="cifar100_val")
     parser.add_argument("--summary", action="store_true")
+    parser.add_argument("--pnag-protocol", action="store_true", help="PNAG trained once, 10 budgets by inference")
     parser.add_argument("--out", type=Path, default=OUT, help="results file (runs in parallel each need one)")
     args = parser.parse_args()
     out = args.out
@@ -130,6 +196,18 @@ def main() -> None:
         algos = args.algos.split(",")
         done = {(r["algo"], r["device"], r["seed"], r["queries"]) for r in saved["rows"]}
         for device in devices:
+            for seed in range(args.seeds if args.pnag_protocol else 0):
+                if ("pnag-protocol", device, seed, 200) in done:
+                    continue
+                saved["rows"].append(pnag_protocol(table, device, args.metric, seed))
+                out.parent.mkdir(exist_ok=True)
+                out.write_text(json.dumps({**saved, "machine": machine(), "metric": args.metric}, indent=1))
+                last = saved["rows"][-1]
+                regret, slowest = np.nanmedian(last["regret_val"]), max(last["seconds"])
+                line = f"raw met {np.mean(last['raw_met']):.0%}, median regret {regret:.2f}, slowest {slowest:.2f} s"
+                print(f"{device} pnag protocol s{seed}: {line}", flush=True)
+            if args.pnag_protocol:
+                continue
             truth = exact(table, device, args.metric)
             for algo in algos:
                 for q in queries:
@@ -145,6 +223,7 @@ def main() -> None:
     print(f"machine: {saved.get('machine', machine())}; metric {saved.get('metric', args.metric)}")
     for q in queries:
         print(summary(saved["rows"], q))
+    print(pnag_summary(saved["rows"]))
 
 
 if __name__ == "__main__":

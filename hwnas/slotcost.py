@@ -75,4 +75,3 @@ class SlotCost:
                 total += min(cheapest, 0.0) if active is not None and not active.all() else cheapest
             best = min(best, total)
         return float(best)
-

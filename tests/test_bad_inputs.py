@@ -233,22 +233,37 @@ CASES = [
         "search --device cpu --space mini --lut LUT --proxy flops --budget 9ms --out T/empty.toml/s DEV",
         "search archive T/empty.toml/s/archive.json is not writable",
     ),
-    ("report-json-under-a-file", "report --device cpu --space mini --arch min --json T/empty.toml/r.json DEV",
-     "--json file T/empty.toml/r.json is not writable"),  # fmt: skip
-    ("validate-report-under-a-file", "lut validate --device cpu --space mini --lut LUT --report T/empty.toml/r DEV",
-     "--report file T/empty.toml/r is not writable"),  # fmt: skip
-    ("profile-out-under-a-file", "profile --device cpu --space mini --out T/empty.toml/t.parquet DEV",
-     "latency table T/empty.toml/t.parquet is not writable"),  # fmt: skip
+    (
+        "report-json-under-a-file",
+        "report --device cpu --space mini --arch min --json T/empty.toml/r.json DEV",
+        "--json file T/empty.toml/r.json is not writable",
+    ),  # fmt: skip
+    (
+        "validate-report-under-a-file",
+        "lut validate --device cpu --space mini --lut LUT --report T/empty.toml/r DEV",
+        "--report file T/empty.toml/r is not writable",
+    ),  # fmt: skip
+    (
+        "profile-out-under-a-file",
+        "profile --device cpu --space mini --out T/empty.toml/t.parquet DEV",
+        "latency table T/empty.toml/t.parquet is not writable",
+    ),  # fmt: skip
     (
         "search-set-unknown",
         "search --device cpu --space mini --lut LUT --proxy flops --budget 9ms --algo nsga2 --set population=8 "
         "--out T/s DEV",
         "nsga2 has no setting 'population'",
     ),
-    ("search-set-malformed", "search --space nb201 --device pixel3 --budget 9ms --set gens --out T/s",
-     "--set takes key=value, got 'gens'"),  # fmt: skip
-    ("search-nb201-column", "search --space nb201 --device pixel9 --budget 9ms --out T/s",
-     "no latency column for device 'pixel9'"),  # fmt: skip
+    (
+        "search-set-malformed",
+        "search --space nb201 --device pixel3 --budget 9ms --set gens --out T/s",
+        "--set takes key=value, got 'gens'",
+    ),  # fmt: skip
+    (
+        "search-nb201-column",
+        "search --space nb201 --device pixel9 --budget 9ms --out T/s",
+        "no latency column for device 'pixel9'",
+    ),  # fmt: skip
     ("export-arch-random-bad-space", "export --supernet CKPT --arch T/other.json --out T/e DEV", "alphanet"),
 ]
 

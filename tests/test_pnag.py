@@ -73,7 +73,11 @@ def test_pnag_meets_budgets_caches_and_rebuilds(tmp_path):
         assert table.predict(generated) <= float(budget[:-2])
         assert archive.meta["pnag_seconds"][0] < 1.0
         results.append((archive.meta["pnag_cache"], len(archive)))
-    assert results == [("trained", 40), ("reused", 1), ("reused", 1)]  # reused: only the generated arch is scored
+        sources = {r.source for r in archive.records}
+        assert sources == ({"proxy-flops"} if len(results) == 1 else {"proxy-flops (cached)"})
+        assert archive.meta["pnag_answers"][0]["values"]["accuracy"] is None  # an answer is inferred, not scored
+    # reused: the 40 archs it learned from come back from the cache, nothing is scored, answers included
+    assert results == [("trained", 40), ("reused", 40), ("reused", 40)]
     other = synthetic_table(space)
     other.meta["device"] = {"name": "another-device"}
     archive = search(

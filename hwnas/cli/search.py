@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Annotated
 
@@ -127,17 +128,20 @@ def _render(result) -> None:
             f"predictor Kendall tau on the new subnets {g['predictor_tau']:.3f}"
         )
     costs_line = ", ".join(o.show(chosen.values[o.name]) for o in costs)
-    say(f"chosen: {label} {chosen.values['accuracy']:.4f}, {costs_line} under {', '.join(map(str, budgets))}")
+    score = chosen.values["accuracy"]
+    score = "not evaluated (the generator's answer)" if math.isnan(score) else f"{score:.4f}"
+    say(f"chosen: {label} {score}, {costs_line} under {', '.join(map(str, budgets))}")
     say(str(chosen.arch))
     say(hypervolume_line(archive))
     if archive.meta.get("pnag_cache") == "reused":
         say(
             f"pnag: answered by the cached generator {archive.meta['pnag_cache_file']} (inference "
-            f"{max(archive.meta['pnag_seconds']):.3f} s); no arch was re-scored, the answer itself was evaluated"
+            f"{max(archive.meta['pnag_seconds']):.3f} s); nothing was scored: the archs it learned from "
+            "come from the cache"
         )
     elif archive.meta.get("pnag_cache_file"):
         say(
-            f"pnag: generator trained on {len(archive) - len(budgets)} scored archs, "
+            f"pnag: generator trained on {archive.meta['pnag_scored']} scored archs, "
             f"kept in {archive.meta['pnag_cache_file']}"
         )
     if "adapted_supernet" in archive.meta:

@@ -146,28 +146,33 @@ class PNAG:
     evaluator: Evaluator
     budgets: np.ndarray
     key: str
+    scored_x: np.ndarray | None = None  # the archs it learned from, encoded
+    scored_accuracy: np.ndarray | None = None  # and their scores
 
     def in_range(self, budget: float) -> bool:
         return self.generator.embedding.in_range(budget)
 
-    def generate(self, budget: float, cost, *, samples: int = 32, seed: int = 0) -> np.ndarray:
-        """The greedy arch for `budget`; if its cost (from `cost(x)`) breaks it, the feasible sample
-        the evaluator scores highest; if no sample is feasible, the cheapest one shrunk gene by gene
-        toward the smallest subnet until it fits (so an answer meets any budget the smallest subnet
-        meets)."""
+    def greedy(self, budget: float) -> np.ndarray:
+        """The generator's own answer for `budget`: the most likely token at each step, unchecked."""
+        with torch.no_grad():
+            return self.generator(torch.full((1,), float(budget)), greedy=True)[0].numpy()[0]
+
+    def generate(self, budget: float, cost, *, samples: int = 256, seed: int = 0) -> np.ndarray:
+        """The answer for `budget`, by inference: the greedy arch and `samples` archs drawn from the
+        generator for the budget (as PNAG's Fig. 5 samples 1,000), those whose cost (from
+        `cost(x)`, a table) meets it ranked by the evaluator, the top one; if none meets it, the
+        cheapest shrunk gene by gene toward the smallest subnet until it fits (so an answer meets any
+        budget the smallest subnet meets)."""
         with torch.no_grad():
             b = torch.full((1,), float(budget))
-            x = self.generator(b, greedy=True)[0].numpy()
-            if cost(x)[0] <= budget:
-                return x[0]
             g = torch.Generator().manual_seed(seed)
-            xs = self.generator(b.expand(samples), generator=g)[0].numpy()
+            xs = np.vstack([self.greedy(budget)[None], self.generator(b.expand(samples), generator=g)[0].numpy()])
             c = cost(xs)
             ok = c <= budget
             if not ok.any():
                 return self._shrink(xs[int(np.argmin(c))], budget, cost, np.random.default_rng(seed))
             score = self.evaluator(
-                torch.as_tensor(self.space.features(xs[ok]), dtype=torch.float32), b.expand(ok.sum())
+                torch.as_tensor(self.space.features(xs[ok]), dtype=torch.float32), b.expand(int(ok.sum()))
             )
             return xs[ok][int(score.argmax())]
 
@@ -253,6 +258,8 @@ def save(model: PNAG, path: Path) -> Path:
             "generator": model.generator.state_dict(),
             "evaluator": model.evaluator.state_dict(),
             "features": model.evaluator.net[0].in_features - HIDDEN,
+            "scored_x": np.asarray(model.scored_x).tolist() if model.scored_x is not None else [],
+            "scored_accuracy": np.asarray(model.scored_accuracy).tolist() if model.scored_x is not None else [],
         },
         buffer,
     )
@@ -274,7 +281,9 @@ def load(path: Path, space: SearchSpace, key: str | None) -> PNAG | None:
     generator, evaluator = Generator(space, budgets), Evaluator(int(data["features"]), budgets)
     generator.load_state_dict(data["generator"])
     evaluator.load_state_dict(data["evaluator"])
-    return PNAG(space, generator.eval(), evaluator.eval(), budgets, data["key"])
+    scored_x = np.asarray(data.get("scored_x", []), dtype=np.int64).reshape(-1, space.n_var)
+    scored_accuracy = np.asarray(data.get("scored_accuracy", []), dtype=np.float64)
+    return PNAG(space, generator.eval(), evaluator.eval(), budgets, data["key"], scored_x, scored_accuracy)
 
 
 def pnag(
@@ -286,13 +295,15 @@ def pnag(
     budgets_k: int = 10,
     evaluator_steps: int = 300,
     generator_steps: int = 200,
+    score_answers: bool = False,
     cache: str | Path | None = None,
     reference: dict[str, float] | None = None,
 ) -> Archive:
-    """Algorithm 1 with `evaluations` scored archs: M = evaluations - len(budgets) random ones to
-    learn from, then one generated arch per search budget. With a cached generator for the same
-    space, table, accuracy source, M, K and seed, nothing is scored or trained: the budgets are
-    answered by inference and only the generated archs are evaluated."""
+    """Algorithm 1 with `evaluations` scored archs to learn from (random ones), then one generated
+    arch per search budget, answered by inference: its costs come from the table, its accuracy is
+    not evaluated unless `score_answers`. With a cached generator for the same space, table,
+    accuracy source, number of scored archs, K and seed, nothing is scored or trained: the archs it
+    learned from come back from the cache into the archive, as they were scored."""
     archive, space = problem.archive, problem.archive.space
     if not problem.budgets:
         raise HwnasError("pnag generates an arch for a budget: pass --budget")
@@ -303,33 +314,23 @@ def pnag(
     def cost(x: np.ndarray) -> np.ndarray:  # of the repaired arch: the resolution gene pinned to the table's
         return problem.costs(objective, problem.repair._do(problem, np.asarray(x, dtype=np.int64)))
 
-    ends = problem.repair._do(problem, np.array([space.encode(space.min()), space.encode(space.max())]))
-    low, high = (float(c) for c in cost(ends))
-    m = evaluations - len(problem.budgets)
+    # the budgets it is trained for span every cost an arch can have (a table's lowest to highest)
+    low = float(problem.costs.lower_bound(objective, problem.allowed_resolutions))
+    high = float(problem.costs.upper_bound(objective, problem.allowed_resolutions))
+    m = evaluations - (len(problem.budgets) if score_answers else 0)
     identity = getattr(problem.accuracy, "identity", problem.accuracy.source)
     key = cache_key(space, getattr(problem.costs.table, "meta", {}), identity, m, budgets_k, seed)
     path = cache_file(cache, key)
     model = load(path, space, key) if path is not None else None
     archive.meta["pnag_cache_file"] = str(path) if path is not None else None
     archive.meta["pnag_cache"] = "reused" if model is not None else "trained"
-    if model is None:  # score M archs, learn the evaluator and the generator (Algorithm 1, lines 3-15)
-        rng = np.random.default_rng(seed)
-        _, xu = space.bounds()
-        todo = m - len(archive)
-        if todo > 0:
-            x = np.unique(problem.repair._do(problem, rng.integers(0, xu + 1, (4 * todo, len(xu)))), axis=0)
-            x = np.array([r for r in x[rng.permutation(len(x))] if space.decode(r) not in archive])[:todo]
-            problem.evaluate(x)
-        x = np.array([space.encode(r.arch) for r in archive.records])
-        acc = np.array([r.values["accuracy"] for r in archive.records])
-        budgets = np.linspace(low, high, budgets_k)
-        features = torch.as_tensor(space.features(x), dtype=torch.float32)
-        evaluator = train_evaluator(features, acc, cost(x), budgets, steps=evaluator_steps, seed=seed)
-        generator = train_generator(space, evaluator, cost, budgets, steps=generator_steps, seed=seed)
-        model = PNAG(space, generator, evaluator, budgets, key)
+    if model is not None:
+        _restore(problem, model)
+    else:  # score M archs, learn the evaluator and the generator (Algorithm 1, lines 3-15)
+        model = _train(problem, m, cost, low, high, budgets_k, evaluator_steps, generator_steps, seed, key)
         if path is not None:
             save(model, path)
-    archive.meta["pnag_budget_range"] = [low, high]
+    archive.meta["pnag_budget_range"], archive.meta["pnag_scored"] = [low, high], m
     warnings = archive.meta.setdefault("warnings", [])
     for b in problem.budgets:
         if not model.in_range(b.limit):
@@ -338,11 +339,53 @@ def pnag(
                 "its embedding is the nearest end's, an extrapolation"
             )
         start = time.perf_counter()
+        raw_met = bool(cost(model.greedy(b.limit)[None])[0] <= b.limit)
         generated = problem.repair._do(problem, model.generate(b.limit, cost, seed=seed)[None])
         archive.meta.setdefault("pnag_seconds", []).append(time.perf_counter() - start)
-        if space.decode(generated[0]) not in archive:
+        if score_answers and space.decode(generated[0]) not in archive:
             problem.evaluate(generated)
-        archive.meta.setdefault("pnag_generated", []).append(str(space.decode(generated[0])))
+        known = archive.get(space.decode(generated[0]))
+        values = {name: float(v[0]) for name, v in _costs(problem, generated).items()}
+        values["accuracy"] = known.values["accuracy"] if known is not None else None
+        answer = {"budget": str(b), "arch": str(space.decode(generated[0])), "raw_met": raw_met, "values": values}
+        archive.meta.setdefault("pnag_answers", []).append(answer)
+        archive.meta.setdefault("pnag_generated", []).append(answer["arch"])
     if progress:
         progress(1, 1, archive)
     return archive
+
+
+def _costs(problem: ArchProblem, x: np.ndarray) -> dict[str, np.ndarray]:
+    names = {o.name for o in problem.archive.objectives[1:]} | {b.objective for b in problem.budgets}
+    return {name: problem.costs(name, x) for name in names}
+
+
+def _restore(problem: ArchProblem, model: PNAG) -> None:
+    """The archs a cached generator learned from, into the archive with their cached scores and
+    their costs from the table: nothing is evaluated."""
+    archive, space = problem.archive, problem.archive.space
+    if model.scored_x is None or not len(model.scored_x):
+        return
+    costs = _costs(problem, model.scored_x)
+    source = f"{problem.accuracy.source} (cached)"
+    for i, row in enumerate(model.scored_x):
+        values = {name: v[i] for name, v in costs.items()}
+        archive.add(space.decode(row), {**values, "accuracy": float(model.scored_accuracy[i])}, source)
+
+
+def _train(problem: ArchProblem, m, cost, low, high, budgets_k, evaluator_steps, generator_steps, seed, key) -> PNAG:
+    archive, space = problem.archive, problem.archive.space
+    rng = np.random.default_rng(seed)
+    _, xu = space.bounds()
+    todo = m - len(archive)
+    if todo > 0:
+        x = np.unique(problem.repair._do(problem, rng.integers(0, xu + 1, (4 * todo, len(xu)))), axis=0)
+        x = np.array([r for r in x[rng.permutation(len(x))] if space.decode(r) not in archive])[:todo]
+        problem.evaluate(x)
+    x = np.array([space.encode(r.arch) for r in archive.records])
+    acc = np.array([r.values["accuracy"] for r in archive.records])
+    budgets = np.linspace(low, high, budgets_k)
+    features = torch.as_tensor(space.features(x), dtype=torch.float32)
+    evaluator = train_evaluator(features, acc, cost(x), budgets, steps=evaluator_steps, seed=seed)
+    generator = train_generator(space, evaluator, cost, budgets, steps=generator_steps, seed=seed)
+    return PNAG(space, generator, evaluator, budgets, key, x, acc)

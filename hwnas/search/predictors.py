@@ -35,8 +35,6 @@ def _quiet():
         yield
 
 
-
-
 def _sklearn_model(name: str, seed: int):
     from sklearn.gaussian_process import GaussianProcessRegressor
     from sklearn.gaussian_process.kernels import RBF, ConstantKernel, WhiteKernel

@@ -12,6 +12,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from hwnas.errors import HwnasError
 from hwnas.io import atomic_write_json, writable_file
 from hwnas.search.archive import Archive, Record
@@ -48,17 +50,28 @@ class _Setup:
 
 
 def _generated_answer(archive: Archive, budgets: list[Budget], space) -> Record | None:
-    """PNAG's answer is the generator's arch, not the best of the archs it learned from: the most
-    accurate generated arch that meets every budget; None (and a warning) if none does."""
-    this_run = archive.meta.get("pnag_generated", [])[-len(budgets) :]  # a resumed archive keeps older answers
-    generated = [archive.get(space.parse(line)) for line in this_run]
-    meeting = [r for r in generated if r is not None and all(r.values[b.objective] <= b.limit for b in budgets)]
+    """PNAG's answer is the generator's arch, not the best of the archs it learned from: of this
+    run's answers that meet every budget, the most accurate if they were scored, else the one with
+    the highest cost (the answer to the loosest budget); None (and a warning) if none meets them.
+    An answer that was not scored has accuracy NaN, source "generator (not evaluated)"."""
+    answers = archive.meta.get("pnag_answers", [])[-len(budgets) :]  # a resumed archive keeps older answers
+    meeting = [a for a in answers if all(a["values"][b.objective] <= b.limit for b in budgets)]
     if not meeting:
         archive.meta.setdefault("warnings", []).append(
             "the generator's answer misses the budget: the chosen arch is the best of the scored ones instead"
         )
         return None
-    return max(meeting, key=lambda r: r.values["accuracy"])
+
+    def rank(a: dict) -> tuple[float, float]:
+        accuracy = a["values"]["accuracy"]
+        return (-np.inf if accuracy is None else accuracy, sum(a["values"][b.objective] for b in budgets))
+
+    best = max(meeting, key=rank)
+    known = archive.get(space.parse(best["arch"]))
+    if known is not None:
+        return known
+    values = {k: (float("nan") if v is None else v) for k, v in best["values"].items()}
+    return Record(space.parse(best["arch"]), values, "generator (not evaluated)")
 
 
 def default_cache_dir() -> Path:
