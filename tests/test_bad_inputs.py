@@ -260,6 +260,11 @@ CASES = [
         "--set takes key=value, got 'gens'",
     ),  # fmt: skip
     (
+        "search-set-choice",
+        "search --space nb201 --device pixel3 --budget 9ms --algo natv2 --set init=random --out T/s",
+        "--set init=random: allowed cost-uniform, depth-uniform",
+    ),  # fmt: skip
+    (
         "search-nb201-column",
         "search --space nb201 --device pixel9 --budget 9ms --out T/s",
         "no latency column for device 'pixel9'",

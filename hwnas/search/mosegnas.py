@@ -12,11 +12,12 @@ hypervolume and the predictor's Kendall tau on the newly evaluated archs.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal
 
 import numpy as np
 
 from hwnas.search.archive import Archive
-from hwnas.search.nsga import ArchProblem, Progress, check_choice, initial_design
+from hwnas.search.nsga import ArchProblem, Progress, initial_design
 from hwnas.search.predictors import make_predictor
 
 
@@ -198,8 +199,8 @@ def mosegnas(
     reference: dict[str, float] | None = None,
     surrogate_pop: int = 100,
     surrogate_gens: int = 60,
-    init: str = "cost-uniform",
-    screening: str = "hvi",
+    init: Literal["cost-uniform", "random"] = "cost-uniform",
+    screening: Literal["hvi", "ks"] = "hvi",
 ) -> Archive:
     """Algorithm 1 with `evaluations` supernet evaluations in all, `initial` of them to start from:
     the smallest and largest subnets and random archs, spread over cost (`init="cost-uniform"`,
@@ -209,8 +210,7 @@ def mosegnas(
     cost = archive.objectives[1].name
     rng = np.random.default_rng(seed)
     _, xu = space.bounds()
-    spread = check_choice("init", init, ("cost-uniform", "random")) == "cost-uniform"
-    check_choice("screening", screening, ("hvi", "ks"))
+    spread = init == "cost-uniform"
     n0 = min(evaluations, initial or max(per_generation, evaluations // 3)) - len(archive)  # a resumed archive counts
     if n0 > 0:
         draw = lambda k: rng.integers(0, xu + 1, (k, len(xu)))  # noqa: E731

@@ -28,13 +28,14 @@ The post-processing fine-tune of the chosen subnet is `hwnas.train.postprocess`.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 
 from hwnas.search.archive import Archive, Record
 from hwnas.search.budget import BudgetError
 from hwnas.search.mosegnas import PredictedAccuracy, calibrated, pick_by_hvi, surrogate_search
-from hwnas.search.nsga import ArchProblem, Progress, check_choice, initial_design
+from hwnas.search.nsga import ArchProblem, Progress, initial_design
 from hwnas.search.predictors import LightGBMEnsemble, make_predictor
 from hwnas.space import SearchSpace
 
@@ -135,8 +136,8 @@ def natv2(
     reference: dict[str, float] | None = None,
     adapt_epochs: int = 0,
     adapt_out: str | Path | None = None,
-    init: str = "cost-uniform",
-    selection: str = "hvi",
+    init: Literal["cost-uniform", "depth-uniform"] = "cost-uniform",
+    selection: Literal["hvi", "rank-crowd"] = "hvi",
 ) -> Archive:
     """NATv2 with `evaluations` supernet evaluations in all: initialisation (depth-uniform sampling,
     the paper's `init="depth-uniform"`, or hwnas's default `"cost-uniform"`: depth-uniform draws
@@ -146,8 +147,7 @@ def natv2(
     `adapt_epochs`, supernet adaptation (the adapted supernet is written to `adapt_out`)."""
     archive, space = problem.archive, problem.archive.space
     adapting = _check_adaptation(problem, adapt_epochs, adapt_out)
-    spread = check_choice("init", init, ("cost-uniform", "depth-uniform")) == "cost-uniform"
-    check_choice("selection", selection, ("hvi", "rank-crowd"))
+    spread = init == "cost-uniform"
     rng = np.random.default_rng(seed)
     size = archive_size or max(4, evaluations // 3)
     n0 = min(oversample * size, max(size, evaluations // 2)) - len(archive)

@@ -14,7 +14,7 @@ from pymoo.core.problem import Problem
 from pymoo.core.repair import Repair
 
 from hwnas.search.archive import Archive
-from hwnas.search.budget import Budget, BudgetError
+from hwnas.search.budget import Budget
 from hwnas.search.objectives import Costs
 from hwnas.space import SearchSpace  # or any space with its methods (hwnas.nb201.NB201Space)
 
@@ -121,12 +121,6 @@ def initial_design(
     k = max(0, n - len(ends))
     rest = spread_over_cost(problem, pool, k, rng) if spread else pool[:k]
     return np.vstack([ends, rest])[:n]
-
-
-def check_choice(name: str, value: str, allowed: tuple[str, ...]) -> str:
-    if value not in allowed:
-        raise BudgetError(f"--set {name}={value}: allowed {', '.join(allowed)}")
-    return value
 
 
 def nsga2(

@@ -7,7 +7,8 @@ The papers' values and hwnas's defaults are listed side by side in README ("Sear
 from __future__ import annotations
 
 import inspect
-from typing import Any
+import typing
+from typing import Any, Literal
 
 from hwnas.search.budget import BudgetError
 
@@ -21,7 +22,17 @@ def settings(algorithm) -> dict[str, Any]:
     return {p.name: p.default for p in params if p.kind == p.KEYWORD_ONLY and p.name not in _NOT_SETTINGS}
 
 
-def _typed(name: str, text: str, default: Any, algorithm: str) -> Any:
+def choices(algorithm) -> dict[str, tuple[str, ...]]:
+    """{setting: allowed values} of the settings a searcher annotates as `Literal[...]`."""
+    hints = typing.get_type_hints(algorithm)
+    return {k: typing.get_args(v) for k, v in hints.items() if typing.get_origin(v) is Literal}
+
+
+def _typed(name: str, text: str, default: Any, algorithm: str, allowed: tuple[str, ...] = ()) -> Any:
+    if allowed:
+        if text not in allowed:
+            raise BudgetError(f"--set {name}={text}: allowed {', '.join(allowed)}")
+        return text
     kind = type(default) if default is not None else int  # a None default stands for "derived": an int
     try:
         value = kind(text) if kind is not bool else text.lower() in ("1", "true", "yes")
@@ -35,14 +46,17 @@ def _typed(name: str, text: str, default: Any, algorithm: str) -> Any:
 def parse_settings(algorithm: str, function, pairs: list[str] | dict[str, Any] | None) -> dict[str, Any]:
     """`["surrogate_gens=100", ...]` (or a dict) -> typed keyword arguments of `function`; an unknown
     key, a malformed pair or a wrong type is one `BudgetError` naming what the algorithm accepts."""
-    known = settings(function)
+    known, allowed = settings(function), choices(function)
     items = pairs.items() if isinstance(pairs, dict) else [_split(p) for p in pairs or []]
     out: dict[str, Any] = {}
     for key, value in items:
         if key not in known:
             allowed = ", ".join(f"{k} (default {v})" for k, v in known.items()) or "none"
             raise BudgetError(f"--set {key}: {algorithm} has no setting '{key}'; its settings: {allowed}")
-        out[key] = _typed(key, str(value), known[key], algorithm) if isinstance(value, str) else value
+        if isinstance(value, str) or key in allowed:
+            out[key] = _typed(key, str(value), known[key], algorithm, allowed.get(key, ()))
+        else:
+            out[key] = value
     return out
 
 
