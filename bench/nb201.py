@@ -14,7 +14,8 @@ PNAG's own protocol (`--pnag-protocol`): trained once per device and seed on 200
 budgets answered by inference from its cache (`pnag_protocol`).
 Usage: python -m bench.nb201 [--algos random,evolution,...] [--devices pixel3,...] [--seeds 5]
        [--queries 50,100,200] [--metric cifar100_val] [--pnag-protocol] [--summary] [--out FILE]
-Results go to bench/out/nb201.json (rows keep runs of other settings); --summary only prints them.
+Results go to bench/out/nb201.json or --out (rows keep runs of other settings); --summary only
+prints them, from every bench/out/nb201*.json.
 """
 
 from __future__ import annotations
@@ -242,6 +243,8 @@ def main() -> None:
                         line = f"HV {row['hv_ratio']:.4f} regret p50 {row['regret_val'][1]:.2f}"
                         print(f"{device} {algo} q{q} s{seed}: {line} ({row['seconds']:.1f} s)", flush=True)
     print(f"machine: {saved.get('machine', machine())}; metric {saved.get('metric', args.metric)}")
+    if args.summary:  # every results file beside the default one: runs made in parallel (--out)
+        saved = {"rows": [r for f in sorted(OUT.parent.glob("nb201*.json")) for r in json.loads(f.read_text())["rows"]]}
     for q in queries:
         print(summary(saved["rows"], q))
     print(pnag_summary(saved["rows"]))
