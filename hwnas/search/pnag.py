@@ -32,7 +32,7 @@ from torch import nn
 from hwnas.errors import HwnasError
 from hwnas.io import atomic_write_bytes
 from hwnas.search.archive import Archive
-from hwnas.search.nsga import ArchProblem, Progress
+from hwnas.search.nsga import ArchProblem, Progress, unarchived
 from hwnas.space import SearchSpace
 
 HIDDEN = 64
@@ -379,9 +379,7 @@ def _train(problem: ArchProblem, m, cost, low, high, budgets_k, evaluator_steps,
     _, xu = space.bounds()
     todo = m - len(archive)
     if todo > 0:
-        x = np.unique(problem.repair._do(problem, rng.integers(0, xu + 1, (4 * todo, len(xu)))), axis=0)
-        x = np.array([r for r in x[rng.permutation(len(x))] if space.decode(r) not in archive])[:todo]
-        problem.evaluate(x)
+        problem.evaluate(unarchived(problem, rng.integers(0, xu + 1, (4 * todo, len(xu))), rng)[:todo])
     x = np.array([space.encode(r.arch) for r in archive.records])
     acc = np.array([r.values["accuracy"] for r in archive.records])
     budgets = np.linspace(low, high, budgets_k)
