@@ -2,13 +2,26 @@
 and the searcher end to end on a synthetic table: it meets the budget, reuses its cache for another
 budget, and rebuilds it for another table; a budget beyond the trained range is flagged."""
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
 
+from hwnas.nb201 import NB201Space
 from hwnas.search import Costs, parse_budgets, search
 from hwnas.search.evaluator import ProxyEvaluator
-from hwnas.search.pnag import BudgetEmbedding, dominance, train_evaluator
+from hwnas.search.pnag import (
+    PNAG,
+    BudgetEmbedding,
+    Generator,
+    dominance,
+    load,
+    neighbours,
+    save,
+    train_evaluator,
+    train_ranking_evaluator,
+)
 from hwnas.search.predictors import one_hot
 from hwnas.space import SearchSpace
 from tests.test_lut import synthetic_table
@@ -85,6 +98,39 @@ def test_pnag_meets_budgets_caches_and_rebuilds(tmp_path):
         options={"cache": cache, **FAST},
     )  # fmt: skip
     assert archive.meta["pnag_cache"] == "trained"
+    # the paper's evaluator is another generator: not the cached one, and it round-trips too
+    archive = search(
+        space, **_problem(space, table, f"{(low + high) / 2:.5f}ms"), algorithm="pnag", evaluations=40, seed=0,
+        options={"cache": tmp_path, **FAST, "evaluator": "paper"},
+    )  # fmt: skip
+    assert archive.meta["pnag_cache"] == "trained"
+    kinds = {load(Path(p), space, None).evaluator_kind for p in (cache, archive.meta["pnag_cache_file"])}
+    assert kinds == {"ranknet", "paper"}
+
+
+def test_a_cached_generator_scores_and_answers_as_trained(tmp_path):
+    space = SearchSpace.load("mini")
+    rng = np.random.default_rng(0)
+    _, xu = space.bounds()
+    x = space.canonical(rng.integers(0, xu + 1, size=(40, len(xu))))
+    acc, budgets = x.sum(1) + rng.normal(0, 0.1, 40), np.array([1.0, 2.0])
+    cost = lambda v: np.asarray(v, dtype=float).sum(1) / 20  # noqa: E731
+    model = PNAG(space, Generator(space, budgets), train_ranking_evaluator(space, x, acc), budgets, "k", x, acc)
+    again = load(save(model, tmp_path / "g.pt"), space, "k")
+    assert again.evaluator_kind == "ranknet" and np.array_equal(again.scored_x, x)
+    assert np.array_equal(model._score(x, 1.5), again._score(x, 1.5))
+    assert np.array_equal(model.generate(1.5, cost), again.generate(1.5, cost))
+    assert load(tmp_path / "g.pt", space, "another key") is None
+
+
+def test_neighbours_are_every_arch_one_gene_away():
+    space = NB201Space()
+    a, b = np.zeros((1, 6), dtype=np.int64), np.array([[1, 0, 0, 0, 0, 0]])
+    assert len(neighbours(space, a)) == 6 * 4
+    assert all((row != a[0]).sum() == 1 for row in neighbours(space, a))
+    # a and b are each other's neighbours; what both reach: gene 0 at 2, 3 or 4 (24 + 24 - 3, a and b included)
+    both = neighbours(space, np.vstack([a, b]))
+    assert len(both) == 45 and {0, 1} <= {int(r[0]) for r in both if not r[1:].any()}
 
 
 def test_budget_beyond_the_trained_range_is_flagged(tmp_path):
