@@ -20,7 +20,7 @@ test: setup
 	$(BIN)/python -m pytest -q
 
 lint: setup
-	$(BIN)/ruff check hwnas tests bench
+	$(BIN)/ruff check hwnas tests bench tools
 
 demo: setup
 	$(BIN)/hwnas devices
