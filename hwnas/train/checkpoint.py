@@ -34,29 +34,36 @@ def save_checkpoint(path: str | Path, payload: dict[str, Any]) -> Path:
     return atomic_write_bytes(path, buffer.getvalue())
 
 
-def _unreadable(path: Path, exc: Exception) -> str:
+def _unreadable(path: Path, exc: Exception, reads: str) -> str:
     """One whole sentence for a file `torch.load(weights_only=True)` refused (torch's own text is
-    many lines and cut anywhere it would be shortened)."""
+    many lines and cut anywhere it would be shortened); `reads` says what hwnas does read."""
     found = re.search(r"Unsupported global: GLOBAL ([\w.]+) was not an allowed global", str(exc))
     if found and not found.group(1).startswith("__"):  # garbage bytes can spell a GLOBAL opcode too
         return (
             f"checkpoint {path} holds Python objects beyond tensors and plain values ({found.group(1)}), which "
-            "a safe (weights_only) load refuses; hwnas reads only its own checkpoints (`hwnas train supernet`)"
+            f"a safe (weights_only) load refuses; hwnas reads only {reads}"
         )
     return f"checkpoint {path} is corrupted or not a torch file ({type(exc).__name__} while reading it)"
 
 
-def load_checkpoint(path: str | Path) -> dict[str, Any]:
-    """Read and check an hwnas checkpoint; every problem is one `CheckpointError`."""
+def safe_load(path: str | Path, *, reads: str = "its own checkpoints (`hwnas train supernet`)") -> Any:
+    """`torch.load(path, weights_only=True)` on the CPU; a missing, damaged or code-carrying file is
+    one `CheckpointError` (`reads` ends its sentence: what hwnas reads instead)."""
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"checkpoint {path} does not exist")
     try:
         with warnings.catch_warnings():  # garbage also triggers pickle-protocol warnings
             warnings.simplefilter("ignore")
-            data = torch.load(path, map_location="cpu", weights_only=True)
+            return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # garbage makes torch.load raise almost anything (IndexError, KeyError, ...)
-        raise CheckpointError(_unreadable(path, exc)) from None
+        raise CheckpointError(_unreadable(path, exc, reads)) from None
+
+
+def load_checkpoint(path: str | Path) -> dict[str, Any]:
+    """Read and check an hwnas checkpoint; every problem is one `CheckpointError`."""
+    path = Path(path)
+    data = safe_load(path)
     if not isinstance(data, dict) or data.get("format") != FORMAT:
         raise CheckpointError(
             f"checkpoint {path} is not an hwnas checkpoint (a bare state_dict or another tool's file?); "
