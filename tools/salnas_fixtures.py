@@ -71,7 +71,8 @@ def randomise_batchnorm(model: torch.nn.Module, generator: torch.Generator) -> N
 
 
 def kaiming(model: torch.nn.Module, generator: torch.Generator) -> None:
-    """Their `weight_initialization` (kaiming normal, fan out, on every conv), from `generator`:
+    """Their `weight_initialization` (kaiming normal, fan out, on every conv; linear layers normal
+    with std 0.01), all from `generator`, so that a fixture depends on nothing but its seeds:
     with PyTorch's default init the output of this deep stack is flat (std 2e-3 before the blur),
     too flat for a parity test at 1e-4 to mean anything."""
     for m in model.modules():
@@ -80,20 +81,44 @@ def kaiming(model: torch.nn.Module, generator: torch.Generator) -> None:
             m.weight.data.copy_(torch.randn(m.weight.shape, generator=generator) * (2.0 / fan_out) ** 0.5)
             if m.bias is not None:
                 m.bias.data.zero_()
+        elif isinstance(m, torch.nn.Linear):  # the classifier: a small normal, its bias zero
+            m.weight.data.copy_(0.01 * torch.randn(m.weight.shape, generator=generator))
+            if m.bias is not None:
+                m.bias.data.zero_()
 
 
 def params_millions(model: torch.nn.Module) -> float:
     return sum(p.numel() for p in model.parameters()) / 1e6
 
 
-def subnet_outputs(supernet, image: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
-    """(blurred, unblurred) eval outputs of the extracted active subnet."""
-    subnet = supernet.get_active_subnet(preserve_weight=True).eval()
+def saliency_outputs(subnet, image: torch.Tensor) -> dict[str, np.ndarray]:
+    """The extracted subnet's eval output, blurred (their static model's forward) and unblurred."""
     with torch.no_grad():
         blurred = subnet(image).numpy()
         subnet.blur = torch.nn.Identity()
-        plain = subnet(image).numpy()
-    return blurred, plain
+        return {"output": blurred, "unblurred": subnet(image).numpy()}
+
+
+def logits(subnet, image: torch.Tensor) -> dict[str, np.ndarray]:
+    with torch.no_grad():
+        return {"output": subnet(image).numpy()}
+
+
+def run_subnets(model, image: torch.Tensor, outputs) -> tuple[dict[str, np.ndarray], list[dict]]:
+    """The supernet's state dict, the input, and for each of `SUBNETS` the arrays `outputs(subnet,
+    image)` gives for the subnet their `get_active_subnet()` extracts (in eval: their
+    DynamicBatchNorm2d refuses eval mode, so subnets are evaluated extracted, on the supernet's BN
+    statistics sliced), with its settings and parameter count."""
+    arrays = {f"state_dict/{k}": v.detach().numpy() for k, v in model.state_dict().items()}
+    arrays["input"] = image.numpy()
+    subnets = []
+    for name in SUBNETS:
+        settings = sample(model, name)
+        extracted = model.get_active_subnet(preserve_weight=True).eval()
+        params = sum(p.numel() for p in extracted.parameters())
+        arrays.update({f"{kind}/{name}": value for kind, value in outputs(extracted, image).items()})
+        subnets.append({"name": name, "settings": settings, "params": params})
+    return arrays, subnets
 
 
 def salnas_fixture(checkout: Path, out: Path) -> dict:
@@ -115,15 +140,7 @@ def salnas_fixture(checkout: Path, out: Path) -> dict:
     model = build(AttentiveNasDynamicModel, copy.deepcopy(TINY), output_size=OUTPUT_SIZE)
     seed_weights(model)
     image = torch.randn(1, 3, 192, 256, generator=torch.Generator().manual_seed(2))
-    arrays = {f"state_dict/{k}": v.detach().numpy() for k, v in model.state_dict().items()}
-    arrays["input"] = image.numpy()
-    subnets = []
-    for name in SUBNETS:
-        settings = sample(model, name)
-        blurred, plain = subnet_outputs(model, image)
-        arrays[f"output/{name}"], arrays[f"unblurred/{name}"] = blurred, plain
-        extracted = model.get_active_subnet(preserve_weight=True)
-        subnets.append({"name": name, "settings": settings, "params": sum(p.numel() for p in extracted.parameters())})
+    arrays, subnets = run_subnets(model, image, saliency_outputs)
     meta = {
         "source": "chakkritte/SalNAS, salnas/models/attentive_nas_dynamic_model.py, run by tools/salnas_fixtures.py",
         "commit": _commit(checkout),
@@ -140,28 +157,18 @@ def salnas_fixture(checkout: Path, out: Path) -> dict:
 def attentivenas_fixture(checkout: Path, out: Path) -> dict:
     """attentivenas-tiny.npz/.json from facebookresearch/AttentiveNAS: the classification supernet
     (v3 head: final expand, pooling, feature mix, linear classifier) of the same reduced
-    configuration, with `CLASSES` classes, and the eval logits of the same four subnets as their
-    `get_active_subnet()` extracts them (their DynamicBatchNorm2d refuses eval mode: subnets are
-    evaluated extracted, on the supernet's BN statistics sliced) on a batch of two images (their
-    forward squeezes a batch of one to a vector)."""
+    configuration, with `CLASSES` classes, and the eval logits of the same four subnets on a batch
+    of two images (their forward squeezes a batch of one to a vector)."""
     sys.path.insert(0, str(checkout))
     from models.attentive_nas_dynamic_model import AttentiveNasDynamicModel
 
+    torch.manual_seed(0)
     random.seed(0)
     config = {**copy.deepcopy(TINY), "resolutions": [96, 128], "last_conv": {"c": [64, 80], "act_func": "swish"}}
     model = build(AttentiveNasDynamicModel, config, n_classes=CLASSES)
     seed_weights(model)
     image = torch.randn(2, 3, 128, 128, generator=torch.Generator().manual_seed(2))
-    arrays = {f"state_dict/{k}": v.detach().numpy() for k, v in model.state_dict().items()}
-    arrays["input"] = image.numpy()
-    subnets = []
-    for name in SUBNETS:
-        settings = sample(model, name)
-        extracted = model.get_active_subnet(preserve_weight=True).eval()  # their BN runs in eval only here
-        with torch.no_grad():
-            logits = extracted(image)
-        arrays[f"output/{name}"] = logits.numpy()
-        subnets.append({"name": name, "settings": settings, "params": sum(p.numel() for p in extracted.parameters())})
+    arrays, subnets = run_subnets(model, image, logits)
     meta = {
         "source": "facebookresearch/AttentiveNAS, models/attentive_nas_dynamic_model.py (tools/salnas_fixtures.py)",
         "commit": _commit(checkout),
