@@ -141,17 +141,10 @@ def salnas_fixture(checkout: Path, out: Path) -> dict:
     seed_weights(model)
     image = torch.randn(1, 3, 192, 256, generator=torch.Generator().manual_seed(2))
     arrays, subnets = run_subnets(model, image, saliency_outputs)
-    meta = {
-        "source": "chakkritte/SalNAS, salnas/models/attentive_nas_dynamic_model.py, run by tools/salnas_fixtures.py",
-        "commit": _commit(checkout),
-        "config": TINY,
-        "output_size": OUTPUT_SIZE,
-        "bn": {"momentum": 0.1, "eps": 1e-5},
-        "blur": {"kernel": [11, 11], "sigma": [10.5, 10.5], "library": "kornia.filters.GaussianBlur2d"},
-        "subnets": subnets,
-        "full_size": full,
-    }
-    return _write(out, "salnas-tiny", arrays, meta)
+    source = "chakkritte/SalNAS, salnas/models/attentive_nas_dynamic_model.py, run by tools/salnas_fixtures.py"
+    blur = {"kernel": [11, 11], "sigma": [10.5, 10.5], "library": "kornia.filters.GaussianBlur2d"}
+    return _write(out, "salnas-tiny", arrays, source, checkout, config=TINY, output_size=OUTPUT_SIZE, bn=BN,
+                  blur=blur, subnets=subnets, full_size=full)  # fmt: skip
 
 
 def attentivenas_fixture(checkout: Path, out: Path) -> dict:
@@ -169,24 +162,19 @@ def attentivenas_fixture(checkout: Path, out: Path) -> dict:
     seed_weights(model)
     image = torch.randn(2, 3, 128, 128, generator=torch.Generator().manual_seed(2))
     arrays, subnets = run_subnets(model, image, logits)
-    meta = {
-        "source": "facebookresearch/AttentiveNAS, models/attentive_nas_dynamic_model.py (tools/salnas_fixtures.py)",
-        "commit": _commit(checkout),
-        "config": config,
-        "classes": CLASSES,
-        "bn": {"momentum": 0.1, "eps": 1e-5},
-        "subnets": subnets,
-    }
-    return _write(out, "attentivenas-tiny", arrays, meta)
+    source = "facebookresearch/AttentiveNAS, models/attentive_nas_dynamic_model.py (tools/salnas_fixtures.py)"
+    return _write(out, "attentivenas-tiny", arrays, source, checkout, config=config, classes=CLASSES, bn=BN,
+                  subnets=subnets)  # fmt: skip
 
 
 SUBNETS = ("min", "max", "random0", "random1")
+BN = {"momentum": 0.1, "eps": 1e-5}  # what `build` sets: AttentiveNAS's defaults
 CLASSES = 10
 
 
 def build(model_class, config: dict, **kwargs):
     ns = SimpleNamespace(**{k: SimpleNamespace(**v) if isinstance(v, dict) else v for k, v in config.items()})
-    return model_class(ns, bn_param=(0.1, 1e-5), **kwargs)
+    return model_class(ns, bn_param=(BN["momentum"], BN["eps"]), **kwargs)
 
 
 def seed_weights(model: torch.nn.Module) -> None:
@@ -207,7 +195,9 @@ def sample(model, name: str) -> dict:
     return model.get_active_subnet_settings()
 
 
-def _write(out: Path, stem: str, arrays: dict, meta: dict) -> dict:
+def _write(out: Path, stem: str, arrays: dict, source: str, checkout: Path, **fields) -> dict:
+    """`stem`.npz (the arrays) and `stem`.json (where they came from, the checkout's commit, `fields`)."""
+    meta = {"source": source, "commit": _commit(checkout), **fields}
     out.mkdir(parents=True, exist_ok=True)
     np.savez_compressed(out / f"{stem}.npz", **arrays)
     (out / f"{stem}.json").write_text(json.dumps(meta, indent=1) + "\n")
