@@ -196,10 +196,11 @@ class PNAG:
         self, budget: float, cost, *, samples: int = 256, polish: int = 16, rounds: int = 3, seed: int = 0
     ) -> np.ndarray:
         """The answer for `budget`, by inference: the greedy arch and `samples` archs drawn from the
-        generator for the budget (as PNAG's Fig. 5 samples 1,000), and every one-gene neighbour of
-        the `polish` best of them; of those whose cost (from `cost(x)`, a table) meets it, the one
-        the evaluator ranks first. If none meets it, the cheapest shrunk gene by gene toward the
-        smallest subnet until it fits (so an answer meets any budget the smallest subnet meets)."""
+        generator for the budget (as PNAG's Fig. 5 samples 1,000), then, `rounds` times, every
+        one-gene neighbour of the `polish` best found so far; of those whose cost (from `cost(x)`, a
+        table) meets it, the one the evaluator ranks first. If none meets it, the cheapest shrunk
+        gene by gene toward the smallest subnet until it fits (so an answer meets any budget the
+        smallest subnet meets)."""
         g = torch.Generator().manual_seed(seed)
         with torch.no_grad():
             drawn = self.generator(torch.full((samples,), float(budget)), generator=g)[0].numpy()
