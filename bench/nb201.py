@@ -30,6 +30,7 @@ import numpy as np
 from bench.common import machine
 from hwnas.nb201 import Benchmark, BenchmarkAccuracy, BenchmarkCosts
 from hwnas.search import parse_budgets, search
+from hwnas.search.pnag import load
 
 OUT = Path(__file__).parent / "out" / "nb201.json"
 ALGOS = ("random", "evolution", "nsga2", "mosegnas", "natv2", "pnag")
@@ -134,35 +135,25 @@ def pnag_protocol(table: Benchmark, device: str, metric: str, seed: int, queries
             rows["regret_test"].append(float(test[under].max() - test[row]) if latency[row] <= limit else float("nan"))
             rows["seconds"].append(seconds)
             rows["inference"].append(float(archive.meta["pnag_seconds"][-1]))
-            rows["evaluator_regret"].append(evaluator_regret(table, archive, limit, latency, val))
-            rows["sampled_regret"].append(sampled_regret(table, archive, limit, latency, val, seed))
+            model = load(Path(archive.meta["pnag_cache_file"]), table.space, None)
+            rows["evaluator_regret"].append(evaluator_regret(table, model, limit, latency, val))
+            rows["sampled_regret"].append(sampled_regret(table, model, limit, latency, val, seed))
     return {"algo": "pnag-protocol", "device": device, "seed": seed, "queries": queries, "budgets": budgets,
             "train_seconds": train_seconds, **rows}  # fmt: skip
 
 
-def evaluator_regret(table: Benchmark, archive, limit: float, latency: np.ndarray, val: np.ndarray) -> float:
-    """The regret of the cell PNAG's evaluator ranks first among *all* cells under the budget: what
-    a perfect generator for that evaluator would reach (a diagnosis, not an answer: it reads the
-    whole table's latencies, no accuracies)."""
-    import torch
-
-    from hwnas.search.pnag import load
-
-    model = load(Path(archive.meta["pnag_cache_file"]), table.space, None)
+def evaluator_regret(table: Benchmark, model, limit: float, latency: np.ndarray, val: np.ndarray) -> float:
+    """The regret of the cell PNAG's evaluator (`model`, the cached PNAG) ranks first among *all*
+    cells under the budget: what a perfect generator for that evaluator would reach (a diagnosis,
+    not an answer: it reads the whole table's latencies, no accuracies)."""
     under = np.flatnonzero(latency <= limit)
     x = np.stack([(under // 5 ** (5 - i)) % 5 for i in range(6)], axis=1)  # table row r is the cell of code r
-    with torch.no_grad():
-        features = torch.as_tensor(table.space.features(x), dtype=torch.float32)
-        score = model.evaluator(features, torch.full((len(x),), float(limit))).numpy()
-    return float(val[under].max() - val[under[int(np.argmax(score))]])
+    return float(val[under].max() - val[under[int(np.argmax(model.score(x, limit)))]])
 
 
-def sampled_regret(table: Benchmark, archive, limit: float, latency: np.ndarray, val: np.ndarray, seed: int) -> float:
+def sampled_regret(table: Benchmark, model, limit: float, latency: np.ndarray, val: np.ndarray, seed: int) -> float:
     """The regret of the answer without the evaluator's one-gene polishing (`generate(rounds=0)`):
     the evaluator's pick among the generator's own samples, what the generator alone contributes."""
-    from hwnas.search.pnag import load
-
-    model = load(Path(archive.meta["pnag_cache_file"]), table.space, None)
     pick = model.generate(limit, lambda x: latency[table.space.code(x)], rounds=0, seed=seed)
     return float(val[latency <= limit].max() - val[table.space.code(pick[None])[0]])
 

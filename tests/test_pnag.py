@@ -118,7 +118,7 @@ def test_a_cached_generator_scores_and_answers_as_trained(tmp_path):
     model = PNAG(space, Generator(space, budgets), train_ranking_evaluator(space, x, acc), budgets, "k", x, acc)
     again = load(save(model, tmp_path / "g.pt"), space, "k")
     assert again.evaluator_kind == "ranknet" and np.array_equal(again.scored_x, x)
-    assert np.array_equal(model._score(x, 1.5), again._score(x, 1.5))
+    assert np.array_equal(model.score(x, 1.5), again.score(x, 1.5))
     assert np.array_equal(model.generate(1.5, cost), again.generate(1.5, cost))
     assert load(tmp_path / "g.pt", space, "another key") is None
 

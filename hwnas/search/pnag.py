@@ -210,15 +210,16 @@ class PNAG:
             return self._shrink(xs[int(np.argmin(c))], budget, cost, np.random.default_rng(seed))
         xs, seen = xs[c <= budget], {row.tobytes() for row in xs}
         for _ in range(rounds):
-            top = xs[np.argsort(-self._score(xs, budget), kind="stable")[:polish]]
+            top = xs[np.argsort(-self.score(xs, budget), kind="stable")[:polish]]
             more = np.array([r for r in neighbours(self.space, top) if r.tobytes() not in seen], dtype=np.int64)
             if not len(more):
                 break
             seen |= {row.tobytes() for row in more}
             xs = np.vstack([xs, more[cost(more) <= budget]])
-        return xs[int(np.argmax(self._score(xs, budget)))]
+        return xs[int(np.argmax(self.score(xs, budget)))]
 
-    def _score(self, xs: np.ndarray, budget: float) -> np.ndarray:
+    def score(self, xs: np.ndarray, budget: float) -> np.ndarray:
+        """The evaluator's scores R(a; B) of encoded archs `xs` under `budget` (higher is better)."""
         with torch.no_grad():
             features = torch.as_tensor(self.space.features(xs), dtype=torch.float32)
             return self.evaluator(features, torch.full((len(xs),), float(budget))).numpy()
