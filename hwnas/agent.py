@@ -89,7 +89,9 @@ def _schemas():
 
     class Job(Strict):
         device: Annotated[str, Field(pattern=r"^[A-Za-z0-9_.-]{1,64}$")]
-        task: Annotated[str, Field(pattern=r"^(saliency|classification|sod(/(cfem|unet))?(\+focus)?)$")] = "saliency"
+        task: Annotated[str, Field(pattern=r"^(saliency(/noblur)?|classification|sod(/(cfem|unet))?(\+focus)?)$")] = (
+            "saliency"
+        )
         space_toml: Annotated[str, Field(max_length=200_000)] | None = None
         protocol: ProtocolIn | None = None
         items: Annotated[list[Item], Field(min_length=1, max_length=MAX_ITEMS)]

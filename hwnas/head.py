@@ -1,7 +1,9 @@
 """Task heads as data: the task names hwnas knows and, for FocusNet's SOD head (Zhou et al., 2024),
 the variant a task name encodes and the block signatures the head adds to an arch.
 
-A SOD head variant is part of the task name: "sod" (AFE decoder), "sod/cfem", "sod/unet", each
+The saliency head blurs its map in eval mode, as SalNAS's static model does (kornia
+`GaussianBlur2d((11, 11), (10.5, 10.5))`, in every score the paper reports); "saliency/noblur" is
+the same head without it. A SOD head variant is part of the task name: "sod" (AFE decoder), "sod/cfem", "sod/unet", each
 optionally with "+focus" (the FOCUS cascade) — so checkpoints, tables and archives that record the
 task record the variant too. The modules are `hwnas.nn.heads.sod`.
 """
@@ -16,6 +18,8 @@ from hwnas.signature import BlockSignature
 TASKS = ("classification", "saliency", "sod")
 DECODERS = ("afe", "cfem", "unet")
 WIDTH = 32  # channels of the SOD head's laterals, CFEMs and fusion steps
+SALIENCY_VARIANTS = ("saliency", "saliency/noblur")
+BLUR_KERNEL, BLUR_SIGMA = 11, 10.5  # SalNAS `salnas/models/attentive_nas_static_model.py`
 
 
 def is_sod(task: str) -> bool:
@@ -24,17 +28,26 @@ def is_sod(task: str) -> bool:
 
 def check_task(task: str) -> str:
     """`task` if hwnas knows it (a SOD variant included), else an `ArchError` listing what it knows."""
-    if task in TASKS[:2]:
+    if task in ("classification", *SALIENCY_VARIANTS):
         return task
     if is_sod(task):
         SodHead.parse(task)
         return task
-    raise ArchError(f"unknown task '{task}'; allowed: {', '.join(TASKS)} (sod also as sod/cfem, sod/unet, +focus)")
+    raise ArchError(
+        f"unknown task '{task}'; allowed: {', '.join(TASKS)} (saliency also as saliency/noblur; sod also as "
+        "sod/cfem, sod/unet, +focus)"
+    )
 
 
 def base_task(task: str) -> str:
-    """`"sod"` for any SOD variant, else the task itself (what data and metrics depend on)."""
-    return "sod" if is_sod(task) else task
+    """`"sod"` for any SOD variant, `"saliency"` for either saliency head, else the task itself
+    (what data and metrics depend on)."""
+    return "sod" if is_sod(task) else ("saliency" if task in SALIENCY_VARIANTS else task)
+
+
+def blurs(task: str) -> bool:
+    """Whether the task's head blurs its output in eval mode (SalNAS's saliency head)."""
+    return task == "saliency"
 
 
 @dataclass(frozen=True)

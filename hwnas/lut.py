@@ -39,14 +39,14 @@ from hwnas.signature import BlockSignature
 from hwnas.slotcost import SlotCost
 from hwnas.space import Arch, SearchSpace
 
-SCHEMA_VERSION = 2
-READABLE_SCHEMAS = (1, 2)  # version 1 had no energy columns; they are read as "not profiled"
+SCHEMA_VERSION = 3  # 3: blocks as the authors' (AttentiveNAS shortcuts, SalNAS decoder and blur; issue 20)
+READABLE_SCHEMAS = (3,)
+_BEFORE = {1: "from before the energy columns and the authors' blocks", 2: "from before the authors' blocks"}
 SIGNATURE_COLUMNS = [f.name for f in fields(BlockSignature)]
 TIMING_COLUMNS = [f.name for f in fields(Timing)]
 STATISTICS = ("median", "min")
-V1_COLUMNS = ["key", *SIGNATURE_COLUMNS, *TIMING_COLUMNS, "rounds", "round_medians_ms"]
 ENERGY_COLUMNS = ["energy_mj", "energy_source"]
-COLUMNS = [*V1_COLUMNS, *ENERGY_COLUMNS]
+COLUMNS = ["key", *SIGNATURE_COLUMNS, *TIMING_COLUMNS, "rounds", "round_medians_ms", *ENERGY_COLUMNS]
 
 
 class LutError(HwnasError):
@@ -101,8 +101,6 @@ class LatencyTable:
         self._rows: dict[str, dict] = {}
         for row in records:
             row["round_medians_ms"] = [float(v) for v in row["round_medians_ms"]]
-            row.setdefault("energy_mj", None)
-            row.setdefault("energy_source", None)
             if row["energy_mj"] is not None and np.isnan(row["energy_mj"]):
                 row["energy_mj"], row["energy_source"] = None, None
             self._rows[row["key"]] = row
@@ -159,9 +157,12 @@ class LatencyTable:
             ) from None
         if not isinstance(meta, dict) or meta.get("schema_version") not in READABLE_SCHEMAS:
             got = meta.get("schema_version") if isinstance(meta, dict) else None
+            when = ""
+            if isinstance(got, int) and got in _BEFORE:
+                when = f" ({_BEFORE[got]}: MBConv shortcuts, the SalNAS decoder and its blur cost differently now)"
             raise LutError(
-                f"latency table {path} has schema version {got!r}; this hwnas reads versions "
-                f"{', '.join(map(str, READABLE_SCHEMAS))}: rebuild it with `hwnas profile`"
+                f"latency table {path} has schema version {got!r}{when}; this hwnas "
+                f"reads version {', '.join(map(str, READABLE_SCHEMAS))}: rebuild it with `hwnas profile`"
             )
         try:
             rows = pd.read_parquet(io.BytesIO(path.read_bytes()))
@@ -170,7 +171,7 @@ class LatencyTable:
                 f"latency table {path} is damaged or truncated ({type(exc).__name__}); "
                 "rerun `hwnas profile` to rebuild it"
             ) from None
-        if list(rows.columns) not in (COLUMNS, V1_COLUMNS) or rows["key"].duplicated().any():
+        if list(rows.columns) != COLUMNS or rows["key"].duplicated().any():
             raise LutError(f"latency table {path} has unexpected columns or duplicate rows; rebuild it")
         table_space = space if space is not None else _space_of(meta, path)
         if meta.get("space") != table_space.name or meta.get("space_digest") != table_space.digest():

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, fields
 
-OPS = ("conv", "mbconv", "dec", "linear", "cfem", "frm")
+OPS = ("conv", "mbconv", "dec", "saldec", "blur", "mix", "linear", "cfem", "frm")
 ACTIVATIONS = ("relu", "hswish", "swish", "sigmoid")
 
 
@@ -37,9 +37,16 @@ class BlockSignature:
     op:
       conv    3x3/1x1 convolution + BN + activation (stem, last conv)
       mbconv  MobileNetV3 inverted residual: [expand 1x1] -> depthwise kxk -> [SE] -> project 1x1,
-              identity residual when stride is 1 and cin == cout
+              plus AttentiveNAS's shortcut (`ShortcutLayer`): the identity when stride is 1 and
+              cin == cout, else [2x2 average pooling when stride is 2] -> [bias-free 1x1 conv when
+              cin != cout]
       dec     decoder step: [concat a `skip`-channel encoder feature] -> conv kxk + BN + act
               -> bilinear resize to out_h x out_w
+      saldec  SalNAS's decoder step (`decode_output*` of its `AttentiveNasDynamicModel`): as `dec`,
+              but the resize is `nn.UpsamplingBilinear2d` (align_corners=True)
+      blur    SalNAS's eval-mode Gaussian blur of the saliency map (kornia `GaussianBlur2d`,
+              `kernel` x `kernel`, sigma 10.5, reflect border), run as two 1-D passes
+      mix     AlphaNet's v3-head feature mix: global average pool -> bias-free 1x1 conv -> act
       linear  classification head: global average pool + linear layer
       cfem    FocusNet's cross-layer feature enhancement of a level (h x w) and the next deeper one
               (out_h x out_w), `cin` = `cout` channels: two conv3x3-BN-ReLU after the shared product
@@ -73,8 +80,9 @@ class BlockSignature:
         return make_divisible(self.mid // 4)
 
     @property
-    def residual(self) -> bool:
-        return self.op == "mbconv" and self.stride == 1 and self.cin == self.cout
+    def shortcut_conv(self) -> bool:
+        """Whether an MBConv block's shortcut holds a 1x1 conv (its widths differ)."""
+        return self.op == "mbconv" and self.cin != self.cout
 
     # ---- cost -----------------------------------------------------------------------------
     def params(self) -> int:
@@ -82,10 +90,12 @@ class BlockSignature:
         k2 = self.kernel * self.kernel
         if self.op == "conv":
             return k2 * self.cin * self.cout + 2 * self.cout
-        if self.op == "dec":
+        if self.op in ("dec", "saldec"):
             return k2 * (self.cin + self.skip) * self.cout + 2 * self.cout
         if self.op == "linear":
             return self.cin * self.cout + self.cout
+        if self.op in ("mix", "blur"):
+            return self.cin * self.cout if self.op == "mix" else 0
         if self.op == "cfem":
             return 2 * (k2 * self.cin * self.cout + 2 * self.cout)
         if self.op == "frm":
@@ -95,17 +105,20 @@ class BlockSignature:
         total += k2 * mid + 2 * mid
         if self.se:
             total += 2 * mid * self.se_mid + mid + self.se_mid
-        return total + mid * self.cout + 2 * self.cout
+        shortcut = self.cin * self.cout if self.shortcut_conv else 0
+        return total + mid * self.cout + 2 * self.cout + shortcut
 
     def flops(self) -> int:
         """FLOPs for one image, in `FlopCounterMode`'s convention (2 x MACs of conv/linear)."""
         k2 = self.kernel * self.kernel
         if self.op == "conv":
             return 2 * self.out_h * self.out_w * self.cin * self.cout * k2
-        if self.op == "dec":
+        if self.op in ("dec", "saldec"):
             return 2 * self.h * self.w * (self.cin + self.skip) * self.cout * k2
-        if self.op == "linear":
+        if self.op in ("linear", "mix"):
             return 2 * self.cin * self.cout
+        if self.op == "blur":  # a 1 x k pass over the reflect-padded rows, then a k x 1 pass
+            return 2 * self.kernel * self.w * (2 * self.h + 2 * (self.kernel // 2))
         if self.op == "cfem":
             return 2 * k2 * self.cin * self.cout * (self.h * self.w + self.out_h * self.out_w)
         if self.op == "frm":
@@ -115,7 +128,8 @@ class BlockSignature:
         total += 2 * self.out_h * self.out_w * mid * k2
         if self.se:
             total += 4 * mid * self.se_mid
-        return total + 2 * self.out_h * self.out_w * mid * self.cout
+        shortcut = 2 * self.out_h * self.out_w * self.cin * self.cout if self.shortcut_conv else 0
+        return total + 2 * self.out_h * self.out_w * mid * self.cout + shortcut
 
     # ---- serialisation --------------------------------------------------------------------
     @property

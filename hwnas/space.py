@@ -2,7 +2,11 @@
 
 The space follows SalNAS (Termritthikun et al.), Section 3.1.2 and Table 1: a stem convolution,
 seven MBConv stages and a last 1x1 convolution, with resolution chosen globally, width and depth
-per stage, kernel and expansion per block. Presets live in `hwnas/spaces/*.toml`.
+per stage, and kernel and expansion per stage (`choices = "stage"`, as the authors' sampler
+`sample_active_subnet` draws them) or per block (`choices = "block"`). The last convolution is
+AlphaNet's "v3 head" final expand, `expand` x the last stage's width (`last_conv.expand`), or a
+free width choice (`last_conv.widths`); `last_conv.mix` adds AlphaNet's classifier feature-mix
+widths. Presets live in `hwnas/spaces/*.toml`.
 
 An `Arch` is a frozen, hashable value. It has three forms that round-trip exactly:
 JSON (`to_dict`/`SearchSpace.arch_from_dict`), a readable line (`str(arch)`/`SearchSpace.parse`)
@@ -24,7 +28,7 @@ import numpy as np
 
 from hwnas.config import check_name, load_toml
 from hwnas.errors import ArchError, SpaceError
-from hwnas.head import SodHead, check_task, frm_signature, is_sod, sod_signatures
+from hwnas.head import BLUR_KERNEL, SodHead, blurs, check_task, frm_signature, is_sod, sod_signatures
 from hwnas.io import read_json
 from hwnas.signature import ACTIVATIONS, BlockSignature, spatial_after
 
@@ -55,8 +59,10 @@ class Arch:
     stem: int
     stages: tuple[StageArch, ...]
     last: int
+    mix: int | None = None  # AlphaNet's classifier feature-mix width (spaces with `last_conv.mix`)
 
     def to_dict(self) -> dict[str, Any]:
+        mix = {} if self.mix is None else {"mix": self.mix}
         return {
             "resolution": list(self.resolution),
             "stem": self.stem,
@@ -70,6 +76,7 @@ class Arch:
                 for s in self.stages
             ],
             "last": self.last,
+            **mix,
         }
 
     def __str__(self) -> str:
@@ -79,7 +86,7 @@ class Arch:
         for s in self.stages:
             blocks = " ".join(f"k{k}e{e}" for k, e in zip(s.kernels, s.expansions, strict=True))
             parts.append(f"w{s.width} {blocks}")
-        parts.append(f"l{self.last}")
+        parts.append(f"l{self.last}" + ("" if self.mix is None else f" m{self.mix}"))
         return " | ".join(parts)
 
 
@@ -117,8 +124,13 @@ class StageSpec:
 
 @dataclass(frozen=True)
 class LastSpec:
+    """The last conv: a free width (`widths`) or `expand` x the last stage's width (AlphaNet's v3
+    head, `final_expand_layer`); `mix`: widths of the classifier's feature-mix layer, if any."""
+
     widths: tuple[int, ...]
     act: str
+    expand: int | None = None
+    mix: tuple[int, ...] = ()
 
 
 class _Fields:
@@ -183,7 +195,8 @@ def _parse_resolutions(value: Any, source: str) -> tuple[tuple[int, int], ...]:
     return tuple(sorted({(r[0], r[1]) for r in value}, key=lambda r: (r[0] * r[1], r)))
 
 
-_KNOWN_TOP = {"name", "description", "resolutions", "stem", "stages", "last_conv", "decoder", "notes"}
+_KNOWN_TOP = {"name", "description", "resolutions", "choices", "stem", "stages", "last_conv", "decoder", "notes"}
+CHOICES = ("stage", "block")
 
 
 # --------------------------------------------------------------------------------------------
@@ -213,9 +226,11 @@ class SearchSpace:
         stages: tuple[StageSpec, ...],
         last: LastSpec,
         decoder_act: str,
+        choices: str = "block",
         description: str = "",
     ):
         self.name = name
+        self.choices = choices
         self.description = description
         self.resolutions = resolutions
         self.stem = stem
@@ -225,14 +240,12 @@ class SearchSpace:
         self.toml: str | None = None  # the TOML text it was read from, which checkpoints embed
         self._variables = self._build_variables()
         self._gene_index = {name: i for i, (name, _) in enumerate(self._variables)}
+        per_block = choices == "block"
         self._depth_genes = [
             (
                 self.gene(f"stages[{i}].depth"),
                 st.depths,
-                [
-                    [self.gene(f"stages[{i}].kernels[{b}]"), self.gene(f"stages[{i}].expansions[{b}]")]
-                    for b in range(max(st.depths))
-                ],
+                [list(self.block_genes(i, b)) for b in range(max(st.depths))] if per_block else [],
             )
             for i, st in enumerate(self.stages)
         ]
@@ -275,8 +288,7 @@ class SearchSpace:
         if not isinstance(raw_stages, list) or not raw_stages:
             raise SpaceError(f"{source}: field 'stages' must be a non-empty array of tables")
         stages = tuple(cls._parse_stage(raw, i, source) for i, raw in enumerate(raw_stages))
-        last_f = _Fields(top.get("last_conv"), "last_conv", source)
-        last = LastSpec(widths=last_f.ints("widths"), act=last_f.choice("act", _ENCODER_ACTS, "swish"))
+        last = cls._parse_last(_Fields(top.get("last_conv"), "last_conv", source))
         dec_f = _Fields(data.get("decoder", {}), "decoder", source)
         space = cls(
             name=name,
@@ -286,9 +298,23 @@ class SearchSpace:
             stages=stages,
             last=last,
             decoder_act=dec_f.choice("act", _ENCODER_ACTS, "swish"),
+            choices=top.choice("choices", CHOICES, "block"),
         )
         space.toml = text
         return space
+
+    @staticmethod
+    def _parse_last(f: _Fields) -> LastSpec:
+        act = f.choice("act", _ENCODER_ACTS, "swish")
+        mix = f.ints("mix") if "mix" in f.table else ()
+        if ("widths" in f.table) == ("expand" in f.table):
+            raise SpaceError(
+                f"{f.source}: [last_conv] needs exactly one of 'widths' (a free choice) or 'expand' "
+                "(the width is expand x the last stage's, AlphaNet's v3 head)"
+            )
+        if "expand" in f.table:
+            return LastSpec(widths=(), act=act, expand=f.int("expand"), mix=mix)
+        return LastSpec(widths=f.ints("widths"), act=act, mix=mix)
 
     @staticmethod
     def _parse_stage(raw: Any, index: int, source: str) -> StageSpec:
@@ -317,13 +343,29 @@ class SearchSpace:
         ]
         for i, st in enumerate(self.stages):  # named as the arch JSON's paths, counted from 0
             variables += [(f"stages[{i}].width", st.widths), (f"stages[{i}].depth", st.depths)]
+            if self.choices == "stage":
+                variables += [(f"stages[{i}].kernel", st.kernels), (f"stages[{i}].expansion", st.expansions)]
+                continue
             for b in range(max(st.depths)):
                 variables += [
                     (f"stages[{i}].kernels[{b}]", st.kernels),
                     (f"stages[{i}].expansions[{b}]", st.expansions),
                 ]
-        variables.append(("last_conv.width", self.last.widths))
+        if self.last.expand is None:
+            variables.append(("last_conv.width", self.last.widths))
+        if self.last.mix:
+            variables.append(("last_conv.mix", self.last.mix))
         return variables
+
+    def block_genes(self, stage: int, block: int) -> tuple[int, int]:
+        """(kernel gene, expansion gene) of a block: its stage's in a per-stage space."""
+        if self.choices == "stage":
+            return self.gene(f"stages[{stage}].kernel"), self.gene(f"stages[{stage}].expansion")
+        return self.gene(f"stages[{stage}].kernels[{block}]"), self.gene(f"stages[{stage}].expansions[{block}]")
+
+    def last_width(self, stage_width: int, last: int | None = None) -> int:
+        """The last conv's width: `expand` x the last stage's width when tied, else `last`."""
+        return self.last.expand * stage_width if self.last.expand is not None else int(last)
 
     @property
     def variables(self) -> list[tuple[str, tuple]]:
@@ -345,12 +387,18 @@ class SearchSpace:
         out = [self.resolutions.index(tuple(arch.resolution)), self.stem.widths.index(arch.stem)]
         for spec, st in zip(self.stages, arch.stages, strict=True):
             out += [spec.widths.index(st.width), spec.depths.index(st.depth)]
+            if self.choices == "stage":
+                out += [spec.kernels.index(st.kernels[0]), spec.expansions.index(st.expansions[0])]
+                continue
             for b in range(max(spec.depths)):
                 if b < st.depth:
                     out += [spec.kernels.index(st.kernels[b]), spec.expansions.index(st.expansions[b])]
                 else:
                     out += [0, 0]
-        out.append(self.last.widths.index(arch.last))
+        if self.last.expand is None:
+            out.append(self.last.widths.index(arch.last))
+        if self.last.mix:
+            out.append(self.last.mix.index(arch.mix))
         return np.asarray(out, dtype=np.int64)
 
     def features(self, x: np.ndarray) -> np.ndarray:
@@ -389,9 +437,14 @@ class SearchSpace:
         stages = []
         for spec in self.stages:
             width, depth = next(it), next(it)
-            genes = [(next(it), next(it)) for _ in range(max(spec.depths))][:depth]
+            if self.choices == "stage":
+                genes = [(next(it), next(it))] * depth
+            else:
+                genes = [(next(it), next(it)) for _ in range(max(spec.depths))][:depth]
             stages.append(StageArch(width, tuple(k for k, _ in genes), tuple(e for _, e in genes)))
-        return Arch(tuple(resolution), stem, tuple(stages), next(it))
+        last = self.last_width(stages[-1].width, None if self.last.expand is not None else next(it))
+        mix = next(it) if self.last.mix else None
+        return Arch(tuple(resolution), stem, tuple(stages), last, mix)
 
     # ---- sampling and variation -----------------------------------------------------------
     def sample(self, rng: np.random.Generator) -> Arch:
@@ -420,10 +473,15 @@ class SearchSpace:
 
     def size(self) -> int:
         """Number of distinct subnets (blocks beyond a stage's depth do not count)."""
-        total = len(self.resolutions) * len(self.stem.widths) * len(self.last.widths)
+        total = (
+            len(self.resolutions) * len(self.stem.widths) * max(1, len(self.last.widths)) * max(1, len(self.last.mix))
+        )
         for st in self.stages:
             per_block = len(st.kernels) * len(st.expansions)
-            total *= len(st.widths) * sum(per_block**d for d in st.depths)
+            if self.choices == "stage":
+                total *= len(st.widths) * len(st.depths) * per_block
+            else:
+                total *= len(st.widths) * sum(per_block**d for d in st.depths)
         return total
 
     # ---- validation and serialisation -----------------------------------------------------
@@ -446,7 +504,24 @@ class SearchSpace:
             for b, (k, e) in enumerate(zip(st.kernels, st.expansions, strict=True)):
                 check(f"stages[{i}].kernels[{b}]", k, spec.kernels)
                 check(f"stages[{i}].expansions[{b}]", e, spec.expansions)
-        check("last", arch.last, self.last.widths)
+            if self.choices == "stage" and (len(set(st.kernels)) > 1 or len(set(st.expansions)) > 1):
+                raise ArchError(
+                    f"arch stages[{i}] mixes kernels {list(st.kernels)} / expansions {list(st.expansions)}; space "
+                    f"'{self.name}' chooses one kernel and one expansion per stage"
+                )
+        if self.last.expand is not None:
+            tied = self.last_width(arch.stages[-1].width)
+            if arch.last != tied:
+                raise ArchError(
+                    f"arch last = {arch.last} but space '{self.name}' ties the last conv to "
+                    f"{self.last.expand} x the last stage's width ({tied})"
+                )
+        else:
+            check("last", arch.last, self.last.widths)
+        if self.last.mix:
+            check("mix", arch.mix, self.last.mix)
+        elif arch.mix is not None:
+            raise ArchError(f"arch has a feature-mix width (mix = {arch.mix}); space '{self.name}' has none")
         return arch
 
     def arch_to_dict(self, arch: Arch) -> dict[str, Any]:
@@ -458,7 +533,7 @@ class SearchSpace:
             raise ArchError(f"an arch must be a JSON object, got {type(data).__name__}")
         if data.get("space", self.name) != self.name:
             raise ArchError(f"arch is for space '{data['space']}', not '{self.name}'")
-        allowed = {"space", "resolution", "stem", "stages", "last"}
+        allowed = {"space", "resolution", "stem", "stages", "last", "mix"}
         if set(data) - allowed:
             raise ArchError(f"unknown arch field(s) {sorted(set(data) - allowed)}; allowed: {sorted(allowed)}")
         for key in ("resolution", "stem", "stages", "last"):
@@ -467,12 +542,12 @@ class SearchSpace:
         res = data["resolution"]
         if not (isinstance(res, list) and len(res) == 2 and all(_is_int(v) for v in res)):
             raise ArchError(f"arch resolution must be [width, height], got {res!r}")
-        if not _is_int(data["stem"]) or not _is_int(data["last"]):
-            raise ArchError("arch fields 'stem' and 'last' must be integers")
+        if not _is_int(data["stem"]) or not _is_int(data["last"]) or not (_is_int(data.get("mix", 0))):
+            raise ArchError("arch fields 'stem', 'last' and 'mix' must be integers")
         if not isinstance(data["stages"], list):
             raise ArchError("arch field 'stages' must be a list")
         stages = tuple(_stage_from_dict(s, i) for i, s in enumerate(data["stages"]))
-        return self.validate(Arch((res[0], res[1]), data["stem"], stages, data["last"]))
+        return self.validate(Arch((res[0], res[1]), data["stem"], stages, data["last"], data.get("mix")))
 
     def pick(self, choice: str, seed: int = 0) -> Arch:
         """The arch a user names: min, max, random (with `seed`), an arch .json file or a one-line string."""
@@ -495,7 +570,7 @@ class SearchSpace:
         """Inverse of `str(arch)`."""
         parts = [p.strip() for p in text.strip().split("|")]
         head = re.fullmatch(r"(\d+)x(\d+) s(\d+)", parts[0]) if parts else None
-        tail = re.fullmatch(r"l(\d+)", parts[-1]) if len(parts) > 1 else None
+        tail = re.fullmatch(r"l(\d+)(?: m(\d+))?", parts[-1]) if len(parts) > 1 else None
         if head is None or tail is None:
             raise ArchError(f"cannot read arch string {text!r}; expected like '{self.min()}'")
         stages = []
@@ -507,7 +582,9 @@ class SearchSpace:
             stages.append(
                 StageArch(int(m.group(1)), tuple(int(k) for k, _ in blocks), tuple(int(e) for _, e in blocks))
             )
-        arch = Arch((int(head.group(1)), int(head.group(2))), int(head.group(3)), tuple(stages), int(tail.group(1)))
+        mix = None if tail.group(2) is None else int(tail.group(2))
+        res = (int(head.group(1)), int(head.group(2)))
+        arch = Arch(res, int(head.group(3)), tuple(stages), int(tail.group(1)), mix)
         return self.validate(arch)
 
     # ---- slots: which genes decide each block's signature (for tables and vectorised lookup) ----
@@ -524,17 +601,35 @@ class SearchSpace:
         `position` indexes `block_signatures()` of an arch whose stages are all at maximum depth;
         a block beyond a stage's depth is absent (`depth_gene`, `min_depth`).
         """
-        res, last = self.gene("resolution"), self.gene("last_conv.width")
-        if is_sod(check_task(task)):
+        res, last = self.gene("resolution"), self._last_gene()
+        self._check_head(check_task(task))
+        if is_sod(task):
             return self._sod_slots(SodHead.parse(task))
         slots = self._encoder_slots(0)
+        if task == "classification" and self.last.mix:
+            mix = self.gene("last_conv.mix")
+            return [*slots, Slot(len(slots), (res, last, mix)), Slot(len(slots) + 1, (mix,))]
         if task == "classification":
             return [*slots, Slot(len(slots), (res, last))]
-        deep_first = [self._width_gene(s) for s in reversed(self.skip_sources())]
-        steps = [(last, deep_first[0])]
-        steps += [(a, b) for a, b in zip(deep_first, deep_first[1:], strict=False)]
-        steps += [(deep_first[-1],)] * 3
-        return slots + [Slot(len(slots) + j, (res, *g)) for j, g in enumerate(steps)]
+        taps = [self._width_gene(s) for s in reversed(self.skip_sources())]  # deep first
+        ups = [self._width_gene(s) for s in self.up_sources()]
+        stem = self._width_gene(-1)
+        steps = [(last, ups[0])] + [(ups[j - 1], taps[j - 1], ups[j]) for j in range(1, len(ups))]
+        steps += [(ups[-1], stem), (stem,), (stem,)] + ([()] if blurs(task) else [])
+        return slots + [Slot(len(slots) + j, tuple(dict.fromkeys((res, *g)))) for j, g in enumerate(steps)]
+
+    def _last_gene(self) -> int:
+        """The gene that decides the last conv's width: its own, or the last stage's when tied."""
+        if self.last.expand is None:
+            return self.gene("last_conv.width")
+        return self.gene(f"stages[{len(self.stages) - 1}].width")
+
+    def _check_head(self, task: str) -> None:
+        if self.last.mix and task != "classification":
+            raise ArchError(
+                f"space '{self.name}' has a classifier feature-mix layer (last_conv.mix), which the {task} head "
+                "does not use; use a space without last_conv.mix (e.g. alphanet)"
+            )
 
     def _encoder_slots(self, offset: int) -> list[Slot]:
         res = self.gene("resolution")
@@ -543,18 +638,18 @@ class SearchSpace:
         for i, spec in enumerate(self.stages):
             width = self.gene(f"stages[{i}].width")
             for b in range(1, max(spec.depths) + 1):  # b counts blocks from 1: the depth that switches it on
-                k, e = self.gene(f"stages[{i}].kernels[{b - 1}]"), self.gene(f"stages[{i}].expansions[{b - 1}]")
+                k, e = self.block_genes(i, b - 1)
                 genes = (res, prev, width, k, e) if b == 1 else (res, width, k, e)
                 optional = b > min(spec.depths)
                 depth_gene = self.gene(f"stages[{i}].depth") if optional else None
                 slots.append(Slot(offset + len(slots), genes, depth_gene, b))
             prev = width
-        slots.append(Slot(offset + len(slots), (res, prev, self.gene("last_conv.width"))))
+        slots.append(Slot(offset + len(slots), tuple(dict.fromkeys((res, prev, self._last_gene())))))
         return slots
 
     def _sod_slots(self, head: SodHead) -> list[Slot]:
         """Slots of `_sod_blocks`: [localization encoder, FRM,] encoder, laterals, CFEMs, fusion steps."""
-        res, last, stem = self.gene("resolution"), self.gene("last_conv.width"), self.gene("stem.width")
+        res, last, stem = self.gene("resolution"), self._last_gene(), self.gene("stem.width")
         slots = self._encoder_slots(0)
         if head.focus:
             slots += [Slot(len(slots), (res, last, stem))]
@@ -613,9 +708,22 @@ class SearchSpace:
         deepest = max(last_at_level)
         return [-1] + [i for lv, i in sorted(last_at_level.items()) if lv not in (self.stem.stride, deepest)]
 
+    def up_sources(self) -> list[int]:
+        """Stages whose widths the saliency decoder's upsampling steps output, deep to shallow (-1 =
+        the stem): at each level but the deepest, the last stage there. SalNAS's `decode_channel`
+        (`salnas/models/attentive_nas_dynamic_model.py`): MBConv-5, -3, -2, -1; the stem's width
+        comes last. MBConv-1's width is taken though the tap at that level is the stem's output."""
+        level = self.stem.stride
+        last_at_level = {level: -1}
+        for i, st in enumerate(self.stages):
+            level *= st.stride
+            last_at_level[level] = i
+        deepest = max(last_at_level)
+        return [i for lv, i in sorted(last_at_level.items(), reverse=True) if lv != deepest]
+
     def block_signatures(self, arch: Arch, task: str = "saliency", num_classes: int = 1000) -> list[BlockSignature]:
         """Per-block cost keys of `arch` with the given head, in execution order."""
-        check_task(task)
+        self._check_head(check_task(task))
         self.validate(arch)
         w, h = arch.resolution
         sigs, features = self._encoder_signatures(arch, h, w)
@@ -623,9 +731,15 @@ class SearchSpace:
             return self._sod_blocks(SodHead.parse(task), sigs, features, h, w)
         if task == "classification":
             last = sigs[-1]
-            sigs.append(BlockSignature("linear", last.out_h, last.out_w, last.cout, num_classes, out_h=1, out_w=1))
+            if self.last.mix:  # AlphaNet's v3 head: pool, feature mix, then the linear layer on 1x1
+                last = BlockSignature(
+                    "mix", last.out_h, last.out_w, last.cout, arch.mix, act=self.last.act, out_h=1, out_w=1
+                )
+                sigs.append(last)
+            h_in, w_in = (1, 1) if last.op == "mix" else (last.out_h, last.out_w)
+            sigs.append(BlockSignature("linear", h_in, w_in, last.cout, num_classes, out_h=1, out_w=1))
         else:
-            sigs += self._decoder_signatures(features, sigs[-1], h, w)
+            sigs += self._decoder_signatures(features, sigs[-1], h, w, blur=blurs(task))
         return sigs
 
     def sod_levels(self, features: list, bottleneck: BlockSignature) -> list[tuple[int, int, int]]:
@@ -659,19 +773,26 @@ class SearchSpace:
         sigs.append(BlockSignature("conv", oh, ow, cin, arch.last, 1, 1, act=self.last.act, out_h=oh, out_w=ow))
         return sigs, features
 
-    def _decoder_signatures(self, features: list, bottleneck: BlockSignature, h: int, w: int) -> list[BlockSignature]:
-        """SalNAS decoder: conv3x3-BN-act then upsample, concatenating encoder skips on the way up."""
+    def _decoder_signatures(
+        self, features: list, bottleneck: BlockSignature, h: int, w: int, *, blur: bool
+    ) -> list[BlockSignature]:
+        """SalNAS's decoder (`decode_output0`..`6` of `salnas/models/attentive_nas_dynamic_model.py`):
+        conv3x3-BN-act then a 2x upsampling, concatenating an encoder tap before each next step; two
+        full-resolution steps, the last to one sigmoid channel; in eval, the Gaussian blur."""
         act = self.decoder_act
         taps = [features[i + 1] for i in self.skip_sources()]  # shallow -> deep
+        ups = [features[i + 1][2] for i in self.up_sources()]  # deep -> shallow
         sigs = []
         x_h, x_w, x_c, skip = bottleneck.out_h, bottleneck.out_w, bottleneck.cout, 0
-        for t_h, t_w, t_c in reversed(taps):
-            sigs.append(BlockSignature("dec", x_h, x_w, x_c, t_c, 3, act=act, skip=skip, out_h=t_h, out_w=t_w))
-            x_h, x_w, x_c, skip = t_h, t_w, t_c, t_c
+        for (t_h, t_w, t_c), c in zip(reversed(taps), ups, strict=True):
+            sigs.append(BlockSignature("saldec", x_h, x_w, x_c, c, 3, act=act, skip=skip, out_h=t_h, out_w=t_w))
+            x_h, x_w, x_c, skip = t_h, t_w, c, t_c
         c = taps[0][2]
-        sigs.append(BlockSignature("dec", x_h, x_w, x_c, c, 3, act=act, skip=skip, out_h=h, out_w=w))
-        sigs.append(BlockSignature("dec", h, w, c, c, 3, act=act, out_h=h, out_w=w))
-        sigs.append(BlockSignature("dec", h, w, c, 1, 3, act="sigmoid", out_h=h, out_w=w))
+        sigs.append(BlockSignature("saldec", x_h, x_w, x_c, c, 3, act=act, skip=skip, out_h=h, out_w=w))
+        sigs.append(BlockSignature("saldec", h, w, c, c, 3, act=act, out_h=h, out_w=w))
+        sigs.append(BlockSignature("saldec", h, w, c, 1, 3, act="sigmoid", out_h=h, out_w=w))
+        if blur:
+            sigs.append(BlockSignature("blur", h, w, 1, 1, BLUR_KERNEL, out_h=h, out_w=w))
         return sigs
 
     def params(self, arch: Arch, task: str = "saliency", num_classes: int = 1000) -> int:
@@ -688,6 +809,8 @@ class SearchSpace:
             "variables": [[n, [list(c) if isinstance(c, tuple) else c for c in ch]] for n, ch in self._variables],
             "stem": [self.stem.kernel, self.stem.stride, self.stem.act],
             "last_act": self.last.act,
+            "last_expand": self.last.expand,
+            "choices": self.choices,
             "stages": [[s.se, s.stride, s.act] for s in self.stages],
             "decoder": self.decoder_act,
         }

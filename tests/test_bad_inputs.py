@@ -49,7 +49,7 @@ def _inputs(tmp: Path, mini_run: dict) -> dict[str, str]:
     (tmp / "other.json").write_text(json.dumps(alphanet.arch_to_dict(alphanet.max())))
     (tmp / "device.toml").write_text('name = "d"\nbackend = "onnxruntime"\nbatch = 0\n')
     (tmp / "garbage.parquet").write_bytes(os.urandom(256))
-    (tmp / "garbage.json").write_text(json.dumps({"schema_version": 2}))
+    (tmp / "garbage.json").write_text(json.dumps({"schema_version": 3}))
     table = mini_run["lut"].read_bytes()
     sidecar = json.loads(mini_run["lut"].with_suffix(".json").read_text())
     (tmp / "trunc-table.json").write_text(json.dumps(sidecar))
@@ -65,7 +65,19 @@ def _inputs(tmp: Path, mini_run: dict) -> dict[str, str]:
 
 CASES = [
     # space: presets and TOML files
-    ("space-unknown", "space nosuch", "unknown search space 'nosuch'; presets: alphanet, mini"),
+    (
+        "space-unknown",
+        "space nosuch",
+        "unknown search space 'nosuch'; presets: alphanet, alphanet-block, alphanet-imagenet, mini",
+    ),
+    # convert: the authors' checkpoints (the parity and shape cases are in test_convert)
+    ("convert-garbage", "convert salnas T/garbage.pt --out T/c.pt", "corrupted or not a torch file"),
+    ("convert-hwnas-file", "convert alphanet CKPT --out T/c.pt", "not an AlphaNet/AttentiveNAS or SalNAS supernet"),
+    (
+        "convert-bad-task",
+        "convert alphanet T/garbage.pt --out T/c.pt --task sod",
+        "--task must be saliency or classification",
+    ),
     ("space-malformed", "space T/bad.toml", "not valid TOML"),
     ("space-empty", "space T/empty.toml", "field 'name' must be a word"),
     # arch: JSON files
@@ -302,7 +314,7 @@ JSON = st.recursive(
 )
 ARCH_KEYS = st.fixed_dictionaries(
     {},
-    optional={k: JSON for k in ("space", "resolution", "stem", "stages", "last")},
+    optional={k: JSON for k in ("space", "resolution", "stem", "stages", "last", "mix")},
 )
 
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 
 import numpy as np
-import pandas as pd
 import pytest
 
 from hwnas.backends.base import Timing
@@ -77,22 +76,17 @@ def test_save_load_roundtrip(tmp_path, mini_table, mini):
     loaded = LatencyTable.load(path, mini)
     assert len(loaded) == len(mini_table) and loaded.meta["space_digest"] == mini.digest()
     assert loaded.predict(mini.max()) == mini_table.predict(mini.max())
-    assert json.loads(sidecar_path(path).read_text())["schema_version"] == 2
+    assert json.loads(sidecar_path(path).read_text())["schema_version"] == 3
 
 
-def test_version_1_tables_load_without_energy(tmp_path, mini_table, mini):
-    """Tables written before the energy columns existed still predict latency; energy says how to get it."""
+def test_tables_from_before_the_authors_blocks_are_refused_in_one_line(tmp_path, mini_table, mini):
+    """Version 2 rows priced MBConv blocks without their shortcuts and the old decoder: refused."""
     path = mini_table.save(tmp_path / "t.parquet")
-    rows = pd.read_parquet(path).drop(columns=["energy_mj", "energy_source"])
-    rows.to_parquet(path, index=False)
     meta = json.loads(sidecar_path(path).read_text())
-    sidecar_path(path).write_text(json.dumps({**meta, "schema_version": 1}))
-    loaded = LatencyTable.load(path, mini)
-    assert loaded.predict(mini.max()) == mini_table.predict(mini.max())
-    assert loaded.energy_source is None
-    with pytest.raises(LutError, match="no energy column; build it with `hwnas profile --energy`"):
-        loaded.predict_energy(mini.max())
-    assert [p.name for p in tmp_path.iterdir()] and not list(tmp_path.glob("*.tmp"))
+    sidecar_path(path).write_text(json.dumps({**meta, "schema_version": 2}))
+    with pytest.raises(LutError, match=r"schema version 2 \(from before the authors' blocks.*rebuild it") as info:
+        LatencyTable.load(path, mini)
+    assert "\n" not in str(info.value)
 
 
 def test_truncated_table_is_refused(tmp_path, mini_table, mini):
@@ -108,7 +102,7 @@ def test_other_schema_version_is_refused(tmp_path, mini_table, mini):
     meta = json.loads(sidecar_path(path).read_text())
     meta["schema_version"] = 0
     sidecar_path(path).write_text(json.dumps(meta))
-    with pytest.raises(LutError, match="schema version 0; this hwnas reads versions 1, 2"):
+    with pytest.raises(LutError, match="schema version 0; this hwnas reads version 3"):
         LatencyTable.load(path, mini)
 
 

@@ -1,6 +1,8 @@
 """Saliency metrics and the SalNAS loss against hand-computed values and known identities."""
 
+import json
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -109,6 +111,24 @@ def test_nss_loss_hand_computed():
     assert float(losses.nss_loss(p, p)) == pytest.approx(1 - 1 / (1 + math.exp(-7.875)), rel=1e-3)
     no_fixations = torch.zeros(1, 1, 8, 8)
     assert float(losses.nss_loss(p, no_fixations)) == 0.0
+    # two images: 7.875 at the first one's fixation, (0 - 1/64) * 8 = -0.125 at the second's; the
+    # authors' code takes the sigmoid of the batch's NSS (3.875), not the mean of the sigmoids
+    pair = torch.cat([p, p])
+    fixations = torch.zeros(2, 1, 8, 8)
+    fixations[0, 0, 2, 5] = fixations[1, 0, 0, 0] = 1
+    assert float(losses.nss_loss(pair, fixations)) == pytest.approx(1 - 1 / (1 + math.exp(-3.875)), rel=1e-4)
+
+
+def test_saliency_loss_terms_equal_the_authors_code():
+    """Their `kldiv`, `cc` and `nss` (chakkritte/SalNAS `salnas/losses/loss.py`, run by
+    tools/salnas_fixtures.py) on seeded maps; `loss_func` adds kldiv + (1 - cc) + (1 - sigmoid(nss))."""
+    data = Path(__file__).parent / "data" / "salnas"
+    theirs = json.loads((data / "salnas-losses.json").read_text())["values"]
+    arrays = np.load(data / "salnas-losses.npz")
+    pred, gt, fix = (torch.from_numpy(arrays[k]) for k in ("pred", "gt", "fix"))
+    assert float(losses.kld_loss(pred, gt)) == pytest.approx(theirs["kldiv"], rel=1e-5)
+    assert float(losses.cc_loss(pred, gt)) == pytest.approx(1 - theirs["cc"], rel=1e-5)
+    assert float(losses.nss_loss(pred, fix)) == pytest.approx(1 - 1 / (1 + math.exp(-theirs["nss"])), rel=1e-5)
 
 
 def test_salnas_loss_is_the_sum_and_has_gradients():

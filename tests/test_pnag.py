@@ -54,7 +54,7 @@ def test_evaluator_ranks_feasible_archs_by_accuracy():
     rng = np.random.default_rng(0)
     _, xu = space.bounds()
     x = rng.integers(0, xu + 1, size=(60, len(xu)))
-    acc = x[:, space.gene("last_conv.width")] + 0.3 * x[:, space.gene("stem.width")] + rng.normal(0, 0.05, 60)
+    acc = x[:, space.gene("stages[6].width")] + 0.3 * x[:, space.gene("stem.width")] + rng.normal(0, 0.05, 60)
     cost = x[:, space.gene("resolution")] + rng.random(60)
     budgets = np.array([0.5, 1.5, 2.5])
     model = train_evaluator(torch.as_tensor(one_hot(space, x), dtype=torch.float32), acc, cost, budgets, steps=200)

@@ -1,7 +1,7 @@
 """`hwnas profile` and `hwnas lut validate` for real: ONNX Runtime and LiteRT on this CPU, a real
 interruption (SIGKILL) and resume, and the bad inputs of both verbs.
 
-Both tables cover `mini` at 32x32 (146 block signatures): about a minute on ONNX Runtime, about ten
+Both tables cover `mini` at 32x32 (`EVERY` block signatures): about a minute on ONNX Runtime, about ten
 on LiteRT (litert-torch needs 2-4 s per conversion). One resolution keeps the suite in minutes.
 """
 
@@ -23,6 +23,7 @@ from hwnas.lut import LatencyTable, sidecar_path
 from hwnas.space import SearchSpace
 
 ROOT = Path(__file__).resolve().parents[1]
+EVERY = len(SearchSpace.load("mini").all_block_signatures([(32, 32)]))  # what a 32x32 mini table holds
 
 
 def hwnas_cmd(*args: str) -> list[str]:
@@ -92,7 +93,7 @@ def test_resume_finishes_without_duplicates_or_remeasuring(interrupted_then_resu
     path, before, meta_before, resumed = interrupted_then_resumed
     after = rows(path)
     expected = {s.key for s in mini.all_block_signatures([(32, 32)])}
-    assert set(after["key"]) == expected and len(after) == len(expected) == 146
+    assert set(after["key"]) == expected and len(after) == len(expected) == EVERY
     assert not after["key"].duplicated().any()
     assert (after["rounds"] == 2).all()
     # every round measured before the kill is kept as it was, and no round was measured twice
@@ -104,7 +105,7 @@ def test_resume_finishes_without_duplicates_or_remeasuring(interrupted_then_resu
     pd.testing.assert_frame_equal(after.set_index("key").loc[twice.index], twice, check_dtype=False)
     meta = json.loads(sidecar_path(path).read_text())
     assert meta["overhead"] == meta_before["overhead"] and meta["created"] == meta_before["created"]
-    assert "146 block signatures on cpu" in resumed.stdout
+    assert f"{EVERY} block signatures on cpu" in resumed.stdout
     assert (after["median_ms"] > 0).all() and (after["n"] >= 15).all()
     middle = after["round_medians_ms"].apply(lambda v: sum(v) / 2)  # the median of two rounds
     assert (after["median_ms"] - middle).abs().max() < 1e-12
@@ -153,7 +154,7 @@ def test_tflite_profile_and_validate_on_mini(tmp_path):
     result = run("profile", *args)
     assert result.returncode == 0, result.stderr
     table = rows(path)
-    assert len(table) == 146 and (table["median_ms"] > 0).all() and (table["rounds"] == 2).all()
+    assert len(table) == EVERY and (table["median_ms"] > 0).all() and (table["rounds"] == 2).all()
     meta = json.loads(sidecar_path(path).read_text())
     assert meta["device"]["backend"] == "tflite" and "ai-edge-litert" in meta["versions"]
     result = run(

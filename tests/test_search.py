@@ -194,6 +194,6 @@ def test_search_bad_inputs(chain, tmp_path):
     )
     assert "hwnas train supernet" in line
     assert not (tmp_path / "s").exists()
-    other = SearchSpace.from_toml(SearchSpace.load("mini").toml.replace("widths = [192, 256]", "widths = [128, 256]"))
+    other = SearchSpace.from_toml(SearchSpace.load("mini").toml.replace("expand = 4", "expand = 3"))
     with pytest.raises(CheckpointError, match="trained on space 'mini'"):
         SupernetEvaluator(chain["ckpt"], other)

@@ -55,7 +55,9 @@ def test_alphanet_is_salnas_table1(alphanet):
     got = [(s.widths, s.depths, s.expansions, s.se, s.stride) for s in alphanet.stages]
     assert got == table
     assert all(s.kernels == (3, 5) for s in alphanet.stages)
-    assert alphanet.last.widths == (1296, 1344)
+    # the authors' space: one kernel and expansion per stage, the last conv tied at 6 x MBConv-7
+    assert alphanet.choices == "stage" and (alphanet.last.expand, alphanet.last.widths) == (6, ())
+    assert {alphanet.max().last, alphanet.min().last} == {6 * 224, 6 * 216}
 
 
 def test_size_counts_distinct_subnets_by_enumeration():
@@ -66,12 +68,20 @@ def test_size_counts_distinct_subnets_by_enumeration():
     assert space.size() == len(archs)
     # by hand: 2 res * 2 stem * 1 last * [1 width * (2 + 2^2)] * [2 widths * (2 + 2^2 + 2^3)]
     assert space.size() == 2 * 2 * 1 * (1 * (2 + 4)) * (2 * (2 + 4 + 8))
+    staged = SearchSpace.from_toml(TINY.replace('name = "tiny"', 'name = "tiny"\nchoices = "stage"'))
+    _, xu = staged.bounds()
+    archs = {staged.decode(np.array(x)) for x in itertools.product(*(range(u + 1) for u in xu))}
+    # one kernel and expansion per stage: 2 res * 2 stem * [1 width * 2 depths * 2 k] * [2 widths * 3 depths * 2 e]
+    assert staged.size() == len(archs) == 2 * 2 * (2 * 2) * (2 * 3 * 2)
 
 
-def test_alphanet_size_is_beyond_paper_lower_bound(alphanet):
-    # SalNAS: "over 10^19 subnets"; per-stage sums of (kernels x expansions)^depth give ~3.3e27.
-    assert alphanet.size() == 3265618339483724178945736704
-    assert alphanet.size() > 10**19
+def test_alphanet_sizes_per_stage_and_per_block():
+    """The authors' sampler draws per stage: 2 res * 2 stem * prod(widths * depths * kernels * expansions)
+    = 1.1e11; SalNAS's "over 10^19" counts per block, as `alphanet-block` does (~3.3e27)."""
+    per_stage = 2 * 2 * (2 * 2 * 2) * (2 * 3 * 6) * (2 * 4 * 6) * (2 * 4 * 6) * (3 * 6 * 6) * (4 * 6 * 2) * (2 * 2 * 2)
+    assert SearchSpace.load("alphanet").size() == per_stage == 110075314176
+    block = SearchSpace.load("alphanet-block")
+    assert block.size() == 3265618339483724178945736704 // 2 and block.size() > 10**19  # the last conv is tied now
 
 
 def test_min_and_max_take_extreme_choices(alphanet):
@@ -88,7 +98,7 @@ def archs(space: SearchSpace):
     return st.tuples(*(st.integers(0, int(u)) for u in xu)).map(lambda x: space.decode(np.array(x)))
 
 
-@pytest.mark.parametrize("preset", ["mini", "alphanet"])
+@pytest.mark.parametrize("preset", ["mini", "alphanet", "alphanet-block", "alphanet-imagenet"])
 def test_roundtrips_property(preset):
     space = SearchSpace.load(preset)
 
@@ -143,13 +153,15 @@ def test_mbconv_signature_params_by_hand():
         "mbconv", 16, 16, 16, 24, kernel=3, stride=2, expansion=4, se=True, act="swish", out_h=8, out_w=8
     )
     # mid = 64, SE bottleneck 16: expand 16*64 + 2*64, depthwise 9*64 + 2*64,
-    # SE 64*16 + 16 + 16*64 + 64, project 64*24 + 2*24
+    # SE 64*16 + 16 + 16*64 + 64, project 64*24 + 2*24, shortcut 1x1 conv 16*24 (AttentiveNAS)
     assert (sig.mid, sig.se_mid) == (64, 16)
-    assert sig.params() == 1152 + 704 + 2128 + 1584
+    assert sig.params() == 1152 + 704 + 2128 + 1584 + 384
     assert sum(p.numel() for p in build_block(sig).parameters()) == sig.params()
-    # FLOPs: 2*(16*16*16*64 + 8*8*64*9 + 64*16*2 + 8*8*64*24)
-    assert sig.flops() == 2 * (262144 + 36864 + 2048 + 98304)
-    assert not sig.residual
+    # FLOPs: 2*(16*16*16*64 + 8*8*64*9 + 64*16*2 + 8*8*64*24 + 8*8*16*24)
+    assert sig.flops() == 2 * (262144 + 36864 + 2048 + 98304 + 24576)
+    assert sig.shortcut_conv
+    same = BlockSignature("mbconv", 8, 8, 24, 24, kernel=3, stride=1, expansion=4, act="swish", out_h=8, out_w=8)
+    assert not same.shortcut_conv and same.params() == 24 * 96 + 192 + 9 * 96 + 192 + 96 * 24 + 48  # identity
 
 
 def test_make_divisible_matches_mobilenet_rule():
@@ -158,10 +170,10 @@ def test_make_divisible_matches_mobilenet_rule():
 
 def test_signatures_of_alphanet_min(alphanet):
     sigs = alphanet.block_signatures(alphanet.min())
-    assert len(sigs) == 1 + 17 + 1 + 7
+    assert len(sigs) == 1 + 17 + 1 + 7 + 1
     stem, first, last = sigs[0], sigs[1], sigs[18]
     assert (stem.op, stem.h, stem.w, stem.cin, stem.cout, stem.out_h, stem.out_w) == ("conv", 192, 256, 3, 16, 96, 128)
-    assert first.residual and first.expansion == 1
+    assert not first.shortcut_conv and first.stride == 1 and first.expansion == 1  # an identity shortcut
     assert (last.op, last.h, last.w, last.cin, last.cout) == ("conv", 6, 8, 216, 1296)
     dec = sigs[19:]
     assert [(d.cin, d.skip, d.cout, d.out_h) for d in dec] == [
@@ -172,13 +184,23 @@ def test_signatures_of_alphanet_min(alphanet):
         (16, 16, 16, 192),
         (16, 0, 16, 192),
         (16, 0, 1, 192),
+        (1, 0, 1, 192),  # the eval blur
     ]
+    assert [d.op for d in dec] == ["saldec"] * 7 + ["blur"]
     assert alphanet.skip_sources() == [-1, 1, 2, 4]  # stem, MBConv-2, -3, -5 as in SalNAS
+    assert alphanet.up_sources() == [4, 2, 1, 0]  # their decode_channel: MBConv-5, -3, -2, -1, then the stem
+    wide_stem = alphanet.parse(str(alphanet.min()).replace("s16", "s24"))
+    steps = alphanet.block_signatures(wide_stem, "saliency/noblur")[19:]
+    assert [(d.cin, d.skip, d.cout) for d in steps[3:5]] == [
+        (24, 24, 16),
+        (16, 24, 24),
+    ]  # MBConv-1's width, then the stem's
+    assert len(steps) == 7
 
 
 # ---- bad input -----------------------------------------------------------------------------
 def test_unknown_preset_lists_presets():
-    with pytest.raises(SpaceError, match="unknown search space 'alphanett'; presets: alphanet, mini"):
+    with pytest.raises(SpaceError, match="unknown search space 'alphanett'; presets: alphanet, alphanet-block, alph"):
         SearchSpace.load("alphanett")
 
 
@@ -205,6 +227,8 @@ def test_missing_space_file(tmp_path):
             r"'last_conv\.act' must be one of \['relu', 'hswish', 'swish'\]",
         ),
         (("[[stages]]", "[[stages"), "not valid TOML"),
+        (("widths = [32]", "widths = [32]\nexpand = 6"), r"\[last_conv\] needs exactly one of 'widths'"),
+        (('name = "tiny"', 'name = "tiny"\nchoices = "cell"'), r"'space\.choices' must be one of \['stage', 'block'\]"),
     ],
 )
 def test_bad_space_toml_names_the_field(edit, message):
@@ -241,7 +265,7 @@ def test_arch_depth_too_deep(alphanet):
         (lambda d: d.pop("last"), "missing field 'last'"),
         (lambda d: d.update(resolution=[256]), r"resolution must be \[width, height\]"),
         (lambda d: d.update(resolution=[320, 240]), r"resolution = \(320, 240\) is not in space"),
-        (lambda d: d.update(stem="16"), "'stem' and 'last' must be integers"),
+        (lambda d: d.update(stem="16"), "'stem', 'last' and 'mix' must be integers"),
         (lambda d: d.update(extra=1), r"unknown arch field\(s\) \['extra'\]"),
         (lambda d: d["stages"].pop(), "arch has 6 stages; space 'alphanet' has 7"),
         (lambda d: d["stages"][1].update(depth=4), r"stages\[1\]\.depth = 4 but it lists 3 blocks"),
@@ -269,6 +293,22 @@ def test_arch_file_errors(alphanet, tmp_path):
     bad.write_text("[1, 2]")
     with pytest.raises(ArchError, match="must be a JSON object"):
         alphanet.load_arch(bad)
+
+
+def test_per_stage_and_tied_spaces_refuse_archs_outside_them(alphanet):
+    line = str(alphanet.min())
+    with pytest.raises(
+        ArchError, match=r"stages\[1\] mixes kernels \[3, 5, 3\].*one kernel and one expansion per stage"
+    ):
+        alphanet.parse(line.replace("w24 k3e4 k3e4 k3e4", "w24 k3e4 k5e4 k3e4"))
+    with pytest.raises(ArchError, match=r"last = 1344 but space 'alphanet' ties the last conv to 6 x .*\(1296\)"):
+        alphanet.parse(line.replace("l1296", "l1344"))
+    with pytest.raises(ArchError, match="feature-mix width"):
+        alphanet.parse(line + " m1984")
+    imagenet = SearchSpace.load("alphanet-imagenet")
+    with pytest.raises(ArchError, match="feature-mix layer .* the saliency head does not use"):
+        imagenet.block_signatures(imagenet.max(), "saliency")
+    assert imagenet.parse(str(imagenet.max())).mix == 1984
 
 
 def test_parse_rejects_garbage(mini):

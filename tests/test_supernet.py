@@ -10,6 +10,7 @@ from torch.utils.flop_counter import FlopCounterMode
 import hwnas.nn.dynamic as dynamic
 from hwnas.errors import ArchError, HwnasError
 from hwnas.nn import Supernet
+from hwnas.nn.blocks import GaussianBlur
 from hwnas.nn.static import build_block
 from hwnas.train.bn import recalibrate_bn
 
@@ -33,8 +34,8 @@ def _assert_plain(module):
         )
         assert type(m).__module__.split(".")[0] in ("torch", "hwnas")
         assert "dynamic" not in type(m).__name__.lower()
-        if not list(m.children()):  # leaves are torch.nn layers
-            assert type(m).__module__.startswith("torch.nn"), type(m)
+        if not list(m.children()):  # leaves are torch.nn layers, or the saliency head's fixed blur
+            assert type(m).__module__.startswith("torch.nn") or isinstance(m, GaussianBlur), type(m)
 
 
 @pytest.mark.parametrize("preset", ["mini", "alphanet"])
@@ -129,7 +130,7 @@ def test_build_block_matches_signature(mini):
             assert sum(p.numel() for p in block.parameters()) == sig.params()
             x = torch.randn(1, sig.cin, sig.h, sig.w)
             with torch.no_grad():
-                if sig.op == "dec":
+                if sig.op in ("dec", "saldec"):
                     skip = torch.randn(1, sig.skip, sig.h, sig.w) if sig.skip else None
                     y = block(x, skip, (sig.out_h, sig.out_w))
                 else:
@@ -169,3 +170,21 @@ def test_recalibrate_bn_on_supernet_matches_extracted(mini):
 def test_recalibrate_bn_needs_data(mini):
     with pytest.raises(HwnasError, match="at least one batch"):
         recalibrate_bn(Supernet(mini), [])
+
+
+def test_regularisation_of_the_largest_subnet_as_alphanet_does_it(mini):
+    """Drop-connect at rate x i / n in the last two stages' identity-shortcut blocks (AttentiveNAS
+    `set_dropout_rate`), dropout before the map's conv; in training mode only, undone on exit."""
+    net = Supernet(mini, task="saliency")
+    net.set_active(mini.max())
+    with net.regularized(dropout=0.0, drop_connect=0.2):
+        # mini's stages hold 1, 2, 2, 2, 3, 2, 1 blocks: the last two stages are blocks 10-12 of 13
+        assert net._drop_rates() == [0.0] * 10 + [0.2 * 10 / 13, 0.2 * 11 / 13, 0.2 * 12 / 13]
+    x = _input(mini.max(), batch=4)
+    torch.manual_seed(0)
+    plain = net.train()(x)
+    with net.regularized(dropout=0.5, drop_connect=0.9):
+        assert not torch.allclose(net(x), plain)
+        with torch.no_grad():
+            assert torch.equal(net.eval()(x), net(x))  # eval: nothing dropped
+    assert torch.allclose(net.train()(x), plain) and net._drop_rates() == [0.0] * 13

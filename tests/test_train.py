@@ -5,7 +5,9 @@ import os
 import signal
 import subprocess
 import sys
+import tempfile
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -15,7 +17,7 @@ from torch import nn
 from hwnas.data import load_data
 from hwnas.space import SearchSpace
 from hwnas.train.checkpoint import CheckpointError, load_checkpoint
-from hwnas.train.selfkd import PSKD, SelfKD, fold_bn, mix, predict
+from hwnas.train.selfkd import PKD, PSKD, SelfKD, fold_bn, mix, predict
 from hwnas.train.task import SaliencyTask, make_task
 from hwnas.train.trainer import TrainConfig, TrainingError, _Run, fit, new_model, sandwich, teacher_dtype
 from tests.cli import HWNAS, one_error_line, run_cli
@@ -65,6 +67,30 @@ def test_resume_after_sigkill_is_bit_identical(tmp_path):
     a, b = load_checkpoint(tmp_path / "straight.pt"), load_checkpoint(interrupted)
     assert b["epoch"] == 4 and int(b["distiller"]["teacher"]["n_averaged"]) >= 1
     _assert_same_state(_comparable(a), _comparable(b))
+    # train_salnas.py's recipe: under Self-KD every subnet trains on gt_bar (no inplace KD); the
+    # largest subnet has dropout and drop-connect 0.2
+    assert (a["config"]["inplace_kd"], a["config"]["dropout"], a["config"]["drop_connect"]) == (False, 0.2, 0.2)
+
+
+def test_only_the_largest_subnet_of_a_supernet_step_is_regularised(monkeypatch):
+    from hwnas.nn.supernet import Supernet
+
+    seen = []
+    original = Supernet.regularized
+
+    def spy(self, **rates):
+        seen.append((self.arch, rates))
+        return original(self, **rates)
+
+    monkeypatch.setattr(Supernet, "regularized", spy)
+    space = SearchSpace.load("mini")
+    data = load_data("synthetic", task="saliency", size=(64, 64), train_size=16, val_size=8)
+    model = new_model(space, task="saliency", num_classes=1, seed=0)
+    with tempfile.TemporaryDirectory() as folder:
+        fit(model, space=space, data=data, task=SaliencyTask(), config=TrainConfig(epochs=1, batch_size=8),
+            out=Path(folder) / "r.pt")  # fmt: skip
+    assert len(seen) == 2 and all(arch == space.max() for arch, _ in seen)  # 2 steps, 4 subnets each
+    assert seen[0][1] == {"dropout": 0.2, "drop_connect": 0.2}
 
 
 def test_two_process_gloo_ranks_agree_after_every_step(tmp_path):
@@ -152,7 +178,26 @@ def test_pskd_weight_grows_with_epochs():
     x, gt = torch.randn(5, 3), torch.eye(2)[[0, 1, 0, 1, 0]]
     assert kd.target(x, gt, {}, None, 0) is gt
     p = torch.softmax(student(x), 1).detach()
-    assert torch.allclose(kd.target(x, gt, {}, None, 2), mix(p, gt, 1 - 0.8 * 2 / 4))
+    # main_pskd.py: alpha_t = 0.8 (t + 1) / T from the second epoch (t = 1: 0.4 of 4 epochs)
+    assert torch.allclose(kd.target(x, gt, {}, None, 1), mix(p, gt, 1 - 0.8 * 2 / 4))
+    assert torch.allclose(kd.target(x, gt, {}, None, 3), mix(p, gt, 1 - 0.8))
+
+
+def test_pkd_student_fits_the_teachers_prediction_alone():
+    """train_pkd (salnas/core/trainer.py): loss_func(student, teacher_prediction.detach()); no gt in it."""
+    task = make_task("classification", 2)
+    teacher = nn.Linear(3, 2)
+
+    def make_optimizer(model):
+        optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+        return optimizer, torch.optim.lr_scheduler.LambdaLR(optimizer, lambda _: 1.0)
+
+    kd = PKD(task, teacher, make_optimizer=make_optimizer, grad_clip=0.0)
+    x, gt = torch.randn(5, 3), torch.eye(2)[[0, 1, 0, 1, 0]]
+    weight = teacher.weight.detach().clone()
+    before = torch.softmax(teacher(x), 1).detach()
+    assert torch.allclose(kd.target(x, gt, {}, None, 0), before)
+    assert not torch.equal(teacher.weight, weight)  # the teacher took its own step on the ground truth
 
 
 def test_sandwich_is_deterministic_per_step():
@@ -197,7 +242,7 @@ def test_corrupted_truncated_and_foreign_checkpoints(tmp_path, trained):
         )
         assert message in line and str(path) in line
     other_space = tmp_path / "other.toml"
-    other_space.write_text(SearchSpace.load("mini").toml.replace("widths = [192, 256]", "widths = [128, 256]"))
+    other_space.write_text(SearchSpace.load("mini").toml.replace("expand = 4", "expand = 3"))
     line = one_error_line(
         run_cli("train", "supernet", *SMALL[2:], "--space", str(other_space), "--out", str(trained), check=False)
     )
@@ -237,6 +282,7 @@ def test_bad_flags(tmp_path):
     for args, message in (
         (["train", "supernet", "--task", "sod/deep"], "unknown SOD task 'sod/deep'"),
         (["train", "supernet", "--epochs", "0"], "epochs must be at least 1"),
+        (["train", "supernet", "--dropout", "1"], "dropout and drop_connect must be in [0, 1)"),
         (["train", "supernet", "--amp"], "needs a CUDA device"),
         (["train", "selfkd", "--method", "magic"], "unknown distillation method 'magic'"),
         (["train", "selfkd", "--arch", "big"], "unknown arch 'big'"),
@@ -316,7 +362,7 @@ def test_pskd_teacher_predicts_from_a_table_refreshed_every_epoch():
         kd.end_epoch(model, 1.0, epoch - 1)
         for _ in range(3):
             target = kd.target(images[rows], gt, {"index": rows}, None, epoch=epoch)
-        inline = mix(predict(kd.teacher, SaliencyTask(), images[rows], None), gt, 1 - 0.8 * epoch / 4)
+        inline = mix(predict(kd.teacher, SaliencyTask(), images[rows], None), gt, 1 - 0.8 * (epoch + 1) / 4)
         assert torch.allclose(target, inline, atol=1e-5)
     assert len(calls) == 2  # once per teacher, not once per step
 

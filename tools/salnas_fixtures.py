@@ -46,9 +46,9 @@ TINY = {
     "mb5": {"c": [32, 40], "d": [1, 2], "k": [3, 5], "t": [4, 6], "s": 1, "act_func": "swish", "se": True},
     "mb6": {"c": [40, 48], "d": [1, 2], "k": [3, 5], "t": [6], "s": 2, "act_func": "swish", "se": True},
     "mb7": {"c": [40, 48], "d": [1, 2], "k": [3, 5], "t": [6], "s": 1, "act_func": "swish", "se": True},
-    "last_conv": {"c": [288], "act_func": "swish"},
+    "last_conv": {"c": [288], "act_func": "swish"},  # = 6 x 48; the full size's 1984 exceeds 6 x 224 (test_convert)
 }
-OUTPUT_SIZE = [96, 128]  # their default is [480, 640]; small keeps the fixture small
+OUTPUT_SIZE = [192, 256]  # the input size: hwnas predicts at the input size (their default is [480, 640])
 
 
 def supernet_config(path: Path) -> dict:
@@ -147,6 +147,28 @@ def salnas_fixture(checkout: Path, out: Path) -> dict:
                   blur=blur, subnets=subnets, full_size=full)  # fmt: skip
 
 
+def losses_fixture(checkout: Path, out: Path) -> dict:
+    """salnas-losses.npz/.json: their saliency loss terms (`salnas/losses/loss.py`: `kldiv`, `cc`,
+    `nss`) on three seeded 24x32 maps, ground truths and fixation maps; one image's fixations fall
+    where the map is low, so that the batch's NSS is not each image's."""
+    sys.path.insert(0, str(checkout))
+    from salnas.losses import loss as theirs  # imports cv2
+
+    g = torch.Generator().manual_seed(4)
+    pred = torch.sigmoid(torch.randn(3, 24, 32, generator=g))
+    gt = torch.rand(3, 24, 32, generator=g) ** 2
+    fix = (torch.rand(3, 24, 32, generator=g) < 0.03).float()
+    fix[2] = (pred[2] < 0.2).float() * (torch.rand(24, 32, generator=g) < 0.3).float()
+    values = {
+        "kldiv": float(theirs.kldiv(pred, gt)),
+        "cc": float(theirs.cc(pred, gt)),
+        "nss": float(theirs.nss(pred, fix)),
+    }
+    arrays = {"pred": pred.numpy(), "gt": gt.numpy(), "fix": fix.numpy()}
+    source = "chakkritte/SalNAS, salnas/losses/loss.py (kldiv, cc, nss), run by tools/salnas_fixtures.py"
+    return _write(out, "salnas-losses", arrays, source, checkout, values=values)
+
+
 def attentivenas_fixture(checkout: Path, out: Path) -> dict:
     """attentivenas-tiny.npz/.json from facebookresearch/AttentiveNAS: the classification supernet
     (v3 head: final expand, pooling, feature mix, linear classifier) of the same reduced
@@ -165,6 +187,33 @@ def attentivenas_fixture(checkout: Path, out: Path) -> dict:
     source = "facebookresearch/AttentiveNAS, models/attentive_nas_dynamic_model.py (tools/salnas_fixtures.py)"
     return _write(out, "attentivenas-tiny", arrays, source, checkout, config=config, classes=CLASSES, bn=BN,
                   subnets=subnets)  # fmt: skip
+
+
+def full_size_checkpoint(checkout: Path, out: Path) -> None:
+    """Their full-size SalNAS supernet (`configs/train_alphanet_models.yml`) with seeded random
+    weights, saved as `train_salnas.py` saves it (`{'student': state_dict}`, ~90 MB: not a test
+    fixture), with one 256x192 input and their eval outputs of the min and max subnets
+    (`full-size-outputs.npz`), so that `hwnas convert salnas` can be checked on the real shapes."""
+    sys.path.insert(0, str(checkout))
+    from salnas.models.attentive_nas_dynamic_model import AttentiveNasDynamicModel
+
+    torch.manual_seed(0)
+    random.seed(0)
+    model = build(AttentiveNasDynamicModel, supernet_config(checkout / "configs/train_alphanet_models.yml"),
+                  output_size=[192, 256])  # fmt: skip
+    seed_weights(model)
+    image = torch.randn(1, 3, 192, 256, generator=torch.Generator().manual_seed(2))
+    outputs = {"input": image.numpy()}
+    for name in ("min", "max"):
+        settings = sample(model, name)
+        if name == "max":  # the max subnet at the 256x192 input (their max resolution is 384)
+            model.set_active_subnet(256, settings["width"], settings["depth"], settings["kernel_size"],
+                                    settings["expand_ratio"])  # fmt: skip
+        with torch.no_grad():
+            outputs[name] = model.get_active_subnet(preserve_weight=True).eval()(image).numpy()
+    out.mkdir(parents=True, exist_ok=True)
+    torch.save({"student": {"module." + k: v for k, v in model.state_dict().items()}}, out / "salnas-full.pth.tar")
+    np.savez_compressed(out / "full-size-outputs.npz", **outputs)
 
 
 SUBNETS = ("min", "max", "random0", "random1")
@@ -209,11 +258,15 @@ def main() -> None:
     parser.add_argument("--salnas", type=Path, help="a checkout of chakkritte/SalNAS")
     parser.add_argument("--attentivenas", type=Path, help="a checkout of facebookresearch/AttentiveNAS")
     parser.add_argument("--out", type=Path, required=True, help="folder for the .npz/.json fixtures")
+    parser.add_argument("--full-size", type=Path, help="also write their full-size checkpoint and outputs here")
     args = parser.parse_args()
+    if args.full_size and args.salnas:
+        full_size_checkpoint(args.salnas, args.full_size)
     if args.salnas:
         meta = salnas_fixture(args.salnas, args.out)
         print("SalNAS full-size params (M):", {k: round(v["params_m"], 3) for k, v in meta["full_size"].items()})
         print("SalNAS tiny subnets' params:", {s["name"]: s["params"] for s in meta["subnets"]})
+        print("SalNAS loss terms:", losses_fixture(args.salnas, args.out)["values"])
     if args.attentivenas:
         meta = attentivenas_fixture(args.attentivenas, args.out)
         print("AttentiveNAS tiny subnets' params:", {s["name"]: s["params"] for s in meta["subnets"]})

@@ -71,7 +71,11 @@ def profile(
     device: DeviceOpt,
     space_name: SpaceOpt = None,
     task: Annotated[
-        str, typer.Option(help=f"head whose blocks are profiled: {', '.join(TASKS)}, or a sod variant (sod/unet+focus)")
+        str,
+        typer.Option(
+            help=f"head whose blocks are profiled: {', '.join(TASKS)}, saliency/noblur, or a sod variant "
+            "(sod/unet+focus)"
+        ),  # fmt: skip
     ] = "saliency",
     resolution: Annotated[
         list[str] | None, typer.Option(help="repeatable; default: all of the space's", metavar="WxH")

@@ -39,7 +39,10 @@ def space(
             f"MBConv-{i}", str(list(st.widths)), str(list(st.depths)), str(list(st.kernels)),
             str(list(st.expansions)), "Y" if st.se else "N", str(st.stride), st.act,
         )  # fmt: skip
-    table.add_row("last conv", str(list(sp.last.widths)), "-", "1", "-", "-", "1", sp.last.act)
+    last = str(list(sp.last.widths)) if sp.last.expand is None else f"{sp.last.expand} x MBConv-{len(sp.stages)}"
+    table.add_row("last conv", last, "-", "1", "-", "-", "1", sp.last.act)
+    if sp.last.mix:
+        table.add_row("feature mix", str(list(sp.last.mix)), "-", "1", "-", "-", "1", sp.last.act)
     out.print(table)
     cost = Table("subnet", "head", "params (M)", "FLOPs (G)", "MACs (G)")
     for row in summary["extremes"]:
@@ -54,7 +57,7 @@ def space_summary(sp: SearchSpace) -> dict:
     extremes = [
         {"subnet": label, "task": task, "arch": str(a), "params": sp.params(a, task), "flops": sp.flops(a, task)}
         for label, a in (("min", sp.min()), ("max", sp.max()))
-        for task in TASKS
+        for task in (("classification",) if sp.last.mix else TASKS)  # a feature-mix space is a classifier's
     ]
     return {
         "name": sp.name,
@@ -73,6 +76,8 @@ def arch(
     save: Annotated[Path | None, typer.Option("--out", "-o", help="write the arch JSON here")] = None,
 ) -> None:
     """Make (min / max / random) or check (a JSON file) an arch; print its line, params and FLOPs."""
+    from hwnas.foreign import authors_params
+
     with user_errors():
         sp = SearchSpace.load(space_name or DEFAULT_SPACE)
         check_task(task)
@@ -80,8 +85,11 @@ def arch(
         if save is not None:
             atomic_write_json(save, sp.arch_to_dict(chosen))
         params, flops = sp.params(chosen, task), sp.flops(chosen, task)
+        theirs = authors_params(sp, chosen, task)
     say(str(chosen))
     say(f"params {params / 1e6:.3f} M, FLOPs {flops / 1e9:.3f} G ({task} head)")
+    say(f"params as the authors' code counts them: {theirs / 1e6:.3f} M (with the 1x1 convs their ShortcutLayer "
+        "allocates but never runs where a shortcut is the identity)")  # fmt: skip
     if save is not None:
         say(f"wrote {save}")
 

@@ -24,7 +24,11 @@ FreshOpt = Annotated[bool, flag("--fresh", help="ignore an existing checkpoint a
 TorchDeviceOpt = Annotated[str, typer.Option("--torch-device", help="where to train: cpu or cuda[:N]")]
 AmpOpt = Annotated[bool, flag("--amp", help="mixed precision (CUDA only)")]
 ClipOpt = Annotated[float, typer.Option(help="gradient-norm clipping (0: off)")]
-TaskOpt = Annotated[str, typer.Option(help=f"head: {', '.join(TASKS)} (or a sod variant: sod/cfem, sod/unet, +focus)")]
+TaskOpt = Annotated[
+    str,
+    typer.Option(help=f"head: {', '.join(TASKS)} (or saliency/noblur, without the eval blur; or a sod variant: "
+                 "sod/cfem, sod/unet, +focus)"),
+]  # fmt: skip
 FocusOpt = Annotated[bool, flag("--focus", help="sod: FocusNet's FOCUS cascade (localization net + FRM)")]
 AfeOpt = Annotated[bool, typer.Option("--afe/--no-afe", help="sod: the ascending CFEM chain (FocusNet Eq. 1-2)")]
 CfemOpt = Annotated[bool, typer.Option("--cfem/--no-cfem", help="sod: CFEMs; --no-afe --no-cfem is the U-Net baseline")]
@@ -92,7 +96,17 @@ def train_supernet(
     data: DataOpt = "synthetic",
     epochs: EpochsOpt = 3,
     selfkd: Annotated[bool, flag("--selfkd", help="Self-KD teacher (SalNAS Algorithm 1)")] = False,
-    inplace_kd: Annotated[bool, typer.Option(help="the largest subnet teaches the others")] = True,
+    inplace_kd: Annotated[
+        bool | None,
+        typer.Option(
+            help="the largest subnet teaches the others (default: on, off with --selfkd, where every "
+            "subnet trains on gt_bar as train_salnas.py does)"
+        ),
+    ] = None,
+    dropout: Annotated[float, typer.Option(help="dropout on the largest subnet (SalNAS / AlphaNet: 0.2)")] = 0.2,
+    drop_connect: Annotated[
+        float, typer.Option(help="drop-connect on the largest subnet's last two stages (SalNAS / AlphaNet: 0.2)")
+    ] = 0.2,
     sandwich: Annotated[int, typer.Option(help="random subnets per step besides the largest and smallest")] = 2,
     batch_size: BatchOpt = 32,
     lr: LrOpt = 0.05,
@@ -112,24 +126,51 @@ def train_supernet(
     check_replicas: Annotated[
         bool, flag("--check-replicas", help="under torchrun: verify after every step that all ranks agree")
     ] = False,
+    init: Annotated[
+        Path | None,
+        typer.Option(
+            help="start from these weights: an hwnas supernet (any task: the encoder is reused) or "
+            "the authors' AlphaNet/AttentiveNAS or SalNAS checkpoint"
+        ),
+    ] = None,
 ) -> None:
     """Train a weight-sharing supernet with the sandwich rule, inplace KD and optional Self-KD (resumable)."""
+    from hwnas.errors import HwnasError
+    from hwnas.train.inherit import inherit
     from hwnas.train.runner import default_checkpoint
     from hwnas.train.trainer import TrainConfig, new_model
 
     with user_errors(resume=RESUME):
         sp = SearchSpace.load(space_name or DEFAULT_SPACE)
         task = head_task(task, focus=focus, afe=afe, cfem=cfem)
+        out = ckpt or default_checkpoint(sp, task, "supernet")
+        if init is not None and out.exists() and not fresh:
+            raise HwnasError(
+                f"--init starts a new run but {out} already holds one: add --fresh to start over from --init, "
+                "or drop --init to resume it"
+            )
         config = TrainConfig(
             epochs=epochs, batch_size=batch_size, lr=lr, t0=t0, grad_clip=grad_clip, sandwich=sandwich,
-            inplace_kd=inplace_kd, method="selfkd" if selfkd else "baseline", alpha=alpha, seed=seed, amp=amp,
+            inplace_kd=not selfkd if inplace_kd is None else inplace_kd, dropout=dropout, drop_connect=drop_connect,
+            method="selfkd" if selfkd else "baseline", alpha=alpha, seed=seed, amp=amp,
             max_steps=max_steps, check_replicas=check_replicas,
         )  # fmt: skip
+
+        def factory(num_classes: int):
+            model = new_model(sp, task=task, num_classes=num_classes, seed=seed)
+            if init is not None:
+                _say_inherited(inherit(model, init, space=sp, task=task))
+            return model
+
         _train(
-            lambda n: new_model(sp, task=task, num_classes=n, seed=seed), title="supernet", space=sp, task=task,
-            data=data, size=sp.max().resolution, config=config, out=ckpt or default_checkpoint(sp, task, "supernet"),
-            fresh=fresh, device=torch_device, train_size=train_size, val_size=val_size,
+            factory, title="supernet", space=sp, task=task, data=data, size=sp.max().resolution, config=config,
+            out=out, fresh=fresh, device=torch_device, train_size=train_size, val_size=val_size,
         )  # fmt: skip
+
+
+def _say_inherited(done) -> None:
+    fresh = f"; initialised fresh: {', '.join(done.fresh)}" if done.fresh else "; nothing initialised fresh"
+    say(f"--init {done.source} ({done.kind}): {done.loaded} tensors loaded{fresh}")
 
 
 def train_selfkd(

@@ -40,7 +40,11 @@ def package_summary(model) -> dict:
 
 
 def conv_count(module: nn.Module) -> int:
-    return sum(isinstance(m, nn.Conv2d) for m in module.modules())
+    """The convolutions `module` runs: its `nn.Conv2d` layers and the eval blur's two 1-D passes."""
+    from hwnas.nn.blocks import GaussianBlur
+
+    blur = sum(2 for m in module.modules() if isinstance(m, GaussianBlur) and not m.training)
+    return sum(isinstance(m, nn.Conv2d) for m in module.modules()) + blur
 
 
 class CoremlFormat(Format):

@@ -8,7 +8,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from hwnas.nn.blocks import ConvBnAct, DecoderStep, LinearHead, MBConv
+from hwnas.nn.blocks import ConvBnAct, DecoderStep, FeatureMix, GaussianBlur, LinearHead, MBConv
 from hwnas.nn.heads.sod import CFEM, FRM
 from hwnas.signature import BlockSignature
 
@@ -19,8 +19,12 @@ def build_block(sig: BlockSignature) -> nn.Module:
         return ConvBnAct(sig.cin, sig.cout, sig.kernel, sig.stride, sig.act)
     if sig.op == "mbconv":
         return MBConv(sig)
-    if sig.op == "dec":
+    if sig.op in ("dec", "saldec"):
         return DecoderStep(sig)
+    if sig.op == "blur":
+        return GaussianBlur(sig.kernel)
+    if sig.op == "mix":
+        return FeatureMix(sig.cin, sig.cout, sig.act)
     if sig.op == "linear":
         return LinearHead(sig.cin, sig.cout)
     if sig.op in ("cfem", "frm"):
@@ -42,7 +46,7 @@ class SignatureModel(nn.Module):
         self.op, self.size = sig.op, (sig.out_h, sig.out_w)
 
     def forward(self, x: torch.Tensor, skip: torch.Tensor | None = None):
-        if self.op == "dec":
+        if self.op in ("dec", "saldec"):
             return self.block(x, skip, self.size)
         if self.op == "cfem":
             return self.block(x, skip)
@@ -52,7 +56,7 @@ class SignatureModel(nn.Module):
 def signature_inputs(sig: BlockSignature, batch: int = 1) -> list[tuple[int, ...]]:
     """Input shapes of `SignatureModel(sig)`."""
     shapes = [(batch, sig.cin, sig.h, sig.w)]
-    if sig.op == "dec" and sig.skip:
+    if sig.op in ("dec", "saldec") and sig.skip:
         shapes.append((batch, sig.skip, sig.h, sig.w))
     if sig.op == "cfem":
         shapes.append((batch, sig.cout, sig.out_h, sig.out_w))

@@ -9,18 +9,22 @@ in the manner of once-for-all's `get_active_subnet()`.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+import contextlib
+from collections.abc import Callable, Iterator, Sequence
 from functools import partial
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from hwnas.head import SodHead, check_task, is_sod
 from hwnas.nn.blocks import (
     ConvBnAct,
+    DynamicBlur,
     DynamicConvBlock,
     DynamicConvBnAct,
     DynamicDecoderStep,
+    DynamicFeatureMix,
     DynamicLinearHead,
     DynamicMBConv,
 )
@@ -65,8 +69,11 @@ def run(
 ) -> torch.Tensor:
     """The forward pass shared by the supernet and its extracted subnets (classification, saliency)."""
     levels = encode(x, stem, blocks, stage_ends, last, skip_sources)
-    if task == "classification":
-        return head[0](levels[-1])
+    if task == "classification":  # [feature mix ->] linear
+        y = levels[-1]
+        for block in head:
+            y = block(y)
+        return y
     return decode(head, levels[:-1], levels[-1], tuple(x.shape[-2:]))
 
 
@@ -222,6 +229,7 @@ def _dynamic_encoder(space: SearchSpace) -> tuple[nn.Module, nn.ModuleList, nn.M
                 spec.stride if b == 0 else 1,
                 spec.se,
                 spec.act,
+                first=b == 0,
             )
             for b in range(max(spec.depths))
         ]
@@ -242,11 +250,12 @@ class Supernet(nn.Module):
         self.stem, self.stages, self.last = _dynamic_encoder(space)
         n_enc = 2 + sum(st.depth for st in big.stages)
         if task == "classification":
-            self.head = nn.ModuleList([DynamicLinearHead(big.last, num_classes)])
-        elif task == "saliency":
-            self.head = nn.ModuleList(DynamicDecoderStep(s.cin, s.skip, s.cout, s.kernel, s.act) for s in sigs[n_enc:])
+            self.head = nn.ModuleList(_classifier(sigs[n_enc:]))
+        elif not is_sod(task):
+            self.head = nn.ModuleList(_decoder_step(s) for s in sigs[n_enc:])
         else:
             self._build_sod(sigs, n_enc)
+        self._regularization = (0.0, 0.0)  # (dropout, drop-connect), see `regularized`
         self.set_active(big)
 
     def _build_sod(self, sigs: list[BlockSignature], n_enc: int) -> None:
@@ -282,20 +291,47 @@ class Supernet(nn.Module):
     def _parts(self) -> dict[str, list[BlockSignature]]:
         return split_sod(self._sigs, self.sod, self._n_enc(), _n_levels(self.space))
 
+    @contextlib.contextmanager
+    def regularized(self, *, dropout: float, drop_connect: float) -> Iterator[None]:
+        """AlphaNet's regularisation of the largest subnet, as SalNAS trains its supernet
+        (`train_salnas.py`: `set_dropout_rate(0.2, 0.2, True)` for the largest subnet only, AttentiveNAS
+        `set_dropout_rate`): dropout before the last layer (the saliency map's conv, the classifier) and
+        drop-connect in the blocks of the last two stages at `drop_connect` x i / n (i the block's index
+        among all n of the supernet), where the shortcut is the identity. Training mode only."""
+        previous, self._regularization = self._regularization, (dropout, drop_connect)
+        try:
+            yield
+        finally:
+            self._regularization = previous
+
+    def _drop_rates(self) -> list[float]:
+        """Drop-connect rate of each active block (`regularized`)."""
+        rate = self._regularization[1]
+        n, first, rates = sum(max(spec.depths) for spec in self.space.stages), 0, []
+        for i, (spec, st) in enumerate(zip(self.space.stages, self.arch.stages, strict=True)):
+            late = i >= len(self.space.stages) - 2
+            rates += [rate * (first + b) / n if late else 0.0 for b in range(st.depth)]
+            first += max(spec.depths)
+        return rates
+
     def forward(self, x: torch.Tensor) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
         if hasattr(self, "sod"):
             return self._forward_sod(x)
         sigs = self._sigs
         blocks = self._active_blocks()
         n_enc = 2 + len(blocks)
+        dropout = self._regularization[0] if self.training else 0.0
         if self.task == "classification":
-            head = [partial(self.head[0], sig=sigs[-1])]
+            head = [partial(m, sig=s) for m, s in zip(self.head, sigs[n_enc:], strict=True)]
+            head[-1] = partial(head[-1], dropout=dropout)
         else:
             head = [partial(_dec_call, step, sig) for step, sig in zip(self.head, sigs[n_enc:], strict=True)]
+            last = max(j for j, sig in enumerate(sigs[n_enc:]) if sig.op == "saldec")  # the map's conv
+            head[last] = partial(_dropped, head[last], dropout)
         return run(
             x,
             partial(self.stem, sig=sigs[0]),
-            [partial(m, sig=s) for m, s in blocks],
+            [partial(m, sig=s, drop=d) for (m, s), d in zip(blocks, self._drop_rates(), strict=True)],
             _stage_ends(self.arch),
             partial(self.last, sig=sigs[n_enc - 1]),
             head,
@@ -379,5 +415,22 @@ class Supernet(nn.Module):
         return self.space.block_signatures(arch or self.arch, self.task, self.num_classes)
 
 
-def _dec_call(step: DynamicDecoderStep, sig: BlockSignature, x: torch.Tensor, skip, size) -> torch.Tensor:
+def _dec_call(step: DynamicDecoderStep, sig: BlockSignature, x: torch.Tensor, skip=None, size=None) -> torch.Tensor:
     return step(x, sig, skip, size)
+
+
+def _dropped(step: Callable, p: float, x: torch.Tensor, skip=None, size=None) -> torch.Tensor:
+    """`step` after dropout on its input (SalNAS: before `decode_output6`)."""
+    return step(F.dropout(x, p, training=True) if p > 0 else x, skip, size)
+
+
+def _decoder_step(sig: BlockSignature) -> DynamicDecoderStep | DynamicBlur:
+    if sig.op == "blur":
+        return DynamicBlur(sig.kernel)
+    return DynamicDecoderStep(sig.cin, sig.skip, sig.cout, sig.kernel, sig.act, op=sig.op)
+
+
+def _classifier(sigs: list[BlockSignature]) -> list[nn.Module]:
+    """[AlphaNet's feature mix,] the linear layer, at the largest widths."""
+    mix = [DynamicFeatureMix(s.cin, s.cout, s.act) for s in sigs if s.op == "mix"]
+    return [*mix, DynamicLinearHead(sigs[-1].cin, sigs[-1].cout)]

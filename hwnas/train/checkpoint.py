@@ -123,6 +123,11 @@ def checkpoint_data(data: dict[str, Any], path: str | Path, space: SearchSpace, 
     from hwnas.data import SOURCES, load_data
 
     source = override or data.get("data")
+    if override is None and data.get("converted_from"):
+        raise CheckpointError(
+            f"{path} was converted from the authors' checkpoint (`hwnas convert`) and names no data; pass a "
+            "folder of the task's data with --data to re-estimate a subnet's BN statistics"
+        )
     if override is None and source not in SOURCES:
         raise CheckpointError(
             f"{path} was trained on the folder '{source}'; pass its path with --data to rebuild its batches"

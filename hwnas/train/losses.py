@@ -17,12 +17,16 @@ def _flat(x: torch.Tensor) -> torch.Tensor:
     return x.reshape(x.shape[0], -1).float()
 
 
+KLD_EPS = 2.2204e-16  # the authors' `kldiv` (salnas/losses/loss.py), MATLAB's eps as in the MIT benchmark
+
+
 def kld_loss(pred: torch.Tensor, gt: torch.Tensor) -> torch.Tensor:
-    """Eq. 5: sum_i G_i log(eps + G_i / (P_i + eps)), with P and G normalised to sum 1."""
+    """Eq. 5: sum_i G_i log(eps + G_i / (P_i + eps)), with P and G normalised to sum 1, eps as the
+    authors' `kldiv` (2.2204e-16; a larger one shifts the loss by 1e-4 on 24x32 maps)."""
     p, g = _flat(pred), _flat(gt)
-    p = p / (p.sum(1, keepdim=True) + EPS)
-    g = g / (g.sum(1, keepdim=True) + EPS)
-    return (g * torch.log(EPS + g / (p + EPS))).sum(1).mean()
+    p = p / (p.sum(1, keepdim=True) + KLD_EPS)
+    g = g / (g.sum(1, keepdim=True) + KLD_EPS)
+    return (g * torch.log(KLD_EPS + g / (p + KLD_EPS))).sum(1).mean()
 
 
 def cc_loss(pred: torch.Tensor, gt: torch.Tensor) -> torch.Tensor:
@@ -35,11 +39,11 @@ def cc_loss(pred: torch.Tensor, gt: torch.Tensor) -> torch.Tensor:
 
 
 def nss_loss(pred: torch.Tensor, fixations: torch.Tensor) -> torch.Tensor:
-    """Eq. 7-8: 1 - (1/N) sum over the N fixations of sigmoid(P_bar_i), P_bar the standardised map.
-
-    Eq. 7 is written over all pixels i of sigma(P_bar_i x F_i); read literally, every unfixated
-    pixel would add sigmoid(0) = 0.5, so the sum runs over the fixated pixels, as NSS does.
-    Images without fixations do not contribute.
+    """Eq. 7-8 as the authors' code computes them (chakkritte/SalNAS `salnas/losses/loss.py`,
+    `loss_func` and `nss`): 1 - sigmoid(NSS), where NSS is the batch mean of each image's mean
+    standardised prediction (unbiased std) at its fixations. Eq. 7 puts the sigmoid inside the sum
+    over pixels; their code applies it once, to the batch's NSS. Images without fixations are left
+    out (theirs would divide by zero); a batch without any gives 0.
     """
     p, f = _flat(pred), _flat(fixations)
     p = (p - p.mean(1, keepdim=True)) / (p.std(1, keepdim=True) + EPS)
@@ -47,12 +51,13 @@ def nss_loss(pred: torch.Tensor, fixations: torch.Tensor) -> torch.Tensor:
     has = count > 0
     if not bool(has.any()):
         return p.sum() * 0
-    score = (torch.sigmoid(p) * f).sum(1)[has] / count[has]
-    return (1 - score).mean()
+    nss = ((p * f).sum(1)[has] / count[has]).mean()
+    return 1 - torch.sigmoid(nss)
 
 
 def salnas_loss(pred: torch.Tensor, gt: torch.Tensor, fixations: torch.Tensor) -> torch.Tensor:
-    """Eq. 4: KLD(P, G) + CC(P, G) + NSS(P, F), each term in its loss form."""
+    """Eq. 4: KLD(P, G) + CC(P, G) + NSS(P, F), each term in its loss form, as `loss_func` of the
+    authors' `salnas/losses/loss.py` adds them (`kldiv + (1 - cc) + (1 - sigmoid(nss))`)."""
     return kld_loss(pred, gt) + cc_loss(pred, gt) + nss_loss(pred, fixations)
 
 

@@ -186,7 +186,9 @@ class SelfKD(Baseline):
 
 
 class PSKD(Baseline):
-    """Progressive self-KD: teacher = the previous epoch's student, weight 0.8 x t / T on it."""
+    """Progressive self-KD: teacher = the previous epoch's student, weight 0.8 x (t + 1) / T on it
+    from the second epoch on (t counted from 0), as the authors' `main_pskd.py` and `train_ps_kd`
+    (`salnas/core/trainer.py`) do; the first epoch trains on the ground truth."""
 
     method = "pskd"
 
@@ -205,9 +207,9 @@ class PSKD(Baseline):
         self.table = TeacherTable(predict_all, self.teacher)
 
     def target(self, image, gt, batch, arch, epoch):  # noqa: D102
-        weight = self.alpha_t * epoch / self.epochs
-        if weight == 0:
+        if epoch == 0:
             return gt
+        weight = self.alpha_t * (epoch + 1) / self.epochs
         if self.table.applies(arch, batch):
             return mix(self.table.lookup(self.teacher, batch["index"]), gt, 1 - weight)
         return mix(predict(self.teacher, self.task, image, arch), gt, 1 - weight)
@@ -226,7 +228,8 @@ class PSKD(Baseline):
 
 
 class PKD(Baseline):
-    """A same-architecture teacher trained jointly on the ground truth; the student fits its mix."""
+    """A same-architecture teacher trained jointly on the ground truth; the student fits the
+    teacher's prediction alone, as `train_pkd` of the authors' `salnas/core/trainer.py` does."""
 
     method = "pkd"
 
@@ -235,12 +238,11 @@ class PKD(Baseline):
         task: Task,
         teacher: nn.Module,
         *,
-        alpha: float,
         make_optimizer: Callable[[nn.Module], tuple[torch.optim.Optimizer, Any]],
         grad_clip: float,
     ):
         super().__init__(task)
-        self.teacher, self.alpha, self.grad_clip = teacher, alpha, grad_clip
+        self.teacher, self.grad_clip = teacher, grad_clip
         self.optimizer, self.scheduler = make_optimizer(teacher)
 
     def target(self, image, gt, batch, arch, epoch):  # noqa: D102
@@ -254,7 +256,7 @@ class PKD(Baseline):
             nn.utils.clip_grad_norm_(self.teacher.parameters(), self.grad_clip)
         self.optimizer.step()
         self.scheduler.step()
-        return mix(self.task.prediction(out.detach()), gt, self.alpha)
+        return self.task.prediction(out.detach())
 
     def state_dict(self):  # noqa: D102
         return {

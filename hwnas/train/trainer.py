@@ -15,6 +15,7 @@ good checkpoint in place.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import hashlib
 import math
@@ -54,7 +55,9 @@ class TrainConfig:
     t0: int = 10
     grad_clip: float = 5.0
     sandwich: int = 2
-    inplace_kd: bool = True
+    inplace_kd: bool = True  # train_salnas.py trains every subnet on gt / gt_bar: the CLI turns it off under Self-KD
+    dropout: float = 0.2  # on the largest subnet of a supernet step (train_salnas.py, AlphaNet's config)
+    drop_connect: float = 0.2
     method: str = "baseline"
     alpha: float = 0.5
     seed: int = 0
@@ -78,6 +81,8 @@ class TrainConfig:
             raise HwnasError(f"lr must be a positive number, got {self.lr}")
         if not 0 <= self.alpha <= 1:
             raise HwnasError(f"alpha must be in [0, 1], got {self.alpha}")
+        if not (0 <= self.dropout < 1 and 0 <= self.drop_connect < 1):
+            raise HwnasError(f"dropout and drop_connect must be in [0, 1), got {self.dropout} and {self.drop_connect}")
         if self.sandwich < 0 or self.max_steps < 0 or self.grad_clip < 0:
             raise HwnasError("sandwich, max_steps and grad_clip must not be negative")
         return self
@@ -236,7 +241,7 @@ class _Run:
             return PSKD(self.task, self.model, epochs=c.epochs, predict_all=self.teacher_table())
         if c.method == "pkd":
             teacher = _reinitialise(copy.deepcopy(self.model), c.seed + 1)
-            return PKD(self.task, teacher, alpha=c.alpha, make_optimizer=self.make_optimizer, grad_clip=c.grad_clip)
+            return PKD(self.task, teacher, make_optimizer=self.make_optimizer, grad_clip=c.grad_clip)
         return Baseline(self.task)
 
     def teacher_table(self) -> Callable[[nn.Module], torch.Tensor] | None:
@@ -339,7 +344,7 @@ class _Run:
             gt = task.gt(batch) if inplace_target is None else task.resize(inplace_target, (h, w))
             target = self.distiller.target(batch["image"], gt, batch, arch, self.epoch)
             activate(self.model, arch)
-            with torch.autocast(self.device.type, enabled=c.amp):
+            with torch.autocast(self.device.type, enabled=c.amp), self.regularization(arch):
                 output = self.wrapped(batch["image"])
             loss = task.loss(output, target, batch)
             self.check_finite(loss, f"{where}, subnet {arch or self.model.arch}")
@@ -358,6 +363,14 @@ class _Run:
             self.optimizer.step()
         self.scheduler.step()
         return total / len(archs)
+
+    def regularization(self, arch: Arch | None) -> contextlib.AbstractContextManager:
+        """Dropout and drop-connect on the largest subnet of a supernet step, as SalNAS trains
+        (`Supernet.regularized`); nothing for other subnets or a single subnet."""
+        c = self.config
+        if self.supernet and arch == self.space.max() and (c.dropout or c.drop_connect):
+            return self.model.regularized(dropout=c.dropout, drop_connect=c.drop_connect)
+        return contextlib.nullcontext()
 
     def check_finite(self, loss: torch.Tensor, where: str) -> None:
         bad = torch.tensor([0.0 if torch.isfinite(loss).item() else 1.0])

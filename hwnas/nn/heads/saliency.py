@@ -1,8 +1,10 @@
 """Saliency decoder in the SalNAS manner (Termritthikun et al., Section 3.1.1, Fig. 1).
 
-A U-Net-like decoder whose widths follow the active encoder: starting from the last conv, each
-step is conv3x3-BN-act then a bilinear resize to the next (shallower) encoder feature, which is
-concatenated before the following step; two full-resolution steps end in a one-channel sigmoid map.
+A U-Net-like decoder whose widths follow the active encoder, block for block the authors' (chakkritte/SalNAS
+`salnas/models/attentive_nas_dynamic_model.py`, `decode_output0`..`6`): starting from the last
+conv, each step is conv3x3-BN-act then a 2x bilinear upsampling (align_corners=True) to the next
+(shallower) encoder tap, which is concatenated before the following step; two full-resolution steps
+end in a one-channel sigmoid map, blurred in eval mode unless the task is `saliency/noblur`.
 The step sequence is `SearchSpace._decoder_signatures`; `decode` runs it for both the dynamic and
 the static form.
 """
@@ -31,5 +33,5 @@ def decode(
     for step, skip, size in zip(steps[:n_up], skips, sizes, strict=True):
         x = step(x, skip, size)
     for step in steps[n_up:]:
-        x = step(x, None, None)
+        x = step(x)
     return x
