@@ -32,7 +32,7 @@ from typing import Any
 
 import torch
 
-from hwnas.errors import ArchError, CheckpointError
+from hwnas.errors import ArchError, CheckpointError, HwnasError
 from hwnas.space import Arch, SearchSpace, StageArch
 from hwnas.train.checkpoint import safe_load
 
@@ -284,12 +284,13 @@ def convert_checkpoint(
     AttentiveNAS ImageNet supernet, "salnas" for a SalNAS saliency supernet) as an hwnas
     checkpoint at `out` — a supernet, or with `arch` the subnet of that arch with the stored weights
     and BN statistics as they are. Everything is checked before `out` is written."""
-    from hwnas.head import check_task
+    from hwnas.data.split import IMAGENET_MEAN, IMAGENET_STD
     from hwnas.io import writable_file
     from hwnas.nn.supernet import Supernet
     from hwnas.train.checkpoint import save_checkpoint
 
-    check_task(task)
+    if task not in ("saliency", "classification"):
+        raise HwnasError(f"--task must be saliency or classification, got '{task}'")
     writable_file(out, what="--out")
     foreign = read_foreign(source)
     wanted = "attentivenas" if expect == "alphanet" else "salnas"
@@ -310,7 +311,7 @@ def convert_checkpoint(
         "space_digest": sp.digest(),
         "arch": None if chosen is None else sp.arch_to_dict(chosen),
         "data": None,
-        "normalization": {"mean": [0.485, 0.456, 0.406], "std": [0.229, 0.224, 0.225]},  # theirs: ImageNet's
+        "normalization": {"mean": list(IMAGENET_MEAN), "std": list(IMAGENET_STD)},  # theirs: ImageNet's
         "converted_from": {"layout": foreign.layout, "file": str(source), "fresh": conversion.fresh},
         "config": {},
         "epoch": 0,

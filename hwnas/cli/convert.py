@@ -35,10 +35,6 @@ def alphanet(
     """An AlphaNet or AttentiveNAS ImageNet supernet as an hwnas supernet: the encoder exactly; with
     --task classification the feature mix and classifier too."""
     with user_errors():
-        if task not in ("saliency", "classification"):
-            from hwnas.errors import HwnasError
-
-            raise HwnasError(f"--task must be saliency or classification, got '{task}'")
         _run(checkpoint, out, expect="alphanet", task=task, space=space, arch=arch)
 
 

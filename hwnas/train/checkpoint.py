@@ -63,7 +63,11 @@ def safe_load(path: str | Path, *, reads: str = "its own checkpoints (`hwnas tra
 def load_checkpoint(path: str | Path) -> dict[str, Any]:
     """Read and check an hwnas checkpoint; every problem is one `CheckpointError`."""
     path = Path(path)
-    data = safe_load(path)
+    return check_checkpoint(safe_load(path), path)
+
+
+def check_checkpoint(data: Any, path: Path) -> dict[str, Any]:
+    """`data`, read from `path`, if it is a well-formed hwnas checkpoint; else one `CheckpointError`."""
     if not isinstance(data, dict) or data.get("format") != FORMAT:
         raise CheckpointError(
             f"checkpoint {path} is not an hwnas checkpoint (a bare state_dict or another tool's file?); "

@@ -19,7 +19,7 @@ from torch import nn
 from hwnas.errors import CheckpointError
 from hwnas.head import base_task
 from hwnas.space import SearchSpace
-from hwnas.train.checkpoint import FORMAT, load_checkpoint, safe_load
+from hwnas.train.checkpoint import FORMAT, check_checkpoint, safe_load
 
 ENCODER = ("stem", "stages", "last")
 
@@ -61,7 +61,7 @@ def _weights(path: Path, space: SearchSpace, task: str) -> tuple[dict[str, torch
     """(hwnas-keyed weights, what the file is, whether its head is for `task`)."""
     data = safe_load(path, reads="hwnas checkpoints and the authors' AlphaNet/AttentiveNAS/SalNAS checkpoints")
     if isinstance(data, dict) and data.get("format") == FORMAT:
-        data = load_checkpoint(path)
+        data = check_checkpoint(data, path)
         if data["kind"] != "supernet":
             raise CheckpointError(f"--init {path} holds one subnet; a supernet checkpoint is needed")
         return data["model"], f"hwnas {data['task']} supernet", base_task(data["task"]) == base_task(task)
