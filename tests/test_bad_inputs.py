@@ -128,7 +128,27 @@ CASES = [
     ("lut-samples", "lut validate --device cpu --space mini --lut LUT --samples 2 DEV", "--samples must be at least 4"),
     # training: data folders, flags, checkpoints
     ("train-data-missing", "train supernet --space mini --data T/nodata --out T/x.pt", "neither a built-in set"),
-    ("train-data-incomplete", "train supernet --space mini --data T/data --out T/x.pt", "missing folder maps/train"),
+    (
+        "train-data-incomplete",
+        "train supernet --space mini --data T/data --out T/x.pt",
+        "no dataset format found in T/data (it holds: images); known formats: SALICON",
+    ),
+    # dataset folders and evaluation
+    ("data-check-missing", "data check T/nodata", "data folder T/nodata does not exist"),
+    ("data-check-unknown", "data check T/data", "no dataset format found in T/data"),
+    ("data-check-json", "data check T/duts-size --json T/data", "--json file T/data is a folder"),
+    ("data-check-mask-size", "data check T/duts-size", "a mask must have its image's size"),
+    ("evaluate-split", "evaluate --supernet CKPT --arch min --split train", "--split must be one of val, test"),
+    ("evaluate-sauc", "evaluate --supernet CKPT --arch min --sauc judd", "--sauc must be one of all, mit"),
+    ("evaluate-data-missing", "evaluate --supernet CKPT --arch min --data T/nodata", "data folder T/nodata does not"),
+    ("evaluate-task", "evaluate --supernet CKPT --arch min --data T/duts-grey", "holds no saliency dataset"),
+    ("evaluate-ckpt", "evaluate --supernet T/garbage.pt --arch min", "corrupted or not a torch file"),
+    ("evaluate-arch", "evaluate --supernet CKPT --arch T/trunc.json", "is not valid JSON"),
+    (
+        "evaluate-submission-file",
+        "evaluate --supernet CKPT --arch min --submission T/bad.toml",
+        "--submission folder T/bad.toml exists and is not empty",
+    ),
     ("train-epochs", "train supernet --space mini --epochs 0 --out T/x.pt", "epochs must be at least 1"),
     ("train-task", "train supernet --space mini --task sod/afe2 --out T/x.pt", "unknown SOD task 'sod/afe2'"),
     ("train-sod-mask-grey", "train supernet --space mini --task sod --data T/duts-grey --out T/x.pt", "is not binary"),

@@ -109,14 +109,17 @@ def test_salicon_missing_maps_are_named(tmp_path):
     _write(root, "train", "extra")
     (root / "maps" / "train" / "extra.png").unlink()
     (root / "fixations" / "train" / "tr0.png").unlink()
-    with pytest.raises(DataError, match=r"2 of 3 images in images/train have no map or fixations: extra.jpg \(maps\)"):
+    with pytest.raises(
+        DataError,
+        match=r"2 of 3 images in images/train have no ground truth file: extra.jpg \(map\), tr0.jpg \(fixations\)",
+    ):
         load_data(str(root), task="saliency", size=(24, 32))
 
 
 def test_salicon_map_of_another_size_is_refused(tmp_path):
     root = _folder(tmp_path)
     _write(root, "val", "odd", size=(40, 30), map_size=(20, 15))
-    with pytest.raises(DataError, match="odd.jpg is 40x30 but its map is 20x15"):
+    with pytest.raises(DataError, match="odd.jpg is 40x30 but its map odd.png is 20x15"):
         load_data(str(root), task="saliency", size=(24, 32))
 
 
@@ -125,8 +128,11 @@ def test_salicon_bad_layouts(tmp_path):
     (root / "images" / "val" / "va0.png").write_bytes(b"not an image")
     with pytest.raises(DataError, match="cannot read image .*va0.png"):
         load_data(str(root), task="saliency", size=(24, 32))
-    with pytest.raises(DataError, match="missing folder maps/train"):
+    with pytest.raises(DataError, match=r"no dataset format found in .*empty \(it holds: images\); known formats"):
         (tmp_path / "empty" / "images" / "train").mkdir(parents=True)
+        load_data(str(tmp_path / "empty"), task="saliency", size=(24, 32))
+    (tmp_path / "empty" / "maps" / "train").mkdir(parents=True)
+    with pytest.raises(DataError, match="SALICON dataset .*: missing split images/val"):
         load_data(str(tmp_path / "empty"), task="saliency", size=(24, 32))
     with pytest.raises(DataError, match="neither a built-in set"):
         load_data(str(tmp_path / "nowhere"), task="saliency", size=(24, 32))

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import torch
 
+from hwnas.errors import HwnasError
 from hwnas.train import losses, metrics
 
 
@@ -19,11 +20,16 @@ def test_cc_hand_computed():
     x = rng.random((8, 8))
     assert metrics.cc(x, x) == pytest.approx(1.0)
     assert metrics.cc(x, 1 - x) == pytest.approx(-1.0)
+    assert metrics.cc(np.full((8, 8), 0.3), x) == 0.0  # a constant prediction: pysaliency's 0, not NaN
 
 
 def test_kld_hand_computed_and_zero_on_itself():
     uniform, peaked = np.ones((2, 2)), np.array([[2.0, 0.0], [0.0, 2.0]])
     assert metrics.kld(uniform, peaked) == pytest.approx(math.log(2), rel=1e-9)
+    # MIT's eps inside the log: .5 log(eps + .5 / (0 + eps)) at each fixated half
+    assert metrics.kld(np.array([[1.0, 0.0]]), np.array([[0.0, 1.0]])) == pytest.approx(
+        math.log(metrics.EPS + 1 / metrics.EPS)
+    )
     assert metrics.kld(peaked, peaked) == pytest.approx(0.0, abs=1e-12)
 
 
@@ -54,36 +60,141 @@ def test_auc_of_a_random_map_is_about_one_half():
     rng = np.random.default_rng(2)
     sal, fix = rng.random((64, 64)), rng.random((64, 64)) < 0.05
     assert metrics.auc_judd(sal, fix) == pytest.approx(0.5, abs=0.05)
-    assert metrics.sauc(sal, fix, rng.random((64, 64)) < 0.05) == pytest.approx(0.5, abs=0.05)
+    assert metrics.auc_borji(sal, fix, rng) == pytest.approx(0.5, abs=0.05)
+    counts = rng.integers(0, 3, (64, 64))
+    assert metrics.sauc(sal, np.argwhere(fix), counts) == pytest.approx(0.5, abs=0.05)
 
 
-def test_sauc_uses_other_fixations_as_negatives():
-    sal = np.array([[0.9, 0.2, 0.5, 0.1]])
-    fix = np.array([[0, 0, 1, 0]])
-    other = np.array([[1, 1, 1, 1]])  # the fixated pixel itself is not a negative
-    assert metrics.sauc(sal, fix, other) == pytest.approx(2 / 3)
+def test_auc_counts_ties_one_half_and_weights_negatives():
     assert metrics.auc(np.array([1.0, 2.0]), np.array([2.0, 0.0])) == pytest.approx(0.625)  # a tie counts 1/2
+    # negatives 0 (x1) and 3 (x3); positive 2 beats one of four negatives
+    assert metrics.auc(np.array([2.0]), np.array([0.0, 3.0]), np.array([1, 3])) == pytest.approx(0.25)
 
 
-def test_information_gain_hand_computed():
-    value = metrics.information_gain(np.array([[1.0, 3.0]]), np.array([[0, 1]]), np.array([[1.0, 1.0]]))
-    assert value == pytest.approx(math.log2(1.5))
-    base = metrics.center_bias(9, 9)
-    assert base.argmax() == 40 and metrics.information_gain(base, np.ones((9, 9)), base) == pytest.approx(0.0)
+def test_sauc_equals_a_count_weighted_auc_by_brute_force():
+    """Every (positive fixation, negative fixation) pair, each counted as often as it occurs."""
+    rng = np.random.default_rng(4)
+    sal = np.round(rng.random((10, 12)), 1)  # rounded: many ties
+    points = rng.integers(0, [10, 12], size=(15, 2))
+    points = np.concatenate([points, points[:4]])  # fixated twice
+    counts = rng.integers(0, 4, size=(10, 12))
+    pos = sal[points[:, 0], points[:, 1]]
+    neg = np.repeat(sal.ravel(), counts.ravel())
+    wins = (pos[:, None] > neg[None, :]).sum() + 0.5 * (pos[:, None] == neg[None, :]).sum()
+    assert metrics.sauc(sal, points, counts) == pytest.approx(wins / (pos.size * neg.size), abs=1e-12)
+
+
+def _centre_biased_set(n: int, size: tuple[int, int], seed: int) -> list[np.ndarray]:
+    rng = np.random.default_rng(seed)
+    h, w = size
+    out = []
+    for _ in range(n):
+        k = int(rng.integers(5, 20))
+        ys = np.clip(rng.normal(h / 2, h / 6, k), 0, h - 1).astype(np.int64)
+        xs = np.clip(rng.normal(w / 2, w / 6, k), 0, w - 1).astype(np.int64)
+        out.append(np.stack([ys, xs], 1))
+    return out
+
+
+@pytest.mark.parametrize("shuffle", ["all", "mit"])
+def test_the_centre_prior_scores_sauc_one_half_but_a_high_auc(shuffle):
+    """sAUC discounts centre bias: a prediction that is only the centre prior scores about 0.5, on
+    300 images whose fixations are centre-biased, while its AUC-Judd is high."""
+    size = (48, 64)
+    train, scored = _centre_biased_set(300, size, 0), _centre_biased_set(300, size, 1)
+    prior = metrics.CenterBias.from_points(train, [size] * 300).at(size)
+    scores = metrics.score_saliency([prior] * 300, [prior] * 300, scored, shuffle=shuffle)
+    assert scores["sauc"] == pytest.approx(0.5, abs=0.03)
+    assert scores["auc_judd"] > 0.8 and scores["auc_borji"] > 0.75
+
+
+def test_metrics_equal_pysaliency_on_the_same_maps():
+    """tests/data/saliency_metrics: values pysaliency 0.2.22 computed (tools/saliency_metric_fixtures.py)."""
+    folder = Path(__file__).parent / "data" / "saliency_metrics"
+    ref = json.loads((folder / "pysaliency.json").read_text())
+    with np.load(folder / "inputs.npz", allow_pickle=False) as z:
+        n = len(ref["cc"])
+        sal, gt, points = ([z[f"{k}{i}"] for i in range(n)] for k in ("sal", "gt", "points"))
+    sizes = [s.shape for s in sal]
+    assert len(set(sizes)) == 2 and any(len(np.unique(p, axis=0)) < len(p) for p in points)
+    for i in range(n):
+        others = np.zeros(sizes[i], dtype=np.int64)
+        for j in range(n):
+            if j != i:  # other images' fixations scaled as pysaliency scales them
+                np.add.at(others, tuple(metrics.scaled_points(points[j], sizes[j], sizes[i]).T), 1)
+        assert metrics.sauc(sal[i], points[i], others) == pytest.approx(ref["sauc"][i], abs=1e-12)
+        fix = metrics.fixation_map(points[i], sizes[i])
+        assert metrics.auc_judd(sal[i], fix) == pytest.approx(ref["auc_judd"][i], abs=1e-12)
+        k = sal[i].size  # pysaliency's NSS divides by the population std, MATLAB's NSS.m by the sample std
+        assert metrics.nss(sal[i], fix) * np.sqrt(k / (k - 1)) == pytest.approx(ref["nss_ddof0"][i], rel=1e-9)
+        assert metrics.cc(sal[i], gt[i]) == pytest.approx(ref["cc"][i], abs=1e-12)
+        assert metrics.kld(sal[i], gt[i]) == pytest.approx(ref["kld"][i], abs=1e-12)
+        # pysaliency's SIM does not subtract a non-negative map's minimum; similarity.m does
+        assert metrics.sim(sal[i], gt[i]) == pytest.approx(ref["sim_of_min_subtracted"][i], abs=1e-12)
+    scores = metrics.score_saliency(sal, gt, points)
+    assert scores["sauc"] == pytest.approx(np.mean(ref["sauc"]), abs=1e-12)
+
+
+def test_mit_split_auc_hand_computed():
+    # positives .95 and .25; negatives .55 and .05: thresholds 1.0 .. 0.0 step .1
+    # tp/fp: >=.9 (.5, 0), >=.5 (.5, .5), >=.2 (1, .5), >=0 (1, 1): area .25 + .5 = .75
+    area = metrics._split_auc(np.array([0.95, 0.25]), np.array([[0.55], [0.05]]), 0.1)
+    assert area == pytest.approx([0.75])
+
+
+def test_auc_borji_and_mit_sauc_draw_as_the_mit_code():
+    rng = np.random.default_rng(5)
+    sal = rng.random((9, 11))
+    fix = rng.random((9, 11)) < 0.2
+    s = (sal - sal.min()) / (sal.max() - sal.min())
+    draws = np.random.default_rng(6).integers(0, sal.size, size=(int(fix.sum()), 100))
+    expected = metrics._split_auc(s.ravel()[fix.ravel()], s.ravel()[draws], 0.1).mean()
+    assert metrics.auc_borji(sal, fix, np.random.default_rng(6)) == pytest.approx(expected)
+    other = rng.random((9, 11)) < 0.1  # fewer other fixations than own: all of them, 100 times
+    value = metrics.sauc_mit(sal, fix, other, np.random.default_rng(7))
+    only = metrics._split_auc(s.ravel()[fix.ravel()], s.ravel()[other.ravel()][:, None], 0.1)[0]
+    assert value == pytest.approx(only)
+
+
+def test_information_gain_hand_computed_with_the_mit_normalisation():
+    # prediction (1, 3) -> min-max (0, 1) -> (0, 1); baseline (1, 2) -> (0, 1): equal at the fixation
+    assert metrics.information_gain(np.array([[1.0, 3.0]]), np.array([[0, 1]]), np.array([[1.0, 2.0]])) == (
+        pytest.approx(0.0, abs=1e-12)
+    )
+    # prediction (0, 1, 1) -> (0, .5, .5); baseline (0, 1, 3) -> (0, 1/3, 1) / (4/3) = (0, .25, .75)
+    value = metrics.information_gain(np.array([[0.0, 1.0, 1.0]]), np.array([[0, 1, 0]]), np.array([[0.0, 1.0, 3.0]]))
+    assert value == pytest.approx(math.log2(0.5 / 0.25))
+
+
+def test_center_bias_follows_the_training_fixations():
+    size = (30, 40)
+    left = [np.array([[15, 5], [14, 6], [16, 4]])] * 10  # every fixation on the left
+    bias = metrics.CenterBias.from_points(left, [size] * 10)
+    density = bias.at(size)
+    assert density.shape == size and density.sum() == pytest.approx(1.0)
+    assert np.unravel_index(density.argmax(), size)[1] < 10
+    assert bias.at((60, 80)).argmax() // 80 == pytest.approx(30, abs=3)  # same place at twice the size
+    with pytest.raises(HwnasError, match="fixations"):
+        metrics.CenterBias.from_points([np.zeros((0, 2), dtype=np.int64)], [size])
 
 
 def test_score_saliency_averages_and_shuffles_across_images():
     rng = np.random.default_rng(3)
-    gt = rng.random((3, 12, 12))
-    fix = rng.random((3, 12, 12)) < 0.1
-    scores = metrics.score_saliency(gt, gt, fix)
+    gt = list(rng.random((3, 12, 12)))
+    points = [np.argwhere(rng.random((12, 12)) < 0.1) for _ in range(3)]
+    bias = metrics.CenterBias.from_points(points, [(12, 12)] * 3)
+    scores = metrics.score_saliency(gt, gt, points, baseline=bias)
     assert scores["cc"] == pytest.approx(1.0) and scores["kld"] == pytest.approx(0.0, abs=1e-9)
-    other = fix[1] | fix[2]
-    expected = np.mean(
-        [metrics.sauc(gt[0], fix[0], other), *(metrics.sauc(gt[i], fix[i], fix.sum(0) - fix[i]) for i in (1, 2))]
-    )
-    assert scores["sauc"] == pytest.approx(expected)
-    assert set(scores) == set(metrics.SALIENCY_METRICS)
+    counts = [np.zeros((12, 12), dtype=np.int64) for _ in range(3)]
+    for i in range(3):
+        for j in range(3):
+            if j != i:
+                np.add.at(counts[i], tuple(points[j].T), 1)
+    assert scores["sauc"] == pytest.approx(np.mean([metrics.sauc(gt[i], points[i], counts[i]) for i in range(3)]))
+    assert set(scores) == set(metrics.SALIENCY_METRICS) and np.isfinite(scores["ig"])
+    assert math.isnan(metrics.score_saliency(gt, gt, points)["ig"])  # no baseline, no IG
+    with pytest.raises(HwnasError, match="allowed: all, mit"):
+        metrics.score_saliency(gt, gt, points, shuffle="borji")
 
 
 def test_top1():

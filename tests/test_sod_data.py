@@ -6,7 +6,7 @@ import torch
 from PIL import Image
 
 from hwnas.data import DataError, load_data
-from hwnas.data.sod import read_duts, synthetic_sod
+from hwnas.data.sod import synthetic_sod
 
 
 def test_synthetic_sod_is_a_function_of_seed_and_index():
@@ -83,18 +83,20 @@ def test_duts_folder_reads_with_a_seeded_split(tmp_path):
         _write(tmp_path, "DUTS-TR", f"tr{i}")
     for i in range(3):
         _write(tmp_path, "DUTS-TE", f"te{i}", size=(40, 30), suffix=".jpg")  # DUTS's form, another size
-    train, val, test = read_duts(tmp_path, (24, 32))
+    data = load_data(str(tmp_path), task="sod", size=(24, 32))
+    train, val = data.train, data.val
     assert (len(train), len(val)) == (9, 1)  # 10% of 10, at least 1
     assert train.images.shape == (9, 3, 24, 32) and val.fields["mask"].shape == (1, 1, 24, 32)
     expected = torch.zeros(24, 32, dtype=torch.uint8)
     expected[6:12, 8:16] = 255  # at the stored size a mask comes back unchanged
     assert all(torch.equal(m[0], expected) for m in train.fields["mask"])
     assert not any(torch.equal(val.images[0], img) for img in train.images)  # a partition
-    t = test()
+    t = data.test
     assert t.images.shape == (3, 3, 24, 32) and set(t.fields["mask"].unique().tolist()) == {0, 255}
-    train2, val2, _ = read_duts(tmp_path, (24, 32), val_fraction=0.3)
-    assert (len(train2), len(val2)) == (7, 3)
-    assert torch.equal(read_duts(tmp_path, (24, 32), val_fraction=0.3)[1].images, val2.images)  # seeded
+    assert [truth.size for truth in t.truths] == [(30, 40)] * 3  # the original size, for scoring
+    val2 = load_data(str(tmp_path), task="sod", size=(24, 32), seed=1).val
+    assert torch.equal(load_data(str(tmp_path), task="sod", size=(24, 32), seed=1).val.images, val2.images)  # seeded
+    assert not torch.equal(val2.images, val.images)
     data = load_data(str(tmp_path), task="sod+focus", size=(12, 16), seed=0)
     assert data.name == tmp_path.name and len(data.train) == 9 and data.test.images.shape == (3, 3, 12, 16)
 
@@ -107,7 +109,8 @@ def test_duts_masks_0_1_and_anti_aliased_edges_become_0_255(tmp_path):
     soft[1, 3:9] = 200  # above it: over 128, object
     _write(tmp_path, "DUTS-TR", "a", mask=ones)
     _write(tmp_path, "DUTS-TR", "b", mask=soft)
-    train, val, _ = read_duts(tmp_path, (24, 32))
+    data = load_data(str(tmp_path), task="sod", size=(24, 32))
+    train, val = data.train, data.val
     got = sorted((s.fields["mask"][0, 0] for s in (train, val)), key=lambda m: int((m > 0).sum()))  # 48, 54 px
     assert torch.equal(got[0], torch.from_numpy(ones * 255))
     expected = ones * 255
@@ -119,38 +122,40 @@ def test_duts_non_binary_mask_is_refused(tmp_path):
     _write(tmp_path, "DUTS-TR", "good")
     _write(tmp_path, "DUTS-TR", "grey", mask=(np.arange(24 * 32) % 256).astype(np.uint8).reshape(24, 32))
     with pytest.raises(DataError, match=r"mask grey.png is not binary: it has 256 distinct values \(0\.\.255\)"):
-        read_duts(tmp_path, (24, 32))
+        load_data(str(tmp_path), task="sod", size=(24, 32))
 
 
 def test_duts_mask_of_another_size_is_refused(tmp_path):
     _write(tmp_path, "DUTS-TR", "good")
     _write(tmp_path, "DUTS-TR", "odd", size=(40, 30), mask_size=(20, 15))
     with pytest.raises(DataError, match="odd.png is 40x30 but its mask odd.png is 20x15"):
-        read_duts(tmp_path, (24, 32))
+        load_data(str(tmp_path), task="sod", size=(24, 32))
 
 
 def test_duts_missing_masks_are_named(tmp_path):
     _write(tmp_path, "DUTS-TR", "good")
     _write(tmp_path, "DUTS-TR", "good2")
     _write(tmp_path, "DUTS-TR", "extra", mask=False)
-    with pytest.raises(DataError, match=r"1 of 3 images in DUTS-TR/DUTS-TR-Image have no mask .*: extra.png"):
-        read_duts(tmp_path, (24, 32))
+    with pytest.raises(
+        DataError, match=r"1 of 3 images in DUTS-TR/DUTS-TR-Image have no ground truth file: extra.png \(mask\)"
+    ):
+        load_data(str(tmp_path), task="sod", size=(24, 32))
 
 
 def test_duts_bad_layouts(tmp_path):
     (tmp_path / "DUTS-TR" / "DUTS-TR-Image").mkdir(parents=True)
-    with pytest.raises(DataError, match="missing folder DUTS-TR/DUTS-TR-Mask; expected DUTS-TR/DUTS-TR-Image/NAME"):
-        read_duts(tmp_path, (24, 32))
+    with pytest.raises(DataError, match=r"missing folder DUTS-TR/DUTS-TR-Mask \(masks\)"):
+        load_data(str(tmp_path), task="sod", size=(24, 32))
     (tmp_path / "DUTS-TR" / "DUTS-TR-Mask").mkdir()
     with pytest.raises(DataError, match=r"no .jpg/.png images in DUTS-TR/DUTS-TR-Image"):
         load_data(str(tmp_path), task="sod", size=(24, 32))
     _write(tmp_path, "DUTS-TR", "only")
-    with pytest.raises(DataError, match="has 1 image.*need 2"):
-        read_duts(tmp_path, (24, 32))
+    with pytest.raises(DataError, match="1 labelled image.*need at least 2"):
+        load_data(str(tmp_path), task="sod", size=(24, 32))
     _write(tmp_path, "DUTS-TR", "broken", image=False)
     (tmp_path / "DUTS-TR" / "DUTS-TR-Image" / "broken.jpg").write_bytes(b"not a jpeg")
     with pytest.raises(DataError, match=r"cannot read image .*broken.jpg"):
-        read_duts(tmp_path, (24, 32))
+        load_data(str(tmp_path), task="sod", size=(24, 32))
 
 
 def test_duts_without_test_split_says_so_when_asked(tmp_path):
@@ -158,5 +163,5 @@ def test_duts_without_test_split_says_so_when_asked(tmp_path):
         _write(tmp_path, "DUTS-TR", f"tr{i}")
     data = load_data(str(tmp_path), task="sod", size=(24, 32))  # no DUTS-TE: fine until the test split is asked
     assert len(data.train) + len(data.val) == 3
-    with pytest.raises(DataError, match=r"has no test split \(DUTS-TE/DUTS-TE-Image"):
+    with pytest.raises(DataError, match=r"DUTS dataset .* has no test split \(it has: train, val\)"):
         _ = data.test

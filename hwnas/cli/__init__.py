@@ -11,7 +11,7 @@ from typing import Annotated
 
 import typer
 
-from hwnas.cli import convert, deploy, devices, search, spaces, train
+from hwnas.cli import convert, data, deploy, devices, evaluate, search, spaces, train
 
 app = typer.Typer(
     help="hwnas: hardware-aware latency profiling, architecture search and export.",
@@ -39,7 +39,7 @@ def _root(
     """hwnas: hardware-aware latency profiling, architecture search and export."""
 
 
-for group in (spaces, devices, train, search, deploy, convert):
+for group in (spaces, devices, data, train, search, evaluate, deploy, convert):
     group.register(app)
 
 

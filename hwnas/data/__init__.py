@@ -8,7 +8,7 @@ from pathlib import Path
 from hwnas.data.split import DataError, DataSet, Split
 from hwnas.head import base_task
 
-__all__ = ["DataError", "DataSet", "Split", "load_data", "SOURCES"]
+__all__ = ["DataError", "DataSet", "Split", "load_data", "load_folder", "SOURCES"]
 
 SOURCES = {"synthetic": ("saliency", "sod"), "digits": ("classification",)}  # built-in source -> its tasks
 
@@ -20,8 +20,8 @@ def load_data(
 
     source: "synthetic" (procedural saliency or SOD scenes, `train_size` + `val_size` of them, and
     as many as `val_size` for the test split), "digits" (scikit-learn digits, classification) or the
-    path of a folder: SALICON layout for saliency (its test split: images/test, maps/test,
-    fixations/test), DUTS layout for sod (train and validation from DUTS-TR, test DUTS-TE).
+    path of a dataset folder in a format users download (`hwnas.data.layout`: SALICON, MIT1003,
+    CAT2000, OSIE for saliency; DUTS for sod: train and validation from DUTS-TR, test DUTS-TE).
 
     A SOD variant ("sod/unet", "sod+focus", ...) is served as "sod"; the `DataSet` keeps `task` as given.
     """
@@ -43,22 +43,53 @@ def load_data(
 
         train, val, test = digits(size, seed)
         return DataSet(name="digits", task=task, train=train, val=val, num_classes=10, make_test=lambda: test)
-    root = Path(source)
-    if not root.is_dir():
-        raise DataError(f"data '{source}' is neither a built-in set ({', '.join(SOURCES)}) nor an existing folder")
-    if base == "sod":
-        from hwnas.data.sod import read_duts
+    return load_folder(Path(source), task=task, size=size, seed=seed)
 
-        train, val, test = read_duts(root, size, seed=seed)
-        return DataSet(name=root.name, task=task, train=train, val=val, make_test=test)
-    if task != "saliency":
-        raise DataError(f"a data folder is read in the SALICON layout, which is for the saliency task, not {task}")
-    from hwnas.data.saliency import read_split
+
+def load_folder(
+    root: Path, *, task: str, size: tuple[int, int], seed: int = 0, train_limit: int | None = None
+) -> DataSet:
+    """A `DataSet` of the dataset folder at `root` (any format of `hwnas.data.layout`) at (height,
+    width) `size`; its test split is read when first asked for (a `DataError` if it has none).
+    `train_limit` reads only the first so many training images (enough to re-estimate BN statistics
+    for scoring); IG's centre bias then still comes from every training fixation."""
+    from hwnas.data.layout import detect
+
+    if not root.is_dir():
+        raise DataError(f"data '{root}' is neither a built-in set ({', '.join(SOURCES)}) nor an existing folder")
+    layout = detect(root, seed=seed)
+    base = base_task(task)
+    if layout.task != base:
+        raise DataError(f"{root} is a {layout.format} dataset, for the {layout.task} task, not {task}")
+    for which in ("train", "val"):
+        if which not in layout.labelled:
+            raise DataError(
+                f"{layout.format} dataset {root} has no labelled {which} split; "
+                + ("train on DUTS-TR" if base == "sod" else "it cannot be trained on")
+            )
+    read = read_reader(layout)
 
     def test() -> Split:
-        if not (root / "images" / "test").is_dir():
-            raise DataError(f"saliency dataset {root} has no test split (images/test, maps/test, fixations/test)")
-        return read_split(root, "test", size)
+        return read(layout, "test", size)
 
-    train, val = read_split(root, "train", size), read_split(root, "val", size)
-    return DataSet(name=root.name, task=task, train=train, val=val, make_test=test)
+    bias = None
+    if train_limit is not None and layout.task == "saliency":  # IG's baseline: every training fixation
+        from hwnas.data.saliency import fixations_only
+        from hwnas.train.metrics import CenterBias
+
+        bias = CenterBias.from_points(*fixations_only(layout, "train"))
+    return DataSet(
+        name=root.name, task=task, train=read(layout, "train", size, limit=train_limit),
+        val=read(layout, "val", size), make_test=test, bias=bias,
+    )  # fmt: skip
+
+
+def read_reader(layout):
+    """The split reader of a layout's task: `read_saliency` or `read_sod`."""
+    if layout.task == "sod":
+        from hwnas.data.sod import read_sod
+
+        return read_sod
+    from hwnas.data.saliency import read_saliency
+
+    return read_saliency

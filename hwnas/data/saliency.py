@@ -1,88 +1,119 @@
-"""Saliency datasets in the SALICON layout (which MIT1003, CAT2000 and OSIE are usually converted to):
+"""Reading a saliency dataset's split (any `hwnas.data.layout` format) into a `Split`.
 
-    ROOT/images/{train,val}/NAME.jpg|.jpeg|.png   RGB stimuli
-    ROOT/maps/{train,val}/NAME.png                continuous fixation maps (grey, 0-255)
-    ROOT/fixations/{train,val}/NAME.png           binary fixation maps (non-zero = fixated)
-
-SALICON ships its fixations as .mat files; convert them to binary PNGs of the image's size (the
-form most saliency repositories use). Images may differ in size from one another; each is resized
-to the requested resolution on load. An image's map and fixations must have the image's size.
+Images, maps and fixation maps are stored resized to the requested resolution (fixations moved to
+their scaled pixels); each image's original-size ground truth is kept as a `Truth` (its fixations
+as read, its map read again from disk when scored), for scoring as the benchmarks do. An image's map
+and fixation matrix must have its size; an image must have at least one fixation inside it.
 """
 
 from __future__ import annotations
 
-from pathlib import Path
+from collections.abc import Callable
+from functools import partial
 
 import numpy as np
 import torch
 
+from hwnas.data.fixations import density, inside, read_cat2000_mat, read_fixation_image, read_salicon_mat
+from hwnas.data.images import read_image, size_text
+from hwnas.data.layout import Item, Layout
 from hwnas.data.split import DataError, Split, resize_fixations, resize_uint8
-
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
-SPLITS = ("train", "val")
+from hwnas.data.truth import Truth
 
 
-def _examples(names: list[str], limit: int = 3) -> str:
-    return ", ".join(names[:limit]) + (", ..." if len(names) > limit else "")
-
-
-def _find(folder: Path, stem: str) -> Path | None:
-    for suffix in (".png", *IMAGE_SUFFIXES):
-        path = folder / f"{stem}{suffix}"
-        if path.is_file():
-            return path
-    return None
-
-
-def _read(path: Path, mode: str) -> np.ndarray:
-    from PIL import Image, UnidentifiedImageError
-
-    try:
-        with Image.open(path) as img:
-            return np.array(img.convert(mode))
-    except (UnidentifiedImageError, OSError, ValueError) as exc:
-        raise DataError(f"cannot read image {path}: {exc}") from None
-
-
-def read_split(root: Path, which: str, size: tuple[int, int], limit: int | None = None) -> Split:
-    """Read ROOT/*/`which` at (height, width) `size`; every problem is one `DataError`."""
-    folders = {kind: root / kind / which for kind in ("images", "maps", "fixations")}
-    for kind, folder in folders.items():
-        if not folder.is_dir():
-            raise DataError(
-                f"saliency dataset {root}: missing folder {kind}/{which}; expected images/, maps/ and fixations/ "
-                f"each with train/ and val/ (SALICON layout)"
-            )
-    images = sorted(p for p in folders["images"].iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
-    if not images:
-        raise DataError(f"saliency dataset {root}: no .jpg/.png images in images/{which}")
-    images = images[:limit] if limit else images
-    pairs, missing = [], []
-    for img in images:
-        found = {kind: _find(folders[kind], img.stem) for kind in ("maps", "fixations")}
-        if None in found.values():
-            missing.append(f"{img.name} ({', '.join(k for k, v in found.items() if v is None)})")
-        pairs.append((img, found["maps"], found["fixations"]))
-    if missing:
-        raise DataError(
-            f"saliency dataset {root}: {len(missing)} of {len(images)} images in images/{which} have no map or "
-            f"fixations: {_examples(missing)}"
-        )
-    h, w = size
-    out_img = torch.empty((len(pairs), 3, h, w), dtype=torch.uint8)
-    out_map = torch.empty((len(pairs), 1, h, w), dtype=torch.uint8)
-    out_fix = torch.empty((len(pairs), 1, h, w), dtype=torch.bool)
-    for i, (img_path, map_path, fix_path) in enumerate(pairs):
-        img, sal, fix = _read(img_path, "RGB"), _read(map_path, "L"), _read(fix_path, "L")
-        for other, kind in ((sal, "map"), (fix, "fixation map")):
-            if other.shape[:2] != img.shape[:2]:
+def _points(layout: Layout, item: Item, size: tuple[int, int]) -> np.ndarray:
+    if item.points is not None:
+        return item.points
+    path = item.fixations
+    if path.suffix.lower() == ".mat":
+        if layout.format == "CAT2000":
+            pts, shape = read_cat2000_mat(path)
+            if shape != size:
                 raise DataError(
-                    f"saliency dataset {root}: {img_path.name} is {img.shape[1]}x{img.shape[0]} but its {kind} is "
-                    f"{other.shape[1]}x{other.shape[0]}; a map must have its image's size"
+                    f"{layout.format} dataset {layout.root}: {item.image.name} is {size_text(size)} but its fixations "
+                    f"{path.name} are {size_text(shape)}; a fixation matrix must have its image's size"
                 )
-        if not fix.any():
-            raise DataError(f"saliency dataset {root}: fixation map {fix_path.name} has no fixations")
-        out_img[i] = resize_uint8(torch.from_numpy(img).permute(2, 0, 1)[None], size)[0]
-        out_map[i] = resize_uint8(torch.from_numpy(sal)[None, None], size)[0]
-        out_fix[i] = resize_fixations(torch.from_numpy(fix > 0)[None, None], size)[0]
-    return Split(out_img, {"map": out_map, "fix": out_fix})
+            return pts
+        return read_salicon_mat(path)
+    fix = read_image(path, "L")
+    if fix.shape != size:
+        raise DataError(
+            f"{layout.format} dataset {layout.root}: {item.image.name} is {size_text(size)} but its fixation map "
+            f"{path.name} is {size_text(fix.shape)}; a map must have its image's size"
+        )
+    return read_fixation_image(path, layout.fixation_threshold)
+
+
+def _map_reader(layout: Layout, item: Item, points: np.ndarray, size: tuple[int, int]) -> Callable[[], np.ndarray]:
+    if layout.map_sigma is not None:
+        return partial(density, points, size, layout.map_sigma * size[1])
+    return partial(read_image, item.target, "L")
+
+
+def load_item(layout: Layout, item: Item, labelled: bool) -> tuple[np.ndarray, Truth]:
+    """One image (uint8 H x W x 3) and its original-size `Truth`, checked."""
+    img = read_image(item.image, "RGB")
+    size = img.shape[:2]
+    if not labelled:
+        return img, Truth(item.name, size)
+    points = _points(layout, item, size)
+    kept = inside(points, size)
+    if len(kept) == 0:
+        where = item.fixations.name if item.fixations is not None else "the fixations file"
+        raise DataError(f"{layout.format} dataset {layout.root}: {where} has no fixations inside {item.image.name}")
+    reader = _map_reader(layout, item, kept, size)
+    sal = reader()
+    if sal.shape != size:
+        raise DataError(
+            f"{layout.format} dataset {layout.root}: {item.image.name} is {size_text(size)} but its map "
+            f"{item.target.name} is {size_text(sal.shape)}; a map must have its image's size"
+        )
+    return img, Truth(item.name, size, points=kept, dense=reader)
+
+
+def fixations_only(layout: Layout, which: str) -> tuple[list[np.ndarray], list[tuple[int, int]]]:
+    """Every image's fixations and (height, width), reading only image headers and fixation files
+    (for a centre bias of a whole training split)."""
+    from PIL import Image
+
+    points, sizes = [], []
+    for item in layout.items(which):
+        try:
+            with Image.open(item.image) as img:
+                size = (img.height, img.width)
+        except OSError as exc:
+            raise DataError(f"cannot read image {item.image}: {exc}") from None
+        points.append(inside(_points(layout, item, size), size))
+        sizes.append(size)
+    return points, sizes
+
+
+def read_saliency(
+    layout: Layout, which: str, size: tuple[int, int], *, limit: int | None = None, progress=None
+) -> Split:
+    """The `which` split of `layout` at (height, width) `size`, with original-size truths."""
+    items = layout.items(which)[:limit] if limit else layout.items(which)
+    labelled = which in layout.labelled
+    h, w = size
+    images = torch.empty((len(items), 3, h, w), dtype=torch.uint8)
+    maps = torch.empty((len(items), 1, h, w), dtype=torch.uint8)
+    fix = torch.zeros((len(items), 1, h, w), dtype=torch.bool)
+    truths = []
+    for i, item in enumerate(items):
+        img, truth = load_item(layout, item, labelled)
+        images[i] = resize_uint8(torch.from_numpy(img).permute(2, 0, 1)[None], size)[0]
+        if labelled:
+            sal = truth.array()
+            sal = np.round(sal * 255).astype(np.uint8) if sal.dtype != np.uint8 else sal
+            maps[i] = resize_uint8(torch.from_numpy(sal)[None, None], size)[0]
+            binary = torch.zeros((1, 1, *truth.size), dtype=torch.bool)
+            binary[0, 0, truth.points[:, 0], truth.points[:, 1]] = True
+            fix[i] = resize_fixations(binary, size)[0]
+        truths.append(truth)
+        if progress is not None:
+            progress(1)
+    fields = {"map": maps, "fix": fix} if labelled else {}
+    return Split(images, fields, truths=tuple(truths))
+
+
+__all__ = ["fixations_only", "load_item", "read_saliency"]

@@ -1,41 +1,32 @@
-"""Salient object detection (SOD) data: procedural scenes and the DUTS folder layout.
+"""Salient object detection (SOD) data: procedural scenes, and reading a dataset folder's split (DUTS,
+ECSSD, HKU-IS, PASCAL-S, DUT-OMRON: `hwnas.data.layout`).
 
 Both give a `Split` whose images are uint8 (N, 3, H, W) and whose field "mask" is uint8 (N, 1, H, W)
-with values 0 and 255 (the salient objects), the form FocusNet (Zhou et al., 2024) trains on.
-
-DUTS (Wang et al., 2017), as distributed:
-
-    ROOT/DUTS-TR/DUTS-TR-Image/NAME.jpg    training images (RGB)
-    ROOT/DUTS-TR/DUTS-TR-Mask/NAME.png     their masks (grey, 0/255 or 0/1)
-    ROOT/DUTS-TE/DUTS-TE-Image/NAME.jpg    test images
-    ROOT/DUTS-TE/DUTS-TE-Mask/NAME.png     test masks
-
-Train and validation are a fixed, seeded split of DUTS-TR; DUTS-TE is the test split. Images may
-differ in size from one another; each is resized bilinearly to the requested resolution, its mask
-with nearest neighbours so that it stays binary. A mask must have its image's size. DUTS's masks
-are binary except for a thin anti-aliased rim on some objects (the SOD evaluators threshold the
-ground truth for that reason), so up to `MAX_GREY_FRACTION` of a mask's pixels may lie strictly
-between 0 and 255; they are thresholded at 128. A mask with more is not a mask and is refused.
+with values 0 and 255 (the salient objects), the form FocusNet (Zhou et al., 2024) trains on. A
+folder's images may differ in size; each is resized bilinearly to the requested resolution, its mask
+with nearest neighbours so that it stays binary, and its original-size mask is kept as a `Truth`
+for scoring as the SOD evaluators do. A mask must have its image's size. DUTS's masks are binary
+except for a thin anti-aliased rim on some objects (the SOD evaluators threshold the ground truth
+for that reason), so up to `MAX_GREY_FRACTION` of a mask's pixels may lie strictly between 0 and
+255; they are thresholded at 128. A mask with more is not a mask and is refused, except in a
+format whose masks are graded (PASCAL-S), where 128 is the threshold too.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-from hwnas.data.saliency import IMAGE_SUFFIXES, _examples, _read
+from hwnas.data.images import read_image, size_text
+from hwnas.data.layout import Item, Layout
 from hwnas.data.split import DataError, Split, resize_uint8
 from hwnas.data.synthetic import smooth_background
+from hwnas.data.truth import Truth
 
 MAX_GREY_FRACTION = 0.1  # of a 0..255 mask's pixels that may be neither 0 nor 255 (anti-aliased edges)
-LAYOUT = (
-    "expected DUTS-TR/DUTS-TR-Image/NAME.jpg with DUTS-TR/DUTS-TR-Mask/NAME.png "
-    "(and DUTS-TE/DUTS-TE-Image, DUTS-TE/DUTS-TE-Mask for the test split)"
-)
 
 
 # ---- procedural scenes -------------------------------------------------------------------------
@@ -97,38 +88,20 @@ def synthetic_sod(n: int, *, size: tuple[int, int] = (64, 64), seed: int = 0) ->
     return Split(torch.from_numpy(images), {"mask": torch.from_numpy(masks)})
 
 
-# ---- DUTS folders ------------------------------------------------------------------------------
-def _pairs(root: Path, part: str) -> list[tuple[Path, Path]]:
-    """(image, mask) paths of ROOT/`part` ("DUTS-TR" or "DUTS-TE"), sorted by image name."""
-    folders = {kind: root / part / f"{part}-{kind}" for kind in ("Image", "Mask")}
-    for folder in folders.values():
-        if not folder.is_dir():
-            raise DataError(f"DUTS dataset {root}: missing folder {part}/{folder.name}; {LAYOUT}")
-    images = sorted(p for p in folders["Image"].iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
-    if not images:
-        raise DataError(f"DUTS dataset {root}: no .jpg/.png images in {part}/{part}-Image")
-    pairs = [(img, folders["Mask"] / f"{img.stem}.png") for img in images]
-    missing = [img.name for img, mask in pairs if not mask.is_file()]
-    if missing:
-        raise DataError(
-            f"DUTS dataset {root}: {len(missing)} of {len(images)} images in {part}/{part}-Image have no mask "
-            f"({part}/{part}-Mask/NAME.png): {_examples(missing)}"
-        )
-    return pairs
-
-
-def _binary(root: Path, path: Path, mask: np.ndarray) -> np.ndarray:
+# ---- dataset folders ---------------------------------------------------------------------------
+def binary_mask(layout: Layout, path: Path, mask: np.ndarray) -> np.ndarray:
     """A grey mask as bool: 0/1 masks as they are, 0..255 ones thresholded at 128 when at most
-    `MAX_GREY_FRACTION` of their pixels are neither 0 nor 255; anything else is a `DataError`."""
+    `MAX_GREY_FRACTION` of their pixels are neither 0 nor 255 (or always, for graded masks such as
+    PASCAL-S's); anything else is a `DataError`."""
     if mask.max(initial=0) <= 1:
         return mask > 0
     grey = float(np.mean((mask > 0) & (mask < 255)))
-    if grey > MAX_GREY_FRACTION:
+    if grey > MAX_GREY_FRACTION and not layout.graded_masks:
         values = np.unique(mask)
         raise DataError(
-            f"DUTS dataset {root}: mask {path.name} is not binary: it has {values.size} distinct values "
-            f"({values[0]}..{values[-1]}), {grey:.0%} of its pixels neither 0 nor 255; SOD masks must be 0/255 "
-            f"(or 0/1), with at most {MAX_GREY_FRACTION:.0%} grey edge pixels"
+            f"{layout.format} dataset {layout.root}: mask {path.name} is not binary: it has {values.size} distinct "
+            f"values ({values[0]}..{values[-1]}), {grey:.0%} of its pixels neither 0 nor 255; SOD masks must be "
+            f"0/255 (or 0/1), with at most {MAX_GREY_FRACTION:.0%} grey edge pixels"
         )
     return mask >= 128
 
@@ -141,46 +114,35 @@ def _resize_mask(mask: np.ndarray, size: tuple[int, int]) -> torch.Tensor:
     return (m[0] * 255).to(torch.uint8)
 
 
-def _read_pairs(root: Path, pairs: list[tuple[Path, Path]], size: tuple[int, int]) -> Split:
+def _mask_reader(layout: Layout, path: Path):
+    return lambda: binary_mask(layout, path, read_image(path, "L"))
+
+
+def load_item(layout: Layout, item: Item) -> tuple[np.ndarray, Truth]:
+    """One image (uint8 H x W x 3) and its original-size mask as a `Truth`, checked."""
+    img = read_image(item.image, "RGB")
+    reader = _mask_reader(layout, item.target)
+    mask = reader()
+    if mask.shape != img.shape[:2]:
+        raise DataError(
+            f"{layout.format} dataset {layout.root}: {item.image.name} is {size_text(img.shape)} but its mask "
+            f"{item.target.name} is {size_text(mask.shape)}; a mask must have its image's size"
+        )
+    return img, Truth(item.name, img.shape[:2], dense=reader)
+
+
+def read_sod(layout: Layout, which: str, size: tuple[int, int], *, limit: int | None = None, progress=None) -> Split:
+    """The `which` split of `layout` at (height, width) `size`, with original-size truths."""
+    items = layout.items(which)[:limit] if limit else layout.items(which)
     h, w = size
-    images = torch.empty((len(pairs), 3, h, w), dtype=torch.uint8)
-    masks = torch.empty((len(pairs), 1, h, w), dtype=torch.uint8)
-    for i, (img_path, mask_path) in enumerate(pairs):
-        img, mask = _read(img_path, "RGB"), _read(mask_path, "L")
-        if mask.shape[:2] != img.shape[:2]:
-            raise DataError(
-                f"DUTS dataset {root}: {img_path.name} is {img.shape[1]}x{img.shape[0]} but its mask "
-                f"{mask_path.name} is {mask.shape[1]}x{mask.shape[0]}; a mask must have its image's size"
-            )
+    images = torch.empty((len(items), 3, h, w), dtype=torch.uint8)
+    masks = torch.empty((len(items), 1, h, w), dtype=torch.uint8)
+    truths = []
+    for i, item in enumerate(items):
+        img, truth = load_item(layout, item)
         images[i] = resize_uint8(torch.from_numpy(img).permute(2, 0, 1)[None], size)[0]
-        masks[i] = _resize_mask(_binary(root, mask_path, mask), size)
-    return Split(images, {"mask": masks})
-
-
-def read_duts(
-    root: Path, size: tuple[int, int], *, seed: int = 0, val_fraction: float = 0.1
-) -> tuple[Split, Split, Callable[[], Split]]:
-    """Train, validation and (read on call) test splits of a DUTS folder at (height, width) `size`.
-
-    Validation is `val_fraction` of DUTS-TR (at least one image), drawn with `seed`; train is the
-    rest; test is DUTS-TE. Every problem with the folder is one `DataError` naming the file.
-    """
-    root = Path(root)
-    if not 0 < val_fraction < 1:
-        raise DataError(f"val_fraction must lie strictly between 0 and 1, not {val_fraction}")
-    pairs = _pairs(root, "DUTS-TR")
-    n = len(pairs)
-    n_val = max(1, round(n * val_fraction))
-    if n - n_val < 1:
-        raise DataError(f"DUTS dataset {root}: DUTS-TR has {n} image(s); a train and a validation split need 2")
-    order = np.random.default_rng(seed).permutation(n)
-    val_rows, train_rows = sorted(order[:n_val].tolist()), sorted(order[n_val:].tolist())
-    train = _read_pairs(root, [pairs[i] for i in train_rows], size)
-    val = _read_pairs(root, [pairs[i] for i in val_rows], size)
-
-    def test() -> Split:
-        if not (root / "DUTS-TE").is_dir():
-            raise DataError(f"DUTS dataset {root} has no test split (DUTS-TE/DUTS-TE-Image, DUTS-TE/DUTS-TE-Mask)")
-        return _read_pairs(root, _pairs(root, "DUTS-TE"), size)
-
-    return train, val, test
+        masks[i] = _resize_mask(truth.array(), size)
+        truths.append(truth)
+        if progress is not None:
+            progress(1)
+    return Split(images, {"mask": masks}, truths=tuple(truths))

@@ -47,10 +47,13 @@ def resize_uint8(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
 
 @dataclass(frozen=True)
 class Split:
-    """One split: images plus `fields` ("map", "fix" for saliency; "mask" for SOD; "label" for classification)."""
+    """One split: images plus `fields` ("map", "fix" for saliency; "mask" for SOD; "label" for
+    classification) at one resolution, and, for a split read from a folder, each image's
+    original-size ground truth (`truths`, `hwnas.data.truth.Truth`)."""
 
     images: torch.Tensor
     fields: dict[str, torch.Tensor]
+    truths: tuple | None = None
 
     def __len__(self) -> int:
         return int(self.images.shape[0])
@@ -72,17 +75,30 @@ class Split:
                 fields[name] = resize_uint8(value, size)
             else:
                 fields[name] = value
-        return Split(resize_uint8(self.images, size), fields)
+        return Split(resize_uint8(self.images, size), fields, self.truths)
 
     def subset(self, indices: np.ndarray | list[int]) -> Split:
-        index = torch.as_tensor(np.asarray(indices, dtype=np.int64))
-        return Split(self.images[index], {k: v[index] for k, v in self.fields.items()})
+        rows = np.asarray(indices, dtype=np.int64)
+        index = torch.as_tensor(rows)
+        truths = None if self.truths is None else tuple(self.truths[i] for i in rows)
+        return Split(self.images[index], {k: v[index] for k, v in self.fields.items()}, truths)
 
     def __add__(self, other: Split) -> Split:
         """The rows of both splits (same size and fields)."""
+        truths = None if self.truths is None or other.truths is None else self.truths + other.truths
         return Split(
-            torch.cat([self.images, other.images]), {k: torch.cat([v, other.fields[k]]) for k, v in self.fields.items()}
+            torch.cat([self.images, other.images]),
+            {k: torch.cat([v, other.fields[k]]) for k, v in self.fields.items()},
+            truths,
         )
+
+    def ground_truth(self, *, original: bool = True) -> list:
+        """Each image's ground truth: at its original size (the truths read with a folder's split; a
+        split made at its size, synthetic or digits, has its stored fields as originals), or, with
+        `original=False`, at the split's resolution (its stored fields)."""
+        from hwnas.data.truth import stored_truths
+
+        return list(self.truths) if original and self.truths is not None else stored_truths(self.fields)
 
 
 @dataclass
@@ -98,6 +114,7 @@ class DataSet:
     mean: tuple[float, float, float] = IMAGENET_MEAN
     std: tuple[float, float, float] = IMAGENET_STD
     make_test: Callable[[], Split] | None = field(default=None, repr=False)
+    bias: object | None = field(default=None, repr=False)  # a CenterBias of more training images than `train`
     _cache: dict = field(default_factory=dict, repr=False)
 
     @property
@@ -109,9 +126,23 @@ class DataSet:
             self._cache["test"] = self.make_test()
         return self._cache["test"]
 
+    def center_bias(self):
+        """IG's baseline: the training split's fixations as a `CenterBias` (saliency only), cached;
+        `bias` when given (the whole training split's, where `train` holds only a few images)."""
+        if self.bias is not None:
+            return self.bias
+        if "center_bias" not in self._cache:
+            from hwnas.train.metrics import CenterBias
+
+            truths = self.train.ground_truth(original=True)
+            self._cache["center_bias"] = CenterBias.from_points([t.points for t in truths], [t.size for t in truths])
+        return self._cache["center_bias"]
+
     def scored_on_test(self) -> DataSet:
         """The same data with the test split in the validation split's place, for `evaluate`."""
-        return DataSet(self.name, self.task, self.train, self.test, self.num_classes, self.mean, self.std)
+        return DataSet(
+            self.name, self.task, self.train, self.test, self.num_classes, self.mean, self.std, bias=self.bias
+        )
 
     def with_val_in_train(self) -> DataSet:
         """Train = train + validation (the validation split kept as is), as NATv2's phase 2 trains."""

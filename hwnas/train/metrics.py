@@ -1,160 +1,309 @@
-"""Saliency metrics as Bylinskii et al. define them ("What do different evaluation metrics tell us
-about saliency models?", TPAMI 2019, Section 3 and the MIT/Tuebingen benchmark code), the salient
-object detection (SOD) metrics FocusNet reports (`score_sod`, computed by PySODMetrics), plus top-1.
+"""Saliency metrics as the benchmarks compute them, the salient object detection (SOD) metrics
+FocusNet reports (`score_sod`, computed by PySODMetrics), plus top-1.
 
-Each saliency metric takes one image's maps as 2-D numpy arrays: `sal` the predicted map (any
-non-negative scale), `gt` the continuous fixation map, `fix` the binary fixation map.
-`score_saliency` averages them over a set of images the way the benchmarks report them.
+Saliency: each metric takes one image's maps as 2-D numpy arrays at the size of its ground truth
+(the image's original size when scored as the benchmarks score): `sal` the prediction (any
+non-negative scale), `gt` the continuous fixation map, `fix` the binary fixation map (the fixated
+pixels). The references, file by file:
+
+- MIT saliency benchmark code (Bylinskii et al., "What do different evaluation metrics tell us about
+  saliency models?", TPAMI 2019; github.com/cvzoya/saliency, `code_forMetrics/`): `CC.m`, `KLdiv.m`
+  (eps = 2.2204e-16), `NSS.m`, `similarity.m`, `AUC_Judd.m` (without its 1e-7 random jitter),
+  `AUC_Borji.m` (100 splits, step 0.1), `AUC_shuffled.m` (the MIT sAUC: negatives drawn from the
+  fixations of 10 random other images) and `InfoGain.m` (both maps min-max normalised, then made
+  distributions);
+- pysaliency (Kuemmerer et al.; the Tuebingen/MIT benchmark's evaluator): the default sAUC, whose
+  negatives are the fixations of *all* other images of the set, each counted as often as it occurs,
+  scaled to this image's size (`FullShuffledNonfixationProvider`, `general_roc`). `sauc` computes
+  that AUC exactly from a count map.
+
+`score_saliency` averages the per-image values over a set (the MIT benchmark's per-image mean).
+`tests/data/saliency_metrics/` holds values pysaliency 0.2.22 computed on seeded maps
+(`tools/saliency_metric_fixtures.py`); the tests compare against them.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
 import numpy as np
-from scipy.stats import rankdata
 
 from hwnas.errors import HwnasError
 
-EPS = np.finfo(np.float64).eps  # 2.2204e-16, as the MIT benchmark code uses
+EPS = 2.2204e-16  # MATLAB's eps, as the MIT benchmark code uses
 
-SALIENCY_METRICS = ("cc", "kld", "nss", "sim", "auc_judd", "sauc", "ig")
+SALIENCY_METRICS = ("auc_judd", "auc_borji", "sauc", "cc", "kld", "nss", "sim", "ig")
 SOD_METRICS = ("mae", "wfm", "sm", "em", "maxf")
-HIGHER_IS_BETTER = {
-    "cc": True,
-    "kld": False,
-    "nss": True,
-    "sim": True,
-    "auc_judd": True,
-    "sauc": True,
-    "ig": True,
-    "mae": False,
-    "wfm": True,
-    "sm": True,
-    "em": True,
-    "maxf": True,
+LABELS = {  # the names the papers' tables use
+    "auc_judd": "AUC-J",
+    "auc_borji": "AUC-B",
+    "sauc": "sAUC",
+    "cc": "CC",
+    "kld": "KLD",
+    "nss": "NSS",
+    "sim": "SIM",
+    "ig": "IG",
+    "mae": "MAE",
+    "wfm": "wF",
+    "sm": "S-m",
+    "em": "E-m",
+    "maxf": "maxF",
+    "top1": "top-1",
 }
+HIGHER_IS_BETTER = {m: m not in ("kld", "mae") for m in (*SALIENCY_METRICS, *SOD_METRICS)}
+SHUFFLES = ("all", "mit")  # sAUC negatives: all other images' fixations (pysaliency) or MIT's 10 images
+MIT_SPLITS, MIT_STEP, MIT_OTHER_IMAGES = 100, 0.1, 10
 
 
 def _f64(x: np.ndarray) -> np.ndarray:
     return np.asarray(x, dtype=np.float64)
 
 
-def _to_distribution(x: np.ndarray) -> np.ndarray:
+def _sum_to_one(x: np.ndarray) -> np.ndarray:
     x = _f64(x)
-    return x / (x.sum() + EPS)
+    total = x.sum()
+    return x / total if total else x
 
 
-def _standardise(x: np.ndarray) -> np.ndarray:
+def _min_max(x: np.ndarray) -> np.ndarray:
     x = _f64(x)
-    return (x - x.mean()) / (x.std(ddof=1) + EPS)
+    span = x.max() - x.min()
+    return (x - x.min()) / span if span > 0 else np.zeros_like(x)
 
 
 def cc(sal: np.ndarray, gt: np.ndarray) -> float:
-    """Pearson's linear correlation coefficient between two maps."""
-    return float(np.corrcoef(_f64(sal).ravel(), _f64(gt).ravel())[0, 1])
+    """Pearson's linear correlation coefficient between two maps (`CC.m`); 0 for a constant
+    prediction, as pysaliency's `CC` has it (`CC.m` gives NaN)."""
+    s = _f64(sal).ravel()
+    if s.min() == s.max():
+        return 0.0
+    return float(np.corrcoef(s, _f64(gt).ravel())[0, 1])
 
 
 def kld(sal: np.ndarray, gt: np.ndarray) -> float:
-    """KL divergence of the prediction from the ground-truth distribution: sum G log(eps + G/(P + eps))."""
-    p, g = _to_distribution(sal), _to_distribution(gt)
+    """KL divergence of the prediction from the ground truth, sum G log(eps + G / (P + eps)), each map
+    first divided by its sum (`KLdiv.m`; pysaliency's `MIT_KLDiv`)."""
+    p, g = _sum_to_one(sal), _sum_to_one(gt)
     return float(np.sum(g * np.log(EPS + g / (p + EPS))))
 
 
 def nss(sal: np.ndarray, fix: np.ndarray) -> float:
-    """Normalized scanpath saliency: the mean of the standardised map at the fixations."""
-    mask = np.asarray(fix) > 0
-    return float(_standardise(sal)[mask].mean())
+    """Normalized scanpath saliency: the mean of the standardised map (sample std, as MATLAB's `std`)
+    at the fixated pixels (`NSS.m`)."""
+    s = _f64(sal)
+    return float(((s - s.mean()) / (s.std(ddof=1) + EPS))[np.asarray(fix) > 0].mean())
 
 
 def sim(sal: np.ndarray, gt: np.ndarray) -> float:
-    """Similarity (histogram intersection) of the two maps, each min-max scaled then summed to 1."""
-
-    def scale(x: np.ndarray) -> np.ndarray:
-        x = _f64(x)
-        span = x.max() - x.min()
-        return _to_distribution((x - x.min()) / span if span > 0 else np.zeros_like(x))
-
-    return float(np.minimum(scale(sal), scale(gt)).sum())
+    """Similarity (histogram intersection) of the two maps, each min-max scaled then summed to 1
+    (`similarity.m`)."""
+    return float(np.minimum(_sum_to_one(_min_max(sal)), _sum_to_one(_min_max(gt))).sum())
 
 
 def auc_judd(sal: np.ndarray, fix: np.ndarray) -> float:
-    """AUC-Judd: thresholds at the saliency of each fixation; true positives are fixations above the
-    threshold, false positives the other pixels above it (MIT benchmark, without its random jitter)."""
-    s = _f64(sal).ravel()
-    s = (s - s.min()) / (s.max() - s.min() + EPS)
+    """AUC-Judd: thresholds at the saliency of each fixated pixel; true positives are fixations above
+    the threshold, false positives the other pixels above it (`AUC_Judd.m`, without its jitter)."""
+    s = _min_max(sal).ravel()
     mask = np.asarray(fix).ravel() > 0
     n_fix, n_pix = int(mask.sum()), s.size
     thresholds = np.sort(s[mask])[::-1]
-    sorted_all = np.sort(s)
-    above = n_pix - np.searchsorted(sorted_all, thresholds, side="left")
+    above = n_pix - np.searchsorted(np.sort(s), thresholds, side="left")
     tp = np.concatenate([[0.0], np.arange(1, n_fix + 1) / n_fix, [1.0]])
     fp = np.concatenate([[0.0], (above - np.arange(1, n_fix + 1)) / (n_pix - n_fix), [1.0]])
     return float(np.trapezoid(tp, fp))
 
 
-def auc(positives: np.ndarray, negatives: np.ndarray) -> float:
-    """Area under the ROC curve of positives vs negatives (Mann-Whitney U; ties count one half)."""
+def _split_auc(positives: np.ndarray, negatives: np.ndarray, step: float) -> np.ndarray:
+    """The MIT code's AUC of positives against each column of `negatives`, thresholds 0, step, ...,
+    up to the largest value, highest first (`AUC_Borji.m`, `AUC_shuffled.m`)."""
+    areas = np.empty(negatives.shape[1])
+    for s in range(negatives.shape[1]):
+        neg = negatives[:, s]
+        top = max(float(positives.max()), float(neg.max()))
+        thresholds = np.arange(0.0, top + step * 1e-9, step)[::-1]
+        tp = np.concatenate([[0.0], (positives[None, :] >= thresholds[:, None]).mean(1), [1.0]])
+        fp = np.concatenate([[0.0], (neg[None, :] >= thresholds[:, None]).mean(1), [1.0]])
+        areas[s] = np.trapezoid(tp, fp)
+    return areas
+
+
+def auc_borji(sal: np.ndarray, fix: np.ndarray, rng: np.random.Generator, splits: int = MIT_SPLITS) -> float:
+    """AUC-Borji: fixated pixels against as many pixels drawn uniformly (with replacement), the mean
+    over `splits` draws (`AUC_Borji.m`: 100 splits, thresholds every 0.1)."""
+    s = _min_max(sal).ravel()
+    positives = s[np.asarray(fix).ravel() > 0]
+    draws = rng.integers(0, s.size, size=(positives.size, splits))
+    return float(_split_auc(positives, s[draws], MIT_STEP).mean())
+
+
+def auc(positives: np.ndarray, negatives: np.ndarray, weights: np.ndarray | None = None) -> float:
+    """Area under the ROC curve of positives against negatives, each negative counted `weights` times:
+    P(positive > negative) + P(tie) / 2, the area of the ROC curve over every threshold (pysaliency's
+    `general_roc`)."""
     pos, neg = _f64(positives).ravel(), _f64(negatives).ravel()
-    ranks = rankdata(np.concatenate([pos, neg]))
-    u = ranks[: pos.size].sum() - pos.size * (pos.size + 1) / 2
-    return float(u / (pos.size * neg.size))
+    w = np.ones_like(neg) if weights is None else _f64(weights).ravel()
+    order = np.argsort(neg, kind="stable")
+    neg, cum = neg[order], np.concatenate([[0.0], np.cumsum(w[order])])
+    below = cum[np.searchsorted(neg, pos, side="left")]
+    not_above = cum[np.searchsorted(neg, pos, side="right")]
+    return float(np.mean(below + (not_above - below) / 2) / cum[-1])
 
 
-def sauc(sal: np.ndarray, fix: np.ndarray, other_fix: np.ndarray) -> float:
-    """Shuffled AUC: this image's fixations are positives, the fixation locations of other images
-    (that are not fixated here) the negatives, which discounts centre bias. Computed exactly over all
-    negatives rather than by the MIT code's 100 random subsets."""
+def sauc(sal: np.ndarray, points: np.ndarray, negatives: np.ndarray) -> float:
+    """Shuffled AUC as pysaliency computes it: this image's fixations (rows (y, x), each as often as it
+    occurs) against the fixations of all other images of the set, given as `negatives`, a count map of
+    this image's size (how many other fixations fall on each pixel). Exact, no sampling."""
     s = _f64(sal)
-    pos_mask = np.asarray(fix) > 0
-    neg_mask = (np.asarray(other_fix) > 0) & ~pos_mask
-    return auc(s[pos_mask], s[neg_mask])
+    counts = np.asarray(negatives).ravel()
+    used = counts > 0
+    return auc(s[points[:, 0], points[:, 1]], s.ravel()[used], counts[used])
 
 
-def center_bias(height: int, width: int, sigma: float = 0.25) -> np.ndarray:
-    """A centred isotropic Gaussian (sigma as a fraction of the larger side): IG's default baseline."""
-    ys = (np.arange(height) - (height - 1) / 2) / max(height, width)
-    xs = (np.arange(width) - (width - 1) / 2) / max(height, width)
-    return np.exp(-(ys[:, None] ** 2 + xs[None, :] ** 2) / (2 * sigma**2))
+def sauc_mit(sal: np.ndarray, fix: np.ndarray, other: np.ndarray, rng: np.random.Generator) -> float:
+    """The MIT benchmark's shuffled AUC (`AUC_shuffled.m`): fixated pixels against as many (at most)
+    pixels drawn without replacement from `other`, the binary fixation map of other images, the mean
+    over 100 draws with thresholds every 0.1."""
+    s = _min_max(sal).ravel()
+    positives = s[np.asarray(fix).ravel() > 0]
+    candidates = np.flatnonzero(np.asarray(other).ravel() > 0)
+    n = min(positives.size, candidates.size)
+    draws = np.stack([rng.permutation(candidates)[:n] for _ in range(MIT_SPLITS)], axis=1)
+    return float(_split_auc(positives, s[draws], MIT_STEP).mean())
 
 
 def information_gain(sal: np.ndarray, fix: np.ndarray, baseline: np.ndarray) -> float:
-    """Information gain over a baseline, in bits per fixation: mean over fixations of
-    log2(eps + P) - log2(eps + B), with P and B normalised to sum 1 (Kuemmerer et al.)."""
+    """Information gain over a baseline, in bits per fixated pixel: both maps min-max normalised and
+    summed to 1, then the mean of log2(eps + P) - log2(eps + B) at the fixations (`InfoGain.m`)."""
     mask = np.asarray(fix) > 0
-    p, b = _to_distribution(sal), _to_distribution(baseline)
+    p, b = _sum_to_one(_min_max(sal)), _sum_to_one(_min_max(baseline))
     return float(np.mean(np.log2(EPS + p[mask]) - np.log2(EPS + b[mask])))
 
 
-def score_saliency(
-    sal: np.ndarray, gt: np.ndarray, fix: np.ndarray, *, baseline: np.ndarray | None = None
-) -> dict[str, float]:
-    """Mean of every metric over a set of images shaped (N, H, W) (or (N, 1, H, W)).
+def fixation_map(points: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """The binary (height, width) map of fixation rows (y, x)."""
+    out = np.zeros(size, dtype=bool)
+    out[points[:, 0], points[:, 1]] = True
+    return out
 
-    sAUC's negatives for image i are the fixations of all the other images of the set; IG's
-    baseline defaults to `center_bias`. Images without fixations are skipped by the fixation-based
-    metrics.
+
+def scaled_points(points: np.ndarray, source: tuple[int, int], target: tuple[int, int]) -> np.ndarray:
+    """Fixation rows (y, x) of a `source`-sized image moved to a `target`-sized one: floor(y * H / h),
+    as pysaliency scales other images' fixations."""
+    if tuple(source) == tuple(target):
+        return points
+    scale = np.array(target, dtype=np.float64) / np.array(source, dtype=np.float64)
+    return np.minimum((points * scale).astype(np.int64), np.array(target) - 1)
+
+
+@dataclass(frozen=True)
+class CenterBias:
+    """A dataset's centre bias: the density of its training fixations over the unit square (each
+    image's fixations at (y / H, x / W)), a `GRID` x `GRID` histogram smoothed by a Gaussian of
+    `SIGMA` grid cells. IG's baseline, at any image size by bilinear resizing."""
+
+    density: np.ndarray
+    GRID = 64
+    SIGMA = 2.0
+
+    @classmethod
+    def from_points(cls, points: Sequence[np.ndarray], sizes: Sequence[tuple[int, int]]) -> CenterBias:
+        from scipy.ndimage import gaussian_filter
+
+        grid = np.zeros((cls.GRID, cls.GRID))
+        for p, size in zip(points, sizes, strict=True):
+            cells = scaled_points(p, size, (cls.GRID, cls.GRID))
+            np.add.at(grid, (cells[:, 0], cells[:, 1]), 1.0)
+        if not grid.any():
+            raise HwnasError("a centre bias needs fixations; the training split has none")
+        return cls(gaussian_filter(grid, cls.SIGMA, mode="nearest"))
+
+    def at(self, size: tuple[int, int]) -> np.ndarray:
+        """The density at (height, width), bilinear (pixel centres aligned), summing to 1."""
+        from scipy.ndimage import map_coordinates
+
+        h, w = size
+        ys = (np.arange(h) + 0.5) * self.GRID / h - 0.5
+        xs = (np.arange(w) + 0.5) * self.GRID / w - 0.5
+        yy, xx = np.meshgrid(ys, xs, indexing="ij")
+        return _sum_to_one(np.maximum(map_coordinates(self.density, [yy, xx], order=1, mode="nearest"), 0))
+
+
+def score_saliency(
+    sal: Iterable[np.ndarray],
+    gt: Iterable[np.ndarray],
+    points: Sequence[np.ndarray],
+    *,
+    sizes: Sequence[tuple[int, int]] | None = None,
+    baseline: CenterBias | None = None,
+    shuffle: str = "all",
+    seed: int = 0,
+) -> dict[str, float]:
+    """Every saliency metric, each the mean over the images of a set.
+
+    Image i: `sal[i]` the prediction and `gt[i]` the continuous map, both of its ground truth's size
+    `sizes[i]` (taken from `sal` when not given; pass `sizes` to stream `sal` and `gt` one image at a
+    time), `points[i]` its fixations as integer rows (y, x), repeated as often as they occur. NSS,
+    AUC-Judd, AUC-Borji, IG and MIT's sAUC use the fixated pixels (the binary map); pysaliency's sAUC
+    counts every fixation. sAUC's negatives come from the other images of the set (`shuffle`: "all"
+    their fixations, counted, or "mit": the union of 10 random ones'). IG needs `baseline` (the
+    training split's `CenterBias`); without one it is NaN. The random draws of AUC-Borji and MIT's
+    sAUC come from `seed`. Images without fixations count only for CC, KLD and SIM.
     """
-    sal, gt, fix = (np.asarray(a).reshape(len(a), *np.asarray(a).shape[-2:]) for a in (sal, gt, fix))
-    base = center_bias(*sal.shape[-2:]) if baseline is None else baseline
-    all_fix = (fix > 0).sum(0)
+    if shuffle not in SHUFFLES:
+        raise HwnasError(f"sAUC shuffle '{shuffle}' is not known; allowed: {', '.join(SHUFFLES)}")
+    if sizes is None:
+        sal = list(sal)
+        sizes = [tuple(np.shape(s)) for s in sal]
+    sizes = [tuple(int(v) for v in size) for size in sizes]
+    rng = np.random.default_rng(seed)
     rows: dict[str, list[float]] = {m: [] for m in SALIENCY_METRICS}
-    for s, g, f in zip(sal, gt, fix, strict=True):
+    counts: dict[tuple[int, int], np.ndarray] = {}  # all fixations, per target size, for "all"
+    for i, (s, g) in enumerate(zip(sal, gt, strict=True)):
+        p, size = points[i], sizes[i]
+        if np.shape(s) != size or np.shape(g) != size:
+            raise ValueError(f"image {i}: prediction {np.shape(s)} and map {np.shape(g)} must both be {size}")
         rows["cc"].append(cc(s, g))
         rows["kld"].append(kld(s, g))
         rows["sim"].append(sim(s, g))
-        if (f > 0).any():
-            rows["nss"].append(nss(s, f))
-            rows["auc_judd"].append(auc_judd(s, f))
-            rows["ig"].append(information_gain(s, f, base))
-            other = all_fix - (f > 0)
-            if ((other > 0) & ~(f > 0)).any():
-                rows["sauc"].append(sauc(s, f, other))
+        if len(p) == 0:
+            continue
+        fix = fixation_map(p, size)
+        rows["nss"].append(nss(s, fix))
+        rows["auc_judd"].append(auc_judd(s, fix))
+        rows["auc_borji"].append(auc_borji(s, fix, rng))
+        rows["ig"].append(information_gain(s, fix, baseline.at(size)) if baseline else float("nan"))
+        if shuffle == "all":
+            if size not in counts:
+                counts[size] = _count_map(points, sizes, size)
+            others = counts[size] - np.bincount(np.ravel_multi_index(p.T, size), minlength=size[0] * size[1])
+            if others.any():
+                rows["sauc"].append(sauc(s, p, others.reshape(size)))
+        else:
+            chosen = rng.permutation([j for j in range(len(points)) if j != i and len(points[j])])[:MIT_OTHER_IMAGES]
+            other = np.zeros(size, dtype=bool)
+            for j in chosen:
+                other |= fixation_map(scaled_points(points[j], sizes[j], size), size)
+            if other.any():
+                rows["sauc"].append(sauc_mit(s, fix, other, rng))
     return {m: float(np.mean(v)) if v else float("nan") for m, v in rows.items()}
 
 
-def score_sod(pred: np.ndarray, mask: np.ndarray) -> dict[str, float]:
+def _count_map(points: Sequence[np.ndarray], sizes: Sequence[tuple[int, int]], target: tuple[int, int]) -> np.ndarray:
+    """How many fixations of all the images, each scaled to `target`, fall on each of its pixels (flat)."""
+    total = np.zeros(target[0] * target[1], dtype=np.int64)  # flat; the caller subtracts its own
+    for p, size in zip(points, sizes, strict=True):
+        if len(p):
+            total += np.bincount(np.ravel_multi_index(scaled_points(p, size, target).T, target), minlength=total.size)
+    return total
+
+
+def score_sod(pred: Iterable[np.ndarray], mask: Iterable[np.ndarray]) -> dict[str, float]:
     """The SOD metrics FocusNet (Zhou et al., 2024) reports, each the mean over a set of images.
 
-    pred: float (N, 1, H, W) (or (N, H, W)) in [0, 1]; mask: binary (N, 1, H, W), bool or 0/1.
+    pred: one float map in [0, 1] per image; mask: the binary masks (bool or 0/1), each of its
+    prediction's size (a stacked (N, [1,] H, W) array works too; images may differ in size; both
+    may be iterators, read one image at a time).
     The evaluator is PySODMetrics (`py_sod_metrics`, checked against Fan et al.'s MATLAB toolbox):
     each image goes in as `step(pred=uint8 0..255, gt=uint8 0/255)`, so, as in that toolbox, the
     prediction is min-max stretched per image (unless constant) and binarised at the 256 thresholds
@@ -174,14 +323,6 @@ def score_sod(pred: np.ndarray, mask: np.ndarray) -> dict[str, float]:
     except ImportError:
         raise HwnasError("the SOD metrics need PySODMetrics: pip install 'hwnas[sod]'") from None
 
-    pred, mask = np.asarray(pred), np.asarray(mask)
-    if pred.shape != mask.shape:
-        raise ValueError(f"prediction {pred.shape} and mask {mask.shape} differ in shape")
-    if pred.size == 0:
-        return dict.fromkeys(SOD_METRICS, float("nan"))
-    pred8 = np.round(np.clip(pred.astype(np.float64), 0, 1) * 255).astype(np.uint8)
-    gt8 = np.where(mask > 0.5, 255, 0).astype(np.uint8)
-    pred8, gt8 = pred8.reshape(-1, *pred8.shape[-2:]), gt8.reshape(-1, *gt8.shape[-2:])
     mae, wfm, sm, em = (
         py_sod_metrics.MAE(),
         py_sod_metrics.WeightedFmeasure(),
@@ -189,9 +330,19 @@ def score_sod(pred: np.ndarray, mask: np.ndarray) -> dict[str, float]:
         py_sod_metrics.Emeasure(),
     )
     fm = py_sod_metrics.FmeasureV2({"fm": py_sod_metrics.FmeasureHandler(with_dynamic=True, with_adaptive=False)})
-    for p, g in zip(pred8, gt8, strict=True):
+    n = 0
+    for p, m in zip(pred, mask, strict=True):
+        n += 1
+        p, m = np.asarray(p), np.asarray(m)
+        p, m = p.reshape(p.shape[-2:]), m.reshape(m.shape[-2:])
+        if p.shape != m.shape:
+            raise ValueError(f"prediction {p.shape} and mask {m.shape} differ in shape")
+        p8 = np.round(np.clip(p.astype(np.float64), 0, 1) * 255).astype(np.uint8)
+        g8 = np.where(m > 0.5, 255, 0).astype(np.uint8)
         for metric in (mae, wfm, sm, em, fm):
-            metric.step(pred=p, gt=g)
+            metric.step(pred=p8, gt=g8)
+    if n == 0:
+        return dict.fromkeys(SOD_METRICS, float("nan"))
     return {
         "mae": float(mae.get_results()["mae"]),
         "wfm": float(wfm.get_results()["wfm"]),

@@ -6,16 +6,19 @@ in [0, 1] for saliency and salient objects, class probabilities for classificati
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 
+from hwnas.data.truth import Truth
 from hwnas.errors import HwnasError
 from hwnas.head import check_task, is_sod
 from hwnas.train.losses import salnas_loss, sod_loss, soft_cross_entropy
-from hwnas.train.metrics import HIGHER_IS_BETTER, score_saliency, score_sod, top1
+from hwnas.train.metrics import HIGHER_IS_BETTER, CenterBias, score_saliency, score_sod, top1
+
+Progress = Callable[[int], None] | None  # called with 1 per image scored
 
 
 def resize_map(target: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
@@ -23,6 +26,14 @@ def resize_map(target: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     if tuple(target.shape[-2:]) == tuple(size):
         return target
     return F.interpolate(target, size=size, mode="bilinear", align_corners=False)
+
+
+def at_truth_sizes(predictions: torch.Tensor, truths: Sequence[Truth], progress: Progress = None) -> Iterator:
+    """Each (1, H, W) prediction resized to its truth's size, as a float64 (H, W) array, one at a time."""
+    for pred, truth in zip(predictions, truths, strict=True):
+        yield resize_map(pred[None].float(), truth.size)[0, 0].double().numpy()
+        if progress is not None:
+            progress(1)
 
 
 @dataclass(frozen=True)
@@ -45,9 +56,20 @@ class SaliencyTask:
     def loss(self, output: torch.Tensor, target: torch.Tensor, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         return salnas_loss(output, target, batch["fix"])
 
-    def scores(self, outputs: Sequence[torch.Tensor], batches: Sequence[dict[str, torch.Tensor]]) -> dict[str, float]:
-        cat = lambda key: torch.cat([b[key] for b in batches]).numpy()  # noqa: E731
-        return score_saliency(torch.cat(list(outputs)).float().numpy(), cat("map"), cat("fix"))
+    def scores(
+        self,
+        predictions: torch.Tensor,
+        truths: Sequence[Truth],
+        *,
+        baseline: CenterBias | None = None,
+        shuffle: str = "all",
+        progress: Progress = None,
+    ) -> dict[str, float]:
+        """Every saliency metric of (N, 1, h, w) predictions, each resized to its truth's size."""
+        return score_saliency(
+            at_truth_sizes(predictions, truths, progress), (t.array() for t in truths), [t.points for t in truths],
+            sizes=[t.size for t in truths], baseline=baseline, shuffle=shuffle,
+        )  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -70,9 +92,8 @@ class ClassificationTask:
     def loss(self, output: torch.Tensor, target: torch.Tensor, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         return soft_cross_entropy(output, target)
 
-    def scores(self, outputs: Sequence[torch.Tensor], batches: Sequence[dict[str, torch.Tensor]]) -> dict[str, float]:
-        labels = torch.cat([b["label"] for b in batches]).numpy()
-        return {"top1": top1(torch.cat(list(outputs)).float().numpy(), labels)}
+    def scores(self, predictions: torch.Tensor, truths: Sequence[Truth], progress: Progress = None) -> dict[str, float]:
+        return {"top1": top1(predictions.float().numpy(), [t.label for t in truths])}
 
 
 @dataclass(frozen=True)
@@ -98,9 +119,9 @@ class SodTask:
         located = output[1] if isinstance(output, tuple) else None
         return sod_loss(self.prediction(output), target, batch["mask"], located=located, weights=self.weights)
 
-    def scores(self, outputs: Sequence[torch.Tensor], batches: Sequence[dict[str, torch.Tensor]]) -> dict[str, float]:
-        masks = torch.cat([b["mask"] for b in batches]).numpy() > 0.5
-        return score_sod(torch.cat([self.prediction(o) for o in outputs]).numpy(), masks)
+    def scores(self, predictions: torch.Tensor, truths: Sequence[Truth], progress: Progress = None) -> dict[str, float]:
+        """PySODMetrics' scores of (N, 1, h, w) predictions, each resized to its mask's size."""
+        return score_sod(at_truth_sizes(predictions, truths, progress), (t.array() for t in truths))
 
 
 Task = SaliencyTask | ClassificationTask | SodTask

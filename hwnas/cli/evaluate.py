@@ -1,0 +1,94 @@
+"""`hwnas evaluate`: every metric of a subnet's task on a dataset, as the papers' tables print them."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.markup import escape
+from rich.table import Table
+
+from hwnas.cli.common import out, progress_bar, say, user_errors
+
+
+def evaluate(
+    supernet: Annotated[
+        Path, typer.Option("--supernet", "--checkpoint", help="checkpoint: a supernet, or one subnet (train selfkd)")
+    ],
+    arch_pick: Annotated[
+        str | None,
+        typer.Option("--arch", help="min, max, random, an arch line or .json (best.json); a subnet checkpoint's own"),
+    ] = None,
+    data: Annotated[
+        str | None,
+        typer.Option(
+            help="dataset folder (or a folder of datasets), or synthetic/digits (default: what it trained on)"
+        ),
+    ] = None,
+    split: Annotated[str, typer.Option(help="val or test")] = "val",
+    original: Annotated[
+        bool, typer.Option("--original/--input-size", help="score at each image's original size (the benchmarks)")
+    ] = True,
+    sauc: Annotated[
+        str, typer.Option(help="sAUC negatives: all (every other image's fixations, pysaliency) or mit (10 images)")
+    ] = "all",
+    submission: Annotated[
+        Path | None, typer.Option(help="also write the maps as PNGs at original size in this new folder")
+    ] = None,
+    bn_data: Annotated[
+        str | None, typer.Option(help="training images for BN recalibration (default: the dataset's train split)")
+    ] = None,
+    json_out: Annotated[Path | None, typer.Option("--json", help="also write the scores as JSON")] = None,
+) -> None:
+    """Score one subnet on a dataset with every metric of its task, as the benchmarks compute them."""
+    from hwnas.evaluation import evaluate_checkpoint
+    from hwnas.io import atomic_write_json, writable_file
+
+    with user_errors(), progress_bar() as bar:
+        if json_out is not None:
+            writable_file(json_out, what="--json file")
+
+        def progress(label: str, total: int):
+            task = bar.add_task(label, total=total, label="")
+            return lambda n: bar.update(task, advance=n)
+
+        result = evaluate_checkpoint(
+            supernet, arch_pick, data, which=split, original=original, shuffle=sauc, submission=submission,
+            bn_data=bn_data, progress=progress,
+        )  # fmt: skip
+        if json_out is not None:
+            atomic_write_json(json_out, result.to_dict())
+    _render(result)
+    if json_out is not None:
+        say(f"wrote {json_out}")
+
+
+def _render(result) -> None:
+    from hwnas.train.metrics import HIGHER_IS_BETTER, LABELS
+
+    say(f"{result.arch} ({result.task}); BN {result.bn}; scored at {result.scored_at}")
+    metrics = [m for m in next((r.scores for r in result.rows if r.scores), {}) if m != "loss"]
+    if metrics:
+        arrows = {m: "↑" if HIGHER_IS_BETTER.get(m, True) else "↓" for m in metrics}
+        table = Table("dataset", "split", "images", *(f"{LABELS.get(m, m)} {arrows[m]}" for m in metrics))
+        for row in result.rows:
+            values = [row.scores.get(m, math.nan) for m in metrics]
+            table.add_row(
+                row.dataset, row.split, str(row.images), *("-" if math.isnan(v) else f"{v:.4f}" for v in values)
+            )
+        out.print(table)
+    if result.task == "saliency" and metrics:
+        negatives = "all other images, counted (pysaliency)" if result.shuffle == "all" else "MIT: 10 other images"
+        say(f"sAUC negatives: {negatives}; IG against the training split's centre bias", style="dim")
+    for row in result.rows:
+        if row.submission is not None:
+            say(f"wrote {row.images} maps to {row.submission}/")
+    for note in result.notes:
+        say(f"note: {escape(note)}", style="dim")
+    say(f"{result.seconds:.1f} s", style="dim")
+
+
+def register(app: typer.Typer) -> None:
+    app.command()(evaluate)

@@ -1,0 +1,28 @@
+"""Reading image files (Pillow): every failure is one `DataError` naming the file."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from hwnas.data.split import DataError
+
+
+def read_image(path: Path, mode: str) -> np.ndarray:
+    """The image at `path` converted to Pillow `mode` ("RGB" or "L") as a uint8 array."""
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(path) as img:
+            return np.array(img.convert(mode))
+    except (UnidentifiedImageError, OSError, ValueError) as exc:
+        raise DataError(f"cannot read image {path}: {exc}") from None
+
+
+def size_text(shape: tuple[int, ...]) -> str:
+    """(height, width, ...) as the usual WIDTHxHEIGHT."""
+    return f"{shape[1]}x{shape[0]}"
+
+
+__all__ = ["read_image", "size_text"]

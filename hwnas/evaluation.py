@@ -1,0 +1,221 @@
+"""`hwnas evaluate`: every metric of one subnet's task on a dataset, scored as the benchmarks score.
+
+`evaluate_checkpoint(checkpoint, arch, data, ...)` takes a supernet (with an arch) or a subnet
+checkpoint and a dataset: a built-in one or a folder (`hwnas.data.layout`: one dataset, or a folder
+of them, such as FocusNet's five SOD test sets side by side, scored one row each). A supernet's
+subnet has its BN statistics re-estimated exactly as the search scored it (`bn_batches` batches of
+64 training images at its resolution, `hwnas.train.evaluate.recalibrated_subnet`); the training
+images come from the dataset (or `bn_data`). By default every score is computed at each image's
+original size (`hwnas.train.evaluate.score`). Saliency's IG is against the centre bias of all the
+training split's fixations.
+
+With `submission`, the predictions are also written as PNGs at each image's original size, named
+after the image (`NAME.png`; CAT2000: `CATEGORY/NNN.png`), the form the SALICON and MIT/CAT2000
+benchmarks take: the map min-max scaled to 0..255. The folder is written whole or not at all.
+"""
+
+from __future__ import annotations
+
+import math
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from hwnas.data import SOURCES, DataError, DataSet, Split
+from hwnas.errors import HwnasError
+from hwnas.head import base_task
+from hwnas.space import Arch
+
+SPLITS = ("val", "test")
+BN_BATCH = 64  # images per BN-recalibration batch, as the search's `evaluate`
+
+Progress = Callable[[str, int], Callable[[int], None]] | None  # (label, total) -> advance by n
+
+
+@dataclass(frozen=True)
+class Row:
+    """One dataset's scores (`scores` empty for a split without ground truth)."""
+
+    dataset: str
+    split: str
+    images: int
+    scores: dict[str, float]
+    submission: Path | None = None
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    """What `hwnas evaluate` measured, and how."""
+
+    checkpoint: Path
+    arch: Arch
+    task: str
+    bn: str
+    scored_at: str  # "original size" or the subnet's input resolution
+    shuffle: str
+    rows: list[Row]
+    seconds: float
+    notes: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict:
+        """JSON-ready; a score that is not defined on the set (NaN, e.g. sAUC of one image) is null."""
+        return {
+            "checkpoint": str(self.checkpoint), "arch": str(self.arch), "task": self.task, "bn": self.bn,
+            "scored_at": self.scored_at, "sauc_negatives": self.shuffle, "seconds": round(self.seconds, 1),
+            "notes": self.notes,
+            "rows": [
+                {"dataset": r.dataset, "split": r.split, "images": r.images,
+                 "scores": {k: None if math.isnan(v) else v for k, v in r.scores.items()},
+                 "submission": None if r.submission is None else str(r.submission)}
+                for r in self.rows
+            ],
+        }  # fmt: skip
+
+
+def _check_inputs(which: str, shuffle: str, submission: Path | None) -> None:
+    from hwnas.train.metrics import SHUFFLES
+
+    if which not in SPLITS:
+        raise HwnasError(f"--split must be one of {', '.join(SPLITS)}, not '{which}'")
+    if shuffle not in SHUFFLES:
+        raise HwnasError(f"--sauc must be one of {', '.join(SHUFFLES)}, not '{shuffle}'")
+    if submission is not None:
+        from hwnas.io import writable_file
+
+        if submission.exists() and (not submission.is_dir() or any(submission.iterdir())):
+            raise HwnasError(f"--submission folder {submission} exists and is not empty; pass a new folder")
+        writable_file(submission, what="--submission folder")
+
+
+def _folder_sets(
+    root: Path, task: str, which: str, size: tuple[int, int], *, bn_images: int, seed: int, bn_data: str | None
+) -> list[tuple[str, DataSet]]:
+    """(name, DataSet whose `val` is the split to score) for each dataset at `root` with that split."""
+    from hwnas.data import load_folder, read_reader
+    from hwnas.data.layout import detect, find_all
+
+    layouts = [lay for lay in find_all(root, seed=seed) if lay.task == base_task(task)]
+    if not layouts:
+        raise DataError(f"{root} holds no {base_task(task)} dataset; known formats: see `hwnas data check`")
+    scored = [lay for lay in layouts if which in lay.splits]
+    if not scored:
+        have = ", ".join(f"{lay.format}: {', '.join(lay.splits)}" for lay in layouts)
+        raise DataError(f"no dataset in {root} has a {which} split ({have})")
+    trainable = [lay for lay in layouts if "train" in lay.labelled]
+    if bn_data is not None:
+        trainable = [detect(bn_data, seed=seed)]
+    train_set = None
+    if trainable:
+        train_set = load_folder(trainable[0].root, task=task, size=size, seed=seed, train_limit=bn_images)
+    out = []
+    for lay in scored:
+        split = read_reader(lay)(lay, which, size)
+        train = train_set.train if train_set is not None else split
+        bias = train_set.bias if train_set is not None else None
+        out.append((lay.format, DataSet(name=lay.format, task=task, train=train, val=split, bias=bias)))
+    return out
+
+
+def _submission_png(prediction: np.ndarray) -> np.ndarray:
+    span = prediction.max() - prediction.min()
+    scaled = (prediction - prediction.min()) / span if span > 0 else np.zeros_like(prediction)
+    return np.round(scaled * 255).astype(np.uint8)
+
+
+def write_submission(predictions: torch.Tensor, split: Split, folder: Path) -> Path:
+    """Each prediction at its image's original size as a grey PNG named after the image, written to
+    a staged folder that then becomes `folder`."""
+    from PIL import Image
+
+    from hwnas.io import atomic_replace_dir
+    from hwnas.train.task import at_truth_sizes
+
+    truths = split.ground_truth(original=True)
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    staged = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
+    for pred, truth in zip(at_truth_sizes(predictions, truths), truths, strict=True):
+        target = staged / f"{truth.name}.png"
+        target.parent.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(_submission_png(pred)).save(target)
+    return atomic_replace_dir(staged, folder)
+
+
+def evaluate_checkpoint(
+    checkpoint: str | Path,
+    arch: str | Path | Arch | None,
+    data: str | None = None,
+    *,
+    which: str = "val",
+    original: bool = True,
+    shuffle: str = "all",
+    submission: Path | None = None,
+    bn_data: str | None = None,
+    progress: Progress = None,
+) -> Evaluation:
+    """Score `arch` of `checkpoint` on the `which` split of `data` (default: the data it trained on,
+    when that is a built-in set). Every problem with an input is an `HwnasError` raised before any
+    model runs."""
+    from hwnas.exporter.source import open_checkpoint, resolve_arch
+    from hwnas.train.checkpoint import bn_batches, build_model, checkpoint_data
+    from hwnas.train.evaluate import predict, recalibrated_subnet, score
+    from hwnas.train.task import make_task
+
+    start = time.perf_counter()
+    _check_inputs(which, shuffle, submission)
+    path = Path(checkpoint)
+    ckpt, space = open_checkpoint(path)
+    chosen = resolve_arch(space, arch, ckpt, path)
+    task = make_task(ckpt["task"], int(ckpt.get("num_classes", 1)))
+    batches = bn_batches(ckpt)
+    w, h = chosen.resolution
+    if data is None or data in SOURCES:
+        dataset = checkpoint_data(ckpt, path, space, data)
+        sets = [(dataset.name, dataset.scored_on_test() if which == "test" else dataset)]
+    else:
+        seed = int(ckpt.get("config", {}).get("seed", 0))
+        sets = _folder_sets(
+            Path(data), ckpt["task"], which, (h, w), bn_images=batches * BN_BATCH, seed=seed, bn_data=bn_data
+        )
+    if submission is not None and len(sets) > 1:
+        raise HwnasError(f"--submission writes one dataset's maps; {data} holds {len(sets)}: pass one of them")
+    model = build_model(ckpt, path)
+    if ckpt["kind"] == "supernet":
+        bn_set = next((s for _, s in sets if s.train is not s.val), None)
+        if bn_set is None:
+            raise DataError(
+                f"{data} has no training images to re-estimate the subnet's BN statistics; pass a folder "
+                "with a train split with --bn-data (DUTS for SOD test sets)"
+            )
+        net = recalibrated_subnet(model, bn_set, chosen, bn_batches=batches, batch_size=BN_BATCH)
+        used = min(len(bn_set.train), batches * BN_BATCH)
+        bn = f"recalibrated on {used} training images of '{bn_set.name}' (at most {batches} batches of {BN_BATCH})"
+    else:
+        net, bn = model.eval(), "the subnet checkpoint's own statistics"
+    rows = []
+    for name, dataset in sets:
+        split = dataset.val
+        step = progress(f"{name} {which}: predicting", len(split)) if progress else None
+        predictions, loss = predict(net, dataset, task, "val", progress=step)
+        scores: dict[str, float] = {}
+        if split.fields:
+            step = progress(f"{name} {which}: scoring", len(split)) if progress else None
+            scores = score(
+                task, dataset, predictions, "val", resolution=chosen.resolution, original=original,
+                shuffle=shuffle, progress=step,
+            )  # fmt: skip
+        written = write_submission(predictions, split, submission) if submission is not None else None
+        rows.append(Row(name, which, len(split), scores, written))
+    notes = [] if any(r.scores for r in rows) else [f"the {which} split has no ground truth: nothing to score"]
+    return Evaluation(
+        checkpoint=path, arch=chosen, task=ckpt["task"], bn=bn,
+        scored_at="original size" if original else f"{w}x{h} (the subnet's input)", shuffle=shuffle,
+        rows=rows, seconds=time.perf_counter() - start, notes=notes,
+    )  # fmt: skip
+
+
+__all__ = ["Evaluation", "Row", "evaluate_checkpoint", "write_submission"]
