@@ -4,7 +4,8 @@ Each row trains the same `mini` subnet (default: the largest) from scratch with 
 `hwnas train selfkd --method baseline` command that differs only in the head switches, then scores
 the held-out synthetic test split (its own seed: never trained on, never chosen on) with
 PySODMetrics: MAE, weighted F, S-measure, mean E-measure, max F. Params and FLOPs are the analytic
-counts of the inference graph (FOCUS counts both backbones).
+counts of the inference graph (FOCUS counts both backbones). Training follows `--task sod`'s
+defaults, FocusNet's recipe (Adam 1e-4, weight decay 1e-4, batch 16, flip/rotate/blur).
 Usage: python -m bench.sod_ablation [--epochs 8] [--seeds 0,1,2] [--arch max]
 """
 
@@ -22,6 +23,7 @@ import numpy as np
 from bench.common import machine
 from hwnas.space import SearchSpace
 from hwnas.train.checkpoint import load_checkpoint
+from hwnas.train.recipe import FOCUSNET
 
 OUT = Path(__file__).parent / "out"
 ROWS = [  # (row, head switches): FocusNet Table 2's upper section
@@ -110,6 +112,7 @@ def main() -> None:
         "arch": str(arch),
         "epochs": args.epochs,
         "seeds": args.seeds,
+        "recipe": {**vars(FOCUSNET), "augment": list(FOCUSNET.augment)},  # the --task sod defaults
         "rows": rows,
         "summary": summary,
     }

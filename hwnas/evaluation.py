@@ -5,7 +5,8 @@ checkpoint and a dataset: a built-in one or a folder (`hwnas.data.layout`: one d
 of them, such as FocusNet's five SOD test sets side by side, scored one row each). A supernet's
 subnet has its BN statistics re-estimated exactly as the search scored it (`bn_batches` batches of
 64 training images at its resolution, `hwnas.train.evaluate.recalibrated_subnet`); the training
-images come from the dataset (or `bn_data`). By default every score is computed at each image's
+images (and IG's centre bias) come from each dataset's own training split, or, for a test set,
+from the first dataset at the root that has one, or from `bn_data`. By default every score is computed at each image's
 original size (`hwnas.train.evaluate.score`). Saliency's IG is against the centre bias of all the
 training split's fixations.
 
@@ -45,6 +46,7 @@ class Row:
     split: str
     images: int
     scores: dict[str, float]
+    bn: str
     submission: Path | None = None
 
 
@@ -69,7 +71,7 @@ class Evaluation:
             "scored_at": self.scored_at, "sauc_negatives": self.shuffle, "seconds": round(self.seconds, 1),
             "notes": self.notes,
             "rows": [
-                {"dataset": r.dataset, "split": r.split, "images": r.images,
+                {"dataset": r.dataset, "split": r.split, "images": r.images, "bn": r.bn,
                  "scores": {k: None if math.isnan(v) else v for k, v in r.scores.items()},
                  "submission": None if r.submission is None else str(r.submission)}
                 for r in self.rows
@@ -106,18 +108,26 @@ def _folder_sets(
     if not scored:
         have = ", ".join(f"{lay.format}: {', '.join(lay.splits)}" for lay in layouts)
         raise DataError(f"no dataset in {root} has a {which} split ({have})")
-    trainable = [lay for lay in layouts if "train" in lay.labelled]
-    if bn_data is not None:
-        trainable = [detect(bn_data, seed=seed)]
-    train_set = None
-    if trainable:
-        train_set = load_folder(trainable[0].root, task=task, size=size, seed=seed, train_limit=bn_images)
+    shared = (
+        [detect(bn_data, seed=seed)] if bn_data is not None else [lay for lay in layouts if "train" in lay.labelled]
+    )
+    trains: dict[Path, DataSet] = {}
+
+    def train_of(lay) -> DataSet | None:
+        """Its own training split, or (a test set) the first one at `root`, or `bn_data`'s."""
+        source = lay if bn_data is None and "train" in lay.labelled else (shared[0] if shared else None)
+        if source is not None and source.root not in trains:
+            trains[source.root] = load_folder(source.root, task=task, size=size, seed=seed, train_limit=bn_images)
+        return trains[source.root] if source is not None else None
+
     out = []
     for lay in scored:
         split = read_reader(lay)(lay, which, size)
+        train_set = train_of(lay)
         train = train_set.train if train_set is not None else split
         bias = train_set.bias if train_set is not None else None
-        out.append((lay.format, DataSet(name=lay.format, task=task, train=train, val=split, bias=bias)))
+        name = train_set.name if train_set is not None else lay.format
+        out.append((lay.format, DataSet(name=name, task=task, train=train, val=split, bias=bias)))
     return out
 
 
@@ -184,23 +194,29 @@ def evaluate_checkpoint(
     if submission is not None and len(sets) > 1:
         raise HwnasError(f"--submission writes one dataset's maps; {data} holds {len(sets)}: pass one of them")
     model = build_model(ckpt, path)
-    if ckpt["kind"] == "supernet":
-        bn_set = next((s for _, s in sets if s.train is not s.val), None)
-        if bn_set is None:
+    nets: dict[int, tuple] = {}  # one recalibration per training split
+
+    def subnet_for(dataset: DataSet) -> tuple:
+        if ckpt["kind"] != "supernet":
+            return model.eval(), "the subnet checkpoint's own statistics"
+        if dataset.train is dataset.val:
             raise DataError(
                 f"{data} has no training images to re-estimate the subnet's BN statistics; pass a folder "
                 "with a train split with --bn-data (DUTS for SOD test sets)"
             )
-        net = recalibrated_subnet(model, bn_set, chosen, bn_batches=batches, batch_size=BN_BATCH)
-        used = min(len(bn_set.train), batches * BN_BATCH)
-        bn = f"recalibrated on {used} training images of '{bn_set.name}' (at most {batches} batches of {BN_BATCH})"
-    else:
-        net, bn = model.eval(), "the subnet checkpoint's own statistics"
+        if id(dataset.train) not in nets:
+            net = recalibrated_subnet(model, dataset, chosen, bn_batches=batches, batch_size=BN_BATCH)
+            used = min(len(dataset.train), batches * BN_BATCH)
+            nets[id(dataset.train)] = (net, f"recalibrated on {used} training images of '{dataset.name}' "
+                                            f"(at most {batches} batches of {BN_BATCH})")  # fmt: skip
+        return nets[id(dataset.train)]
+
     rows = []
     for name, dataset in sets:
+        net, bn = subnet_for(dataset)
         split = dataset.val
         step = progress(f"{name} {which}: predicting", len(split)) if progress else None
-        predictions, loss = predict(net, dataset, task, "val", progress=step)
+        predictions, _ = predict(net, dataset, task, "val", progress=step)
         scores: dict[str, float] = {}
         if split.fields:
             step = progress(f"{name} {which}: scoring", len(split)) if progress else None
@@ -209,10 +225,10 @@ def evaluate_checkpoint(
                 shuffle=shuffle, progress=step,
             )  # fmt: skip
         written = write_submission(predictions, split, submission) if submission is not None else None
-        rows.append(Row(name, which, len(split), scores, written))
+        rows.append(Row(name, which, len(split), scores, bn, written))
     notes = [] if any(r.scores for r in rows) else [f"the {which} split has no ground truth: nothing to score"]
     return Evaluation(
-        checkpoint=path, arch=chosen, task=ckpt["task"], bn=bn,
+        checkpoint=path, arch=chosen, task=ckpt["task"], bn="; ".join(dict.fromkeys(r.bn for r in rows)),
         scored_at="original size" if original else f"{w}x{h} (the subnet's input)", shuffle=shuffle,
         rows=rows, seconds=time.perf_counter() - start, notes=notes,
     )  # fmt: skip

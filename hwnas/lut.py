@@ -39,8 +39,8 @@ from hwnas.signature import BlockSignature
 from hwnas.slotcost import SlotCost
 from hwnas.space import Arch, SearchSpace
 
-SCHEMA_VERSION = 3  # 3: blocks as the authors' (AttentiveNAS shortcuts, SalNAS decoder and blur; issue 20)
-READABLE_SCHEMAS = (3,)
+SCHEMA_VERSION = 4  # 3: blocks as the authors' (issue 20); 4: FocusNet's FRM convolves before upsampling (issue 21)
+READABLE_SCHEMAS = (3, 4)  # a schema-3 table loads without its `frm` rows, which `hwnas profile` measures again
 _BEFORE = {1: "from before the energy columns and the authors' blocks", 2: "from before the authors' blocks"}
 SIGNATURE_COLUMNS = [f.name for f in fields(BlockSignature)]
 TIMING_COLUMNS = [f.name for f in fields(Timing)]
@@ -173,6 +173,9 @@ class LatencyTable:
             ) from None
         if list(rows.columns) != COLUMNS or rows["key"].duplicated().any():
             raise LutError(f"latency table {path} has unexpected columns or duplicate rows; rebuild it")
+        if meta["schema_version"] == 3:  # its FRM rows timed the 1x1 conv after the upsampling
+            rows = rows[rows["op"] != "frm"].reset_index(drop=True)
+            meta = {**meta, "schema_version": SCHEMA_VERSION}
         table_space = space if space is not None else _space_of(meta, path)
         if meta.get("space") != table_space.name or meta.get("space_digest") != table_space.digest():
             raise LutError(

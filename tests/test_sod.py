@@ -5,6 +5,7 @@ trained SOD supernet exported to ONNX through the CLI."""
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -16,7 +17,7 @@ from hwnas.head import SodHead, check_task
 from hwnas.nn import Supernet
 from hwnas.nn.static import SignatureModel, signature_inputs
 from hwnas.space import SearchSpace
-from hwnas.train.losses import sod_loss, sod_pixel_weights, weighted_sod_terms
+from hwnas.train.losses import sod_loss, tracer_pixel_weights, tracer_terms
 from tests.cli import one_error_line, run_cli
 from tests.conftest import randomize_bn
 from tests.test_lut import synthetic_table
@@ -106,26 +107,37 @@ def test_head_blocks_run_on_onnxruntime_like_torch(mini, op):
 
 
 # ---- loss ---------------------------------------------------------------------------------------
-def test_weighted_sod_terms_by_hand():
+def test_sod_loss_equals_tracers_own_function():
+    """tests/data/tracer: TRACER's `adaptive_pixel_intensity_loss` run on these inputs (tools/tracer_fixtures.py)."""
+    folder = Path(__file__).parent / "data" / "tracer"
+    ref = json.loads((folder / "api_loss.json").read_text())
+    with np.load(folder / "api_loss.npz", allow_pickle=False) as z:
+        pred, mask = torch.from_numpy(z["pred"]), torch.from_numpy(z["mask"])
+    assert float(sod_loss(pred, mask, mask)) == pytest.approx(ref["batch"], rel=1e-5)
+    assert float(sod_loss(pred[1:2], mask[1:2], mask[1:2])) == pytest.approx(ref["second_alone"], rel=1e-5)
+
+
+def test_tracer_terms_by_hand():
     p = torch.tensor([[[[0.8, 0.2], [0.6, 0.1]]]])
     g = torch.tensor([[[[1.0, 0.0], [1.0, 0.0]]]])
-    terms = weighted_sod_terms(p, g, torch.ones_like(p))
-    bce = -(np.log(0.8) + np.log(0.8) + np.log(0.6) + np.log(0.9)) / 4
-    assert float(terms["bce"]) == pytest.approx(bce, rel=1e-5)
-    inter, union = 0.8 + 0.6, (0.8 + 0.2 + 0.6 + 0.1 + 2) - 1.4
-    assert float(terms["iou"]) == pytest.approx(1 - (inter + 1) / (union + 1), rel=1e-6)
-    assert float(terms["l1"]) == pytest.approx((0.2 + 0.2 + 0.4 + 0.1) / 4, rel=1e-6)
-    # weights: a pixel of weight 3 counts three times
-    w = torch.tensor([[[[3.0, 1.0], [1.0, 1.0]]]])
-    assert float(weighted_sod_terms(p, g, w)["l1"]) == pytest.approx((0.6 + 0.2 + 0.4 + 0.1) / 6, rel=1e-6)
+    w = torch.tensor([[[[3.0, 1.0], [1.0, 1.0]]]])  # one boundary pixel: sum(w) 6, sum(w + .5) 8, sum(w - 1) 2
+    terms = tracer_terms(p, g, w)
+    bce = -(np.log(0.8) + np.log(0.8) + np.log(0.6) + np.log(0.9)) / 4  # a plain mean, then scaled
+    assert float(terms["bce"]) == pytest.approx(bce * 6 / 8, rel=1e-5)
+    inter, union = 3 * 0.8 + 0.6, 3 * 1.8 + 0.2 + 1.6 + 0.1
+    assert float(terms["iou"]) == pytest.approx(1 - (inter + 1) / (union - inter + 1), rel=1e-6)
+    assert float(terms["l1"]) == pytest.approx((0.2 + 0.2 + 0.4 + 0.1) / 4 * 6 / 2, rel=1e-6)
+    empty = tracer_terms(p, torch.zeros_like(g), torch.ones_like(w))  # no object: TRACER's aMAE would be inf
+    assert float(empty["l1"]) == 0.0 and torch.isfinite(empty["bce"])
 
 
 def test_pixel_weights_grow_at_object_boundaries_and_aux_loss_adds():
     mask = torch.zeros(1, 1, 64, 64)
     mask[..., 16:48, 16:48] = 1
-    w = sod_pixel_weights(mask)
+    w = tracer_pixel_weights(mask)
     assert float(w.min()) == 1.0 and float(w[0, 0, 0, 0]) == 1.0 and float(w[0, 0, 32, 32]) == 1.0
-    assert float(w[0, 0, 16, 16]) > 3 and float(w.max()) <= 6
+    assert float(w[0, 0, 16, 16]) > 1.5 and float(w.max()) <= 2.5
+    assert float(w[0, 0, 15, 15]) == 1.0  # background weighs 1, however near the object
     perfect = mask.clamp(1e-4, 1 - 1e-4)
     assert float(sod_loss(perfect, mask, mask)) < 1e-2
     located = torch.zeros(1, 1, 2, 2)  # logits 0: BCE log 2 against any target
@@ -167,3 +179,22 @@ def test_sod_supernet_trains_scores_and_exports_to_onnx(tmp_path):
     assert "switch parts of the sod head" in line
     line = one_error_line(run_cli("train", "supernet", "--task", "sod", "--no-cfem", "--out", "x.pt", check=False))
     assert "--no-cfem needs --no-afe" in line
+
+
+def test_frm_convolves_before_upsampling_with_the_same_eval_output_and_fewer_flops():
+    """FocusNet draws the FRM's 1x1 conv after the upsampling; run before it, the eval output is the
+    same (a per-pixel linear map and BN's affine commute with bilinear upsampling) at h*w/(H*W) the
+    convolution's FLOPs."""
+    from hwnas.head import frm_signature
+    from hwnas.nn.heads.sod import FRM, resize
+
+    sig = frm_signature((4, 6, 48), (32, 48, 16))
+    frm = randomize_bn(FRM(sig)).eval()
+    x = torch.randn(2, 48, 4, 6)
+    with torch.no_grad():
+        after = frm.adjust(resize(frm.weigh(x), (32, 48)))  # the paper's order
+        torch.testing.assert_close(frm(x), after, atol=1e-5, rtol=1e-5)
+        with FlopCounterMode(display=False) as counter:
+            frm(x[:1])
+    assert counter.get_total_flops() == sig.flops()
+    assert sig.flops() - 4 * 48 * sig.se_mid == 2 * 4 * 6 * 48 * 16  # the conv at the deep 4x6, not 32x48

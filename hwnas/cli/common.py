@@ -48,6 +48,13 @@ RemoteOpt = Annotated[
     str | None, typer.Option(help="measure on an agent (`hwnas agent` on the device), e.g. http://mac:8765")
 ]
 TokenOpt = Annotated[str | None, typer.Option(help="the agent's token (default: $HWNAS_AGENT_TOKEN)")]
+CheckpointOpt = Annotated[
+    Path, typer.Option("--supernet", "--checkpoint", help="checkpoint: a supernet, or one subnet (train selfkd)")
+]
+ArchPickOpt = Annotated[
+    str | None,
+    typer.Option("--arch", help="min, max, random, an arch line or .json (best.json); a subnet checkpoint's own"),
+]
 
 
 def flag(*names: str, help: str) -> typer.models.OptionInfo:  # noqa: A002 - typer's own word
@@ -102,6 +109,11 @@ class LazyProgress:
             self._bar.start()
             self._started = True
         self._bar.update(task, **fields)
+
+    def counter(self, label: str, total: int):
+        """A new bar of `total` steps and the function that advances it by n (a library's progress)."""
+        task = self.add_task(label, total=total, label="")
+        return lambda n: self.update(task, advance=n)
 
 
 def progress_bar() -> LazyProgress:

@@ -28,12 +28,7 @@ def check(
     with user_errors(), progress_bar() as bar:
         if json_out is not None:
             writable_file(json_out, what="--json file")
-
-        def progress(label: str, total: int):
-            task = bar.add_task(label, total=total, label="")
-            return lambda n: bar.update(task, advance=n)
-
-        reports = run_check(root, progress=progress)
+        reports = run_check(root, progress=bar.counter)
         if json_out is not None:
             atomic_write_json(json_out, [r.to_dict() for r in reports])
     for report in reports:

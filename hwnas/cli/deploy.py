@@ -9,8 +9,19 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
+from hwnas.cli.common import (
+    ArchPickOpt,
+    CheckpointOpt,
+    DevicesDirOpt,
+    MeterOpt,
+    RoundsOpt,
+    SpaceOpt,
+    err,
+    out,
+    say,
+    user_errors,
+)
 from hwnas.cli.common import DeviceOpt as TargetOpt
-from hwnas.cli.common import DevicesDirOpt, MeterOpt, RoundsOpt, SpaceOpt, err, out, say, user_errors
 
 
 def report(
@@ -73,13 +84,8 @@ def report(
 
 
 def export(
-    supernet: Annotated[
-        Path, typer.Option("--supernet", "--checkpoint", help="checkpoint: a supernet, or one subnet (train selfkd)")
-    ],
-    arch_pick: Annotated[
-        str | None,
-        typer.Option("--arch", help="min, max, random, an arch line or .json (best.json); a subnet checkpoint's own"),
-    ] = None,
+    supernet: CheckpointOpt,
+    arch_pick: ArchPickOpt = None,
     formats: Annotated[str, typer.Option("--format", "-f", help="comma-separated: onnx,tflite,coreml,tensorrt")] = (
         "onnx"
     ),

@@ -10,17 +10,12 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from hwnas.cli.common import out, progress_bar, say, user_errors
+from hwnas.cli.common import ArchPickOpt, CheckpointOpt, out, progress_bar, say, user_errors
 
 
 def evaluate(
-    supernet: Annotated[
-        Path, typer.Option("--supernet", "--checkpoint", help="checkpoint: a supernet, or one subnet (train selfkd)")
-    ],
-    arch_pick: Annotated[
-        str | None,
-        typer.Option("--arch", help="min, max, random, an arch line or .json (best.json); a subnet checkpoint's own"),
-    ] = None,
+    supernet: CheckpointOpt,
+    arch_pick: ArchPickOpt = None,
     data: Annotated[
         str | None,
         typer.Option(
@@ -49,14 +44,9 @@ def evaluate(
     with user_errors(), progress_bar() as bar:
         if json_out is not None:
             writable_file(json_out, what="--json file")
-
-        def progress(label: str, total: int):
-            task = bar.add_task(label, total=total, label="")
-            return lambda n: bar.update(task, advance=n)
-
         result = evaluate_checkpoint(
             supernet, arch_pick, data, which=split, original=original, shuffle=sauc, submission=submission,
-            bn_data=bn_data, progress=progress,
+            bn_data=bn_data, progress=bar.counter,
         )  # fmt: skip
         if json_out is not None:
             atomic_write_json(json_out, result.to_dict())

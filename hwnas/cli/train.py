@@ -11,10 +11,20 @@ from hwnas.cli.common import SeedOpt, SpaceOpt, err, flag, progress_bar, say, us
 from hwnas.head import TASKS, head_task
 from hwnas.space import DEFAULT_SPACE, SearchSpace
 
-DataOpt = Annotated[str, typer.Option("--data", help="synthetic, digits, or a SALICON-layout folder")]
+DataOpt = Annotated[
+    str, typer.Option("--data", help="synthetic, digits, or a dataset folder (`hwnas data check` reads it)")
+]
 EpochsOpt = Annotated[int, typer.Option(help="epochs to train (a resumed run continues up to this many)")]
-BatchOpt = Annotated[int, typer.Option(help="images per step and process")]
-LrOpt = Annotated[float, typer.Option(help="SGD learning rate (SalNAS: 0.1 at batch 64)")]
+BatchOpt = Annotated[int | None, typer.Option(help="images per step and process (default: 32; sod: FocusNet's 16)")]
+LrOpt = Annotated[
+    float | None, typer.Option(help="learning rate (default: SGD 0.05, SalNAS's 0.1 at batch 64; sod: Adam 1e-4)")
+]
+OptimizerOpt = Annotated[str | None, typer.Option(help="sgd or adam (default: sgd; sod: adam, FocusNet's)")]
+WeightDecayOpt = Annotated[float | None, typer.Option(help="weight decay (default: 1e-5; sod: FocusNet's 1e-4)")]
+AugmentOpt = Annotated[
+    str | None,
+    typer.Option(help="flip,rotate,blur or none, drawn per image and step (default: none; sod: all three, FocusNet's)"),
+]
 T0Opt = Annotated[int, typer.Option("--t0", help="epochs between warm restarts of the cosine schedule")]
 AlphaOpt = Annotated[float, typer.Option(help="weight left on the ground truth after epoch 1 (SalNAS Eq. 3)")]
 MaxStepsOpt = Annotated[int, typer.Option(help="cap on steps per epoch (0: the whole split)")]
@@ -108,8 +118,11 @@ def train_supernet(
         float, typer.Option(help="drop-connect on the largest subnet's last two stages (SalNAS / AlphaNet: 0.2)")
     ] = 0.2,
     sandwich: Annotated[int, typer.Option(help="random subnets per step besides the largest and smallest")] = 2,
-    batch_size: BatchOpt = 32,
-    lr: LrOpt = 0.05,
+    batch_size: BatchOpt = None,
+    lr: LrOpt = None,
+    optimizer: OptimizerOpt = None,
+    weight_decay: WeightDecayOpt = None,
+    augment: AugmentOpt = None,
     t0: T0Opt = 10,
     alpha: AlphaOpt = 0.5,
     grad_clip: ClipOpt = 5.0,
@@ -137,6 +150,7 @@ def train_supernet(
     """Train a weight-sharing supernet with the sandwich rule, inplace KD and optional Self-KD (resumable)."""
     from hwnas.errors import HwnasError
     from hwnas.train.inherit import inherit
+    from hwnas.train.recipe import recipe_settings
     from hwnas.train.runner import default_checkpoint
     from hwnas.train.trainer import TrainConfig, new_model
 
@@ -149,8 +163,11 @@ def train_supernet(
                 f"--init starts a new run but {out} already holds one: add --fresh to start over from --init, "
                 "or drop --init to resume it"
             )
+        chosen = recipe_settings(
+            task, optimizer=optimizer, lr=lr, weight_decay=weight_decay, batch_size=batch_size, augment=augment
+        )
         config = TrainConfig(
-            epochs=epochs, batch_size=batch_size, lr=lr, t0=t0, grad_clip=grad_clip, sandwich=sandwich,
+            **chosen, epochs=epochs, t0=t0, grad_clip=grad_clip, sandwich=sandwich,
             inplace_kd=not selfkd if inplace_kd is None else inplace_kd, dropout=dropout, drop_connect=drop_connect,
             method="selfkd" if selfkd else "baseline", alpha=alpha, seed=seed, amp=amp,
             max_steps=max_steps, check_replicas=check_replicas,
@@ -186,8 +203,11 @@ def train_selfkd(
         Path | None, typer.Option(help="inherit the subnet's weights from this supernet checkpoint")
     ] = None,
     epochs: EpochsOpt = 5,
-    batch_size: BatchOpt = 32,
-    lr: LrOpt = 0.05,
+    batch_size: BatchOpt = None,
+    lr: LrOpt = None,
+    optimizer: OptimizerOpt = None,
+    weight_decay: WeightDecayOpt = None,
+    augment: AugmentOpt = None,
     t0: T0Opt = 10,
     alpha: AlphaOpt = 0.5,
     grad_clip: ClipOpt = 5.0,
@@ -211,6 +231,7 @@ def train_selfkd(
 ) -> None:
     """Train one subnet with Self-KD (SalNAS Algorithm 1) or a comparison method (resumable)."""
     from hwnas.space import resolve_space
+    from hwnas.train.recipe import recipe_settings
     from hwnas.train.runner import default_checkpoint
     from hwnas.train.trainer import TrainConfig, initial_subnet
 
@@ -218,8 +239,11 @@ def train_selfkd(
         sp = resolve_space(space_name, init)
         task = head_task(task, focus=focus, afe=afe, cfem=cfem)
         chosen = sp.pick(arch_pick, seed)
+        settings = recipe_settings(
+            task, optimizer=optimizer, lr=lr, weight_decay=weight_decay, batch_size=batch_size, augment=augment
+        )
         config = TrainConfig(
-            epochs=epochs, batch_size=batch_size, lr=lr, t0=t0, grad_clip=grad_clip, method=method, alpha=alpha,
+            **settings, epochs=epochs, t0=t0, grad_clip=grad_clip, method=method, alpha=alpha,
             seed=seed, amp=amp, max_steps=max_steps, teacher_precision=teacher_precision,
         )  # fmt: skip
         _train(
@@ -236,7 +260,7 @@ def train_postprocess(
     max_epochs: Annotated[int, typer.Option(help="phase 1: most fine-tuning epochs to try")] = 10,
     patience: Annotated[int, typer.Option(help="phase 1: stop after this many epochs without improvement")] = 3,
     selfkd: Annotated[bool, flag("--selfkd", help="phase 2 with Self-KD (SalNAS Algorithm 1)")] = False,
-    batch_size: BatchOpt = 32,
+    batch_size: Annotated[int, typer.Option(help="images per step and process")] = 32,
     lr: Annotated[float, typer.Option(help="SGD learning rate of the fine-tune")] = 0.01,
     seed: SeedOpt = 0,
     max_steps: MaxStepsOpt = 0,

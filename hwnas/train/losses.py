@@ -66,27 +66,37 @@ def soft_cross_entropy(logits: torch.Tensor, target: torch.Tensor) -> torch.Tens
     return -(target * F.log_softmax(logits.float(), dim=1)).sum(1).mean()
 
 
-# ---- salient-object detection (FocusNet Eq. 3-4, TRACER's pixel weights) ------------------------
-def sod_pixel_weights(mask: torch.Tensor) -> torch.Tensor:
-    """TRACER/F3Net pixel weights 1 + 5 |avgpool(G) - G|: pixels near object boundaries weigh up to 6.
-    The pooling window is 31 pixels at a 352-pixel side (TRACER's), scaled with the mask's size."""
-    h, w = mask.shape[-2:]
-    k = 2 * max(1, round(15 * min(h, w) / 352)) + 1
-    return 1 + 5 * (F.avg_pool2d(mask.float(), k, stride=1, padding=k // 2, count_include_pad=False) - mask).abs()
+# ---- salient-object detection (FocusNet Eq. 3-4 with TRACER's adaptive pixel intensity loss) -------
+TRACER_WINDOWS = (3, 15, 31)  # avg-pool windows of TRACER's pixel weights, in pixels
+TRACER_WEIGHT = 0.7  # TRACER's weight of each of the three terms (FocusNet Eq. 4's w1 = w2 = w3)
 
 
-def weighted_sod_terms(pred: torch.Tensor, gt: torch.Tensor, weight: torch.Tensor) -> dict[str, torch.Tensor]:
-    """The three terms of FocusNet Eq. 4 under pixel weights, each a batch mean:
-    weighted BCE sum(w bce) / sum(w); weighted IoU 1 - (sum(w p g) + 1) / (sum(w (p + g)) - sum(w p g) + 1);
-    weighted L1 sum(w |p - g|) / sum(w). `pred` is a probability map."""
-    p, g, w = _flat(pred).clamp(EPS, 1 - EPS), _flat(gt), _flat(weight)
-    bce = F.binary_cross_entropy(p, g, reduction="none")
-    inter = (w * p * g).sum(1)
-    union = (w * (p + g)).sum(1) - inter
+def tracer_pixel_weights(mask: torch.Tensor) -> torch.Tensor:
+    """TRACER's omega = 1 + 0.5 (|avgpool3(G) - G| + |avgpool15(G) - G| + |avgpool31(G) - G|) G: object
+    pixels near a boundary weigh up to 2.5, background 1 (zero-padded pooling, as their code)."""
+    g = mask.float()
+    near = sum((F.avg_pool2d(g, k, stride=1, padding=k // 2) - g).abs() for k in TRACER_WINDOWS)
+    return 1 + 0.5 * near * g
+
+
+def tracer_terms(pred: torch.Tensor, gt: torch.Tensor, omega: torch.Tensor) -> dict[str, torch.Tensor]:
+    """The three terms of TRACER's `adaptive_pixel_intensity_loss` (util/losses.py, commit 8dacecc)
+    as their code computes them, each a batch mean: aBCE = mean(bce) sum(omega) / sum(omega + 0.5),
+    aIoU = 1 - (sum(p g omega) + 1) / (sum((p + g) omega) - sum(p g omega) + 1), aMAE = mean(|p - g|)
+    sum(omega) / sum(omega - 1). Their BCE and L1 are batch means before the weighting (their
+    `reduce=None` keeps torch's default 'mean'); an image without object pixels has sum(omega - 1) =
+    0, where their aMAE is infinite: hwnas counts its aMAE as 0."""
+    p, g, w = pred.float(), gt.float(), omega.float()
+    dims = (2, 3)
+    bce = F.binary_cross_entropy(p, g)
+    mae = F.l1_loss(p, g)
+    inter = (p * g * w).sum(dims)
+    union = ((p + g) * w).sum(dims)
+    boundary = (w - 1).sum(dims)
     return {
-        "bce": ((w * bce).sum(1) / w.sum(1)).mean(),
-        "iou": (1 - (inter + 1) / (union + 1)).mean(),
-        "l1": ((w * (p - g).abs()).sum(1) / w.sum(1)).mean(),
+        "bce": ((w * bce).sum(dims) / (w + 0.5).sum(dims)).mean(),
+        "iou": (1 - (inter + 1) / (union - inter + 1)).mean(),
+        "l1": torch.where(boundary > 0, (w * mae).sum(dims) / boundary.clamp_min(1e-12), 0.0).mean(),
     }
 
 
@@ -96,12 +106,13 @@ def sod_loss(
     mask: torch.Tensor,
     *,
     located: torch.Tensor | None = None,
-    weights: tuple[float, float, float] = (1.0, 1.0, 1.0),
+    weights: tuple[float, float, float] = (TRACER_WEIGHT,) * 3,
 ) -> torch.Tensor:
-    """FocusNet Eq. 3: w1 BCE + w2 IoU + w3 L1 (Eq. 4, pixel weights from the binary `mask`) against
-    the target `gt` (the mask, or a distillation target), plus, with FOCUS, the auxiliary localization
-    BCE of the logits `located` against the mask downscaled (area) to their size."""
-    terms = weighted_sod_terms(pred, gt, sod_pixel_weights(mask))
+    """FocusNet Eq. 3: w1 aBCE + w2 aIoU + w3 aMAE (Eq. 4, "elaborated in TRACER": TRACER's adaptive
+    pixel intensity loss, `tracer_terms`, its weights 0.7 each), with pixel weights from the binary
+    `mask`, against the target `gt` (the mask, or a distillation target), plus, with FOCUS, the
+    auxiliary localization BCE of the logits `located` against the mask downscaled (area) to their size."""
+    terms = tracer_terms(pred, gt, tracer_pixel_weights(mask))
     loss = weights[0] * terms["bce"] + weights[1] * terms["iou"] + weights[2] * terms["l1"]
     if located is not None:
         small = F.interpolate(mask.float(), size=tuple(located.shape[-2:]), mode="area")

@@ -15,7 +15,7 @@ import torch.nn.functional as F
 from hwnas.data.truth import Truth
 from hwnas.errors import HwnasError
 from hwnas.head import check_task, is_sod
-from hwnas.train.losses import salnas_loss, sod_loss, soft_cross_entropy
+from hwnas.train.losses import TRACER_WEIGHT, salnas_loss, sod_loss, soft_cross_entropy
 from hwnas.train.metrics import HIGHER_IS_BETTER, CenterBias, score_saliency, score_sod, top1
 
 Progress = Callable[[int], None] | None  # called with 1 per image scored
@@ -104,7 +104,7 @@ class SodTask:
 
     name: str = "sod"
     primary: str = "sm"
-    weights: tuple[float, float, float] = (1.0, 1.0, 1.0)
+    weights: tuple[float, float, float] = (TRACER_WEIGHT,) * 3
 
     def gt(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         return batch["mask"]

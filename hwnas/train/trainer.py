@@ -4,8 +4,9 @@ A supernet step follows the sandwich rule (Yu et al., BigNAS/AttentiveNAS; SalNA
 largest subnet, the smallest and `sandwich` random ones, gradients accumulated, one optimizer step;
 with inplace distillation the largest subnet's detached prediction is the target of the others. A
 single subnet is the same loop with one arch per step. On top, a `selfkd` method (SalNAS Algorithm
-1) or a comparison method turns targets into gt_bar (Eq. 3). SGD with momentum 0.9 and cosine
-annealing with warm restarts every `t0` epochs (SalNAS Section 4.3, Table 3).
+1) or a comparison method turns targets into gt_bar (Eq. 3). SGD with momentum 0.9 (or Adam, FocusNet's
+recipe: `hwnas.train.recipe`) and cosine annealing with warm restarts every `t0` epochs (SalNAS
+Section 4.3, Table 3); optional augmentation, one draw per step shared by the step's subnets.
 
 Subnets and data order are functions of (seed, step) and (seed, epoch), so every DDP rank samples
 the same subnets and a resumed run repeats exactly what an uninterrupted one does. A checkpoint
@@ -35,6 +36,7 @@ from hwnas.errors import CheckpointError, HwnasError
 from hwnas.space import Arch, SearchSpace
 from hwnas.train.checkpoint import check_space, load_checkpoint, save_checkpoint
 from hwnas.train.evaluate import evaluate
+from hwnas.train.recipe import AUGMENTATIONS, Augmentation, check_optimizer
 from hwnas.train.selfkd import PKD, PSKD, Baseline, SelfKD, activate, check_method, predict
 from hwnas.train.task import Task
 
@@ -50,8 +52,10 @@ class TrainConfig:
     epochs: int = 3
     batch_size: int = 32
     lr: float = 0.05  # SalNAS: 0.1 at batch 64; scaled to the default batch of 32
+    optimizer: str = "sgd"  # sgd (SalNAS) or adam (FocusNet): `hwnas.train.recipe`
     momentum: float = 0.9
     weight_decay: float = 1e-5
+    augment: tuple[str, ...] = ()  # flip, rotate, blur (FocusNet), drawn per image and step
     t0: int = 10
     grad_clip: float = 5.0
     sandwich: int = 2
@@ -69,6 +73,11 @@ class TrainConfig:
 
     def validate(self) -> TrainConfig:
         check_method(self.method)
+        check_optimizer(self.optimizer)
+        if not set(self.augment) <= set(AUGMENTATIONS):
+            raise HwnasError(f"unknown augmentation in {self.augment}; allowed: {', '.join(AUGMENTATIONS)}")
+        if not (self.weight_decay >= 0 and math.isfinite(self.weight_decay)):
+            raise HwnasError(f"weight decay must be a non-negative number, got {self.weight_decay}")
         if self.teacher_precision not in TEACHER_PRECISIONS:
             raise HwnasError(
                 f"unknown teacher precision '{self.teacher_precision}'; allowed: {', '.join(TEACHER_PRECISIONS)}"
@@ -209,6 +218,11 @@ class _Run:
         if self.world > 1:
             self.wrapped = nn.parallel.DistributedDataParallel(model, find_unused_parameters=True)
         self.optimizer, self.scheduler = self.make_optimizer(model)
+        if config.augment and not self.supernet and config.method in ("selfkd", "pskd"):
+            raise HwnasError(
+                f"--augment with --method {config.method} on one subnet: its teacher predicts the training "
+                "split once, un-augmented; pass --augment none (or train a supernet)"
+            )
         self.distiller = self.make_distiller()
         self.scaler = torch.amp.GradScaler("cuda") if config.amp else None
         self.history: list[dict[str, Any]] = []
@@ -227,7 +241,10 @@ class _Run:
 
     def make_optimizer(self, model: nn.Module):
         c = self.config
-        optimizer = torch.optim.SGD(model.parameters(), lr=c.lr, momentum=c.momentum, weight_decay=c.weight_decay)
+        if c.optimizer == "adam":  # FocusNet Section 4.1 (TRACER's `Optimizer`: torch.optim.Adam)
+            optimizer = torch.optim.Adam(model.parameters(), lr=c.lr, weight_decay=c.weight_decay)
+        else:
+            optimizer = torch.optim.SGD(model.parameters(), lr=c.lr, momentum=c.momentum, weight_decay=c.weight_decay)
         steps = len(self.data.train) // (c.batch_size * self.world) or 1
         steps = min(steps, c.max_steps) if c.max_steps else steps
         scheduler = torch.optim.lr_scheduler.CosineAnnealingWarmRestarts(optimizer, T_0=c.t0 * steps)
@@ -337,9 +354,12 @@ class _Run:
         task, c = self.task, self.config
         self.optimizer.zero_grad(set_to_none=True)
         inplace_target, total = None, 0.0
+        augmentation = Augmentation.draw(c.augment, len(rows)) if c.augment else None  # one per step: all subnets
         for i, arch in enumerate(archs):
             w, h = (arch or self.model.arch).resolution
             batch = {k: v.to(self.device) for k, v in self.data.batch(self.data.split("train", (w, h)), rows).items()}
+            if augmentation is not None:
+                batch = augmentation.apply(batch)
             batch["index"] = torch.as_tensor(rows, device=self.device)
             gt = task.gt(batch) if inplace_target is None else task.resize(inplace_target, (h, w))
             target = self.distiller.target(batch["image"], gt, batch, arch, self.epoch)

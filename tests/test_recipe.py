@@ -1,0 +1,85 @@
+"""Each task's recipe (FocusNet's for SOD) and the augmentations it names."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from hwnas.errors import HwnasError
+from hwnas.train.recipe import FOCUSNET, SALNAS, Augmentation, parse_augment, recipe_settings
+from tests.cli import one_error_line, run_cli
+
+
+def test_sod_defaults_to_focusnets_recipe_and_flags_override_it():
+    assert recipe_settings("sod+focus") == {
+        "optimizer": "adam", "lr": 1e-4, "weight_decay": 1e-4, "batch_size": 16, "augment": ("flip", "rotate", "blur"),
+    }  # fmt: skip
+    assert recipe_settings("saliency") == {
+        "optimizer": "sgd", "lr": 0.05, "weight_decay": 1e-5, "batch_size": 32, "augment": (),
+    }  # fmt: skip
+    assert recipe_settings("sod", lr=3e-4, augment="none", batch_size=8)["augment"] == ()
+    assert recipe_settings("saliency", augment="flip,blur")["augment"] == ("flip", "blur")
+    assert FOCUSNET.optimizer == "adam" and SALNAS.optimizer == "sgd"
+    with pytest.raises(HwnasError, match="not a list of distinct flip, blur .or none. for saliency"):
+        parse_augment("rotate", "saliency")  # fixations are single pixels
+    with pytest.raises(HwnasError, match="unknown optimizer 'rmsprop'; allowed: sgd, adam"):
+        recipe_settings("sod", optimizer="rmsprop")
+
+
+def _batch(h: int, w: int) -> dict[str, torch.Tensor]:
+    image = torch.arange(2 * 3 * h * w, dtype=torch.float32).reshape(2, 3, h, w) / (h * w)
+    mask = torch.zeros(2, 1, h, w)
+    mask[:, :, h // 4 : h // 2, : w // 3] = 1  # an object on the left
+    return {"image": image, "mask": mask, "index": torch.tensor([0, 1])}
+
+
+def test_one_draw_transforms_images_and_masks_together_at_any_resolution():
+    torch.manual_seed(0)
+    draw = Augmentation(torch.tensor([True, False]), torch.zeros(2), torch.zeros(2))
+    for h, w in ((16, 24), (32, 48)):  # the step's subnets run at different resolutions
+        batch = _batch(h, w)
+        out = draw.apply(batch)
+        assert torch.equal(out["image"][0], batch["image"][0].flip(-1))  # flipped, image and mask alike
+        assert torch.equal(out["mask"][0], batch["mask"][0].flip(-1))
+        assert torch.equal(out["image"][1], batch["image"][1]) and torch.equal(out["index"], batch["index"])
+
+
+def test_rotation_keeps_masks_binary_and_blur_touches_only_the_image():
+    batch = _batch(32, 48)
+    turned = Augmentation(torch.zeros(2, dtype=torch.bool), torch.tensor([10.0, 0.0]), torch.zeros(2)).apply(batch)
+    assert set(turned["mask"].unique().tolist()) <= {0.0, 1.0} and not torch.equal(turned["mask"][0], batch["mask"][0])
+    assert torch.equal(turned["mask"][1], batch["mask"][1])
+    # rotating 10 degrees about the centre keeps the object's area within a few pixels
+    assert abs(float(turned["mask"][0].sum() - batch["mask"][0].sum())) < 0.1 * float(batch["mask"][0].sum())
+    blurred = Augmentation(torch.zeros(2, dtype=torch.bool), torch.zeros(2), torch.tensor([0.0, 1.5])).apply(batch)
+    assert torch.equal(blurred["mask"], batch["mask"]) and torch.equal(blurred["image"][0], batch["image"][0])
+    assert not torch.equal(blurred["image"][1], batch["image"][1])
+    assert float(blurred["image"][1].mean()) == pytest.approx(float(batch["image"][1].mean()), rel=0.05)
+
+
+def test_draws_follow_the_probability_and_the_names():
+    torch.manual_seed(1)
+    drawn = Augmentation.draw(("flip",), 1000)
+    assert 400 < int(drawn.flip.sum()) < 600 and not drawn.angle.any() and not drawn.sigma.any()
+    drawn = Augmentation.draw(("rotate", "blur"), 1000)
+    assert float(drawn.angle.abs().max()) <= 15 and 0.1 <= float(drawn.sigma[drawn.sigma > 0].min())
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--augment", "rotate"], "--augment 'rotate' is not a list of distinct flip, blur (or none) for saliency"),
+        (["--task", "sod", "--optimizer", "rmsprop"], "unknown optimizer 'rmsprop'; allowed: sgd, adam"),
+        (["--task", "sod", "--weight-decay", "-1"], "weight decay must be a non-negative number"),
+    ],
+)
+def test_bad_recipe_flags_get_one_line(tmp_path, args, message):
+    proc = run_cli("train", "supernet", "--space", "mini", *args, "--out", str(tmp_path / "x.pt"), check=False)
+    assert message in one_error_line(proc)
+    assert not (tmp_path / "x.pt").exists()
+
+
+def test_augmenting_a_table_teacher_is_refused(tmp_path):
+    proc = run_cli("train", "selfkd", "--space", "mini", "--task", "sod", "--method", "selfkd", "--epochs", "1",
+                   "--train-size", "32", "--val-size", "16", "--out", str(tmp_path / "x.pt"), check=False)  # fmt: skip
+    assert "--augment with --method selfkd on one subnet" in one_error_line(proc)
