@@ -122,8 +122,12 @@ def _folder_sets(
 
     out = []
     for lay in scored:
-        split = read_reader(lay)(lay, which, size)
         train_set = train_of(lay)
+        own = train_set is not None and train_set is trains.get(lay.root)
+        if own and which == "val":  # load_folder has read it already
+            split = train_set.val
+        else:
+            split = read_reader(lay)(lay, which, size)
         train = train_set.train if train_set is not None else split
         bias = train_set.bias if train_set is not None else None
         name = train_set.name if train_set is not None else lay.format
