@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 import time
 from pathlib import Path
 
@@ -27,6 +28,20 @@ from hwnas.space import SearchSpace
 OUT = Path(__file__).parent / "out"
 
 
+class Log:
+    """Progress on stderr every 30 s, and when the subnets' conversion ended (their first round)."""
+
+    def __init__(self, what: str):
+        self.what, self.last, self.converted_s = what, 0.0, None
+
+    def __call__(self, done: int, total: int, label: str) -> None:
+        if done > 0 and self.converted_s is None and label.startswith("round"):
+            self.converted_s = time.perf_counter()
+        if time.perf_counter() - self.last > 30:
+            self.last = time.perf_counter()
+            print(f"  {time.strftime('%H:%M:%S')} {self.what}: {done}/{total} {label}", file=sys.stderr, flush=True)
+
+
 def run(device_name: str, samples: int, rounds: int, resolutions: list[tuple[int, int]] | None, reuse: bool) -> dict:
     """Build the table afresh (timed), or with `reuse` finish an existing one (untimed), then validate."""
     device = load_device(device_name)
@@ -36,11 +51,17 @@ def run(device_name: str, samples: int, rounds: int, resolutions: list[tuple[int
         path.unlink(missing_ok=True)
         sidecar_path(path).unlink(missing_ok=True)
     start = time.perf_counter()
-    table = profile(device, space, resolutions=resolutions, out=path)
+    table = profile(device, space, resolutions=resolutions, out=path, progress=Log(f"{device_name} table"))
     profile_s = None if reuse else time.perf_counter() - start
-    start = time.perf_counter()
+    start, log = time.perf_counter(), Log(f"{device_name} subnets")
     result = validate(
-        device, LatencyTable.load(path, space), samples=samples, seed=0, resolution=(256, 192), rounds=rounds
+        device,
+        LatencyTable.load(path, space),
+        samples=samples,
+        seed=0,
+        resolution=(256, 192),
+        rounds=rounds,
+        progress=log,
     )
     validate_s = time.perf_counter() - start
     (OUT / f"{device_name}-validation.json").write_text(json.dumps(result.to_dict(), indent=1))
@@ -49,6 +70,7 @@ def run(device_name: str, samples: int, rounds: int, resolutions: list[tuple[int
         "signatures": len(table),
         "profile_s": profile_s,
         "validate_s": validate_s,
+        "convert_s": log.converted_s - start if log.converted_s else None,
         "rounds": rounds,
         "overhead_us": table.overhead_ms * 1000,
         "result": result,
@@ -79,6 +101,8 @@ def main() -> None:
         r = row["result"]
         raw, after = r.holdout_before, r.holdout_after
         built = "reused" if row["profile_s"] is None else f"{row['profile_s'] / 60:.1f} min"
+        if row["convert_s"] is not None:
+            print(f"{name}: {len(r.archs)} subnets converted in {row['convert_s'] / 60:.1f} min", file=sys.stderr)
         print(
             f"{name:<11} {row['signatures']:>4}  {built:>9}  {after.n:>4}  "
             f"{raw.within_10:10.0%}  {raw.kendall_tau:7.3f} | {after.mape:27.1f}% {after.within_5:7.0%} "

@@ -6,13 +6,16 @@ whole subnets in interleaved rounds. Only signatures and archs cross the boundar
 
 from __future__ import annotations
 
+import weakref
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator
+from concurrent.futures import Executor
 
 import numpy as np
+from torch import nn
 
 from hwnas.backends import Backend, Protocol, Timing, get_backend
-from hwnas.backends.base import Artifact
+from hwnas.backends.base import POOL_MIN_JOBS, Artifact, conversion_pool
 from hwnas.devices import Device
 from hwnas.nn.static import IdentityModel, SignatureModel, signature_inputs
 from hwnas.nn.supernet import build_subnet
@@ -22,6 +25,8 @@ from hwnas.space import Arch, SearchSpace
 Progress = Callable[[int, int, str], None]
 DEFAULT_STATISTIC = "median"
 OVERHEAD_SHAPE = (8, 8, 8)
+BLOCK_CHUNK = 32  # blocks converted between measurements (what an interruption can lose)
+ARCH_CHUNK = 8  # whole subnets built and converted at a time
 
 
 def no_progress(done: int, total: int, label: str) -> None:
@@ -92,13 +97,24 @@ class Measurer(ABC):
 
 
 class LocalMeasurer(Measurer):
-    """Measures on this host with the device's backend; converted blocks are kept between rounds."""
+    """Measures on this host with the device's backend; converted blocks are kept between rounds.
+    Blocks are converted `BLOCK_CHUNK` at a time and subnets all before their first round, each
+    batch spread over `workers` processes where the backend converts slowly (`prepare_many`)."""
 
-    def __init__(self, device: Device):
+    def __init__(self, device: Device, *, workers: int | None = None):
         device.require_available()
         self.device = device
         self.backend = get_backend(device)
+        self.workers = workers
+        self._pool: Executor | None = None
         self._artifacts: dict[BlockSignature, Artifact] = {}
+
+    def _prepare_many(self, jobs: list[tuple[nn.Module, list[tuple[int, ...]]]]) -> Iterator[Artifact]:
+        if self._pool is None and self.backend.slow_prepare and len(jobs) >= POOL_MIN_JOBS:
+            self._pool = conversion_pool(self.workers)
+            if self._pool is not None:
+                weakref.finalize(self, self._pool.shutdown)
+        return self.backend.prepare_many(jobs, pool=self._pool)
 
     def host(self) -> dict:
         from hwnas.lut import host_info
@@ -112,11 +128,14 @@ class LocalMeasurer(Measurer):
         return self.backend.compile(IdentityModel(), [(self.device.batch, *OVERHEAD_SHAPE)]).measure(protocol)
 
     def blocks(self, sigs: list[BlockSignature], protocol: Protocol) -> Iterator[tuple[BlockSignature, Timing]]:
-        for sig in sigs:
-            if sig not in self._artifacts:
-                inputs = signature_inputs(sig, self.device.batch)
-                self._artifacts[sig] = self.backend.prepare(SignatureModel(sig).eval(), inputs)
-            yield sig, self.backend.load(self._artifacts[sig]).measure(protocol)
+        for start in range(0, len(sigs), BLOCK_CHUNK):
+            chunk = sigs[start : start + BLOCK_CHUNK]
+            todo = [sig for sig in dict.fromkeys(chunk) if sig not in self._artifacts]
+            jobs = [(SignatureModel(sig).eval(), signature_inputs(sig, self.device.batch)) for sig in todo]
+            for sig, artifact in zip(todo, self._prepare_many(jobs), strict=True):
+                self._artifacts[sig] = artifact
+            for sig in chunk:
+                yield sig, self.backend.load(self._artifacts[sig]).measure(protocol)
 
     def archs(
         self,
@@ -129,12 +148,16 @@ class LocalMeasurer(Measurer):
         protocol: Protocol,
         progress: Progress = no_progress,
     ) -> np.ndarray:
-        artifacts = []
-        for arch in archs:
-            w, h = arch.resolution
-            module = build_subnet(space, arch, task=task).eval()
-            artifacts.append(self.backend.prepare(module, [(self.device.batch, 3, h, w)]))
-            progress(0, len(archs) * rounds, f"converted {len(artifacts)}/{len(archs)}")
+        artifacts: list[Artifact] = []
+        for start in range(0, len(archs), ARCH_CHUNK):  # a chunk of full subnets in memory at a time
+            jobs = [self._subnet_job(space, arch, task) for arch in archs[start : start + ARCH_CHUNK]]
+            for artifact in self._prepare_many(jobs):
+                artifacts.append(artifact)
+                progress(0, len(archs) * rounds, f"converted {len(artifacts)}/{len(archs)}")
         return measure_rounds(
             self.backend, artifacts, rounds=rounds, statistic=statistic, protocol=protocol, progress=progress
         )
+
+    def _subnet_job(self, space: SearchSpace, arch: Arch, task: str) -> tuple[nn.Module, list[tuple[int, ...]]]:
+        w, h = arch.resolution
+        return build_subnet(space, arch, task=task).eval(), [(self.device.batch, 3, h, w)]

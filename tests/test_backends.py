@@ -117,3 +117,30 @@ def test_warm_up_waits_for_stable_times():
     # the first call took 3 ms and a fixed 10-call warm-up would still see 1.7 ms; the protocol
     # stops warming up once consecutive windows agree within stable_tol (5%)
     assert 1.0 <= timing.median_ms < 1.05
+
+
+def test_litert_converts_in_worker_processes_in_order_and_to_the_same_numbers():
+    """`prepare_many` with a conversion pool: each flatbuffer (BN folded, made in a spawned process)
+    belongs to its own model and reproduces it; a pool is used only for a slow backend."""
+    from hwnas.backends.base import conversion_pool
+    from hwnas.nn.blocks import ConvBnAct
+
+    backend = get_backend(load_device("cpu-tflite", DEVICES))
+    models = []
+    for cout in (8, 12, 16, 20):
+        torch.manual_seed(cout)
+        model = ConvBnAct(8, cout, 3, act="swish").eval()
+        model.bn.running_mean.uniform_(-0.5, 0.5)
+        model.bn.running_var.uniform_(0.5, 2.0)
+        models.append(model)
+    pool = conversion_pool(2)
+    try:
+        artifacts = list(backend.prepare_many([(m, [(1, 8, 8, 8)]) for m in models], pool=pool))
+    finally:
+        pool.shutdown()
+    for model, artifact in zip(models, artifacts, strict=True):
+        runnable = backend.load(artifact)
+        inputs = runnable.example_inputs(seed=2)
+        (out,) = runnable.run(inputs)
+        np.testing.assert_allclose(out, _reference(model, inputs), atol=1e-4, rtol=1e-4)
+    assert get_backend(load_device("cpu", DEVICES)).slow_prepare is False and backend.slow_prepare is True

@@ -13,11 +13,13 @@ table's metadata.
 from __future__ import annotations
 
 import contextlib
+import multiprocessing
 import os
 import sys
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import Executor, ProcessPoolExecutor
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -160,9 +162,24 @@ class Backend(ABC):
     """
 
     name: str = ""
+    slow_prepare: bool = False  # conversion takes seconds a model: `prepare_many` may use worker processes
 
     def __init__(self, device: Device):
         self.device = device
+
+    def prepare_many(
+        self, jobs: Sequence[tuple[nn.Module, Sequence[tuple[int, ...]]]], *, pool: Executor | None = None
+    ) -> Iterator[Artifact]:
+        """`prepare` each (module, input shapes), yielded in order; in `pool`'s worker processes
+        (`conversion_pool`) when given, the backend converts slowly (`slow_prepare`) and there are
+        at least `POOL_MIN_JOBS`. The caller measures nothing meanwhile: no conversion overlaps a
+        measurement."""
+        if pool is None or not self.slow_prepare or len(jobs) < POOL_MIN_JOBS:
+            for module, shapes in jobs:
+                yield self.prepare(module, shapes)
+            return
+        modules, shapes = zip(*jobs, strict=True)
+        yield from pool.map(_prepare, [self] * len(jobs), modules, shapes)
 
     @abstractmethod
     def prepare(self, module: nn.Module, input_shapes: Sequence[tuple[int, ...]]) -> Artifact:
@@ -178,6 +195,31 @@ class Backend(ABC):
     @abstractmethod
     def versions(self) -> dict[str, str]:
         """Versions of every runtime component that affects a measurement."""
+
+
+POOL_MIN_JOBS = 4
+
+
+def _one_thread() -> None:
+    import torch
+
+    torch.set_num_threads(1)
+
+
+def _prepare(backend: Backend, module: nn.Module, shapes: Sequence[tuple[int, ...]]) -> Artifact:
+    return backend.prepare(module, shapes)
+
+
+def conversion_pool(workers: int | None = None) -> Executor | None:
+    """Spawned processes with one torch thread each for `prepare_many` (None for fewer than two
+    workers); by default one per core, at most 4, since each holds a whole model's graph. Each takes
+    seconds to start (torch and the converter are imported anew), so keep one for a whole run; the
+    calling script needs the usual `if __name__ == "__main__":` guard."""
+    workers = max(1, min(4, os.cpu_count() or 1)) if workers is None else workers
+    if workers < 2:
+        return None
+    context = multiprocessing.get_context("spawn")  # forking a process with torch's threads can hang
+    return ProcessPoolExecutor(workers, mp_context=context, initializer=_one_thread)
 
 
 @contextlib.contextmanager

@@ -34,11 +34,11 @@ from typing import Any
 
 import torch
 from torch import nn
-from torch.nn.utils.fusion import fuse_conv_bn_eval, fuse_conv_bn_weights
+from torch.nn.utils.fusion import fuse_conv_bn_weights
 from torch.optim.swa_utils import AveragedModel
 
 from hwnas.errors import HwnasError
-from hwnas.nn.blocks import ConvBnAct
+from hwnas.nn.blocks import ConvBnAct, folded
 from hwnas.space import Arch
 from hwnas.train.task import Task
 
@@ -71,11 +71,7 @@ def fold_bn(model: nn.Module, into: nn.Module | None = None) -> nn.Module:
     conv, weights in channels_last. Given `into` (an earlier copy of a model of the same structure),
     its weights are refreshed in place, so a teacher that changes every epoch is not copied anew."""
     if into is None:
-        into = copy.deepcopy(model).eval()
-        for m in into.modules():
-            if isinstance(m, ConvBnAct):
-                m.conv, m.bn = fuse_conv_bn_eval(m.conv, m.bn), nn.Identity()
-        into = into.to(memory_format=torch.channels_last)
+        into = folded(model).to(memory_format=torch.channels_last)
     into.load_state_dict(model.state_dict(), strict=False)  # the weights that were not folded
     source = dict(model.named_modules())
     with torch.no_grad():
