@@ -1,6 +1,7 @@
 """Rerun every benchmark, then print one summary table of the figures the README quotes.
 
-Usage: python -m bench.run_all [--only lut_fidelity,lut_predict,search,selfkd,export,sod_ablation] [--summary]
+Usage: python -m bench.run_all [--only lut_fidelity,lut_calibration,lut_predict,search,selfkd,export,sod_ablation]
+       [--summary]
 `--summary` prints the table from the results already in bench/out/ without rerunning anything.
 The whole set takes about an hour and a half on this 2-core machine; run it on an idle machine.
 """
@@ -20,6 +21,7 @@ from bench.common import machine
 OUT = Path(__file__).parent / "out"
 STEPS = {
     "lut_fidelity": ["--devices", "cpu", "--samples", "200"],
+    "lut_calibration": [],
     "lut_predict": [],
     "search": [],
     "selfkd": [],
@@ -59,6 +61,10 @@ def rows() -> list[tuple[str, str, str, str]]:
         ]
     for row in (r for r in (timing or {}).get("rows", []) if r["profile_s"] is not None):
         out.append(("lut_fidelity", f"{row['device']}: full table", f"{row['profile_s'] / 60:.1f} min", "< 10 min"))
+    calibration = _load("lut_calibration.json") or {}
+    for name, by_res in calibration.get("rows", {}).items():
+        cells = ", ".join(f"{k} {v['mape']:.1f}%" for k, v in by_res.items())
+        out.append(("lut_calibration", f"held-out MAPE, {name}", cells, ""))
     predict = _load("lut_predict.json")
     if predict:
         out.append(("lut_predict", f"predict_many {predict['n']:,} archs", f"{predict['seconds']:.2f} s", "< 1 s"))

@@ -14,9 +14,11 @@ subnets the same way.
 
 Prediction (MoSegNAS Eq. 7, with the overhead made explicit): each block's median includes one
 per-call overhead `o` measured on an identity model, so the raw estimate of a subnet is
-`sum_i (t_i - o) + o`; the calibration `a * raw + b`, fitted by `hwnas lut validate` against
-end-to-end measurements, is applied unless `calibrated=False`. A missing entry is an error that
-names it, never a silent zero.
+`sum_i (t_i - o) + o`; the calibration `a_r * raw + b_r`, one line per input resolution r fitted by
+`hwnas lut validate` against end-to-end measurements at r, is applied unless `calibrated=False`. A
+resolution without a line of its own is predicted raw (a table calibrated before lines were kept
+per resolution holds one line, `ANY_RESOLUTION`, applied at every resolution as it was then). A
+missing entry is an error that names it, never a silent zero.
 """
 
 from __future__ import annotations
@@ -45,12 +47,18 @@ _BEFORE = {1: "from before the energy columns and the authors' blocks", 2: "from
 SIGNATURE_COLUMNS = [f.name for f in fields(BlockSignature)]
 TIMING_COLUMNS = [f.name for f in fields(Timing)]
 STATISTICS = ("median", "min")
+ANY_RESOLUTION = "*"  # the key of a calibration line fitted before lines were kept per resolution
 ENERGY_COLUMNS = ["energy_mj", "energy_source"]
 COLUMNS = ["key", *SIGNATURE_COLUMNS, *TIMING_COLUMNS, "rounds", "round_medians_ms", *ENERGY_COLUMNS]
 
 
 class LutError(HwnasError):
     """A latency table is missing, damaged, incompatible or lacks entries."""
+
+
+def resolution_key(resolution: tuple[int, int] | list[int]) -> str:
+    """`WxH`, how calibration lines are keyed."""
+    return f"{resolution[0]}x{resolution[1]}"
 
 
 def default_path(device_name: str, space_name: str, root: str | Path = "lut") -> Path:
@@ -265,13 +273,33 @@ class LatencyTable:
         return float(self.meta["overhead"][f"{self.statistic}_ms"])
 
     @property
-    def calibration(self) -> Calibration | None:
+    def calibrations(self) -> dict[str, Calibration]:
+        """The calibration lines by resolution (`WxH`, or `ANY_RESOLUTION` in an older table)."""
         cal = self.meta.get("calibration")
-        return None if cal is None else Calibration(cal["slope"], cal["intercept_ms"], cal["fitted_on"])
+        if cal is None:
+            return {}
+        if "slope" in cal:  # one line for every resolution, as tables were calibrated before
+            return {ANY_RESOLUTION: Calibration(cal["slope"], cal["intercept_ms"], cal["fitted_on"])}
+        return {k: Calibration(v["slope"], v["intercept_ms"], v["fitted_on"]) for k, v in cal["lines"].items()}
 
-    @calibration.setter
-    def calibration(self, value: Calibration | None) -> None:
-        self.meta["calibration"] = None if value is None else {**value.__dict__, "fitted": now()}
+    def calibration_at(self, resolution: tuple[int, int]) -> Calibration | None:
+        """The line predictions at `resolution` go through (None: they are raw block sums)."""
+        lines = self.calibrations
+        return lines.get(resolution_key(resolution), lines.get(ANY_RESOLUTION))
+
+    def set_calibration(self, resolution: tuple[int, int] | None, line: Calibration | None) -> None:
+        """Store (or, with None, drop) the line for `resolution` (None: every resolution). A line
+        for one resolution replaces an older table's line for all of them."""
+        lines = self.calibrations
+        key = ANY_RESOLUTION if resolution is None else resolution_key(resolution)
+        if key != ANY_RESOLUTION:
+            lines.pop(ANY_RESOLUTION, None)
+        if line is None:
+            lines.pop(key, None)
+        else:
+            lines[key] = line
+        stored = {k: {**v.__dict__} for k, v in lines.items()}
+        self.meta["calibration"] = {"lines": stored, "fitted": now()} if stored else None
 
     def compatibility_warnings(self, device: dict, versions: dict) -> list[str]:
         """Differences between the table's device/runtime and the given ones (a warning each)."""
@@ -300,9 +328,9 @@ class LatencyTable:
         return self._sum(arch, "latency")
 
     def predict(self, arch: Arch, *, calibrated: bool = True) -> float:
-        """Predicted end-to-end latency of `arch` in ms."""
+        """Predicted end-to-end latency of `arch` in ms (through its resolution's line, if any)."""
         raw = self.raw_ms(arch)
-        cal = self.calibration
+        cal = self.calibration_at(arch.resolution)
         return float(cal.apply(raw)) if calibrated and cal is not None else raw
 
     def predict_energy(self, arch: Arch) -> float:
@@ -312,9 +340,13 @@ class LatencyTable:
 
     def predict_many(self, archs: list[Arch] | np.ndarray, *, calibrated: bool = True) -> np.ndarray:
         """Vectorised `predict` over archs or an encoded matrix (n x n_var) via per-slot lookups."""
-        total = self._sum_many(archs, "latency")
-        cal = self.calibration
-        return cal.apply(total) if calibrated and cal is not None else total
+        x = self._encoded(archs)
+        total = self._sum_many(x, "latency")
+        if not calibrated or not self.calibrations:
+            return total
+        lines = [self.calibration_at(r) or Calibration(1.0, 0.0, 0) for r in self.space.resolutions]
+        r = x[:, self.space.gene("resolution")]
+        return np.array([c.slope for c in lines])[r] * total + np.array([c.intercept_ms for c in lines])[r]
 
     def predict_energy_many(self, archs: list[Arch] | np.ndarray) -> np.ndarray:
         """Vectorised `predict_energy` (mJ)."""
@@ -342,9 +374,12 @@ class LatencyTable:
     def lower_bound(self, what: str = "latency", allowed_resolutions: list[int] | None = None) -> float:
         """No subnet's prediction (calibrated, for latency) goes below this (`SlotCost.lower_bound`)."""
         costs, o = self._slot_cost(what)
-        bound = costs.lower_bound(allowed_resolutions) + o
-        cal = self.calibration if what == "latency" else None
-        return float(cal.apply(bound)) if cal is not None and cal.slope > 0 else bound
+        bounds = []
+        for r in allowed_resolutions or range(len(self.space.resolutions)):
+            bound = costs.lower_bound([r]) + o
+            cal = self.calibration_at(self.space.resolutions[r]) if what == "latency" else None
+            bounds.append(float(cal.apply(bound)) if cal is not None and cal.slope > 0 else bound)
+        return min(bounds)
 
     def _slot_cost(self, what: str) -> tuple[SlotCost, float]:
         costs, o = self._per_block(what)
@@ -354,10 +389,14 @@ class LatencyTable:
             )
         return self._slot_cache[what], o
 
-    def _sum_many(self, archs: list[Arch] | np.ndarray, what: str) -> np.ndarray:
+    def _encoded(self, archs: list[Arch] | np.ndarray) -> np.ndarray:
         x = np.asarray([self.space.encode(a) for a in archs]) if isinstance(archs, list) else np.asarray(archs)
         if x.ndim != 2 or x.shape[1] != self.space.n_var:
             raise LutError(f"predict_many needs archs or an (n, {self.space.n_var}) integer matrix, got {x.shape}")
+        return x
+
+    def _sum_many(self, archs: list[Arch] | np.ndarray, what: str) -> np.ndarray:
+        x = self._encoded(archs)
         slot_cost, o = self._slot_cost(what)
         total, missing = slot_cost(x)
         if missing:

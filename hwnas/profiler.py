@@ -24,7 +24,7 @@ from scipy import stats
 from hwnas.backends import Protocol, get_backend
 from hwnas.devices import Device
 from hwnas.energy import EnergyMeter, choose_meter, measure_inference_energy, require_power
-from hwnas.lut import Calibration, LatencyTable, LutError, default_path, now
+from hwnas.lut import Calibration, LatencyTable, LutError, default_path, now, resolution_key
 from hwnas.measurer import DEFAULT_STATISTIC, LocalMeasurer, Measurer, Progress, aggregate, no_progress
 from hwnas.nn.static import IdentityModel, SignatureModel, signature_inputs
 from hwnas.signature import BlockSignature
@@ -198,10 +198,24 @@ class Fidelity:
 
 
 @dataclass(frozen=True)
+class ResolutionFit:
+    """The calibration line of one resolution, fitted on its calibration half and judged on its
+    held-out half; stored in the table only if it lowers that half's MAPE (`applied`)."""
+
+    resolution: str
+    calibration: Calibration
+    before: Fidelity
+    after: Fidelity
+    applied: bool
+
+
+@dataclass(frozen=True)
 class Validation:
-    """End-to-end check of a table: raw figures on all subnets, before/after calibration on held-out ones."""
+    """End-to-end check of a table: raw figures on all subnets, before/after calibration on held-out
+    ones (all resolutions together, each through its own line), and each resolution's fit."""
 
     archs: list[str]
+    resolutions: list[str]
     measured_ms: list[float]
     raw_ms: list[float]
     calibrated_ms: list[float]
@@ -209,8 +223,7 @@ class Validation:
     all_raw: Fidelity
     holdout_before: Fidelity
     holdout_after: Fidelity
-    calibration: Calibration
-    applied: bool = True  # False: it did not lower the held-out MAPE, so the table predicts raw sums
+    fits: list[ResolutionFit]
     repeatability: Fidelity | None = None  # held-out: first half of the rounds vs the second half
 
     def to_dict(self) -> dict:
@@ -218,18 +231,25 @@ class Validation:
 
 
 def validation_archs(
-    space: SearchSpace, samples: int, seed: int, resolution: tuple[int, int] | None = None
+    space: SearchSpace, samples: int, seed: int, resolution: tuple[int, int] | list[tuple[int, int]] | None = None
 ) -> list[Arch]:
-    """min, max and random subnets (distinct), all at `resolution` if given."""
+    """`samples` distinct subnets: at each of `resolution` (one or a list; None: as sampled), the
+    min, the max and random ones, the samples shared evenly between the resolutions."""
     rng = np.random.default_rng(seed)
-    found: dict[Arch, None] = {}
-    for arch in [space.min(), space.max()]:
-        found[_at(arch, resolution)] = None
-    attempts = 0
-    while len(found) < samples and attempts < 100 * samples:
-        found[_at(space.sample(rng), resolution)] = None
-        attempts += 1
-    return list(found)[:samples]
+    if resolution is None or isinstance(resolution[0], int):
+        targets = [None if resolution is None else tuple(resolution)]
+    else:
+        targets = [tuple(r) for r in resolution]
+    chosen: list[Arch] = []
+    for i, target in enumerate(targets):
+        quota = samples // len(targets) + (i < samples % len(targets))
+        found: dict[Arch, None] = {_at(arch, target): None for arch in [space.min(), space.max()]}
+        attempts = 0
+        while len(found) < quota and attempts < 100 * quota:
+            found[_at(space.sample(rng), target)] = None
+            attempts += 1
+        chosen += list(found)[:quota]
+    return chosen
 
 
 def _at(arch: Arch, resolution: tuple[int, int] | None) -> Arch:
@@ -249,17 +269,22 @@ def validate(
     measurer: Measurer | None = None,
 ) -> Validation:
     """Measure `samples` subnets end to end in `rounds` interleaved rounds (aggregated like the
-    table's rows), fit the calibration on half of them and report it on the other half. The table
-    keeps the calibration only if it lowers the held-out MAPE (`applied`); otherwise it predicts
-    raw block sums, since a calibration that makes held-out predictions worse would skew every
-    later latency."""
-    if samples < 4:
-        raise LutError(f"--samples must be at least 4 (two to fit the calibration, two to test it), got {samples}")
+    table's rows), at `resolution` or shared evenly between every resolution the table profiled;
+    at each resolution fit a line on half of its subnets and report it on the other half. A line is
+    stored only if it lowers its resolution's held-out MAPE; otherwise that resolution predicts raw
+    block sums, since a calibration that makes held-out predictions worse would skew every later
+    latency. Lines of resolutions not validated now stay as they were."""
     if rounds < 1:
         raise LutError(f"--rounds must be at least 1, got {rounds}")
-    measurer = measurer or LocalMeasurer(device)
     space, task = table.space, table.meta["task"]
-    archs = validation_archs(space, samples, seed, resolution)
+    targets = [tuple(resolution)] if resolution is not None else [tuple(r) for r in table.meta["resolutions"]]
+    if samples < 4 * len(targets):
+        raise LutError(
+            f"--samples must be at least 4 per resolution (two to fit each line, two to test it): "
+            f"{len(targets)} resolution(s) need {4 * len(targets)}, got {samples}"
+        )
+    measurer = measurer or LocalMeasurer(device)
+    archs = validation_archs(space, samples, seed, targets)
     raw = np.array([table.raw_ms(a) for a in archs])  # raises early, naming missing signatures
     per_round = measurer.archs(
         space,
@@ -271,27 +296,34 @@ def validate(
         progress=progress,
     )
     measured = aggregate(per_round, table.statistic)
-    holdout = np.random.default_rng(seed + 1).permutation(len(archs)) % 2 == 1
-    calibration = Calibration.fit(raw[~holdout], measured[~holdout])
-    calibrated = calibration.apply(raw)
-    before = Fidelity.of(raw[holdout], measured[holdout])
-    after = Fidelity.of(calibrated[holdout], measured[holdout])
-    applied = after.mape < before.mape  # stored only if it lowers the held-out error; else predict raw
-    table.calibration = calibration if applied else None
+    keys = np.array([resolution_key(a.resolution) for a in archs])
+    holdout, calibrated, fits = np.zeros(len(archs), dtype=bool), raw.copy(), []
+    split = np.random.default_rng(seed + 1)
+    for target in targets:
+        key = resolution_key(target)
+        index = np.flatnonzero(keys == key)
+        holdout[index] = split.permutation(len(index)) % 2 == 1
+        fit_on, held = index[~holdout[index]], index[holdout[index]]
+        line = Calibration.fit(raw[fit_on], measured[fit_on])
+        calibrated[index] = line.apply(raw[index])
+        before, after = Fidelity.of(raw[held], measured[held]), Fidelity.of(calibrated[held], measured[held])
+        fits.append(ResolutionFit(key, line, before, after, applied=after.mape < before.mape))
+        table.set_calibration(target, line if fits[-1].applied else None)
     table.meta["validation"] = {
-        "date": now(), "samples": len(archs), "seed": seed, "rounds": rounds, "calibration_applied": applied,
+        "date": now(), "samples": len(archs), "seed": seed, "rounds": rounds,
+        "calibration_applied": {fit.resolution: fit.applied for fit in fits},
     }  # fmt: skip
     return Validation(
         archs=[str(a) for a in archs],
+        resolutions=keys.tolist(),
         measured_ms=measured.tolist(),
         raw_ms=raw.tolist(),
         calibrated_ms=calibrated.tolist(),
         holdout=holdout.tolist(),
         all_raw=Fidelity.of(raw, measured),
-        holdout_before=before,
-        holdout_after=after,
-        calibration=calibration,
-        applied=applied,
+        holdout_before=Fidelity.of(raw[holdout], measured[holdout]),
+        holdout_after=Fidelity.of(calibrated[holdout], measured[holdout]),
+        fits=fits,
         repeatability=repeatability(per_round[:, holdout], table.statistic),
     )
 

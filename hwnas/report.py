@@ -101,7 +101,7 @@ def subnet_report(
     report.measures.append(Measure("latency", measured, "ms", f"measured ({device.backend}, batch {device.batch})"))
     if table is not None:
         predicted = table.predict(arch)
-        calibrated = "calibrated" if table.calibration is not None else "uncalibrated"
+        calibrated = "calibrated" if table.calibration_at(arch.resolution) is not None else "uncalibrated"
         report.measures.append(Measure("latency (table)", predicted, "ms", f"latency table, {calibrated}"))
     runnable = backend.compile(net, [(batch, 3, h, w)])
     energy = measure_inference_energy(runnable.bind(runnable.example_inputs()), energy_meter, batch=batch, calls=passes)

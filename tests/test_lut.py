@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -41,10 +42,11 @@ def test_predict_is_block_sum_with_one_overhead(mini_table, mini):
     sigs = mini.block_signatures(arch)
     by_hand = sum(s.flops() / 1e9 + 0.001 * s.kernel for s in sigs) + 0.01
     assert mini_table.predict(arch) == pytest.approx(by_hand, rel=1e-12)
-    mini_table.calibration = Calibration(1.5, 0.2, 10)
+    mini_table.set_calibration(arch.resolution, Calibration(1.5, 0.2, 10))
     assert mini_table.predict(arch) == pytest.approx(1.5 * by_hand + 0.2, rel=1e-12)
     assert mini_table.predict(arch, calibrated=False) == pytest.approx(by_hand, rel=1e-12)
-    mini_table.calibration = None
+    mini_table.set_calibration(arch.resolution, None)
+    assert mini_table.meta["calibration"] is None
 
 
 @pytest.mark.parametrize("task", ["saliency", "classification"])
@@ -186,7 +188,86 @@ def test_a_calibration_that_worsens_held_out_error_is_not_stored(mini):
     result = validate(load_device("cpu"), table, samples=samples, seed=seed, resolution=(32, 32), rounds=2,
                       measurer=machine)  # fmt: skip
     assert result.holdout_before.mape == pytest.approx(0.0, abs=1e-9)  # raw sums match the held-out half
-    assert result.holdout_after.mape > 10 and not result.applied
-    assert table.calibration is None and table.meta["validation"]["calibration_applied"] is False
+    [fit] = result.fits
+    assert result.holdout_after.mape > 10 and not fit.applied
+    assert table.calibration_at((32, 32)) is None
+    assert table.meta["validation"]["calibration_applied"] == {"32x32": False}
     arch = mini.parse(result.archs[0])
     assert table.predict(arch) == pytest.approx(table.raw_ms(arch))
+
+
+def test_each_resolution_predicts_through_its_own_line():
+    """Lines are kept per resolution: predict and predict_many apply each arch's own, a resolution
+    without one predicts the raw sum, and the lines survive a save and a load."""
+    space = SearchSpace.load("alphanet")
+    table = synthetic_table(space)
+    small, large = space.resolutions
+    table.set_calibration(small, Calibration(1.2, 0.1, 10))
+    rng = np.random.default_rng(1)
+    archs = [replace(space.sample(rng), resolution=r) for r in (small, large) for _ in range(20)]
+    raw = np.array([table.raw_ms(a) for a in archs])
+    expected = np.where([a.resolution == small for a in archs], 1.2 * raw + 0.1, raw)
+    np.testing.assert_allclose(table.predict_many(archs), expected, rtol=1e-12)
+    table.set_calibration(large, Calibration(0.8, 0.5, 10))
+    expected = np.where([a.resolution == small for a in archs], 1.2 * raw + 0.1, 0.8 * raw + 0.5)
+    np.testing.assert_allclose([table.predict(a) for a in archs], expected, rtol=1e-12)
+    np.testing.assert_allclose(table.predict_many(archs), expected, rtol=1e-12)
+    bound = table.lower_bound()
+    assert bound <= expected.min() and bound == min(table.lower_bound(allowed_resolutions=[i]) for i in (0, 1))
+
+
+def test_a_table_calibrated_with_one_line_keeps_it_until_a_resolution_gets_its_own(tmp_path):
+    """Sidecars written before lines were kept per resolution hold one line for all resolutions."""
+    space = SearchSpace.load("alphanet")
+    table = synthetic_table(space)
+    table.meta["calibration"] = {"slope": 1.5, "intercept_ms": 0.2, "fitted_on": 10, "fitted": "then"}
+    path = table.save(tmp_path / "t.parquet")
+    table = LatencyTable.load(path, space)
+    small, large = space.resolutions
+    arch = replace(space.max(), resolution=large)
+    assert table.predict(arch) == pytest.approx(1.5 * table.raw_ms(arch) + 0.2)
+    table.set_calibration(small, Calibration(1.1, 0.0, 8))
+    assert table.predict(arch) == pytest.approx(table.raw_ms(arch))  # the old line is gone, large is raw
+    reloaded = LatencyTable.load(table.save(path), space)
+    assert reloaded.calibrations == {"256x192": Calibration(1.1, 0.0, 8)}
+
+
+class TwoSpeedMachine:
+    """A fake measurer (no timing at all) standing for a device whose end-to-end time is a different
+    line of the block sum at each resolution: 1.2 x raw + 0.1 at 256x192, 0.8 x raw + 0.5 at 384x288."""
+
+    where = "local"
+    lines = {(256, 192): (1.2, 0.1), (384, 288): (0.8, 0.5)}
+
+    def __init__(self, table):
+        self.table, self.seen = table, []
+
+    def archs(self, space, archs, task, *, rounds, statistic, protocol, progress):
+        self.seen = list(archs)
+        times = [self.lines[a.resolution][0] * self.table.raw_ms(a) + self.lines[a.resolution][1] for a in archs]
+        return np.tile(times, (rounds, 1))
+
+
+def test_validate_fits_one_line_per_resolution_the_table_profiled():
+    from hwnas.devices import load_device
+    from hwnas.profiler import validate
+
+    space = SearchSpace.load("alphanet")
+    table = synthetic_table(space)
+    table.meta["calibration"] = {"slope": 9.0, "intercept_ms": 9.0, "fitted_on": 4, "fitted": "then"}
+    machine = TwoSpeedMachine(table)
+    result = validate(load_device("cpu"), table, samples=10, seed=0, rounds=1, measurer=machine)
+    assert [a.resolution for a in machine.seen] == [(256, 192)] * 5 + [(384, 288)] * 5
+    assert machine.seen[0] == replace(space.min(), resolution=(256, 192))  # min and max at each resolution
+    assert machine.seen[6] == replace(space.max(), resolution=(384, 288))
+    for fit in result.fits:
+        slope, intercept = TwoSpeedMachine.lines[tuple(int(v) for v in fit.resolution.split("x"))]
+        assert fit.calibration.slope == pytest.approx(slope) and fit.calibration.intercept_ms == pytest.approx(
+            intercept
+        )
+        assert fit.applied and fit.after.mape == pytest.approx(0.0, abs=1e-9)
+        assert sum(result.holdout[i] for i, r in enumerate(result.resolutions) if r == fit.resolution) in (2, 3)
+    assert set(table.calibrations) == {"256x192", "384x288"}  # the old all-resolution line is replaced
+    assert result.holdout_after.mape == pytest.approx(0.0, abs=1e-9) and result.holdout_before.mape > 1
+    with pytest.raises(LutError, match="at least 4 per resolution"):
+        validate(load_device("cpu"), table, samples=6, seed=0, rounds=1, measurer=machine)

@@ -139,13 +139,35 @@ def test_validate_reports_real_figures_and_stores_calibration(interrupted_then_r
     assert "the measurement itself" in result.stdout
     table = LatencyTable.load(path, mini)
     # stored only where it lowered the held-out MAPE (which one holds depends on this machine's noise)
-    assert data["applied"] == (data["holdout_after"]["mape"] < data["holdout_before"]["mape"])
-    assert data["applied"] == (table.calibration is not None) == table_meta(path)["validation"]["calibration_applied"]
-    assert data["calibration"]["fitted_on"] == 4
+    [fit] = data["fits"]
+    assert fit["resolution"] == "32x32" and data["resolutions"] == ["32x32"] * 8
+    assert fit["applied"] == (fit["after"]["mape"] < fit["before"]["mape"])
+    stored = table.calibration_at((32, 32))
+    assert fit["applied"] == (stored is not None) == table_meta(path)["validation"]["calibration_applied"]["32x32"]
+    assert fit["calibration"]["fitted_on"] == 4
     arch = SearchSpace.parse(mini, data["archs"][0])
-    expected = data["calibrated_ms"][0] if data["applied"] else data["raw_ms"][0]
+    expected = data["calibrated_ms"][0] if fit["applied"] else data["raw_ms"][0]
     assert table.predict(arch) == pytest.approx(expected)
-    assert ("stored in" if data["applied"] else "NOT stored") in result.stdout
+    assert ("stored in" if fit["applied"] else "NOT stored") in result.stdout
+
+
+def test_validate_without_a_resolution_fits_a_line_at_each_profiled_one(tmp_path, mini):
+    path = tmp_path / "cpu-mini.parquet"
+    profiled = run("profile", "--device", "cpu", "--space", "mini", "--resolution", "32x32", "--resolution", "48x48",
+                   "--rounds", "1", "--out", str(path))  # fmt: skip
+    assert profiled.returncode == 0, profiled.stderr
+    report = tmp_path / "report.json"
+    result = validate_on_cpu(str(path), "--samples", "8", "--rounds", "1", "--report", str(report))
+    assert result.returncode == 0, result.stderr
+    data = json.loads(report.read_text())
+    assert data["resolutions"] == ["32x32"] * 4 + ["48x48"] * 4  # shared evenly, the table's resolutions only
+    assert [fit["resolution"] for fit in data["fits"]] == ["32x32", "48x48"]
+    assert "32x32 held-out, after" in result.stdout and "48x48 held-out, before" in result.stdout
+    assert "calibration at 32x32" in result.stdout and "calibration at 48x48" in result.stdout
+    table = LatencyTable.load(path, mini)
+    for fit in data["fits"]:
+        size = tuple(int(v) for v in fit["resolution"].split("x"))
+        assert (table.calibration_at(size) is not None) == fit["applied"]
 
 
 def test_tflite_profile_and_validate_on_mini(tmp_path):
@@ -179,9 +201,10 @@ def test_tflite_profile_and_validate_on_mini(tmp_path):
     assert "held-out, before calibration" in result.stdout
     report = json.loads((tmp_path / "report.json").read_text())
     assert len(report["measured_ms"]) == 6 and all(m > 0 for m in report["measured_ms"])
-    assert report["calibration"]["fitted_on"] == 3
-    stored = LatencyTable.load(path, SearchSpace.load("mini")).calibration
-    assert (stored is not None) == report["applied"]
+    [fit] = report["fits"]
+    assert fit["calibration"]["fitted_on"] == 3
+    stored = LatencyTable.load(path, SearchSpace.load("mini")).calibration_at((32, 32))
+    assert (stored is not None) == fit["applied"]
 
 
 # ---- bad input ------------------------------------------------------------------------------------

@@ -148,7 +148,13 @@ def lut_validate(
     ] = None,
     samples: Annotated[int, typer.Option(help="subnets to measure end to end (min and max included)")] = 20,
     seed: Annotated[int, typer.Option(help="seed for the random subnets and the calibration split")] = 0,
-    resolution: Annotated[str | None, typer.Option(help="validate at this resolution only", metavar="WxH")] = None,
+    resolution: Annotated[
+        str | None,
+        typer.Option(
+            help="validate at this resolution only (default: every resolution the table profiled, one line each)",
+            metavar="WxH",
+        ),
+    ] = None,
     report_out: Annotated[Path | None, typer.Option("--report", help="write the per-subnet report as JSON")] = None,
     rounds: RoundsOpt = 4,
     remote: RemoteOpt = None,
@@ -193,6 +199,10 @@ def _render_validation(result, sidecar: Path) -> None:
         ("held-out, before calibration", result.holdout_before),
         ("held-out, after calibration", result.holdout_after),
     ]
+    if len(result.fits) > 1:
+        for fit in result.fits:
+            rows += [(f"  {fit.resolution} held-out, before", fit.before)]
+            rows += [(f"  {fit.resolution} held-out, after", fit.after)]
     if result.repeatability:
         rows.append(("held-out, re-measured (half the rounds each)", result.repeatability))
     for label, f in rows:
@@ -206,16 +216,20 @@ def _render_validation(result, sidecar: Path) -> None:
             f"the measurement itself: its two halves of rounds rank the held-out subnets with Kendall tau "
             f"{result.repeatability.kendall_tau:.3f}; no table can rank them better on this machine now"
         )
-    cal = result.calibration
-    line = f"calibration: measured = {cal.slope:.4f} x table + {cal.intercept_ms:.4f} ms (fitted on {cal.fitted_on})"
-    if result.applied:
-        say(f"{line}, stored in {sidecar}")
-    else:
-        say(
-            f"{line}, NOT stored: it raises the held-out MAPE from {result.holdout_before.mape:.1f}% to "
-            f"{result.holdout_after.mape:.1f}%, so the table predicts raw block sums (measure more --samples "
-            "or --rounds to fit a better line)"
+    for fit in result.fits:
+        cal = fit.calibration
+        line = (
+            f"calibration at {fit.resolution}: measured = {cal.slope:.4f} x table + {cal.intercept_ms:.4f} ms "
+            f"(fitted on {cal.fitted_on})"
         )
+        if fit.applied:
+            say(f"{line}, stored in {sidecar}")
+        else:
+            say(
+                f"{line}, NOT stored: it raises the held-out MAPE from {fit.before.mape:.1f}% to "
+                f"{fit.after.mape:.1f}%, so the table predicts raw block sums at {fit.resolution} (measure more "
+                "--samples or --rounds to fit a better line)"
+            )
 
 
 def agent(

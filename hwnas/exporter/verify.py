@@ -99,7 +99,7 @@ def table_prediction(path: Path, space: SearchSpace, arch: Arch, task: str) -> t
         table = LatencyTable.load(path, space)
         if table.meta.get("task") != task:
             return None, f"{path} profiles the {table.meta.get('task')} head, not {task}", table.statistic
-        calibrated = table.calibration is not None
+        calibrated = table.calibration_at(arch.resolution) is not None
         note = f"{path}{', calibrated' if calibrated else ', uncalibrated'}"
         return float(table.predict(arch)), note, table.statistic
     except HwnasError as exc:
