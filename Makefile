@@ -6,7 +6,7 @@ BIN    := $(VENV)/bin
 EXTRAS := onnx,tflite,coreml,energy,agent,data,sod,search,dev
 STAMP  := $(VENV)/.installed
 
-.PHONY: setup test demo lint clean
+.PHONY: setup test demo lint clean gpu-check
 
 setup: $(STAMP)
 
@@ -39,6 +39,12 @@ demo: setup
 	$(BIN)/hwnas export --supernet runs/mini-saliency/supernet.pt --arch runs/mini-search-cpu/best.json \
 		--format onnx,tflite,coreml,tensorrt --out export
 
+
+# On a CUDA machine: every GPU path in one run (bench/gpu_check.py). It needs no venv and no network:
+# the machine's own Python with torch, and hwnas from this tree. Elsewhere it says so and exits 0.
+GPU_PYTHON ?= $(if $(wildcard $(BIN)/python),$(BIN)/python,python3)
+gpu-check:
+	PYTHONPATH=. PYTHONUNBUFFERED=1 $(GPU_PYTHON) -m bench.gpu_check
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache

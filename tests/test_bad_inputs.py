@@ -150,6 +150,12 @@ CASES = [
         "--submission folder T/bad.toml exists and is not empty",
     ),
     ("train-epochs", "train supernet --space mini --epochs 0 --out T/x.pt", "epochs must be at least 1"),
+    ("train-precision", "train supernet --space mini --precision fp8 --out T/x.pt", "unknown --precision 'fp8'"),
+    (
+        "train-fp16-cpu",
+        "train supernet --space mini --precision fp16 --out T/x.pt",
+        "--precision fp16 needs a CUDA device",
+    ),
     ("train-task", "train supernet --space mini --task sod/afe2 --out T/x.pt", "unknown SOD task 'sod/afe2'"),
     ("train-sod-mask-grey", "train supernet --space mini --task sod --data T/duts-grey --out T/x.pt", "is not binary"),
     (

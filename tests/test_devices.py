@@ -5,11 +5,12 @@ from __future__ import annotations
 import platform
 
 import pytest
+import torch
 
 from hwnas.devices import DeviceError, device_names, load_device, packaged_dir, parse_device
 
 DEVICES = packaged_dir()
-SHIPPED = ["ascend310", "cpu", "cpu-tflite", "cpu-torch", "m2", "rtx4090", "snapdragon8"]
+SHIPPED = ["ascend310", "cpu", "cpu-tflite", "cpu-torch", "cuda-torch", "m2", "rtx4090", "snapdragon8"]
 
 GOOD = """
 name = "board"
@@ -44,6 +45,9 @@ def test_availability_on_this_host():
         assert "targets aarch64" in load_device("snapdragon8", DEVICES).availability()
         assert "targets arm64" in load_device("m2", DEVICES).availability()
     assert "CANNExecutionProvider" in load_device("ascend310", DEVICES).availability()
+    assert load_device("cuda-torch", DEVICES).torch_device == "cuda"
+    if not torch.cuda.is_available():
+        assert load_device("cuda-torch", DEVICES).availability() == "no CUDA GPU on this host"
     with pytest.raises(DeviceError, match="cannot run on this host: .*hwnas agent"):
         load_device("ascend310", DEVICES).require_available()
 

@@ -32,7 +32,11 @@ SizeOpt = Annotated[int, typer.Option(help="synthetic data: training images")]
 ValSizeOpt = Annotated[int, typer.Option(help="synthetic data: validation images")]
 FreshOpt = Annotated[bool, flag("--fresh", help="ignore an existing checkpoint at --out and start over")]
 TorchDeviceOpt = Annotated[str, typer.Option("--torch-device", help="where to train: cpu or cuda[:N]")]
-AmpOpt = Annotated[bool, flag("--amp", help="mixed precision (CUDA only)")]
+AmpOpt = Annotated[bool, flag("--amp", help="SalNAS's mixed precision: the same as --precision fp16 (CUDA only)")]
+PrecisionOpt = Annotated[
+    str, typer.Option(help="fp32, bf16 (autocast, CPU or CUDA) or fp16 (autocast with loss scaling, CUDA only)")
+]
+ChannelsLastOpt = Annotated[bool, flag("--channels-last", help="weights and images in NHWC (tensor cores want it)")]
 ClipOpt = Annotated[float, typer.Option(help="gradient-norm clipping (0: off)")]
 TaskOpt = Annotated[
     str,
@@ -136,6 +140,8 @@ def train_supernet(
     fresh: FreshOpt = False,
     torch_device: TorchDeviceOpt = "cpu",
     amp: AmpOpt = False,
+    precision: PrecisionOpt = "fp32",
+    channels_last: ChannelsLastOpt = False,
     check_replicas: Annotated[
         bool, flag("--check-replicas", help="under torchrun: verify after every step that all ranks agree")
     ] = False,
@@ -169,7 +175,8 @@ def train_supernet(
         config = TrainConfig(
             **chosen, epochs=epochs, t0=t0, grad_clip=grad_clip, sandwich=sandwich,
             inplace_kd=not selfkd if inplace_kd is None else inplace_kd, dropout=dropout, drop_connect=drop_connect,
-            method="selfkd" if selfkd else "baseline", alpha=alpha, seed=seed, amp=amp,
+            method="selfkd" if selfkd else "baseline", alpha=alpha, seed=seed,
+            precision=_precision(precision, amp), channels_last=channels_last,
             max_steps=max_steps, check_replicas=check_replicas,
         )  # fmt: skip
 
@@ -183,6 +190,15 @@ def train_supernet(
             factory, title="supernet", space=sp, task=task, data=data, size=sp.max().resolution, config=config,
             out=out, fresh=fresh, device=torch_device, train_size=train_size, val_size=val_size,
         )  # fmt: skip
+
+
+def _precision(precision: str, amp: bool) -> str:
+    """--amp is --precision fp16; with another --precision it is a contradiction."""
+    from hwnas.errors import HwnasError
+
+    if amp and precision not in ("fp32", "fp16"):
+        raise HwnasError(f"--amp means --precision fp16, not {precision}: pass one of them")
+    return "fp16" if amp else precision
 
 
 def _say_inherited(done) -> None:
@@ -221,6 +237,8 @@ def train_selfkd(
     fresh: FreshOpt = False,
     torch_device: TorchDeviceOpt = "cpu",
     amp: AmpOpt = False,
+    precision: PrecisionOpt = "fp32",
+    channels_last: ChannelsLastOpt = False,
     teacher_precision: Annotated[
         str,
         typer.Option(
@@ -244,7 +262,8 @@ def train_selfkd(
         )
         config = TrainConfig(
             **settings, epochs=epochs, t0=t0, grad_clip=grad_clip, method=method, alpha=alpha,
-            seed=seed, amp=amp, max_steps=max_steps, teacher_precision=teacher_precision,
+            seed=seed, precision=_precision(precision, amp), channels_last=channels_last, max_steps=max_steps,
+            teacher_precision=teacher_precision,
         )  # fmt: skip
         _train(
             lambda n: initial_subnet(sp, chosen, task=task, num_classes=n, seed=seed, init=init), title=method,

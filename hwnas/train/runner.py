@@ -7,6 +7,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+import torch
+
 from hwnas.errors import HwnasError
 from hwnas.head import check_task
 from hwnas.io import writable_file
@@ -47,14 +49,17 @@ def train(
     (rank 0 only under DDP)."""
     from hwnas.data import load_data
     from hwnas.train.task import make_task
-    from hwnas.train.trainer import fit, init_distributed
+    from hwnas.train.trainer import check_precision, fit, init_distributed
 
     check_task(task)
     if device != "cpu" and not device.startswith("cuda"):
         raise HwnasError(f"--torch-device must be cpu or cuda[:N], got '{device}'")
     config.validate()
+    check_precision(config.precision, device)
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise HwnasError(f"--torch-device {device}: this host has no CUDA GPU (torch {torch.__version__}); use cpu")
     writable_file(out, what="checkpoint")
-    rank, world = init_distributed(device)
+    rank, world, device = init_distributed(device)
     w, h = size
     dataset = load_data(data, task=task, size=(h, w), seed=config.seed, train_size=train_size, val_size=val_size)
     model = model_factory(dataset.num_classes)

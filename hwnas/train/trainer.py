@@ -65,7 +65,8 @@ class TrainConfig:
     method: str = "baseline"
     alpha: float = 0.5
     seed: int = 0
-    amp: bool = False
+    precision: str = "fp32"  # autocast: fp32 (off), bf16, or fp16 with a GradScaler (SalNAS's --amp); see PRECISIONS
+    channels_last: bool = False  # weights and images in NHWC, as tensor-core convolutions want them
     bn_batches: int = 8
     max_steps: int = 0
     check_replicas: bool = False
@@ -78,6 +79,8 @@ class TrainConfig:
             raise HwnasError(f"unknown augmentation in {self.augment}; allowed: {', '.join(AUGMENTATIONS)}")
         if not (self.weight_decay >= 0 and math.isfinite(self.weight_decay)):
             raise HwnasError(f"weight decay must be a non-negative number, got {self.weight_decay}")
+        if self.precision not in PRECISIONS:
+            raise HwnasError(f"unknown --precision '{self.precision}'; allowed: {', '.join(PRECISIONS)}")
         if self.teacher_precision not in TEACHER_PRECISIONS:
             raise HwnasError(
                 f"unknown teacher precision '{self.teacher_precision}'; allowed: {', '.join(TEACHER_PRECISIONS)}"
@@ -100,6 +103,28 @@ class TrainConfig:
 TABLE_BYTES = 1 << 30  # Self-KD keeps a subnet teacher's predictions for the training split up to this size
 TABLE_BATCH = 256  # images per teacher call when filling that table
 TEACHER_PRECISIONS = ("auto", "fp32", "bf16")
+PRECISIONS = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+def check_precision(precision: str, device: str) -> None:
+    """fp16 training needs CUDA (its loss scaling is CUDA's GradScaler); bf16 autocast also runs on a
+    CPU (natively where `native_bf16`). `TrainConfig.validate` checks the name."""
+    if precision == "fp16" and not device.startswith("cuda"):
+        raise HwnasError(
+            f"--precision fp16 needs a CUDA device (--torch-device cuda); this run is on {device}: "
+            "use bf16 or fp32 on a CPU"
+        )
+
+
+def _as_float(output: Any) -> Any:
+    """A model's output (a tensor, or a tuple/list/dict of them) in float32, for the loss."""
+    if isinstance(output, torch.Tensor):
+        return output.float()
+    if isinstance(output, dict):
+        return {k: _as_float(v) for k, v in output.items()}
+    if isinstance(output, tuple | list):
+        return type(output)(_as_float(v) for v in output)
+    return output
 
 
 def native_bf16(device: torch.device) -> bool:
@@ -181,14 +206,35 @@ class ArchPool:
         return [self.archs[i] for i in picked]
 
 
-def init_distributed(device: str = "cpu") -> tuple[int, int]:
-    """Join the process group `torchrun` describes (gloo on CPU, NCCL on CUDA); (rank, world size)."""
+def dist_backend(device: str, local_world: int, gpus: int) -> str:
+    """The process-group backend: NCCL when every process on this host has a GPU of its own, gloo
+    on a CPU and when processes share a GPU (NCCL refuses two ranks on one device; gloo reduces
+    CUDA tensors through the host)."""
+    return "nccl" if device.startswith("cuda") and 0 < local_world <= gpus else "gloo"
+
+
+def rank_device(device: str, local_rank: int, gpus: int) -> str:
+    """The device one process trains on: `cuda` becomes `cuda:LOCAL_RANK` (modulo the GPUs, so
+    processes may share one); an explicit `cuda:N` or `cpu` stays."""
+    return f"cuda:{local_rank % max(gpus, 1)}" if device == "cuda" else device
+
+
+def init_distributed(device: str = "cpu") -> tuple[int, int, str]:
+    """Join the process group `torchrun` describes (`dist_backend`); (rank, world size, this
+    process's device `rank_device`)."""
     import os
 
     world = int(os.environ.get("WORLD_SIZE", "1"))
+    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+    gpus = torch.cuda.device_count() if device.startswith("cuda") else 0
+    mine = rank_device(device, local_rank, gpus) if world > 1 else device
+    if world > 1 and mine.startswith("cuda"):
+        torch.cuda.set_device(torch.device(mine))  # NCCL and object collectives use the current device
     if world > 1 and not dist.is_initialized():
-        dist.init_process_group(backend="nccl" if device.startswith("cuda") else "gloo")
-    return (dist.get_rank(), dist.get_world_size()) if dist.is_initialized() else (0, 1)
+        local_world = int(os.environ.get("LOCAL_WORLD_SIZE", str(world)))
+        dist.init_process_group(backend=dist_backend(device, local_world, gpus))
+    rank, world = (dist.get_rank(), dist.get_world_size()) if dist.is_initialized() else (0, 1)
+    return rank, world, mine
 
 
 def _rank_world() -> tuple[int, int]:
@@ -214,9 +260,12 @@ class _Run:
         self.rank, self.world = _rank_world()
         self.supernet = hasattr(model, "set_active")
         self.model.to(self.device)
+        if config.channels_last:
+            self.model.to(memory_format=torch.channels_last)
         self.wrapped = model
         if self.world > 1:
-            self.wrapped = nn.parallel.DistributedDataParallel(model, find_unused_parameters=True)
+            ids = [self.device] if self.device.type == "cuda" else None
+            self.wrapped = nn.parallel.DistributedDataParallel(model, device_ids=ids, find_unused_parameters=True)
         self.optimizer, self.scheduler = self.make_optimizer(model)
         if config.augment and not self.supernet and config.method in ("selfkd", "pskd"):
             raise HwnasError(
@@ -224,7 +273,7 @@ class _Run:
                 "split once, un-augmented; pass --augment none (or train a supernet)"
             )
         self.distiller = self.make_distiller()
-        self.scaler = torch.amp.GradScaler("cuda") if config.amp else None
+        self.scaler = torch.amp.GradScaler("cuda") if config.precision == "fp16" else None
         self.history: list[dict[str, Any]] = []
         self.epoch = 0
 
@@ -316,6 +365,7 @@ class _Run:
             "distiller": self.distiller.state_dict(),
             "scaler": self.scaler.state_dict() if self.scaler else {},
             "rng": torch.get_rng_state(),
+            "cuda_rng": torch.cuda.get_rng_state(self.device) if self.device.type == "cuda" else None,
             "history": self.history,
         }
 
@@ -347,6 +397,8 @@ class _Run:
         if self.scaler and data.get("scaler"):
             self.scaler.load_state_dict(data["scaler"])
         torch.set_rng_state(data["rng"])
+        if self.device.type == "cuda" and data.get("cuda_rng") is not None:  # dropout draws on the GPU
+            torch.cuda.set_rng_state(data["cuda_rng"], self.device)
         self.epoch, self.history = int(data["epoch"]), list(data["history"])
 
     # ---- one step -------------------------------------------------------------------------
@@ -358,14 +410,16 @@ class _Run:
         for i, arch in enumerate(archs):
             w, h = (arch or self.model.arch).resolution
             batch = {k: v.to(self.device) for k, v in self.data.batch(self.data.split("train", (w, h)), rows).items()}
+            if c.channels_last:
+                batch["image"] = batch["image"].contiguous(memory_format=torch.channels_last)
             if augmentation is not None:
                 batch = augmentation.apply(batch)
             batch["index"] = torch.as_tensor(rows, device=self.device)
             gt = task.gt(batch) if inplace_target is None else task.resize(inplace_target, (h, w))
             target = self.distiller.target(batch["image"], gt, batch, arch, self.epoch)
             activate(self.model, arch)
-            with torch.autocast(self.device.type, enabled=c.amp), self.regularization(arch):
-                output = self.wrapped(batch["image"])
+            with self.autocast(), self.regularization(arch):
+                output = _as_float(self.wrapped(batch["image"]))
             loss = task.loss(output, target, batch)
             self.check_finite(loss, f"{where}, subnet {arch or self.model.arch}")
             (self.scaler.scale(loss) if self.scaler else loss).backward()
@@ -384,6 +438,11 @@ class _Run:
         self.scheduler.step()
         return total / len(archs)
 
+    def autocast(self) -> contextlib.AbstractContextManager:
+        """Mixed precision as `config.precision` says (nothing for fp32)."""
+        precision = self.config.precision
+        return torch.autocast(self.device.type, dtype=PRECISIONS[precision], enabled=precision != "fp32")
+
     def regularization(self, arch: Arch | None) -> contextlib.AbstractContextManager:
         """Dropout and drop-connect on the largest subnet of a supernet step, as SalNAS trains
         (`Supernet.regularized`); nothing for other subnets or a single subnet."""
@@ -393,7 +452,7 @@ class _Run:
         return contextlib.nullcontext()
 
     def check_finite(self, loss: torch.Tensor, where: str) -> None:
-        bad = torch.tensor([0.0 if torch.isfinite(loss).item() else 1.0])
+        bad = torch.tensor([0.0 if torch.isfinite(loss).item() else 1.0], device=self.device)  # NCCL: on the GPU
         if self.world > 1:
             dist.all_reduce(bad)
         if bad.item():
@@ -479,8 +538,7 @@ def fit(
     if pool is not None and (not hasattr(model, "set_active") or not pool.archs):
         raise HwnasError("an arch pool needs a supernet and at least one arch")
     config.validate()
-    if config.amp and not device.startswith("cuda"):
-        raise HwnasError("--amp (mixed precision) needs a CUDA device; this run is on " + device)
+    check_precision(config.precision, device)
     run = _Run(model, space=space, data=data, task=task, config=config, out=out, device=device, pool=pool)
     out = Path(out)
     resumed_from = 0
