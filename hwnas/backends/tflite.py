@@ -20,8 +20,8 @@ def to_tflite(module: nn.Module, input_shapes: Sequence[tuple[int, ...]]) -> byt
     """Convert `module` with litert-torch for fixed input shapes; returns the flatbuffer.
 
     BatchNorm is folded into the convs first (`folded`): litert-torch's torch.export and MLIR
-    lowering dominate the time, and a folded alphanet subnet at 256x192 converts in 26.9 s instead
-    of 35.5 s, to the same outputs (1.2e-7) (`python -m bench.tflite_convert`)."""
+    lowering dominate the time, and a folded alphanet subnet at 256x192 converts in 30.6 s instead
+    of 47.5 s, to the same outputs (1.2e-7) (`python -m bench.tflite_convert`)."""
     example = tuple(torch.zeros(s) for s in input_shapes)
     with quiet_fds(), tempfile.TemporaryDirectory() as tmp:
         import litert_torch
