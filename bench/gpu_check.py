@@ -150,8 +150,10 @@ def train_step(size: Size, folder: Path, *, torch_device: str, port: int = 29533
     path = os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH")) if p)
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": path}
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=420, env=env, cwd=ROOT)
-    if proc.returncode != 0:
-        raise RuntimeError(f"exit {proc.returncode}: {(proc.stderr or proc.stdout).strip().splitlines()[-1:]}")
+    if proc.returncode != 0:  # torchrun ends with a banner: name the first error line, keep the tail
+        lines = (proc.stderr + proc.stdout).strip().splitlines()
+        errors = [line for line in lines if "Error" in line or line.startswith("error:")]
+        raise StepFailed(f"exit {proc.returncode}: {(errors or lines or [''])[0][:300]}", "\n".join(lines[-40:]))
     record = load_checkpoint(out)["history"][-1]
     return {
         "images_per_s": round(record["images_per_s"], 1),
@@ -192,7 +194,7 @@ def run_steps(steps: list[tuple[str, Callable[[], dict]]]) -> list[dict]:
             row = {"step": name, "status": "skipped", "figures": {"why": str(skip)}}
         except Exception as exc:  # one broken path must not hide the others' figures
             row = {"step": name, "status": "failed", "figures": {"error": f"{type(exc).__name__}: {exc}"}}
-            row["traceback"] = traceback.format_exc()[-4000:]
+            row["traceback"] = exc.tail if isinstance(exc, StepFailed) else traceback.format_exc()[-4000:]
         row["seconds"] = round(time.perf_counter() - start, 1)
         rows.append(row)
     return rows
@@ -200,6 +202,14 @@ def run_steps(steps: list[tuple[str, Callable[[], dict]]]) -> list[dict]:
 
 class Skipped(Exception):
     """A step that cannot run on this machine, and says why."""
+
+
+class StepFailed(Exception):
+    """A step's subprocess failed: the first error line, and the output's tail for the JSON."""
+
+    def __init__(self, message: str, tail: str):
+        super().__init__(message)
+        self.tail = tail
 
 
 def steps_for(size: Size, folder: Path, *, torch_device: str) -> list[tuple[str, Callable[[], dict]]]:

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from bench.gpu_check import CI, energy_step, table_step
+from bench.gpu_check import CI, Skipped, energy_step, run_steps, table_step
 from hwnas.data import load_data
 from hwnas.energy import NvmlMeter
 from hwnas.space import SearchSpace
@@ -56,6 +56,19 @@ def test_the_ci_size_form_runs_every_step_and_writes_one_table(tmp_path):
     assert train["processes"] == 2 and train["replica_checks"] == 2 and train["images_per_s"] > 0
     assert rows["tensorrt"]["status"] == "skipped"
     assert "hwnas GPU check" in proc.stdout and report["size"] == "ci"
+
+
+def test_a_failing_step_is_a_row_with_its_error_and_the_others_still_run():
+    def broken() -> dict:
+        raise RuntimeError("NCCL error: unhandled system error")
+
+    def absent() -> dict:
+        raise Skipped("tensorrt is not importable here")
+
+    rows = run_steps([("a", broken), ("b", absent), ("c", lambda: {"x": 1})])
+    assert [r["status"] for r in rows] == ["failed", "skipped", "ok"]
+    assert rows[0]["figures"] == {"error": "RuntimeError: NCCL error: unhandled system error"}
+    assert "Traceback" in rows[0]["traceback"] and rows[2]["figures"] == {"x": 1}
 
 
 class FakeNvml:
