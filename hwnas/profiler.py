@@ -230,30 +230,24 @@ class Validation:
         return asdict(self)
 
 
-def validation_archs(
-    space: SearchSpace, samples: int, seed: int, resolution: tuple[int, int] | list[tuple[int, int]] | None = None
-) -> list[Arch]:
-    """`samples` distinct subnets: at each of `resolution` (one or a list; None: as sampled), the
-    min, the max and random ones, the samples shared evenly between the resolutions."""
+def validation_archs(space: SearchSpace, samples: int, seed: int, resolutions: list[tuple[int, int]]) -> list[Arch]:
+    """`samples` distinct subnets shared evenly between `resolutions`: at each, the min, the max
+    and random ones."""
     rng = np.random.default_rng(seed)
-    if resolution is None or isinstance(resolution[0], int):
-        targets = [None if resolution is None else tuple(resolution)]
-    else:
-        targets = [tuple(r) for r in resolution]
     chosen: list[Arch] = []
-    for i, target in enumerate(targets):
-        quota = samples // len(targets) + (i < samples % len(targets))
-        found: dict[Arch, None] = {_at(arch, target): None for arch in [space.min(), space.max()]}
+    for i, resolution in enumerate(resolutions):
+        quota = samples // len(resolutions) + (i < samples % len(resolutions))
+        found: dict[Arch, None] = {_at(arch, resolution): None for arch in [space.min(), space.max()]}
         attempts = 0
         while len(found) < quota and attempts < 100 * quota:
-            found[_at(space.sample(rng), target)] = None
+            found[_at(space.sample(rng), resolution)] = None
             attempts += 1
         chosen += list(found)[:quota]
     return chosen
 
 
-def _at(arch: Arch, resolution: tuple[int, int] | None) -> Arch:
-    return arch if resolution is None else Arch(tuple(resolution), arch.stem, arch.stages, arch.last)
+def _at(arch: Arch, resolution: tuple[int, int]) -> Arch:
+    return Arch(tuple(resolution), arch.stem, arch.stages, arch.last)
 
 
 def validate(
