@@ -3,7 +3,7 @@
 PYTHON ?= python3.11
 VENV   := .venv
 BIN    := $(VENV)/bin
-EXTRAS := onnx,tflite,coreml,energy,agent,data,sod,search,dev
+EXTRAS := onnx,tflite,coreml,energy,agent,data,sod,seg,search,dev
 STAMP  := $(VENV)/.installed
 
 .PHONY: setup test demo lint clean gpu-check

@@ -7,7 +7,7 @@ no model files. Every request is schema-validated (pydantic) with bounded sizes,
 required (`Authorization: Bearer`, constant-time compare), the server binds to loopback unless
 told otherwise, and it runs one job at a time: a second gets 409 "busy".
 
-    POST /v1/jobs   {"device", "task", "space_toml"?, "protocol"?, "items": [...]}  -> NDJSON lines
+    POST /v1/jobs   {"device", "task", "num_classes"?, "space_toml"?, "protocol"?, "items": [...]}  -> NDJSON lines
     GET  /v1/info   the agent's host, hwnas version and its devices (available here or why not)
 
 A job's lines are `{"index": i, "timing": {...}}` per item, then `{"done": true, "host", "versions"}`,
@@ -37,6 +37,7 @@ from hwnas.space import Arch, SearchSpace
 DEFAULT_PORT = 8765
 MAX_BODY_BYTES = 1 << 20
 MAX_ITEMS = 4096
+TASK_PATTERN = r"^(saliency(/noblur)?|classification|sod(/(cfem|unet))?(\+focus)?|segmentation(\+aux)?)$"
 LOOPBACK = ("127.0.0.1", "::1", "localhost")
 TOKEN_ENV = "HWNAS_AGENT_TOKEN"
 
@@ -89,9 +90,8 @@ def _schemas():
 
     class Job(Strict):
         device: Annotated[str, Field(pattern=r"^[A-Za-z0-9_.-]{1,64}$")]
-        task: Annotated[str, Field(pattern=r"^(saliency(/noblur)?|classification|sod(/(cfem|unet))?(\+focus)?)$")] = (
-            "saliency"
-        )
+        task: Annotated[str, Field(pattern=TASK_PATTERN)] = "saliency"
+        num_classes: Annotated[int, Field(ge=1, le=100_000)] = 1000
         space_toml: Annotated[str, Field(max_length=200_000)] | None = None
         protocol: ProtocolIn | None = None
         items: Annotated[list[Item], Field(min_length=1, max_length=MAX_ITEMS)]
@@ -108,7 +108,7 @@ class _Work:
         self.device.require_available()
         self.backend = get_backend(self.device)
         self.protocol = Protocol(**job.protocol.model_dump()) if job.protocol else Protocol()
-        self.task = job.task
+        self.task, self.num_classes = job.task, job.num_classes
         self.space = SearchSpace.from_toml(job.space_toml, source="the job's space") if job.space_toml else None
         self.cache: dict[str, object] = {}
 
@@ -129,7 +129,7 @@ class _Work:
             raise AgentError("an 'arch' item needs the job's 'space_toml' and the item's 'arch'")
         arch = self.space.arch_from_dict(item.arch)
         w, h = arch.resolution
-        build = lambda: build_subnet(self.space, arch, task=self.task).eval()  # noqa: E731
+        build = lambda: build_subnet(self.space, arch, task=self.task, num_classes=self.num_classes).eval()  # noqa: E731
         return str(arch), lambda: backend.prepare(build(), [(batch, 3, h, w)])
 
     def measure(self, parsed) -> Timing:
@@ -296,6 +296,7 @@ class RemoteMeasurer(Measurer):
         archs: list[Arch],
         task: str,
         *,
+        num_classes: int = 1000,
         rounds: int,
         statistic: str,
         protocol: Protocol,
@@ -304,7 +305,7 @@ class RemoteMeasurer(Measurer):
         items = [{"kind": "arch", "arch": space.arch_to_dict(a)} for _ in range(rounds) for a in archs]
         per_round = np.zeros((rounds, len(archs)))
         done = 0
-        for index, timing in self._stream(items, protocol, space=space, task=task):
+        for index, timing in self._stream(items, protocol, space=space, task=task, num_classes=num_classes):
             per_round[index // len(archs), index % len(archs)] = getattr(timing, f"{statistic}_ms")
             done += 1
             progress(done, len(items), f"round {index // len(archs) + 1}/{rounds}")
@@ -314,7 +315,13 @@ class RemoteMeasurer(Measurer):
         return [timing for _, timing in sorted(self._stream(items, protocol), key=lambda pair: pair[0])]
 
     def _stream(
-        self, items: list[dict], protocol: Protocol | None, *, space: SearchSpace | None = None, task: str = "saliency"
+        self,
+        items: list[dict],
+        protocol: Protocol | None,
+        *,
+        space: SearchSpace | None = None,
+        task: str = "saliency",
+        num_classes: int = 1000,
     ) -> Iterator[tuple[int, Timing]]:
         """(index, Timing) for every item, in order, retrying a dropped connection with the rest."""
         import httpx
@@ -325,6 +332,7 @@ class RemoteMeasurer(Measurer):
             job = {
                 "device": self.device.name,
                 "task": task,
+                "num_classes": num_classes,
                 "items": [items[i] for i in pending],
                 **({"protocol": protocol.to_dict()} if protocol else {}),
                 **({"space_toml": space.toml} if space is not None else {}),

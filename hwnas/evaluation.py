@@ -63,13 +63,14 @@ class Evaluation:
     rows: list[Row]
     seconds: float
     notes: list[str] = field(default_factory=list)
+    class_names: tuple[str, ...] = ()  # segmentation: the name of each class id (the `iou/<id>` scores)
 
     def to_dict(self) -> dict:
         """JSON-ready; a score that is not defined on the set (NaN, e.g. sAUC of one image) is null."""
         return {
             "checkpoint": str(self.checkpoint), "arch": str(self.arch), "task": self.task, "bn": self.bn,
             "scored_at": self.scored_at, "sauc_negatives": self.shuffle, "seconds": round(self.seconds, 1),
-            "notes": self.notes,
+            "notes": self.notes, "class_names": list(self.class_names),
             "rows": [
                 {"dataset": r.dataset, "split": r.split, "images": r.images, "bn": r.bn,
                  "scores": {k: None if math.isnan(v) else v for k, v in r.scores.items()},
@@ -131,7 +132,10 @@ def _folder_sets(
         train = train_set.train if train_set is not None else split
         bias = train_set.bias if train_set is not None else None
         name = train_set.name if train_set is not None else lay.format
-        out.append((lay.format, DataSet(name=name, task=task, train=train, val=split, bias=bias)))
+        out.append((lay.format, DataSet(
+            name=name, task=task, train=train, val=split, bias=bias, num_classes=max(len(lay.classes), 1),
+            class_names=lay.classes,
+        )))  # fmt: skip
     return out
 
 
@@ -195,6 +199,14 @@ def evaluate_checkpoint(
         sets = _folder_sets(
             Path(data), ckpt["task"], which, (h, w), bn_images=batches * BN_BATCH, seed=seed, bn_data=bn_data
         )
+    if submission is not None and base_task(task.name) == "segmentation":
+        raise HwnasError("--submission writes saliency and SOD maps; segmentation predictions are scored, not written")
+    for name, dataset in sets:
+        if base_task(task.name) == "segmentation" and dataset.num_classes != task.num_classes:
+            raise DataError(
+                f"the checkpoint predicts {task.num_classes} classes but {name} has {dataset.num_classes}: "
+                "score it on data with its class list"
+            )
     if submission is not None and len(sets) > 1:
         raise HwnasError(f"--submission writes one dataset's maps; {data} holds {len(sets)}: pass one of them")
     model = build_model(ckpt, path)
@@ -234,7 +246,7 @@ def evaluate_checkpoint(
     return Evaluation(
         checkpoint=path, arch=chosen, task=ckpt["task"], bn="; ".join(dict.fromkeys(r.bn for r in rows)),
         scored_at="original size" if original else f"{w}x{h} (the subnet's input)", shuffle=shuffle,
-        rows=rows, seconds=time.perf_counter() - start, notes=notes,
+        rows=rows, seconds=time.perf_counter() - start, notes=notes, class_names=sets[0][1].class_names,
     )  # fmt: skip
 
 

@@ -250,7 +250,7 @@ def arch_from_settings(space: SearchSpace, settings: Any) -> Arch:
     return space.validate(Arch(matches[0], width[0], stages, last, mix))
 
 
-def authors_params(space: SearchSpace, arch: Arch, task: str = "saliency", num_classes: int = 1000) -> int:
+def authors_params(space: SearchSpace, arch: Arch, task: str = "saliency", num_classes: int | None = None) -> int:
     """The parameter count the authors' code reports for `arch` (`sum(p.numel())` of their extracted
     subnet): hwnas's count plus the 1x1 conv their `ShortcutLayer` allocates in every block, also
     where the shortcut is the identity and the conv never runs (AttentiveNAS

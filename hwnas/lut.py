@@ -36,6 +36,7 @@ import pandas as pd
 
 from hwnas.backends.base import Timing
 from hwnas.errors import HwnasError
+from hwnas.head import default_classes
 from hwnas.io import atomic_write_bytes, atomic_write_json
 from hwnas.signature import BlockSignature
 from hwnas.slotcost import SlotCost
@@ -128,6 +129,7 @@ class LatencyTable:
         overhead: Timing,
         protocol: dict,
         statistic: str = "median",
+        classes: int = 1000,
     ) -> LatencyTable:
         if statistic not in STATISTICS:
             raise LutError(f"unknown statistic '{statistic}'; allowed: {', '.join(STATISTICS)}")
@@ -138,6 +140,7 @@ class LatencyTable:
             "space": space.name,
             "space_digest": space.digest(),
             "task": task,
+            "classes": classes,
             "resolutions": [list(r) for r in resolutions],
             "host": host_info(),
             "created": now(),
@@ -269,6 +272,12 @@ class LatencyTable:
         return self.meta.get("statistic", "median")
 
     @property
+    def classes(self) -> int:
+        """The class count of the head the table profiled (its last layer's width): classification's
+        and segmentation's; an older table, from before it was recorded, profiled the default (1000)."""
+        return int(self.meta.get("classes") or default_classes(self.meta["task"]))
+
+    @property
     def overhead_ms(self) -> float:
         return float(self.meta["overhead"][f"{self.statistic}_ms"])
 
@@ -363,7 +372,7 @@ class LatencyTable:
         return costs, float(self.meta["energy"]["overhead_mj"])
 
     def _sum(self, arch: Arch, what: str) -> float:
-        sigs = self.space.block_signatures(arch, self.meta["task"])
+        sigs = self.space.block_signatures(arch, self.meta["task"], self.classes)
         self._require(sigs)
         costs, o = self._per_block(what)
         missing = [s.key for s in sigs if s.key not in costs]
@@ -385,7 +394,10 @@ class LatencyTable:
         costs, o = self._per_block(what)
         if what not in self._slot_cache:
             self._slot_cache[what] = SlotCost(
-                self.space, lambda sig: costs[sig.key] - o if sig.key in costs else None, task=self.meta["task"]
+                self.space,
+                lambda sig: costs[sig.key] - o if sig.key in costs else None,
+                task=self.meta["task"],
+                num_classes=self.classes,
             )
         return self._slot_cache[what], o
 

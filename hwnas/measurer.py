@@ -87,13 +87,15 @@ class Measurer(ABC):
         archs: list[Arch],
         task: str,
         *,
+        num_classes: int = 1000,
         rounds: int,
         statistic: str,
         protocol: Protocol,
         progress: Progress = no_progress,
     ) -> np.ndarray:
-        """(rounds, archs): end-to-end latency (ms) of each subnet in each interleaved round
-        (`measure_rounds`); `aggregate` makes one figure per subnet of it."""
+        """(rounds, archs): end-to-end latency (ms) of each subnet (with the task's head of
+        `num_classes` classes) in each interleaved round (`measure_rounds`); `aggregate` makes one
+        figure per subnet of it."""
 
 
 class LocalMeasurer(Measurer):
@@ -143,6 +145,7 @@ class LocalMeasurer(Measurer):
         archs: list[Arch],
         task: str,
         *,
+        num_classes: int = 1000,
         rounds: int,
         statistic: str,
         protocol: Protocol,
@@ -150,7 +153,7 @@ class LocalMeasurer(Measurer):
     ) -> np.ndarray:
         artifacts: list[Artifact] = []
         for start in range(0, len(archs), ARCH_CHUNK):  # a chunk of full subnets in memory at a time
-            jobs = [self._subnet_job(space, arch, task) for arch in archs[start : start + ARCH_CHUNK]]
+            jobs = [self._subnet_job(space, arch, task, num_classes) for arch in archs[start : start + ARCH_CHUNK]]
             for artifact in self._prepare_many(jobs):
                 artifacts.append(artifact)
                 progress(0, len(archs) * rounds, f"converted {len(artifacts)}/{len(archs)}")
@@ -158,6 +161,8 @@ class LocalMeasurer(Measurer):
             self.backend, artifacts, rounds=rounds, statistic=statistic, protocol=protocol, progress=progress
         )
 
-    def _subnet_job(self, space: SearchSpace, arch: Arch, task: str) -> tuple[nn.Module, list[tuple[int, ...]]]:
+    def _subnet_job(
+        self, space: SearchSpace, arch: Arch, task: str, num_classes: int
+    ) -> tuple[nn.Module, list[tuple[int, ...]]]:
         w, h = arch.resolution
-        return build_subnet(space, arch, task=task).eval(), [(self.device.batch, 3, h, w)]
+        return build_subnet(space, arch, task=task, num_classes=num_classes).eval(), [(self.device.batch, 3, h, w)]

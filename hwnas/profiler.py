@@ -24,6 +24,7 @@ from scipy import stats
 from hwnas.backends import Protocol, get_backend
 from hwnas.devices import Device
 from hwnas.energy import EnergyMeter, choose_meter, measure_inference_energy, require_power
+from hwnas.head import default_classes, is_segmentation
 from hwnas.lut import Calibration, LatencyTable, LutError, default_path, now, resolution_key
 from hwnas.measurer import DEFAULT_STATISTIC, LocalMeasurer, Measurer, Progress, aggregate, no_progress
 from hwnas.nn.static import IdentityModel, SignatureModel, signature_inputs
@@ -42,8 +43,10 @@ def open_or_create(
     protocol: Protocol,
     statistic: str = "median",
     measurer: Measurer | None = None,
+    classes: int = 1000,
 ) -> LatencyTable:
-    """The table at `path` if it was built for this device, space, task and runtime; else a new one."""
+    """The table at `path` if it was built for this device, space, task, class count and runtime;
+    else a new one."""
     measurer = measurer or LocalMeasurer(device)
     versions = measurer.versions()
     if path.exists():
@@ -55,6 +58,8 @@ def open_or_create(
             notes.insert(0, f"it predicts with the {table.statistic} statistic, not {statistic}")
         if table.meta["task"] != task:
             notes.insert(0, f"it was built for the {table.meta['task']} head")
+        elif is_segmentation(task) and table.classes != classes:
+            notes.insert(0, f"it was built for {table.classes} classes, not {classes}")
         if notes:
             raise LutError(f"cannot resume {path}: {notes[0]}; remove it or choose another --out")
         table.meta["resolutions"] = sorted({tuple(r) for r in table.meta["resolutions"]} | set(resolutions))
@@ -69,6 +74,7 @@ def open_or_create(
         overhead=measurer.overhead(protocol),
         protocol=protocol.to_dict(),
         statistic=statistic,
+        classes=classes,
     )
     table.meta["host"] = measurer.host()
     table.meta["measured_by"] = measurer.where
@@ -89,9 +95,11 @@ def profile(
     energy: bool = False,
     meter: EnergyMeter | None = None,
     measurer: Measurer | None = None,
+    classes: int | None = None,
 ) -> LatencyTable:
     """Measure every block signature in `rounds` interleaved passes, saving as it goes; with
-    `energy`, then add each block's energy per call (see `profile_energy`).
+    `energy`, then add each block's energy per call (see `profile_energy`). `classes` is the width
+    of a segmentation head's logits (default Cityscapes' 19) or a classifier's (default 1000).
 
     Round r measures each signature that has fewer than r+1 rounds, so a rerun after an
     interruption continues where the last one stopped and never repeats a finished measurement.
@@ -107,9 +115,10 @@ def profile(
             require_power(device)  # before any measurement: the estimate needs the spec's power model
     protocol = protocol or Protocol()
     resolutions = list(space.resolutions) if resolutions is None else [tuple(r) for r in resolutions]
-    sigs = space.all_block_signatures(resolutions, task)
+    classes = classes or default_classes(task)
+    sigs = space.all_block_signatures(resolutions, task, classes)
     path = Path(out) if out is not None else default_path(device.name, space.name)
-    table = open_or_create(path, device, space, task, resolutions, protocol, statistic, measurer)
+    table = open_or_create(path, device, space, task, resolutions, protocol, statistic, measurer, classes)
     table.meta["rounds"] = max(rounds, table.meta.get("rounds", 0))
     table.save(path)
     total = len(sigs) * rounds
@@ -284,6 +293,7 @@ def validate(
         space,
         archs,
         task,
+        num_classes=table.classes,
         rounds=rounds,
         statistic=table.statistic,
         protocol=protocol or Protocol(),

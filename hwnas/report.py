@@ -23,6 +23,7 @@ from hwnas.energy import (
     choose_meter,
     measure_inference_energy,
 )
+from hwnas.head import default_classes
 from hwnas.lut import LatencyTable
 from hwnas.measurer import DEFAULT_STATISTIC, aggregate, measure_rounds
 from hwnas.nn.supernet import build_subnet
@@ -69,6 +70,7 @@ def subnet_report(
     arch: Arch,
     *,
     task: str = "saliency",
+    num_classes: int | None = None,
     subnet: nn.Module | None = None,
     weights: str = "untrained (latency and energy do not depend on weight values)",
     table: LatencyTable | None = None,
@@ -79,19 +81,21 @@ def subnet_report(
     rounds: int = 3,
     protocol: Protocol | None = None,
 ) -> Report:
-    """Measure `arch` on `device` (which must run here): see the module docstring."""
+    """Measure `arch` on `device` (which must run here): see the module docstring. `num_classes`
+    (classification, segmentation) defaults to the table's, else to `hwnas.head.default_classes`."""
     if batch < 1 or passes < 1:
         raise EnergyError(f"--batch and --passes must be at least 1, got {batch} and {passes}")
     region = check_region(region or device.region or "USA")
     energy_meter = choose_meter(device, kind=meter, region=region)
     device.require_available()
-    net = (subnet if subnet is not None else build_subnet(space, arch, task=task)).eval()
+    classes = num_classes or (table.classes if table is not None else default_classes(task))
+    net = (subnet if subnet is not None else build_subnet(space, arch, task=task, num_classes=classes)).eval()
     w, h = arch.resolution
     backend = get_backend(device)
     report = Report(device.name, str(arch), task, weights)
     report.measures += [
-        Measure("FLOPs", space.flops(arch, task) / 1e9, "G", "analytic (block signatures)"),
-        Measure("params", space.params(arch, task) / 1e6, "M", "analytic (block signatures)"),
+        Measure("FLOPs", space.flops(arch, task, classes) / 1e9, "G", "analytic (block signatures)"),
+        Measure("params", space.params(arch, task, classes) / 1e6, "M", "analytic (block signatures)"),
     ]
     size, size_source = artifact_size_mb(device, net, (device.batch, 3, h, w))
     report.measures.append(Measure("size", size, "MB", size_source))

@@ -24,7 +24,7 @@ class SlotCost:
         cost: Callable[[BlockSignature], float | None],
         *,
         task: str = "saliency",
-        num_classes: int = 1000,
+        num_classes: int | None = None,
     ):
         self.space = space
         self.slots = []

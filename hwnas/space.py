@@ -28,7 +28,17 @@ import numpy as np
 
 from hwnas.config import check_name, load_toml
 from hwnas.errors import ArchError, SpaceError
-from hwnas.head import BLUR_KERNEL, SodHead, blurs, check_task, frm_signature, is_sod, sod_signatures
+from hwnas.head import (
+    BLUR_KERNEL,
+    SodHead,
+    blurs,
+    check_task,
+    default_classes,
+    frm_signature,
+    is_segmentation,
+    is_sod,
+    sod_signatures,
+)
 from hwnas.io import read_json
 from hwnas.signature import ACTIVATIONS, BlockSignature, spatial_after
 
@@ -668,7 +678,7 @@ class SearchSpace:
         return r
 
     def slot_signatures(
-        self, slot: Slot, task: str = "saliency", num_classes: int = 1000
+        self, slot: Slot, task: str = "saliency", num_classes: int | None = None
     ) -> dict[tuple, BlockSignature]:
         """The signature of `slot` for every combination of its genes' choice indices."""
         template = self.encode(self.max())
@@ -681,7 +691,7 @@ class SearchSpace:
         return out
 
     def all_block_signatures(
-        self, resolutions: list[tuple[int, int]] | None = None, task: str = "saliency", num_classes: int = 1000
+        self, resolutions: list[tuple[int, int]] | None = None, task: str = "saliency", num_classes: int | None = None
     ) -> list[BlockSignature]:
         """Every distinct block signature the space can produce at the given resolutions (default: all)."""
         wanted = self.resolutions if resolutions is None else tuple(self.check_resolution(r) for r in resolutions)
@@ -721,9 +731,13 @@ class SearchSpace:
         deepest = max(last_at_level)
         return [i for lv, i in sorted(last_at_level.items(), reverse=True) if lv != deepest]
 
-    def block_signatures(self, arch: Arch, task: str = "saliency", num_classes: int = 1000) -> list[BlockSignature]:
-        """Per-block cost keys of `arch` with the given head, in execution order."""
+    def block_signatures(
+        self, arch: Arch, task: str = "saliency", num_classes: int | None = None
+    ) -> list[BlockSignature]:
+        """Per-block cost keys of `arch` with the given head, in execution order; `num_classes` is the
+        width of a classifier's or a segmentation head's logits (default `hwnas.head.default_classes`)."""
         self._check_head(check_task(task))
+        num_classes = num_classes or default_classes(task)
         self.validate(arch)
         w, h = arch.resolution
         sigs, features = self._encoder_signatures(arch, h, w)
@@ -739,7 +753,8 @@ class SearchSpace:
             h_in, w_in = (1, 1) if last.op == "mix" else (last.out_h, last.out_w)
             sigs.append(BlockSignature("linear", h_in, w_in, last.cout, num_classes, out_h=1, out_w=1))
         else:
-            sigs += self._decoder_signatures(features, sigs[-1], h, w, blur=blurs(task))
+            classes = num_classes if is_segmentation(task) else None
+            sigs += self._decoder_signatures(features, sigs[-1], h, w, blur=blurs(task), classes=classes)
         return sigs
 
     def sod_levels(self, features: list, bottleneck: BlockSignature) -> list[tuple[int, int, int]]:
@@ -774,11 +789,12 @@ class SearchSpace:
         return sigs, features
 
     def _decoder_signatures(
-        self, features: list, bottleneck: BlockSignature, h: int, w: int, *, blur: bool
+        self, features: list, bottleneck: BlockSignature, h: int, w: int, *, blur: bool, classes: int | None = None
     ) -> list[BlockSignature]:
         """SalNAS's decoder (`decode_output0`..`6` of `salnas/models/attentive_nas_dynamic_model.py`):
         conv3x3-BN-act then a 2x upsampling, concatenating an encoder tap before each next step; two
-        full-resolution steps, the last to one sigmoid channel; in eval, the Gaussian blur."""
+        full-resolution steps, the last to one sigmoid channel; in eval, the Gaussian blur. With
+        `classes` (segmentation) the last step gives that many logits (conv-BN, no activation)."""
         act = self.decoder_act
         taps = [features[i + 1] for i in self.skip_sources()]  # shallow -> deep
         ups = [features[i + 1][2] for i in self.up_sources()]  # deep -> shallow
@@ -790,16 +806,19 @@ class SearchSpace:
         c = taps[0][2]
         sigs.append(BlockSignature("saldec", x_h, x_w, x_c, c, 3, act=act, skip=skip, out_h=h, out_w=w))
         sigs.append(BlockSignature("saldec", h, w, c, c, 3, act=act, out_h=h, out_w=w))
-        sigs.append(BlockSignature("saldec", h, w, c, 1, 3, act="sigmoid", out_h=h, out_w=w))
+        if classes is None:
+            sigs.append(BlockSignature("saldec", h, w, c, 1, 3, act="sigmoid", out_h=h, out_w=w))
+        else:
+            sigs.append(BlockSignature("saldec", h, w, c, classes, 3, act="identity", out_h=h, out_w=w))
         if blur:
             sigs.append(BlockSignature("blur", h, w, 1, 1, BLUR_KERNEL, out_h=h, out_w=w))
         return sigs
 
-    def params(self, arch: Arch, task: str = "saliency", num_classes: int = 1000) -> int:
+    def params(self, arch: Arch, task: str = "saliency", num_classes: int | None = None) -> int:
         """Analytic trainable parameters of the extracted subnet."""
         return sum(s.params() for s in self.block_signatures(arch, task, num_classes))
 
-    def flops(self, arch: Arch, task: str = "saliency", num_classes: int = 1000) -> int:
+    def flops(self, arch: Arch, task: str = "saliency", num_classes: int | None = None) -> int:
         """Analytic FLOPs per image (2 x MACs), as `torch.utils.flop_counter` counts them."""
         return sum(s.flops() for s in self.block_signatures(arch, task, num_classes))
 

@@ -22,6 +22,7 @@ from hwnas.errors import ArchError, SpaceError
 from hwnas.search import BudgetError, parse_budget
 from hwnas.space import SearchSpace
 from tests.cli import one_error_line, run_cli
+from tests.segdata import write_cityscapes, write_images_masks
 
 ROOT = Path(__file__).resolve().parents[1]
 DEVICES = str(packaged_dir())
@@ -58,6 +59,10 @@ def _inputs(tmp: Path, mini_run: dict) -> dict[str, str]:
     (tmp / "data" / "images" / "train").mkdir(parents=True)
     _duts(tmp / "duts-grey", mask_value=128)
     _duts(tmp / "duts-size", mask_size=(20, 12))
+    write_cityscapes(tmp / "cs-id", bad_id=40, cities={"train": ["aachen"], "val": ["ulm"]})
+    write_cityscapes(tmp / "cs-size", label_size=(30, 16), cities={"train": ["aachen"], "val": ["ulm"]})
+    write_cityscapes(tmp / "cs-city", skip_labels="ulm", cities={"train": ["aachen"], "val": ["ulm"]})
+    write_images_masks(tmp / "masks-id", classes=["a", "b", "c"], n=2, bad_id=7)
     (tmp / "search").mkdir()
     (tmp / "search" / "archive.json").write_text('{"format": "hwnas-archive", "records": [')
     return {"T": str(tmp), "LUT": str(mini_run["lut"]), "CKPT": str(mini_run["ckpt"])}
@@ -112,6 +117,11 @@ CASES = [
         "profile --device cpu --space mini --energy --meter joulemeter DEV --out T/p.parquet",
         "unknown meter 'joulemeter'",
     ),
+    (
+        "profile-classes",
+        "profile --device cpu --space mini --task saliency --classes 4 DEV --out T/p.parquet",
+        "--classes is a positive class count for the segmentation or classification head; got 4 for saliency",
+    ),  # fmt: skip
     # latency tables and sidecars
     ("lut-garbage", "lut validate --device cpu --space mini --lut T/garbage.parquet DEV", "is damaged or truncated"),
     (
@@ -138,6 +148,10 @@ CASES = [
     ("data-check-unknown", "data check T/data", "no dataset format found in T/data"),
     ("data-check-json", "data check T/duts-size --json T/data", "--json file T/data is a folder"),
     ("data-check-mask-size", "data check T/duts-size", "a mask must have its image's size"),
+    ("data-check-label-id", "data check T/cs-id", "holds 40, outside the class list: allowed are label ids 0..33"),
+    ("data-check-label-size", "data check T/cs-size", "a label map must have its image's size"),
+    ("data-check-no-city", "data check T/cs-city", "missing folder gtFine/val/ulm (the labels of leftImg8bit/val/ulm)"),
+    ("data-check-class-id", "data check T/masks-id", "holds 7, outside the class list: allowed are class ids 0..2"),
     ("evaluate-split", "evaluate --supernet CKPT --arch min --split train", "--split must be one of val, test"),
     ("evaluate-sauc", "evaluate --supernet CKPT --arch min --sauc judd", "--sauc must be one of all, mit"),
     ("evaluate-data-missing", "evaluate --supernet CKPT --arch min --data T/nodata", "data folder T/nodata does not"),

@@ -47,7 +47,7 @@ def test_arch_writes_json_that_loads_back(tmp_path):
         (("space", "nope"), "unknown search space 'nope'"),
         (("arch", "min", "--space", "nope"), "unknown search space 'nope'"),
         (("arch", "biggest", "--space", "mini"), "unknown arch 'biggest'"),
-        (("arch", "min", "--space", "mini", "--task", "segmentation"), "unknown task 'segmentation'"),
+        (("arch", "min", "--space", "mini", "--task", "panoptic"), "unknown task 'panoptic'"),
     ],
 )
 def test_bad_input_is_one_line_exit_2(args, message):

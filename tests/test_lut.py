@@ -171,7 +171,7 @@ class DisagreeingMachine:
     def __init__(self, holdout):
         self.holdout = holdout
 
-    def archs(self, space, archs, task, *, rounds, statistic, protocol, progress):
+    def archs(self, space, archs, task, *, num_classes=1000, rounds, statistic, protocol, progress):
         raw = np.array([self.table.raw_ms(a) for a in archs])
         return np.tile(np.where(self.holdout, raw, 2 * raw + 0.3 * np.arange(len(raw))), (rounds, 1))
 
@@ -242,7 +242,7 @@ class TwoSpeedMachine:
     def __init__(self, table):
         self.table, self.seen = table, []
 
-    def archs(self, space, archs, task, *, rounds, statistic, protocol, progress):
+    def archs(self, space, archs, task, *, num_classes=1000, rounds, statistic, protocol, progress):
         self.seen = list(archs)
         times = [self.lines[a.resolution][0] * self.table.raw_ms(a) + self.lines[a.resolution][1] for a in archs]
         return np.tile(times, (rounds, 1))

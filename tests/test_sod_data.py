@@ -53,7 +53,7 @@ def test_sod_variants_are_served_as_sod():
     for task in ("sod+focus", "sod/unet", "sod/cfem+focus"):
         data = load_data("synthetic", task=task, size=(16, 16), train_size=2, val_size=1)
         assert data.task == task and data.train.fields["mask"].equal(plain.train.fields["mask"])
-    with pytest.raises(DataError, match="is for the saliency or sod task, not classification"):
+    with pytest.raises(DataError, match="is for the saliency, sod or segmentation task, not classification"):
         load_data("synthetic", task="classification", size=(16, 16))
     with pytest.raises(DataError, match="is for the classification task, not sod"):
         load_data("digits", task="sod", size=(16, 16))

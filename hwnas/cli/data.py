@@ -33,24 +33,32 @@ def check(
             atomic_write_json(json_out, [r.to_dict() for r in reports])
     for report in reports:
         say(f"{report.root}: {report.format} ({report.task})")
+        amount_header = {"saliency": "fixations / image", "sod": "object area"}
         table = Table(
-            "split",
-            "images",
-            "ground truth",
-            "sizes (WxH)",
-            "fixations / image" if report.task == "saliency" else "object area",
+            "split", "images", "ground truth", "sizes (WxH)", amount_header.get(report.task, "classes, labelled pixels")
         )
         for s in report.splits:
-            if report.task == "saliency":
-                amount = f"{s.fixations_per_image:.1f}" if s.fixations_per_image is not None else "-"
-            else:
-                amount = f"{s.object_fraction:.1%}"
-            table.add_row(s.name, str(s.images), "yes" if s.labelled else "no (images only)", s.size_range, amount)
+            table.add_row(
+                s.name, str(s.images), "yes" if s.labelled else "no (images only)", s.size_range, _amount(report, s)
+            )
         out.print(table)
+        if report.classes:
+            say(f"classes ({len(report.classes)}): {escape(', '.join(report.classes))}")
         for note in report.notes:
             say(f"note: {escape(note)}", style="dim")
     if json_out is not None:
         say(f"wrote {json_out}")
+
+
+def _amount(report, split) -> str:
+    """Fixations per image (saliency), object area (sod), or classes present and labelled pixels (segmentation)."""
+    if report.task == "saliency":
+        return f"{split.fixations_per_image:.1f}" if split.fixations_per_image is not None else "-"
+    if report.task == "sod":
+        return f"{split.object_fraction:.1%}"
+    if split.classes_present is None:
+        return "-"
+    return f"{split.classes_present} of {len(report.classes)}, {split.labelled_fraction:.1%}"
 
 
 def register(root: typer.Typer) -> None:

@@ -28,7 +28,9 @@ def report(
     device: TargetOpt,
     arch_pick: Annotated[str, typer.Option("--arch", help="min, max, random, an arch line or .json (best.json)")],
     space_name: SpaceOpt = None,
-    task: Annotated[str, typer.Option(help="head: saliency or classification")] = "saliency",
+    task: Annotated[
+        str, typer.Option(help="head: saliency, classification, sod or segmentation (with --supernet: its own)")
+    ] = "saliency",
     supernet: Annotated[Path | None, typer.Option(help="take the subnet's weights from this checkpoint")] = None,
     lut_path: Annotated[
         Path | None, typer.Option("--lut", help="table for the predicted latency (default lut/DEVICE-SPACE.parquet)")
@@ -58,16 +60,16 @@ def report(
             writable_file(json_out, what="--json file")
         path = lut_path or default_path(spec.name, sp.name)
         table = LatencyTable.load(path, sp) if lut_path is not None or path.exists() else None
-        subnet, weights = None, "untrained (latency and energy do not depend on weight values)"
+        subnet, weights, classes = None, "untrained (latency and energy do not depend on weight values)", None
         if supernet is not None:
             from hwnas.exporter.source import load_source
 
             subnet, source = load_source(supernet, chosen)
-            weights = f"{supernet} ({source.bn})"
+            weights, task, classes = f"{supernet} ({source.bn})", source.task, source.num_classes
         with out.status(f"measuring {chosen} on {spec.name}"):
             result = subnet_report(
-                spec, sp, chosen, task=task, subnet=subnet, weights=weights, table=table, batch=batch,
-                passes=passes, region=region, meter=meter, rounds=rounds,
+                spec, sp, chosen, task=task, num_classes=classes, subnet=subnet, weights=weights, table=table,
+                batch=batch, passes=passes, region=region, meter=meter, rounds=rounds,
             )  # fmt: skip
         if json_out is not None:
             atomic_write_json(json_out, result.to_dict())

@@ -29,7 +29,7 @@ from hwnas.cli.common import (
 )
 from hwnas.devices import device_names, load_device, spec_path
 from hwnas.errors import HwnasError
-from hwnas.head import TASKS, check_task
+from hwnas.head import TASKS, base_task, check_task
 from hwnas.space import DEFAULT_SPACE, SearchSpace
 
 
@@ -73,10 +73,14 @@ def profile(
     task: Annotated[
         str,
         typer.Option(
-            help=f"head whose blocks are profiled: {', '.join(TASKS)}, saliency/noblur, or a sod variant "
-            "(sod/unet+focus)"
+            help=f"head whose blocks are profiled: {', '.join(TASKS)}, saliency/noblur, a sod variant "
+            "(sod/unet+focus) or segmentation+aux"
         ),  # fmt: skip
     ] = "saliency",
+    classes: Annotated[
+        int | None,
+        typer.Option(help="segmentation or classification: the head's class count (default: 19, Cityscapes; 1000)"),
+    ] = None,
     resolution: Annotated[
         list[str] | None, typer.Option(help="repeatable; default: all of the space's", metavar="WxH")
     ] = None,
@@ -108,6 +112,9 @@ def profile(
             sp.check_resolution(r)
         if rounds < 1:
             raise HwnasError(f"--rounds must be at least 1, got {rounds}")
+        if classes is not None and (classes < 1 or base_task(task) not in ("classification", "segmentation")):
+            raise HwnasError(f"--classes is a positive class count for the segmentation or classification head; got "
+                             f"{classes} for {task}")  # fmt: skip
         if statistic not in STATISTICS:
             raise HwnasError(f"unknown --statistic '{statistic}'; allowed: {', '.join(STATISTICS)}")
         path = writable_file(lut_out or default_path(spec.name, sp.name), what="latency table")
@@ -126,7 +133,7 @@ def profile(
             chosen_meter = choose_meter(spec, kind=meter) if energy else None
             table = run_profile(
                 spec, sp, task=task, resolutions=res, out=path, rounds=rounds, statistic=statistic,
-                progress=report, energy=energy, meter=chosen_meter, measurer=measurer,
+                progress=report, energy=energy, meter=chosen_meter, measurer=measurer, classes=classes,
             )  # fmt: skip
     if table.energy_source is not None:
         label = "ESTIMATED" if table.energy_source.startswith("estimated") else "measured"

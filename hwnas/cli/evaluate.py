@@ -59,7 +59,7 @@ def _render(result) -> None:
     from hwnas.train.metrics import HIGHER_IS_BETTER, LABELS
 
     say(f"{result.arch} ({result.task}); BN {result.bn}; scored at {result.scored_at}")
-    metrics = [m for m in next((r.scores for r in result.rows if r.scores), {}) if m != "loss"]
+    metrics = [m for m in next((r.scores for r in result.rows if r.scores), {}) if m != "loss" and "/" not in m]
     if metrics:
         arrows = {m: "↑" if HIGHER_IS_BETTER.get(m, True) else "↓" for m in metrics}
         table = Table("dataset", "split", "images", *(f"{LABELS.get(m, m)} {arrows[m]}" for m in metrics))
@@ -69,6 +69,9 @@ def _render(result) -> None:
                 row.dataset, row.split, str(row.images), *("-" if math.isnan(v) else f"{v:.4f}" for v in values)
             )
         out.print(table)
+    per_class = [m for m in next((r.scores for r in result.rows if r.scores), {}) if m.startswith("iou/")]
+    if per_class:
+        _render_classes(result, per_class)
     if result.task == "saliency" and metrics:
         negatives = "all other images, counted (pysaliency)" if result.shuffle == "all" else "MIT: 10 other images"
         say(f"sAUC negatives: {negatives}; IG against the training split's centre bias", style="dim")
@@ -78,6 +81,17 @@ def _render(result) -> None:
     for note in result.notes:
         say(f"note: {escape(note)}", style="dim")
     say(f"{result.seconds:.1f} s", style="dim")
+
+
+def _render_classes(result, keys: list[str]) -> None:
+    """Segmentation: each class's IoU per dataset ('-' for a class neither labelled nor predicted)."""
+    table = Table("class", *(f"IoU {row.dataset} ↑" for row in result.rows))
+    for key in keys:
+        c = int(key.split("/")[1])
+        name = result.class_names[c] if c < len(result.class_names) else str(c)
+        values = [row.scores.get(key, math.nan) for row in result.rows]
+        table.add_row(f"{c} {name}", *("-" if math.isnan(v) else f"{v:.4f}" for v in values))
+    out.print(table)
 
 
 def register(app: typer.Typer) -> None:

@@ -15,15 +15,24 @@ DataOpt = Annotated[
     str, typer.Option("--data", help="synthetic, digits, or a dataset folder (`hwnas data check` reads it)")
 ]
 EpochsOpt = Annotated[int, typer.Option(help="epochs to train (a resumed run continues up to this many)")]
-BatchOpt = Annotated[int | None, typer.Option(help="images per step and process (default: 32; sod: FocusNet's 16)")]
+BatchOpt = Annotated[
+    int | None,
+    typer.Option(help="images per step and process (default: 32; sod: FocusNet's 16; segmentation: MoSegNAS's 8)"),
+]
 LrOpt = Annotated[
-    float | None, typer.Option(help="learning rate (default: SGD 0.05, SalNAS's 0.1 at batch 64; sod: Adam 1e-4)")
+    float | None,
+    typer.Option(
+        help="learning rate (default: SGD 0.05, SalNAS's 0.1 at batch 64; sod: Adam 1e-4; segmentation: SGD 0.01)"
+    ),
 ]
 OptimizerOpt = Annotated[str | None, typer.Option(help="sgd or adam (default: sgd; sod: adam, FocusNet's)")]
 WeightDecayOpt = Annotated[float | None, typer.Option(help="weight decay (default: 1e-5; sod: FocusNet's 1e-4)")]
 AugmentOpt = Annotated[
     str | None,
-    typer.Option(help="flip,rotate,blur or none, drawn per image and step (default: none; sod: all three, FocusNet's)"),
+    typer.Option(
+        help="flip,rotate,blur or none, drawn per image and step (default: none; sod: all three, FocusNet's; "
+        "segmentation: flip)"
+    ),
 ]
 T0Opt = Annotated[int, typer.Option("--t0", help="epochs between warm restarts of the cosine schedule")]
 AlphaOpt = Annotated[float, typer.Option(help="weight left on the ground truth after epoch 1 (SalNAS Eq. 3)")]
@@ -41,7 +50,7 @@ ClipOpt = Annotated[float, typer.Option(help="gradient-norm clipping (0: off)")]
 TaskOpt = Annotated[
     str,
     typer.Option(help=f"head: {', '.join(TASKS)} (or saliency/noblur, without the eval blur; or a sod variant: "
-                 "sod/cfem, sod/unet, +focus)"),
+                 "sod/cfem, sod/unet, +focus; or segmentation+aux, with BiSeNet's auxiliary heads)"),
 ]  # fmt: skip
 FocusOpt = Annotated[bool, flag("--focus", help="sod: FocusNet's FOCUS cascade (localization net + FRM)")]
 AfeOpt = Annotated[bool, typer.Option("--afe/--no-afe", help="sod: the ascending CFEM chain (FocusNet Eq. 1-2)")]
@@ -57,7 +66,7 @@ def epoch_line(event) -> str:
         f"val loss {r['val_loss']:.4f}",
     ]
     for name, scores in r["val"].items():
-        shown = [k for k in ("cc", "nss", "kld", "top1", "sm", "wfm", "mae") if k in scores]
+        shown = [k for k in ("cc", "nss", "kld", "top1", "sm", "wfm", "mae", "miou", "pixel_acc") if k in scores]
         parts.append(f"{name}: " + " ".join(f"{k} {scores[k]:.3f}" for k in shown))
     parts.append(f"{r['images_per_s']:.0f} img/s, {r['seconds']:.1f} s")
     if r.get("teacher_updated"):

@@ -10,7 +10,8 @@ from hwnas.head import base_task
 
 __all__ = ["DataError", "DataSet", "Split", "load_data", "load_folder", "SOURCES"]
 
-SOURCES = {"synthetic": ("saliency", "sod"), "digits": ("classification",)}  # built-in source -> its tasks
+# built-in source -> its tasks
+SOURCES = {"synthetic": ("saliency", "sod", "segmentation"), "digits": ("classification",)}
 
 
 def load_data(
@@ -18,27 +19,37 @@ def load_data(
 ) -> DataSet:
     """A `DataSet` at (height, width) `size`.
 
-    source: "synthetic" (procedural saliency or SOD scenes, `train_size` + `val_size` of them, and
+    source: "synthetic" (procedural saliency, SOD or segmentation scenes, `train_size` + `val_size` of them, and
     as many as `val_size` for the test split), "digits" (scikit-learn digits, classification) or the
     path of a dataset folder in a format users download (`hwnas.data.layout`: SALICON, MIT1003,
-    CAT2000, OSIE for saliency; DUTS for sod: train and validation from DUTS-TR, test DUTS-TE).
+    CAT2000, OSIE for saliency; DUTS for sod: train and validation from DUTS-TR, test DUTS-TE;
+    Cityscapes or images + masks for segmentation).
 
     A SOD variant ("sod/unet", "sod+focus", ...) is served as "sod"; the `DataSet` keeps `task` as given.
     """
     base = base_task(task)
     if source in SOURCES:
         if base not in SOURCES[source]:
-            raise DataError(f"data '{source}' is for the {' or '.join(SOURCES[source])} task, not {task}")
+            *others, last = SOURCES[source]
+            tasks = f"{', '.join(others)} or {last}" if others else last
+            raise DataError(f"data '{source}' is for the {tasks} task, not {task}")
         if source == "synthetic":
+            classes = ()
             if base == "sod":
                 from hwnas.data.sod import synthetic_sod as make
+            elif base == "segmentation":
+                from hwnas.data.segmentation import SYNTHETIC_CLASSES as classes
+                from hwnas.data.segmentation import synthetic_segmentation as make
             else:
                 from hwnas.data.synthetic import synthetic_saliency as make
 
             train = make(train_size, size=size, seed=seed)
             val = make(val_size, size=size, seed=seed + 1_000_003)
             test = partial(make, val_size, size=size, seed=seed + 2_000_003)
-            return DataSet(name="synthetic", task=task, train=train, val=val, make_test=test)
+            return DataSet(
+                name="synthetic", task=task, train=train, val=val, make_test=test,
+                num_classes=max(len(classes), 1), class_names=classes,
+            )  # fmt: skip
         from hwnas.data.digits import digits
 
         train, val, test = digits(size, seed)
@@ -81,15 +92,20 @@ def load_folder(
     return DataSet(
         name=root.name, task=task, train=read(layout, "train", size, limit=train_limit),
         val=read(layout, "val", size), make_test=test, bias=bias,
+        num_classes=max(len(layout.classes), 1), class_names=layout.classes,
     )  # fmt: skip
 
 
 def read_reader(layout):
-    """The split reader of a layout's task: `read_saliency` or `read_sod`."""
+    """The split reader of a layout's task: `read_saliency`, `read_sod` or `read_segmentation`."""
     if layout.task == "sod":
         from hwnas.data.sod import read_sod
 
         return read_sod
+    if layout.task == "segmentation":
+        from hwnas.data.segmentation import read_segmentation
+
+        return read_segmentation
     from hwnas.data.saliency import read_saliency
 
     return read_saliency

@@ -25,4 +25,15 @@ def size_text(shape: tuple[int, ...]) -> str:
     return f"{shape[1]}x{shape[0]}"
 
 
-__all__ = ["read_image", "size_text"]
+def check_same_size(
+    layout, image: Path, shape: tuple[int, ...], target: Path, target_shape: tuple[int, ...], what: str
+) -> None:
+    """A `DataError` unless a ground-truth `what` ("mask", "label map") has its image's (height, width)."""
+    if tuple(target_shape[:2]) != tuple(shape[:2]):
+        raise DataError(
+            f"{layout.format} dataset {layout.root}: {image.name} is {size_text(shape)} but its {what} "
+            f"{target.name} is {size_text(target_shape)}; a {what} must have its image's size"
+        )
+
+
+__all__ = ["check_same_size", "read_image", "size_text"]

@@ -23,6 +23,17 @@ Salient objects (binary masks):
   `datasets/imgs/pascal/` + `datasets/masks/pascal/` (graded masks: the fraction of annotators,
   thresholded at 128 as the SOD evaluators do); DUT-OMRON: `DUT-OMRON-image/` + `pixelwiseGT-new-PNG/`.
 
+Semantic segmentation (class-id label maps, 255 ignored; `hwnas.data.segmentation` reads them):
+
+- Cityscapes as downloaded (leftImg8bit_trainvaltest.zip + gtFine_trainvaltest.zip):
+  `leftImg8bit/{train,val,test}/CITY/CITY_SEQ_FRAME_leftImg8bit.png` and
+  `gtFine/{train,val}/CITY/CITY_SEQ_FRAME_gtFine_labelIds.png`; label ids 0..33 are mapped to the
+  19 train ids of cityscapesScripts' `labels.py`, the rest to 255. The test split's labels are
+  withheld by the benchmark: its images are read without ground truth.
+- images + masks: `images/NAME.{jpg,png}`, `masks/NAME.png` (single-channel class ids, or a
+  palette PNG's indices; 255 = ignore) and `classes.txt`, one class name per line (line i = id i);
+  validation is a seeded split.
+
 Formats without a validation split (MIT1003, CAT2000, OSIE; DUTS-TR) get a fixed, seeded one
 (`VAL_FRACTION` of the training images). ECSSD, HKU-IS, PASCAL-S and DUT-OMRON are test sets only.
 A folder whose sub-folders are datasets (the five SOD test sets side by side) is a collection
@@ -62,7 +73,7 @@ class Layout:
     ground truth, and what a user should know about how it is read."""
 
     format: str
-    task: str  # "saliency" or "sod"
+    task: str  # "saliency", "sod" or "segmentation"
     root: Path
     splits: dict[str, list[Item]]
     labelled: frozenset[str]
@@ -70,6 +81,8 @@ class Layout:
     fixation_threshold: int = 0  # a fixation image's pixels above this are fixated
     graded_masks: bool = False  # masks are fractions of annotators, thresholded at 128
     map_sigma: float | None = None  # maps made from fixations (OSIE): sigma as a fraction of the width
+    classes: tuple[str, ...] = ()  # segmentation: the class names, id = index
+    label_ids: tuple[int, ...] | None = None  # segmentation: the class id of each file value (Cityscapes' ids)
 
     def items(self, which: str) -> list[Item]:
         if which not in self.splits:
@@ -276,6 +289,92 @@ def _test_set(fmt: str, images: str, masks: str, *, graded: bool = False) -> Cal
     return find
 
 
+# ---- semantic segmentation ---------------------------------------------------------------------
+CITYSCAPES_CLASSES = (
+    "road", "sidewalk", "building", "wall", "fence", "pole", "traffic light", "traffic sign", "vegetation",
+    "terrain", "sky", "person", "rider", "car", "truck", "bus", "train", "motorcycle", "bicycle",
+)  # fmt: skip
+# cityscapesScripts `helpers/labels.py`: the trainId of each label id 0..33 (255: not evaluated)
+CITYSCAPES_TRAIN_IDS = (
+    255, 255, 255, 255, 255, 255, 255, 0, 1, 255, 255, 2, 3, 4, 255, 255, 255,
+    5, 255, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 255, 255, 16, 17, 18,
+)  # fmt: skip
+CITYSCAPES_IMAGE, CITYSCAPES_LABEL = "_leftImg8bit", "_gtFine_labelIds"
+
+
+def _cities(root: Path, split: Path) -> list[Path]:
+    cities = sorted(p for p in split.iterdir() if p.is_dir())
+    if not cities:
+        raise DataError(f"Cityscapes dataset {root}: no city folders in {split.relative_to(root)}")
+    return cities
+
+
+def _city_items(root: Path, city: Path, labels: Path | None) -> list[Item]:
+    images = [p for p in _images(city, "images", root, "Cityscapes") if p.stem.endswith(CITYSCAPES_IMAGE)]
+    if not images:
+        raise DataError(f"Cityscapes dataset {root}: no *{CITYSCAPES_IMAGE}.png images in {city.relative_to(root)}")
+    name = lambda p: f"{city.name}/{p.stem.removesuffix(CITYSCAPES_IMAGE)}"  # noqa: E731
+    if labels is None:
+        return [Item(name(p), p) for p in images]
+    if not labels.is_dir():
+        raise DataError(
+            f"Cityscapes dataset {root}: missing folder {labels.relative_to(root)} "
+            f"(the labels of {city.relative_to(root)})"
+        )
+    look = lambda p: labels / f"{p.stem.removesuffix(CITYSCAPES_IMAGE)}{CITYSCAPES_LABEL}.png"  # noqa: E731
+    rows = _matched(root, "Cityscapes", images, {"labels": look})
+    return [Item(name(p), p, r["labels"]) for p, r in zip(images, rows, strict=True)]
+
+
+def _cityscapes(root: Path, seed: int) -> Layout:
+    splits = {}
+    for which in ("train", "val", "test"):
+        folder = root / "leftImg8bit" / which
+        if not folder.is_dir():
+            if which == "test":
+                continue
+            raise DataError(f"Cityscapes dataset {root}: missing split leftImg8bit/{which} (train and val are needed)")
+        labelled = which != "test"
+        splits[which] = [
+            item
+            for city in _cities(root, folder)
+            for item in _city_items(root, city, root / "gtFine" / which / city.name if labelled else None)
+        ]
+    return Layout(
+        "Cityscapes", "segmentation", root, splits, frozenset({"train", "val"}),
+        notes=("label ids mapped to the 19 train ids (cityscapesScripts); the test split's labels are withheld",),
+        classes=CITYSCAPES_CLASSES, label_ids=CITYSCAPES_TRAIN_IDS,
+    )  # fmt: skip
+
+
+def read_class_list(path: Path, root: Path) -> tuple[str, ...]:
+    """The class names of a `classes.txt`, one per line, id = line number from 0."""
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise DataError(f"cannot read the class list {path}: {exc}") from None
+    names = tuple(line.strip() for line in lines)
+    while names and not names[-1]:
+        names = names[:-1]
+    if not names or any(not n for n in names) or len(set(names)) != len(names) or len(names) > 255:
+        raise DataError(
+            f"class list {path.relative_to(root)} must name 1 to 255 distinct classes, one per line with no blank "
+            f"lines (line i is class id i; 255 is the ignore label)"
+        )
+    return names
+
+
+def _images_masks(root: Path, seed: int) -> Layout:
+    classes = read_class_list(root / "classes.txt", root)
+    items = _pairs(root, "images+masks", root / "images", root / "masks")
+    train, val = seeded_split(items, seed)
+    return Layout(
+        "images+masks", "segmentation", root, {"train": train, "val": val}, frozenset({"train", "val"}),
+        notes=(f"{len(classes)} classes from classes.txt; validation is a seeded {VAL_FRACTION:.0%} of the images",),
+        classes=classes,
+    )  # fmt: skip
+
+
 FORMATS = (
     _Format("SALICON", "saliency", ("images", "maps"), _salicon),
     _Format("MIT1003", "saliency", ("ALLSTIMULI",), _mit1003),
@@ -293,8 +392,13 @@ FORMATS = (
         _test_set("PASCAL-S", "datasets/imgs/pascal", "datasets/masks/pascal", graded=True),
     ),  # fmt: skip
     _Format("DUT-OMRON", "sod", ("DUT-OMRON-image",), _test_set("DUT-OMRON", "DUT-OMRON-image", "pixelwiseGT-new-PNG")),
+    _Format("Cityscapes", "segmentation", ("leftImg8bit",), _cityscapes),
+    _Format("images+masks", "segmentation", ("images", "masks", "classes.txt"), _images_masks),
 )
-KNOWN = "SALICON, MIT1003, CAT2000, OSIE (saliency); DUTS, ECSSD, HKU-IS, PASCAL-S, DUT-OMRON (sod)"
+KNOWN = (
+    "SALICON, MIT1003, CAT2000, OSIE (saliency); DUTS, ECSSD, HKU-IS, PASCAL-S, DUT-OMRON (sod); "
+    "Cityscapes, images+masks with classes.txt (segmentation)"
+)
 
 
 def _format_of(root: Path) -> _Format | None:
@@ -330,4 +434,7 @@ def find_all(root: str | Path, *, seed: int = 0) -> list[Layout]:
     return found
 
 
-__all__ = ["FORMATS", "KNOWN", "Item", "Layout", "detect", "find_all", "seeded_split"]
+__all__ = [
+    "CITYSCAPES_CLASSES", "CITYSCAPES_TRAIN_IDS", "FORMATS", "KNOWN", "Item", "Layout", "detect", "find_all",
+    "read_class_list", "seeded_split",
+]  # fmt: skip

@@ -14,23 +14,24 @@ format whose masks are graded (PASCAL-S), where 128 is the threshold too.
 
 from __future__ import annotations
 
+from functools import partial
 from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-from hwnas.data.images import read_image, size_text
+from hwnas.data.images import check_same_size, read_image
 from hwnas.data.layout import Item, Layout
-from hwnas.data.split import DataError, Split, resize_uint8
-from hwnas.data.synthetic import smooth_background
+from hwnas.data.split import DataError, Split, read_split
+from hwnas.data.synthetic import render_scenes, smooth_background
 from hwnas.data.truth import Truth
 
 MAX_GREY_FRACTION = 0.1  # of a 0..255 mask's pixels that may be neither 0 nor 255 (anti-aliased edges)
 
 
 # ---- procedural scenes -------------------------------------------------------------------------
-def _shape(rng: np.random.Generator, h: int, w: int, cy: float, cx: float, lo: float, hi: float) -> np.ndarray:
+def random_shape(rng: np.random.Generator, h: int, w: int, cy: float, cx: float, lo: float, hi: float) -> np.ndarray:
     """A bool (h, w) disk, rotated ellipse or rotated rectangle centred at (cy, cx), semi-axes in
     [lo, hi] pixels (at least 1), never empty."""
     yy, xx = np.mgrid[0:h, 0:w].astype(np.float64)
@@ -60,32 +61,25 @@ def _sod_scene(rng: np.random.Generator, h: int, w: int) -> tuple[np.ndarray, np
     img = smooth_background(rng, h, w)
     scale = min(h, w) / 64
     for _ in range(rng.integers(2, 5)):  # distractors: shapes near the background colour
-        region = _shape(rng, h, w, rng.uniform(0, h), rng.uniform(0, w), 3 * scale, 9 * scale)
+        region = random_shape(rng, h, w, rng.uniform(0, h), rng.uniform(0, w), 3 * scale, 9 * scale)
         img[:, region] = img[:, region].mean(1, keepdims=True) + rng.uniform(-0.08, 0.08)
     for _ in range(rng.integers(3, 7)):  # clutter: small shapes of the objects' saturated colours
-        region = _shape(rng, h, w, rng.uniform(0, h), rng.uniform(0, w), 1.0 * scale, 2.5 * scale)
+        region = random_shape(rng, h, w, rng.uniform(0, h), rng.uniform(0, w), 1.0 * scale, 2.5 * scale)
         img[:, region] = _saturated(rng)[:, None]
     mask = np.zeros((h, w), dtype=bool)
     for _ in range(rng.integers(1, 3)):  # salient objects: large, saturated, high-contrast
         cy, cx = rng.uniform(0.2 * h, 0.8 * h), rng.uniform(0.2 * w, 0.8 * w)
-        region = _shape(rng, h, w, cy, cx, 5 * scale, 14 * scale)
+        region = random_shape(rng, h, w, cy, cx, 5 * scale, 14 * scale)
         img[:, region] = _saturated(rng)[:, None] + rng.normal(0, 0.02, size=(3, int(region.sum())))
         mask |= region
-    return np.clip(img, 0, 1), mask
+    return np.clip(img, 0, 1), np.where(mask, 255, 0).astype(np.uint8)
 
 
 def synthetic_sod(n: int, *, size: tuple[int, int] = (64, 64), seed: int = 0) -> Split:
     """`n` scenes of (height, width) `size`: a smooth desaturated background, a few low-contrast
     distractor shapes, small saturated clutter, and one or two large saturated objects (disks,
     ellipses, rectangles) that the mask marks. Image i depends only on (seed, i)."""
-    h, w = size
-    images = np.empty((n, 3, h, w), dtype=np.uint8)
-    masks = np.empty((n, 1, h, w), dtype=np.uint8)
-    for i in range(n):
-        img, mask = _sod_scene(np.random.default_rng([seed, i]), h, w)
-        images[i] = np.round(img * 255)
-        masks[i, 0] = np.where(mask, 255, 0)
-    return Split(torch.from_numpy(images), {"mask": torch.from_numpy(masks)})
+    return render_scenes(n, size, seed, _sod_scene, "mask")
 
 
 # ---- dataset folders ---------------------------------------------------------------------------
@@ -122,27 +116,11 @@ def load_item(layout: Layout, item: Item) -> tuple[np.ndarray, Truth]:
     """One image (uint8 H x W x 3) and its original-size mask as a `Truth`, checked."""
     img = read_image(item.image, "RGB")
     reader = _mask_reader(layout, item.target)
-    mask = reader()
-    if mask.shape != img.shape[:2]:
-        raise DataError(
-            f"{layout.format} dataset {layout.root}: {item.image.name} is {size_text(img.shape)} but its mask "
-            f"{item.target.name} is {size_text(mask.shape)}; a mask must have its image's size"
-        )
+    check_same_size(layout, item.image, img.shape, item.target, reader().shape, "mask")
     return img, Truth(item.name, img.shape[:2], dense=reader)
 
 
 def read_sod(layout: Layout, which: str, size: tuple[int, int], *, limit: int | None = None, progress=None) -> Split:
     """The `which` split of `layout` at (height, width) `size`, with original-size truths."""
     items = layout.items(which)[:limit] if limit else layout.items(which)
-    h, w = size
-    images = torch.empty((len(items), 3, h, w), dtype=torch.uint8)
-    masks = torch.empty((len(items), 1, h, w), dtype=torch.uint8)
-    truths = []
-    for i, item in enumerate(items):
-        img, truth = load_item(layout, item)
-        images[i] = resize_uint8(torch.from_numpy(img).permute(2, 0, 1)[None], size)[0]
-        masks[i] = _resize_mask(truth.array(), size)
-        truths.append(truth)
-        if progress is not None:
-            progress(1)
-    return Split(images, {"mask": masks}, truths=tuple(truths))
+    return read_split(items, size, partial(load_item, layout), "mask", _resize_mask, progress=progress)

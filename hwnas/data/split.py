@@ -1,7 +1,8 @@
 """`Split` and `DataSet`: in-memory image sets at a chosen resolution.
 
 Images are kept as uint8 (N, 3, H, W) and normalised per batch; saliency maps as uint8 (N, 1, H, W),
-fixations as bool (N, 1, H, W), SOD masks as uint8 0/255 (N, 1, H, W), class labels as int64 (N,).
+fixations as bool (N, 1, H, W), SOD masks as uint8 0/255 (N, 1, H, W), class labels as int64 (N,),
+segmentation label maps ("seg") as uint8 class ids (N, 1, H, W), 255 ignored, resized by nearest neighbour.
 A `DataSet` holds a train and a validation split of one task and hands out copies resized to each
 resolution a supernet asks for.
 """
@@ -45,10 +46,44 @@ def resize_uint8(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     return y.round().clamp(0, 255).to(torch.uint8)
 
 
+def resize_labels(labels: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """Nearest-neighbour resize of uint8 (N, 1, H, W) class ids (a label is never blended)."""
+    if tuple(labels.shape[-2:]) == tuple(size):
+        return labels
+    return F.interpolate(labels.float(), size=size, mode="nearest-exact").to(torch.uint8)
+
+
+def read_split(
+    items: list,
+    size: tuple[int, int],
+    load: Callable,
+    name: str | None,
+    resize: Callable,
+    *,
+    progress: Callable[[int], None] | None = None,
+) -> Split:
+    """A `Split` of dataset items at (height, width) `size`: `load(item)` gives an image (uint8
+    H x W x 3) and its original-size `Truth`; images are resized bilinearly, each truth's array by
+    `resize(array, size)` into the (1, h, w) uint8 field `name` (None: images only)."""
+    h, w = size
+    images = torch.empty((len(items), 3, h, w), dtype=torch.uint8)
+    targets = torch.empty((len(items), 1, h, w), dtype=torch.uint8)
+    truths = []
+    for i, item in enumerate(items):
+        img, truth = load(item)
+        images[i] = resize_uint8(torch.from_numpy(img).permute(2, 0, 1)[None], size)[0]
+        if name is not None:
+            targets[i] = resize(truth.array(), size)
+        truths.append(truth)
+        if progress is not None:
+            progress(1)
+    return Split(images, {name: targets} if name is not None else {}, truths=tuple(truths))
+
+
 @dataclass(frozen=True)
 class Split:
     """One split: images plus `fields` ("map", "fix" for saliency; "mask" for SOD; "label" for
-    classification) at one resolution, and, for a split read from a folder, each image's
+    classification; "seg" for segmentation) at one resolution, and, for a split read from a folder, each image's
     original-size ground truth (`truths`, `hwnas.data.truth.Truth`)."""
 
     images: torch.Tensor
@@ -71,6 +106,8 @@ class Split:
         for name, value in self.fields.items():
             if name == "fix":
                 fields[name] = resize_fixations(value, size)
+            elif name == "seg":
+                fields[name] = resize_labels(value, size)
             elif value.dim() == 4:
                 fields[name] = resize_uint8(value, size)
             else:
@@ -115,6 +152,7 @@ class DataSet:
     std: tuple[float, float, float] = IMAGENET_STD
     make_test: Callable[[], Split] | None = field(default=None, repr=False)
     bias: object | None = field(default=None, repr=False)  # a CenterBias of more training images than `train`
+    class_names: tuple[str, ...] = ()  # segmentation: the name of each class id
     _cache: dict = field(default_factory=dict, repr=False)
 
     @property
@@ -141,14 +179,16 @@ class DataSet:
     def scored_on_test(self) -> DataSet:
         """The same data with the test split in the validation split's place, for `evaluate`."""
         return DataSet(
-            self.name, self.task, self.train, self.test, self.num_classes, self.mean, self.std, bias=self.bias
-        )
+            self.name, self.task, self.train, self.test, self.num_classes, self.mean, self.std, bias=self.bias,
+            class_names=self.class_names,
+        )  # fmt: skip
 
     def with_val_in_train(self) -> DataSet:
         """Train = train + validation (the validation split kept as is), as NATv2's phase 2 trains."""
         return DataSet(
-            f"{self.name} train+val", self.task, self.train + self.val, self.val, self.num_classes, self.mean, self.std
-        )
+            f"{self.name} train+val", self.task, self.train + self.val, self.val, self.num_classes, self.mean, self.std,
+            class_names=self.class_names,
+        )  # fmt: skip
 
     def split(self, which: str, resolution: tuple[int, int]) -> Split:
         """The `which` ("train", "val" or "test") split at `resolution` = (width, height), cached."""

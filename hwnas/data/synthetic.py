@@ -11,6 +11,8 @@ validation CC rises within a few epochs on a CPU. Every image depends only on (s
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 import torch
 from scipy.ndimage import gaussian_filter
@@ -39,6 +41,20 @@ def smooth_background(rng: np.random.Generator, h: int, w: int) -> np.ndarray:
             + g[y0 + 1][:, x0 + 1] * fy * fx
         )
     return img + rng.normal(0, 0.03, size=img.shape)
+
+
+def render_scenes(n: int, size: tuple[int, int], seed: int, scene: Callable, name: str) -> Split:
+    """`n` procedural scenes of (height, width) `size`: `scene(rng, h, w)` gives an image (3, h, w)
+    in [0, 1] and its uint8 (h, w) target, stored as the field `name`; scene i draws from a generator
+    seeded with (seed, i), so it depends on nothing else."""
+    h, w = size
+    images = np.empty((n, 3, h, w), dtype=np.uint8)
+    targets = np.empty((n, 1, h, w), dtype=np.uint8)
+    for i in range(n):
+        img, target = scene(np.random.default_rng([seed, i]), h, w)
+        images[i] = np.round(img * 255)
+        targets[i, 0] = target
+    return Split(torch.from_numpy(images), {name: torch.from_numpy(targets)})
 
 
 def _scene(rng: np.random.Generator, h: int, w: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

@@ -21,7 +21,8 @@ import torch
 class Truth:
     """`size` (height, width); saliency: `points`, the fixations as integer rows (y, x), repeated as
     often as they occur, and `dense` the continuous map (uint8 or float); SOD: `dense` the binary
-    mask; classification: `label`. `dense` is an array or a function that reads it."""
+    mask; segmentation: `dense` the class-id map (uint8, 255 ignored); classification: `label`.
+    `dense` is an array or a function that reads it."""
 
     name: str
     size: tuple[int, int]
@@ -50,6 +51,9 @@ def stored_truths(fields: dict[str, torch.Tensor], names: list[str] | None = Non
     for i in range(n):
         if "label" in fields:
             out.append(Truth(names[i], (0, 0), label=int(fields["label"][i])))
+        elif "seg" in fields:
+            seg = fields["seg"][i, 0].numpy()
+            out.append(Truth(names[i], seg.shape, dense=seg))
         elif "mask" in fields:
             mask = fields["mask"][i, 0].numpy() > 127
             out.append(Truth(names[i], mask.shape, dense=mask))

@@ -35,6 +35,7 @@ OUTPUT_MEANING = {
     "saliency": "saliency map, 1 x H x W at the input size, values in (0, 1) (sigmoid)",
     "classification": "class logits (apply softmax for probabilities)",
     "sod": "salient-object probability map, 1 x H x W at the input size, values in (0, 1); threshold for a mask",
+    "segmentation": "class logits, num_classes x H x W at the input size; the argmax over classes is the class map",
 }
 
 
@@ -145,7 +146,10 @@ def export(
     step("extracting the subnet")
     subnet, source = load_source(checkpoint, arch, data=data)
     w, h = source.arch.resolution
-    job = Job(subnet, space, source.arch, source.task, (1, 3, h, w), exporter=exporter, opset=opset)
+    job = Job(
+        subnet, space, source.arch, source.task, (1, 3, h, w), num_classes=source.num_classes, exporter=exporter,
+        opset=opset,
+    )  # fmt: skip
     name = name or f"{space.name}-{source.label}"
     items = []
     for n in names:
@@ -183,7 +187,10 @@ def _verify(fmt, written, device, job, table, verify, rounds, protocol, step) ->
     if not numerics.passed:
         return Verification(FAILED, "outputs differ from PyTorch beyond the tolerance", numerics)
     step(f"{fmt.name}: measuring latency on {device.name}")
-    speed = measure_speed(device, artifact, job.arch, job.space, job.task, table, rounds=rounds, protocol=protocol)
+    speed = measure_speed(
+        device, artifact, job.arch, job.space, job.task, table, num_classes=job.num_classes, rounds=rounds,
+        protocol=protocol,
+    )  # fmt: skip
     return Verification(VERIFIED, "", numerics, speed)
 
 
@@ -226,6 +233,7 @@ def _write_manifest(
         "output": {
             "name": written.outputs[0],
             "task": source.task,
+            "num_classes": source.num_classes,
             "meaning": OUTPUT_MEANING.get(base_task(source.task), source.task),
         },
         "details": written.info,

@@ -28,6 +28,7 @@ class Job:
     arch: Arch
     task: str
     input_shape: tuple[int, int, int, int]
+    num_classes: int = 1000
     exporter: str = "dynamo"
     opset: int = 18
     cache: dict[Any, Any] = field(default_factory=dict)

@@ -15,6 +15,7 @@ from hwnas.backends.base import Artifact
 from hwnas.devices import Device
 from hwnas.errors import HwnasError
 from hwnas.exporter.base import Tolerance
+from hwnas.head import is_segmentation
 from hwnas.lut import LatencyTable
 from hwnas.measurer import DEFAULT_STATISTIC, aggregate, measure_rounds
 from hwnas.space import Arch, SearchSpace
@@ -91,7 +92,9 @@ def compare(runnable: Runnable, reference: nn.Module, inputs: list[np.ndarray], 
     )
 
 
-def table_prediction(path: Path, space: SearchSpace, arch: Arch, task: str) -> tuple[float | None, str, str]:
+def table_prediction(
+    path: Path, space: SearchSpace, arch: Arch, task: str, num_classes: int = 1000
+) -> tuple[float | None, str, str]:
     """(predicted ms or None, a note naming the table or why there is no prediction, its statistic)."""
     if not path.exists():
         return None, f"no table at {path}: `hwnas profile` builds one", DEFAULT_STATISTIC
@@ -99,6 +102,8 @@ def table_prediction(path: Path, space: SearchSpace, arch: Arch, task: str) -> t
         table = LatencyTable.load(path, space)
         if table.meta.get("task") != task:
             return None, f"{path} profiles the {table.meta.get('task')} head, not {task}", table.statistic
+        if is_segmentation(task) and table.classes != num_classes:
+            return None, f"{path} profiles {table.classes} classes, not {num_classes}", table.statistic
         calibrated = table.calibration_at(arch.resolution) is not None
         note = f"{path}{', calibrated' if calibrated else ', uncalibrated'}"
         return float(table.predict(arch)), note, table.statistic
@@ -114,11 +119,12 @@ def measure_speed(
     task: str,
     table_path: Path,
     *,
+    num_classes: int = 1000,
     rounds: int = 3,
     protocol: Protocol | None = None,
 ) -> Speed:
     """End-to-end latency of `artifact` on `device` in `rounds` interleaved rounds (as `lut validate`),
     aggregated with the table's statistic, beside the table's prediction for `arch`."""
-    predicted, note, statistic = table_prediction(table_path, space, arch, task)
+    predicted, note, statistic = table_prediction(table_path, space, arch, task, num_classes)
     per_round = measure_rounds(get_backend(device), [artifact], rounds=rounds, statistic=statistic, protocol=protocol)
     return Speed(device.name, float(aggregate(per_round, statistic)[0]), statistic, rounds, predicted, note)

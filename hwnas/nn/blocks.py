@@ -27,8 +27,8 @@ from hwnas.signature import BlockSignature, make_divisible
 
 
 def make_act(name: str | None) -> nn.Module:
-    """A fresh activation module by name (`relu`, `hswish`, `swish`, `sigmoid`, None)."""
-    table = {"relu": nn.ReLU, "hswish": nn.Hardswish, "swish": nn.SiLU, "sigmoid": nn.Sigmoid}
+    """A fresh activation module by name (`relu`, `hswish`, `swish`, `sigmoid`; `identity` or None: none)."""
+    table = {"relu": nn.ReLU, "hswish": nn.Hardswish, "swish": nn.SiLU, "sigmoid": nn.Sigmoid, "identity": nn.Identity}
     return nn.Identity() if name is None else table[name]()
 
 

@@ -1,7 +1,8 @@
 """`Supernet`: dynamic encoder + task head; `set_active(arch)` and `extract(arch)`.
 
 The encoder is SalNAS's dynamic AlphaNet encoder (Section 3.1, Table 1): stem, elastic MBConv
-stages, last 1x1 conv. The head is a classifier or the SalNAS saliency decoder. Every block is
+stages, last 1x1 conv. The head is a classifier, the SalNAS saliency decoder (with class logits for
+segmentation, plus BiSeNet's auxiliary heads in training for "segmentation+aux") or FocusNet's SOD head. Every block is
 driven by the arch's `BlockSignature`s, the same keys the latency table uses, and `extract`
 returns a `SubNet` made of static blocks (plain `torch.nn` layers) with the active weights copied,
 in the manner of once-for-all's `get_active_subnet()`.
@@ -17,7 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from hwnas.head import SodHead, check_task, is_sod
+from hwnas.head import SodHead, check_task, default_classes, has_aux, is_sod
 from hwnas.nn.blocks import (
     ConvBnAct,
     DynamicBlur,
@@ -29,6 +30,7 @@ from hwnas.nn.blocks import (
     DynamicMBConv,
 )
 from hwnas.nn.heads.saliency import decode
+from hwnas.nn.heads.segmentation import AuxHead, DynamicAuxHead
 from hwnas.nn.heads.sod import CFEM, DynamicFRM, Fixed, decode_sod
 from hwnas.nn.static import build_block
 from hwnas.signature import BlockSignature
@@ -66,15 +68,21 @@ def run(
     head: Sequence[Callable],
     skip_sources: Sequence[int],
     task: str,
-) -> torch.Tensor:
-    """The forward pass shared by the supernet and its extracted subnets (classification, saliency)."""
+    aux: Sequence[Callable] = (),
+) -> torch.Tensor | tuple[torch.Tensor, ...]:
+    """The forward pass shared by the supernet and its extracted subnets (classification, saliency,
+    segmentation). Given `aux` heads (segmentation+aux in training) it returns the main output and
+    their logits on the two deepest levels (the deepest tap, then the last conv)."""
     levels = encode(x, stem, blocks, stage_ends, last, skip_sources)
     if task == "classification":  # [feature mix ->] linear
         y = levels[-1]
         for block in head:
             y = block(y)
         return y
-    return decode(head, levels[:-1], levels[-1], tuple(x.shape[-2:]))
+    out = decode(head, levels[:-1], levels[-1], tuple(x.shape[-2:]))
+    if not aux:
+        return out
+    return (out, *(head(level) for head, level in zip(aux, levels[-2:], strict=True)))
 
 
 def run_sod(
@@ -138,17 +146,22 @@ class SubNet(nn.Module):
         last: nn.Module,
         head: list[nn.Module],
         skip_sources: list[int],
+        aux: list[nn.Module] | None = None,
     ):
         super().__init__()
         self.arch, self.space_name, self.task = arch, space_name, task
         self.stem, self.blocks, self.last, self.head = stem, nn.ModuleList(blocks), last, nn.ModuleList(head)
         self.stage_ends = _stage_ends(arch)
         self.skip_sources = list(skip_sources)
+        if aux:  # segmentation+aux: BiSeNet's auxiliary heads, run in training only
+            self.aux = nn.ModuleList(aux)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor) -> torch.Tensor | tuple[torch.Tensor, ...]:
+        aux = list(self.aux) if self.training and hasattr(self, "aux") else ()
         return run(
-            x, self.stem, list(self.blocks), self.stage_ends, self.last, list(self.head), self.skip_sources, self.task
-        )
+            x, self.stem, list(self.blocks), self.stage_ends, self.last, list(self.head), self.skip_sources, self.task,
+            aux,
+        )  # fmt: skip
 
 
 class SodSubNet(nn.Module):
@@ -187,12 +200,13 @@ class SodSubNet(nn.Module):
 
 
 def build_subnet(
-    space: SearchSpace, arch: Arch, *, task: str = "saliency", num_classes: int = 1000
+    space: SearchSpace, arch: Arch, *, task: str = "saliency", num_classes: int | None = None
 ) -> SubNet | SodSubNet:
     """A `SubNet` for `arch` with fresh weights, built block by block from its signatures.
 
     It has exactly the modules `Supernet.extract(arch)` returns (what end-to-end latency measures).
     """
+    num_classes = num_classes or default_classes(task)
     sigs = space.block_signatures(arch, task, num_classes)
     n_enc = 2 + sum(st.depth for st in arch.stages)
     if is_sod(task):
@@ -210,7 +224,14 @@ def build_subnet(
         last=build_block(sigs[n_enc - 1]),
         head=[build_block(s) for s in sigs[n_enc:]],
         skip_sources=space.skip_sources(),
+        aux=[AuxHead(c, num_classes) for c in aux_widths(space, arch)] if has_aux(task) else None,
     )
+
+
+def aux_widths(space: SearchSpace, arch: Arch) -> list[int]:
+    """Input widths of the auxiliary heads: the deepest tap's and the last conv's."""
+    deepest = space.skip_sources()[-1]
+    return [arch.stem if deepest == -1 else arch.stages[deepest].width, arch.last]
 
 
 def _dynamic_encoder(space: SearchSpace) -> tuple[nn.Module, nn.ModuleList, nn.Module]:
@@ -239,11 +260,12 @@ def _dynamic_encoder(space: SearchSpace) -> tuple[nn.Module, nn.ModuleList, nn.M
 
 
 class Supernet(nn.Module):
-    """Weight-sharing supernet over a `SearchSpace` with a classification, saliency or SOD head."""
+    """Weight-sharing supernet over a `SearchSpace` with a classification, saliency, segmentation or SOD head."""
 
-    def __init__(self, space: SearchSpace, *, task: str = "saliency", num_classes: int = 1000):
+    def __init__(self, space: SearchSpace, *, task: str = "saliency", num_classes: int | None = None):
         super().__init__()
         check_task(task)
+        num_classes = num_classes or default_classes(task)
         self.space, self.task, self.num_classes = space, task, num_classes
         big = space.max()
         sigs = space.block_signatures(big, task, num_classes)
@@ -253,6 +275,8 @@ class Supernet(nn.Module):
             self.head = nn.ModuleList(_classifier(sigs[n_enc:]))
         elif not is_sod(task):
             self.head = nn.ModuleList(_decoder_step(s) for s in sigs[n_enc:])
+            if has_aux(task):
+                self.aux = nn.ModuleList(DynamicAuxHead(c, num_classes) for c in aux_widths(space, big))
         else:
             self._build_sod(sigs, n_enc)
         self._regularization = (0.0, 0.0)  # (dropout, drop-connect), see `regularized`
@@ -337,6 +361,7 @@ class Supernet(nn.Module):
             head,
             self.space.skip_sources(),
             self.task,
+            list(self.aux) if self.training and hasattr(self, "aux") else (),
         )
 
     def _forward_sod(self, x: torch.Tensor) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
@@ -383,6 +408,9 @@ class Supernet(nn.Module):
             last=self.last.extract(sigs[n_enc - 1]),
             head=[m.extract(s) for m, s in zip(self.head, head_sigs, strict=True)],
             skip_sources=self.space.skip_sources(),
+            aux=[m.extract(c) for m, c in zip(self.aux, aux_widths(self.space, self.arch), strict=True)]
+            if hasattr(self, "aux")
+            else None,
         )
         return net.train(self.training)
 

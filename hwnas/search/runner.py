@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 
 from hwnas.errors import HwnasError
+from hwnas.head import is_segmentation
 from hwnas.io import atomic_write_json, writable_file
 from hwnas.search.archive import Archive, Record
 from hwnas.search.budget import Budget, parse_budgets
@@ -112,12 +113,24 @@ def _supernet_setup(devices, space, supernet, proxy, luts, data, devices_dir) ->
     allowed = sorted(sp.resolutions.index(r) for r in profiled if r in sp.resolutions)
     if not allowed:
         raise HwnasError("the devices' latency tables share no resolution: profile one at the same --resolution")
-    costs = DeviceCosts({spec.name: Costs(sp, task=task, table=t) for spec, t in zip(specs, tables, strict=True)})
+    classes = tables[0].classes
+    if is_segmentation(task) and any(t.classes != classes for t in tables):
+        raise HwnasError(f"the latency tables are for different class counts: {[t.classes for t in tables]}")
+    accuracy = None
     if supernet is not None:
         accuracy = SupernetEvaluator(supernet, sp, data=data)
         if accuracy.task_name != task:
             raise HwnasError(f"the supernet is a {accuracy.task_name} model but the table is for the {task} head")
-    else:
+        if is_segmentation(task) and accuracy.task.num_classes != classes:
+            raise HwnasError(
+                f"the supernet predicts {accuracy.task.num_classes} classes but the latency table profiled "
+                f"{classes}: profile with --classes {accuracy.task.num_classes}"
+            )
+        classes = getattr(accuracy.task, "num_classes", classes)  # params and FLOPs of the model searched
+    costs = DeviceCosts(
+        {spec.name: Costs(sp, task=task, num_classes=classes, table=t) for spec, t in zip(specs, tables, strict=True)}
+    )
+    if accuracy is None:
         accuracy = ProxyEvaluator(proxy, costs, sp)
     names = "+".join(spec.name for spec in specs)
     table_meta = str(paths[0]) if len(paths) == 1 else [str(p) for p in paths]

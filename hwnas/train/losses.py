@@ -10,6 +10,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from hwnas.head import IGNORE
+
 EPS = 1e-7
 
 
@@ -118,3 +120,32 @@ def sod_loss(
         small = F.interpolate(mask.float(), size=tuple(located.shape[-2:]), mode="area")
         loss = loss + F.binary_cross_entropy_with_logits(located.float(), small)
     return loss
+
+
+# ---- semantic segmentation (MoSegNAS; BiSeNet's auxiliary heads) ------------------------------------
+
+
+def class_targets(labels: torch.Tensor, classes: int) -> torch.Tensor:
+    """(B, C, H, W) one-hot targets of (B, 1, H, W) or (B, H, W) class ids; all zero where the id is `IGNORE`."""
+    labels = labels.reshape(labels.shape[0], *labels.shape[-2:]).long()
+    labelled = labels != IGNORE
+    onehot = F.one_hot(torch.where(labelled, labels, 0), classes).permute(0, 3, 1, 2).float()
+    return onehot * labelled[:, None]
+
+
+def segmentation_loss(
+    logits: torch.Tensor, target: torch.Tensor, labelled: torch.Tensor, aux: tuple[torch.Tensor, ...] = ()
+) -> torch.Tensor:
+    """Pixel cross entropy against (B, C, H, W) soft targets, summed over pixels and divided by the
+    number of labelled ones (`labelled`, (B, H, W) bool): with one-hot targets exactly
+    `F.cross_entropy(logits, labels, ignore_index=IGNORE)`; a Self-KD mix (SalNAS Eq. 3) also
+    distils the teacher on ignored pixels. Each auxiliary head's logits are upsampled (bilinear) to
+    the target's size and add the same loss with weight 1 (BiSeNet Eq. 2)."""
+    count = labelled.sum().clamp(min=1)
+
+    def term(out: torch.Tensor) -> torch.Tensor:
+        if tuple(out.shape[-2:]) != tuple(target.shape[-2:]):
+            out = F.interpolate(out, size=target.shape[-2:], mode="bilinear", align_corners=False)
+        return -(target * F.log_softmax(out.float(), dim=1)).sum() / count
+
+    return sum((term(a) for a in aux), term(logits))

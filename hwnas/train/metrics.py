@@ -1,5 +1,6 @@
 """Saliency metrics as the benchmarks compute them, the salient object detection (SOD) metrics
-FocusNet reports (`score_sod`, computed by PySODMetrics), plus top-1.
+FocusNet reports (`score_sod`, computed by PySODMetrics), segmentation's mIoU as Cityscapes
+computes it (`score_segmentation`, the confusion matrix accumulated by torchmetrics), plus top-1.
 
 Saliency: each metric takes one image's maps as 2-D numpy arrays at the size of its ground truth
 (the image's original size when scored as the benchmarks score): `sal` the prediction (any
@@ -50,8 +51,11 @@ LABELS = {  # the names the papers' tables use
     "em": "E-m",
     "maxf": "maxF",
     "top1": "top-1",
+    "miou": "mIoU",
+    "pixel_acc": "pixel acc",
 }
-HIGHER_IS_BETTER = {m: m not in ("kld", "mae") for m in (*SALIENCY_METRICS, *SOD_METRICS)}
+SEGMENTATION_METRICS = ("miou", "pixel_acc")
+HIGHER_IS_BETTER = {m: m not in ("kld", "mae") for m in (*SALIENCY_METRICS, *SOD_METRICS, *SEGMENTATION_METRICS)}
 SHUFFLES = ("all", "mit")  # sAUC negatives: all other images' fixations (pysaliency) or MIT's 10 images
 MIT_SPLITS, MIT_STEP, MIT_OTHER_IMAGES = 100, 0.1, 10
 
@@ -355,3 +359,52 @@ def score_sod(pred: Iterable[np.ndarray], mask: Iterable[np.ndarray]) -> dict[st
 def top1(logits: np.ndarray, labels: np.ndarray) -> float:
     """Fraction of samples whose highest-scoring class is the label."""
     return float(np.mean(np.argmax(logits, axis=1) == np.asarray(labels)))
+
+
+# ---- semantic segmentation -----------------------------------------------------------------------
+def confusion_matrix(
+    predictions: Iterable[np.ndarray], labels: Iterable[np.ndarray], classes: int, *, ignore: int = 255
+) -> np.ndarray:
+    """The (classes, classes) pixel confusion matrix (rows: ground truth, columns: prediction) over
+    a whole split, pixels labelled `ignore` left out: Cityscapes' `evalPixelLevelSemanticLabeling.py`
+    accumulates one such matrix over every image at its label's resolution. Accumulated by
+    torchmetrics' `MulticlassConfusionMatrix`; each prediction must have its label's shape."""
+    try:
+        import torch
+        from torchmetrics.classification import MulticlassConfusionMatrix
+    except ImportError:
+        raise HwnasError("the segmentation metrics need torchmetrics: pip install 'hwnas[seg]'") from None
+    matrix = MulticlassConfusionMatrix(classes, ignore_index=ignore, validate_args=False)
+    for pred, label in zip(predictions, labels, strict=True):
+        if pred.shape != label.shape:
+            raise ValueError(f"a prediction of shape {pred.shape} for a label of shape {label.shape}")
+        matrix.update(torch.as_tensor(np.asarray(pred), dtype=torch.long).flatten(),
+                      torch.as_tensor(np.asarray(label), dtype=torch.long).flatten())  # fmt: skip
+    return matrix.compute().numpy().astype(np.int64)
+
+
+def class_iou(matrix: np.ndarray) -> np.ndarray:
+    """Per-class IoU = TP / (TP + FP + FN) from a confusion matrix; NaN for a class that is neither
+    in the ground truth nor predicted (Cityscapes leaves such a class out of the mean)."""
+    tp = np.diag(matrix).astype(np.float64)
+    union = matrix.sum(0) + matrix.sum(1) - tp
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(union > 0, tp / union, np.nan)
+
+
+def segmentation_scores(matrix: np.ndarray) -> dict[str, float]:
+    """mIoU (MoSegNAS Section IV-B: the mean of the per-class IoUs, over the classes that occur) and
+    pixel accuracy (labelled pixels classified right) of a confusion matrix."""
+    iou = class_iou(matrix)
+    total = matrix.sum()
+    return {
+        "miou": float(np.nanmean(iou)) if np.isfinite(iou).any() else float("nan"),
+        "pixel_acc": float(np.trace(matrix) / total) if total else float("nan"),
+    }
+
+
+def score_segmentation(
+    predictions: Iterable[np.ndarray], labels: Iterable[np.ndarray], classes: int, *, ignore: int = 255
+) -> dict[str, float]:
+    """mIoU and pixel accuracy of class-id maps against label maps of the same sizes, one matrix over the set."""
+    return segmentation_scores(confusion_matrix(predictions, labels, classes, ignore=ignore))

@@ -6,7 +6,10 @@
   flipping, rotation and blurring". The paper gives no parameters for the three; hwnas takes
   TRACER's where it has them (`dataloader.py`, `get_train_augmentation`: p = 0.5, Gaussian blur
   of at most 5 px) and a rotation of up to `MAX_ROTATION` degrees (TRACER turns by multiples of
-  90, which would change a non-square input's shape).
+  90, which would change a non-square input's shape);
+- segmentation (MoSegNAS Section IV-C, its post-search training after BiSeNet): SGD, momentum 0.9,
+  lr 0.01, weight decay 1e-5, batch 8, horizontal flips (its scale-and-crop is not offered; the
+  schedule is hwnas's cosine with restarts, not its "poly").
 
 `Augmentation.draw` picks one transform per image for a training step and `apply` runs it on a
 batch at any resolution, so every subnet of a sandwich step sees the same augmented images (and
@@ -46,22 +49,24 @@ class Recipe:
 
 SALNAS = Recipe("sgd", 0.05, 1e-5, 32, ())
 FOCUSNET = Recipe("adam", 1e-4, 1e-4, 16, AUGMENTATIONS)
+MOSEGNAS = Recipe("sgd", 0.01, 1e-5, 8, ("flip",))
 
 
 def recipe_for(task: str) -> Recipe:
-    """FocusNet's recipe for a SOD task, SalNAS's for the others."""
-    return FOCUSNET if base_task(task) == "sod" else SALNAS
+    """FocusNet's recipe for a SOD task, MoSegNAS's for segmentation, SalNAS's for the others."""
+    return {"sod": FOCUSNET, "segmentation": MOSEGNAS}.get(base_task(task), SALNAS)
 
 
 def parse_augment(text: str | None, task: str) -> tuple[str, ...]:
     """'flip,rotate,blur' or 'none' -> the augmentations, checked against what the task allows
-    (saliency cannot rotate: its fixations are single pixels)."""
+    (saliency cannot rotate: its fixations are single pixels; segmentation does not: a turned
+    label map's corners would need a label)."""
     if text is None:
         return recipe_for(task).augment
     names = tuple(n.strip() for n in text.split(",") if n.strip())
     if names in ((), ("none",)):
         return ()
-    allowed = tuple(a for a in AUGMENTATIONS if not (a == "rotate" and base_task(task) == "saliency"))
+    allowed = tuple(a for a in AUGMENTATIONS if not (a == "rotate" and base_task(task) in ("saliency", "segmentation")))
     unknown = [n for n in names if n not in allowed]
     if unknown or len(set(names)) != len(names):
         raise HwnasError(f"--augment '{text}' is not a list of distinct {', '.join(allowed)} (or none) for {task}")
@@ -90,11 +95,11 @@ class Augmentation:
         return cls(flip, angle, sigma)
 
     def apply(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-        """The batch with its images and spatial fields ("mask", "map", "fix") transformed."""
+        """The batch with its images and spatial fields ("mask", "map", "fix", "seg") transformed."""
         out = dict(batch)
         for key, value in batch.items():
-            if key == "image" or (key in ("mask", "map", "fix") and value.dim() == 4):
-                out[key] = self._geometric(value, nearest=key in ("mask", "fix"))
+            if key == "image" or (key in ("mask", "map", "fix", "seg") and value.dim() == 4):
+                out[key] = self._geometric(value, nearest=key in ("mask", "fix", "seg"))
         out["image"] = self._blur(out["image"])
         return out
 

@@ -1,7 +1,8 @@
 """What a task means to training: its ground truth, the prediction a teacher offers, the loss, the scores.
 
 Knowledge distillation mixes ground truth and teacher prediction in one space (SalNAS Eq. 3): maps
-in [0, 1] for saliency and salient objects, class probabilities for classification.
+in [0, 1] for saliency and salient objects, class probabilities for classification, per-pixel class
+probabilities for segmentation.
 """
 
 from __future__ import annotations
@@ -14,9 +15,26 @@ import torch.nn.functional as F
 
 from hwnas.data.truth import Truth
 from hwnas.errors import HwnasError
-from hwnas.head import check_task, is_sod
-from hwnas.train.losses import TRACER_WEIGHT, salnas_loss, sod_loss, soft_cross_entropy
-from hwnas.train.metrics import HIGHER_IS_BETTER, CenterBias, score_saliency, score_sod, top1
+from hwnas.head import check_task, is_segmentation, is_sod
+from hwnas.train.losses import (
+    IGNORE,
+    TRACER_WEIGHT,
+    class_targets,
+    salnas_loss,
+    segmentation_loss,
+    sod_loss,
+    soft_cross_entropy,
+)
+from hwnas.train.metrics import (
+    HIGHER_IS_BETTER,
+    CenterBias,
+    class_iou,
+    confusion_matrix,
+    score_saliency,
+    score_sod,
+    segmentation_scores,
+    top1,
+)
 
 Progress = Callable[[int], None] | None  # called with 1 per image scored
 
@@ -124,7 +142,57 @@ class SodTask:
         return score_sod(at_truth_sizes(predictions, truths, progress), (t.array() for t in truths))
 
 
-Task = SaliencyTask | ClassificationTask | SodTask
+def class_maps(predictions: torch.Tensor, truths: Sequence[Truth], progress: Progress = None) -> Iterator:
+    """Each (C, h, w) class-probability prediction resized (bilinear) to its truth's size, as the
+    (H, W) map of its most probable class, one at a time."""
+    for pred, truth in zip(predictions, truths, strict=True):
+        probs = pred[None].float()
+        if tuple(probs.shape[-2:]) != tuple(truth.size):
+            probs = F.interpolate(probs, size=truth.size, mode="bilinear", align_corners=False)
+        yield probs[0].argmax(0).numpy()
+        if progress is not None:
+            progress(1)
+
+
+@dataclass(frozen=True)
+class SegmentationTask:
+    """Semantic segmentation (MoSegNAS): per-pixel class logits, pixel cross entropy with an ignore
+    label (plus BiSeNet's auxiliary heads' for "segmentation+aux"), scored by mIoU over one
+    confusion matrix of the split at the labels' resolution (Cityscapes' evaluation)."""
+
+    num_classes: int
+    name: str = "segmentation"
+    primary: str = "miou"
+
+    def gt(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        return class_targets(batch["seg"], self.num_classes)
+
+    def prediction(self, output: torch.Tensor | tuple[torch.Tensor, ...]) -> torch.Tensor:
+        return F.softmax((output[0] if isinstance(output, tuple) else output).float(), dim=1)
+
+    def resize(self, target: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+        if tuple(target.shape[-2:]) == tuple(size):
+            return target
+        return F.interpolate(target, size=size, mode="bilinear", align_corners=False)
+
+    def loss(self, output, target: torch.Tensor, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        main, *aux = output if isinstance(output, tuple) else (output,)
+        labelled = batch["seg"].reshape(len(target), *target.shape[-2:]) != IGNORE
+        return segmentation_loss(main, target, labelled, tuple(aux))
+
+    def confusion(self, predictions: torch.Tensor, truths: Sequence[Truth], progress: Progress = None):
+        """The split's confusion matrix, each prediction resized to its label map's size."""
+        return confusion_matrix(class_maps(predictions, truths, progress), (t.array() for t in truths),
+                                self.num_classes, ignore=IGNORE)  # fmt: skip
+
+    def scores(self, predictions: torch.Tensor, truths: Sequence[Truth], progress: Progress = None) -> dict[str, float]:
+        """mIoU, pixel accuracy and each class's IoU (`iou/<id>`, NaN where a class is absent)."""
+        matrix = self.confusion(predictions, truths, progress)
+        per_class = {f"iou/{c}": float(v) for c, v in enumerate(class_iou(matrix))}
+        return {**segmentation_scores(matrix), **per_class}
+
+
+Task = SaliencyTask | ClassificationTask | SodTask | SegmentationTask
 
 
 def make_task(name: str, num_classes: int = 1) -> Task:
@@ -135,11 +203,13 @@ def make_task(name: str, num_classes: int = 1) -> Task:
     if is_sod(name):
         check_task(name)
         return SodTask(name=name)
-    raise HwnasError(f"training has no task '{name}'; allowed: saliency, classification, sod")
+    if is_segmentation(name):
+        return SegmentationTask(num_classes, name=name)
+    raise HwnasError(f"training has no task '{name}'; allowed: saliency, classification, sod, segmentation")
 
 
 def higher_is_better(metric: str) -> bool:
     return HIGHER_IS_BETTER.get(metric, metric != "loss")
 
 
-__all__ = ["SaliencyTask", "ClassificationTask", "SodTask", "Task", "make_task", "higher_is_better"]
+__all__ = ["SaliencyTask", "ClassificationTask", "SodTask", "SegmentationTask", "Task", "make_task", "higher_is_better"]

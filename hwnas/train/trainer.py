@@ -33,6 +33,7 @@ from torch import nn
 
 from hwnas.data import DataSet
 from hwnas.errors import CheckpointError, HwnasError
+from hwnas.head import base_task
 from hwnas.space import Arch, SearchSpace
 from hwnas.train.checkpoint import check_space, load_checkpoint, save_checkpoint
 from hwnas.train.evaluate import evaluate
@@ -317,7 +318,8 @@ class _Run:
         if self.supernet:
             return None
         w, h = self.model.arch.resolution
-        per_image = self.data.num_classes if self.task.name == "classification" else h * w
+        classes = self.data.num_classes  # the values a teacher predicts per image: classes, maps or class maps
+        per_image = {"classification": classes, "segmentation": classes * h * w}.get(base_task(self.task.name), h * w)
         if len(self.data.train) * per_image * 4 > TABLE_BYTES:
             return None
         split = self.data.split("train", (w, h))
