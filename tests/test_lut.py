@@ -271,3 +271,15 @@ def test_validate_fits_one_line_per_resolution_the_table_profiled():
     assert result.holdout_after.mape == pytest.approx(0.0, abs=1e-9) and result.holdout_before.mape > 1
     with pytest.raises(LutError, match="at least 4 per resolution"):
         validate(load_device("cpu"), table, samples=6, seed=0, rounds=1, measurer=machine)
+
+
+def test_a_table_of_one_resolution_bounds_and_prices_searches_there(mini):
+    """A table profiled at 48x48 only (not the space's smallest resolution) bounds a search there."""
+    from hwnas.search import Costs
+
+    table = synthetic_table(mini, resolutions=[(48, 48)])
+    costs = Costs(mini, task="saliency", table=table)
+    at48 = replace(mini.min(), resolution=(48, 48))
+    assert costs.lower_bound("latency", [1]) <= table.predict(at48)
+    with pytest.raises(LutError, match="no entry for block"):
+        costs.lower_bound("latency", [0])

@@ -54,7 +54,10 @@ class Costs:
         """A value of `name` that no subnet goes below (each block at its cheapest; see
         `SlotCost.lower_bound`): a budget under it cannot be met, one above it may be."""
         if name in ("latency", "energy"):
-            self(name, self.space.encode(self.space.min())[None])  # the same errors as pricing an arch
+            smallest = self.space.encode(self.space.min())[None]
+            if allowed_resolutions:  # a table may hold only some resolutions: price one it has
+                smallest[0, self.space.gene("resolution")] = min(allowed_resolutions)
+            self(name, smallest)  # the same errors as pricing an arch
             return self.table.lower_bound(name, allowed_resolutions)
         if name not in ("params", "flops", "size"):
             raise BudgetError(f"unknown objective '{name}'; allowed: accuracy, {', '.join(COSTS)}")
