@@ -1,6 +1,7 @@
 """Rerun every benchmark, then print one summary table of the figures the README quotes.
 
-Usage: python -m bench.run_all [--only lut_fidelity,lut_calibration,lut_predict,search,selfkd,export,sod_ablation]
+Usage: python -m bench.run_all [--only lut_fidelity,lut_calibration,lut_predict,search,selfkd,export,sod_ablation,
+       segmentation_front]
        [--summary]
 `--summary` prints the table from the results already in bench/out/ without rerunning anything.
 The whole set takes about an hour and a half on this 2-core machine; run it on an idle machine.
@@ -27,6 +28,7 @@ STEPS = {
     "selfkd": [],
     "export": [],
     "sod_ablation": [],
+    "segmentation_front": [],
 }
 
 
@@ -94,6 +96,16 @@ def rows() -> list[tuple[str, str, str, str]]:
     for r in (_load("sod_ablation.json") or {}).get("summary", []):
         value = f"MAE {r['mae']:.4f}, wF {r['wfm']:.4f}, Sm {r['sm']:.4f}"
         out.append(("sod_ablation", r["row"], value, ""))
+    segmentation = _load("segmentation_front.json") or {}
+    by_algo: dict[str, list] = {}
+    for r in segmentation.get("runs", []):
+        by_algo.setdefault(r["algo"], []).append(r)
+    for algo, runs in by_algo.items():
+        value = (
+            f"HV {np.median([r['hv'] for r in runs]):.4f}, chosen test mIoU "
+            f"{np.median([r['chosen_test_miou'] for r in runs]):.4f}"
+        )
+        out.append(("segmentation_front", f"{algo} under {segmentation['budget']}", value, ""))
     for name in STEPS:
         if not any(r[0] == name for r in out):
             out.append((name, "not run yet", "-", ""))
