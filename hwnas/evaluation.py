@@ -17,7 +17,6 @@ benchmarks take: the map min-max scaled to 0..255. The folder is written whole o
 
 from __future__ import annotations
 
-import math
 import tempfile
 import time
 from collections.abc import Callable
@@ -30,6 +29,7 @@ import torch
 from hwnas.data import SOURCES, DataError, DataSet, Split
 from hwnas.errors import HwnasError
 from hwnas.head import base_task
+from hwnas.io import nan_to_none
 from hwnas.space import Arch
 
 SPLITS = ("val", "test")
@@ -73,7 +73,7 @@ class Evaluation:
             "notes": self.notes, "class_names": list(self.class_names),
             "rows": [
                 {"dataset": r.dataset, "split": r.split, "images": r.images, "bn": r.bn,
-                 "scores": {k: None if math.isnan(v) else v for k, v in r.scores.items()},
+                 "scores": nan_to_none(r.scores),
                  "submission": None if r.submission is None else str(r.submission)}
                 for r in self.rows
             ],

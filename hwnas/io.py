@@ -66,6 +66,12 @@ def writable_file(path: str | Path, *, what: str = "output file") -> Path:
     return path
 
 
+def nan_to_none(scores: dict[str, float | None]) -> dict[str, float | None]:
+    """Scores with each NaN (a score not defined on the set, such as an absent class's IoU) as None,
+    which JSON can hold."""
+    return {k: None if v is None or v != v else v for k, v in scores.items()}
+
+
 def atomic_write_json(path: str | Path, data: Any) -> Path:
     return atomic_write_bytes(path, (json.dumps(data, indent=2) + "\n").encode())
 

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from hwnas.errors import CheckpointError, HwnasError
-from hwnas.io import atomic_write_json
+from hwnas.io import atomic_write_json, nan_to_none
 from hwnas.space import Arch, SearchSpace
 from hwnas.train.checkpoint import bn_batches, build_model, check_space, checkpoint_data, file_digest, load_checkpoint
 from hwnas.train.evaluate import evaluate
@@ -94,8 +94,8 @@ def post_process(
             "val": len(dataset.val),
             "test": len(test_data.val),
         },
-        "inherited_test": inherited,
-        "test": test,
+        "inherited_test": nan_to_none(inherited),
+        "test": nan_to_none(test),
         "checkpoint": str(out),
     }
     path = atomic_write_json(Path(out).with_suffix(".json"), report)
