@@ -1,6 +1,6 @@
 """Saliency metrics as the benchmarks compute them, the salient object detection (SOD) metrics
 FocusNet reports (`score_sod`, computed by PySODMetrics), segmentation's mIoU as Cityscapes
-computes it (`score_segmentation`, the confusion matrix accumulated by torchmetrics), plus top-1.
+computes it (`confusion_matrix`, accumulated by torchmetrics, then `segmentation_scores`), plus top-1.
 
 Saliency: each metric takes one image's maps as 2-D numpy arrays at the size of its ground truth
 (the image's original size when scored as the benchmarks score): `sal` the prediction (any
@@ -401,10 +401,3 @@ def segmentation_scores(matrix: np.ndarray) -> dict[str, float]:
         "miou": float(np.nanmean(iou)) if np.isfinite(iou).any() else float("nan"),
         "pixel_acc": float(np.trace(matrix) / total) if total else float("nan"),
     }
-
-
-def score_segmentation(
-    predictions: Iterable[np.ndarray], labels: Iterable[np.ndarray], classes: int, *, ignore: int = 255
-) -> dict[str, float]:
-    """mIoU and pixel accuracy of class-id maps against label maps of the same sizes, one matrix over the set."""
-    return segmentation_scores(confusion_matrix(predictions, labels, classes, ignore=ignore))
