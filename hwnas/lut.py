@@ -176,7 +176,8 @@ class LatencyTable:
                 f"reads version {', '.join(map(str, READABLE_SCHEMAS))}: rebuild it with `hwnas profile`"
             )
         try:
-            rows = pd.read_parquet(io.BytesIO(path.read_bytes()))
+            # one thread: pyarrow's reader threads can abort the interpreter at exit (apache/arrow#34314)
+            rows = pd.read_parquet(io.BytesIO(path.read_bytes()), use_threads=False)
         except Exception as exc:  # pyarrow raises several types for damaged files
             raise LutError(
                 f"latency table {path} is damaged or truncated ({type(exc).__name__}); "

@@ -244,7 +244,7 @@ class Benchmark:
         if not path.is_file():
             raise BenchmarkError(f"benchmark file {path} does not exist")
         try:
-            frame = pd.read_parquet(path)
+            frame = pd.read_parquet(path, use_threads=False)  # see LatencyTable.load (apache/arrow#34314)
         except Exception as exc:  # pyarrow raises many kinds for a file that is not Parquet
             raise BenchmarkError(
                 f"benchmark file {path} is not a readable Parquet table ({type(exc).__name__})"
