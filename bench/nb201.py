@@ -1,5 +1,5 @@
 """Searchers against NAS-Bench-201's exact answers (issue 19), on the table shipped in
-hwnas/benchmarks/ (accuracies of all 15,625 cells, latencies measured on nine real devices).
+hwnas/space/tables/ (accuracies of all 15,625 cells, latencies measured on nine real devices).
 
 For each algorithm, device, seed and query count: one search over the whole latency range (budget:
 the device's highest latency), then
@@ -28,9 +28,9 @@ from pathlib import Path
 import numpy as np
 
 from bench.common import machine
-from hwnas.nb201 import Benchmark, BenchmarkAccuracy, BenchmarkCosts
 from hwnas.search import parse_budgets, search
 from hwnas.search.pnag import load
+from hwnas.space.nb201 import Benchmark, BenchmarkAccuracy, BenchmarkCosts
 
 OUT = Path(__file__).parent / "out" / "nb201.json"
 ALGOS = ("random", "evolution", "nsga2", "mosegnas", "natv2", "pnag")

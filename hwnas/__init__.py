@@ -4,8 +4,8 @@ The public API is small; everything else lives in one module per noun (see docs/
 """
 
 from hwnas.errors import ArchError, CheckpointError, HwnasError, SpaceError
-from hwnas.signature import BlockSignature
 from hwnas.space import Arch, SearchSpace, StageArch
+from hwnas.space.signature import BlockSignature
 
 __all__ = [
     "Arch",

@@ -31,8 +31,8 @@ from hwnas.backends import Protocol, Timing, get_backend
 from hwnas.devices import Device, device_names, load_device
 from hwnas.errors import HwnasError
 from hwnas.measurer import OVERHEAD_SHAPE, Measurer, Progress, no_progress
-from hwnas.signature import ACTIVATIONS, OPS, BlockSignature
 from hwnas.space import Arch, SearchSpace
+from hwnas.space.signature import ACTIVATIONS, OPS, BlockSignature
 
 DEFAULT_PORT = 8765
 MAX_BODY_BYTES = 1 << 20

@@ -28,9 +28,9 @@ import torch
 
 from hwnas.data import SOURCES, DataError, DataSet, Split
 from hwnas.errors import HwnasError
-from hwnas.head import base_task
-from hwnas.io import nan_to_none
+from hwnas.files import nan_to_none
 from hwnas.space import Arch
+from hwnas.space.tasks import base_task
 
 SPLITS = ("val", "test")
 BN_BATCH = 64  # images per BN-recalibration batch, as the search's `evaluate`
@@ -88,7 +88,7 @@ def _check_inputs(which: str, shuffle: str, submission: Path | None) -> None:
     if shuffle not in SHUFFLES:
         raise HwnasError(f"--sauc must be one of {', '.join(SHUFFLES)}, not '{shuffle}'")
     if submission is not None:
-        from hwnas.io import writable_file
+        from hwnas.files import writable_file
 
         if submission.exists() and (not submission.is_dir() or any(submission.iterdir())):
             raise HwnasError(f"--submission folder {submission} exists and is not empty; pass a new folder")
@@ -150,7 +150,7 @@ def write_submission(predictions: torch.Tensor, split: Split, folder: Path) -> P
     a staged folder that then becomes `folder`."""
     from PIL import Image
 
-    from hwnas.io import atomic_replace_dir
+    from hwnas.files import atomic_replace_dir
     from hwnas.train.task import at_truth_sizes
 
     truths = split.ground_truth(original=True)

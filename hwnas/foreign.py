@@ -285,7 +285,7 @@ def convert_checkpoint(
     checkpoint at `out` — a supernet, or with `arch` the subnet of that arch with the stored weights
     and BN statistics as they are. Everything is checked before `out` is written."""
     from hwnas.data.split import IMAGENET_MEAN, IMAGENET_STD
-    from hwnas.io import writable_file
+    from hwnas.files import writable_file
     from hwnas.nn.supernet import Supernet
     from hwnas.train.checkpoint import save_checkpoint
 
@@ -325,7 +325,7 @@ def convert_checkpoint(
 def pick_arch(space: SearchSpace, choice: str) -> Arch:
     """--arch of `hwnas convert`: what `SearchSpace.pick` reads, or a JSON file of the authors'
     subnet settings (`get_active_subnet_settings()`, e.g. a searched SalNAS subnet)."""
-    from hwnas.io import read_json
+    from hwnas.files import read_json
 
     if choice.endswith(".json") and Path(choice).is_file():
         data = read_json(choice, what="arch file", error=ArchError)

@@ -36,11 +36,11 @@ import pandas as pd
 
 from hwnas.backends.base import Timing
 from hwnas.errors import HwnasError
-from hwnas.head import default_classes
-from hwnas.io import atomic_write_bytes, atomic_write_json
-from hwnas.signature import BlockSignature
-from hwnas.slotcost import SlotCost
+from hwnas.files import atomic_write_bytes, atomic_write_json
 from hwnas.space import Arch, SearchSpace
+from hwnas.space.signature import BlockSignature
+from hwnas.space.slotcost import SlotCost
+from hwnas.space.tasks import default_classes
 
 SCHEMA_VERSION = 4  # 3: blocks as the authors' (issue 20); 4: FocusNet's FRM convolves before upsampling (issue 21)
 READABLE_SCHEMAS = (3, 4)  # a schema-3 table loads without its `frm` rows, which `hwnas profile` measures again

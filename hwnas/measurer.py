@@ -19,8 +19,8 @@ from hwnas.backends.base import POOL_MIN_JOBS, Artifact, conversion_pool
 from hwnas.devices import Device
 from hwnas.nn.static import IdentityModel, SignatureModel, signature_inputs
 from hwnas.nn.supernet import build_subnet
-from hwnas.signature import BlockSignature
 from hwnas.space import Arch, SearchSpace
+from hwnas.space.signature import BlockSignature
 
 Progress = Callable[[int, int, str], None]
 DEFAULT_STATISTIC = "median"

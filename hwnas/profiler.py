@@ -24,12 +24,12 @@ from scipy import stats
 from hwnas.backends import Protocol, get_backend
 from hwnas.devices import Device
 from hwnas.energy import EnergyMeter, choose_meter, measure_inference_energy, require_power
-from hwnas.head import default_classes, is_segmentation
 from hwnas.lut import Calibration, LatencyTable, LutError, default_path, now, resolution_key
 from hwnas.measurer import DEFAULT_STATISTIC, LocalMeasurer, Measurer, Progress, aggregate, no_progress
 from hwnas.nn.static import IdentityModel, SignatureModel, signature_inputs
-from hwnas.signature import BlockSignature
 from hwnas.space import Arch, SearchSpace
+from hwnas.space.signature import BlockSignature
+from hwnas.space.tasks import default_classes, is_segmentation
 
 SAVE_EVERY_S = 1.0
 

@@ -23,11 +23,11 @@ from hwnas.energy import (
     choose_meter,
     measure_inference_energy,
 )
-from hwnas.head import default_classes
 from hwnas.lut import LatencyTable
 from hwnas.measurer import DEFAULT_STATISTIC, aggregate, measure_rounds
 from hwnas.nn.supernet import build_subnet
 from hwnas.space import Arch, SearchSpace
+from hwnas.space.tasks import default_classes
 
 
 @dataclass(frozen=True)
@@ -82,7 +82,7 @@ def subnet_report(
     protocol: Protocol | None = None,
 ) -> Report:
     """Measure `arch` on `device` (which must run here): see the module docstring. `num_classes`
-    (classification, segmentation) defaults to the table's, else to `hwnas.head.default_classes`."""
+    (classification, segmentation) defaults to the table's, else to `hwnas.space.tasks.default_classes`."""
     if batch < 1 or passes < 1:
         raise EnergyError(f"--batch and --passes must be at least 1, got {batch} and {passes}")
     region = check_region(region or device.region or "USA")

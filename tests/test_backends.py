@@ -18,7 +18,7 @@ from hwnas.backends import Protocol, get_backend, measure
 from hwnas.backends.tensorrt import BuildPlan, build_plan
 from hwnas.devices import DeviceError, load_device, packaged_dir
 from hwnas.nn.static import SignatureModel, signature_inputs
-from hwnas.signature import BlockSignature
+from hwnas.space.signature import BlockSignature
 
 DEVICES = packaged_dir()
 SIGS = [

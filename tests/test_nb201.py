@@ -11,7 +11,7 @@ import pytest
 
 import hwnas.search
 from hwnas.errors import ArchError
-from hwnas.nb201 import OPS, Benchmark, BenchmarkError, NB201Space, packaged_benchmark, parse_cell
+from hwnas.space.nb201 import OPS, Benchmark, BenchmarkError, NB201Space, packaged_benchmark, parse_cell
 from tests.cli import one_error_line, run_cli
 
 

@@ -8,7 +8,6 @@ import numpy as np
 import pytest
 import torch
 
-from hwnas.nb201 import NB201Space
 from hwnas.search import Costs, parse_budgets, search
 from hwnas.search.evaluator import ProxyEvaluator
 from hwnas.search.pnag import (
@@ -24,6 +23,7 @@ from hwnas.search.pnag import (
 )
 from hwnas.search.predictors import one_hot
 from hwnas.space import SearchSpace
+from hwnas.space.nb201 import NB201Space
 from tests.test_lut import synthetic_table
 
 FAST = {"evaluator_steps": 100, "generator_steps": 60}

@@ -60,7 +60,7 @@ def test_task_scores_resize_probabilities_to_each_label_size():
     scores = task.scores(task.prediction(logits), [Truth("a", (4, 4), dense=label)])
     assert scores["miou"] == pytest.approx(1.0) and scores["pixel_acc"] == pytest.approx(1.0)
     assert np.isnan(scores["iou/1"]) and scores["iou/2"] == 1.0
-    from hwnas.io import nan_to_none
+    from hwnas.files import nan_to_none
 
     assert json.loads(json.dumps(nan_to_none(scores), allow_nan=False))["iou/1"] is None  # reports stay JSON
 

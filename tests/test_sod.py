@@ -13,10 +13,10 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from hwnas.errors import ArchError
-from hwnas.head import SodHead, check_task
 from hwnas.nn import Supernet
 from hwnas.nn.static import SignatureModel, signature_inputs
 from hwnas.space import SearchSpace
+from hwnas.space.tasks import SodHead, check_task
 from hwnas.train.losses import sod_loss, tracer_pixel_weights, tracer_terms
 from tests.cli import one_error_line, run_cli
 from tests.conftest import randomize_bn
@@ -185,8 +185,8 @@ def test_frm_convolves_before_upsampling_with_the_same_eval_output_and_fewer_flo
     """FocusNet draws the FRM's 1x1 conv after the upsampling; run before it, the eval output is the
     same (a per-pixel linear map and BN's affine commute with bilinear upsampling) at h*w/(H*W) the
     convolution's FLOPs."""
-    from hwnas.head import frm_signature
     from hwnas.nn.heads.sod import FRM, resize
+    from hwnas.space.signatures import frm_signature
 
     sig = frm_signature((4, 6, 48), (32, 48, 16))
     frm = randomize_bn(FRM(sig)).eval()

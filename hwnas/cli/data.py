@@ -23,7 +23,7 @@ def check(
 ) -> None:
     """Read every image and its ground truth; say the format, splits, counts, sizes and what to know."""
     from hwnas.data.check import check as run_check
-    from hwnas.io import atomic_write_json, writable_file
+    from hwnas.files import atomic_write_json, writable_file
 
     with user_errors(), progress_bar() as bar:
         if json_out is not None:

@@ -45,11 +45,11 @@ def report(
 ) -> None:
     """SalNAS's seven measures for one subnet: FLOPs, params, size, emission, power, latency, throughput."""
     from hwnas.devices import load_device
-    from hwnas.head import check_task
-    from hwnas.io import atomic_write_json, writable_file
+    from hwnas.files import atomic_write_json, writable_file
     from hwnas.lut import LatencyTable, default_path
     from hwnas.report import as_rows, subnet_report
-    from hwnas.space import resolve_space
+    from hwnas.space.tasks import check_task
+    from hwnas.train.checkpoint import resolve_space
 
     with user_errors():
         spec = load_device(device, devices_dir)

@@ -29,8 +29,8 @@ from hwnas.cli.common import (
 )
 from hwnas.devices import device_names, load_device, spec_path
 from hwnas.errors import HwnasError
-from hwnas.head import TASKS, base_task, check_task
 from hwnas.space import DEFAULT_SPACE, SearchSpace
+from hwnas.space.tasks import TASKS, base_task, check_task
 
 
 def devices(devices_dir: DevicesDirOpt = None) -> None:
@@ -99,7 +99,7 @@ def profile(
 ) -> None:
     """Measure every block of the space on the device into a latency table (resumable)."""
     from hwnas.energy import choose_meter
-    from hwnas.io import writable_file
+    from hwnas.files import writable_file
     from hwnas.lut import STATISTICS, default_path
     from hwnas.profiler import profile as run_profile
 
@@ -169,7 +169,7 @@ def lut_validate(
     devices_dir: DevicesDirOpt = None,
 ) -> None:
     """Compare table predictions with end-to-end latency; store the calibration if it helps."""
-    from hwnas.io import atomic_write_json, writable_file
+    from hwnas.files import atomic_write_json, writable_file
     from hwnas.lut import LatencyTable, default_path, sidecar_path
     from hwnas.profiler import validate as run_validate
 

@@ -39,7 +39,7 @@ def evaluate(
 ) -> None:
     """Score one subnet on a dataset with every metric of its task, as the benchmarks compute them."""
     from hwnas.evaluation import evaluate_checkpoint
-    from hwnas.io import atomic_write_json, writable_file
+    from hwnas.files import atomic_write_json, writable_file
 
     with user_errors(), progress_bar() as bar:
         if json_out is not None:

@@ -11,9 +11,9 @@ import typer
 from rich.table import Table
 
 from hwnas.cli.common import SpaceOpt, out, say, user_errors
-from hwnas.head import TASKS, check_task
-from hwnas.io import atomic_write_json
+from hwnas.files import atomic_write_json
 from hwnas.space import DEFAULT_SPACE, SearchSpace
+from hwnas.space.tasks import TASKS, check_task
 
 
 def space(

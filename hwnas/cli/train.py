@@ -8,8 +8,8 @@ from typing import Annotated
 import typer
 
 from hwnas.cli.common import SeedOpt, SpaceOpt, err, flag, progress_bar, say, user_errors
-from hwnas.head import TASKS, head_task
 from hwnas.space import DEFAULT_SPACE, SearchSpace
+from hwnas.space.tasks import TASKS, head_task
 
 DataOpt = Annotated[
     str, typer.Option("--data", help="synthetic, digits, or a dataset folder (`hwnas data check` reads it)")
@@ -257,7 +257,7 @@ def train_selfkd(
     ] = "auto",
 ) -> None:
     """Train one subnet with Self-KD (SalNAS Algorithm 1) or a comparison method (resumable)."""
-    from hwnas.space import resolve_space
+    from hwnas.train.checkpoint import resolve_space
     from hwnas.train.recipe import recipe_settings
     from hwnas.train.runner import default_checkpoint
     from hwnas.train.trainer import TrainConfig, initial_subnet
@@ -298,7 +298,7 @@ def train_postprocess(
     ] = None,
 ) -> None:
     """NATv2 post-processing: find the best epoch count on val, fine-tune on train+val, report the test score."""
-    from hwnas.io import writable_file
+    from hwnas.files import writable_file
     from hwnas.train.checkpoint import checkpoint_space, load_checkpoint
     from hwnas.train.postprocess import post_process
     from hwnas.train.trainer import EpochEvent, ResumeEvent

@@ -6,7 +6,7 @@ from functools import partial
 from pathlib import Path
 
 from hwnas.data.split import DataError, DataSet, Split
-from hwnas.head import base_task
+from hwnas.space.tasks import base_task
 
 __all__ = ["DataError", "DataSet", "Split", "load_data", "load_folder", "SOURCES"]
 

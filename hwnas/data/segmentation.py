@@ -23,7 +23,7 @@ from hwnas.data.sod import random_shape
 from hwnas.data.split import DataError, Split, read_split, resize_labels
 from hwnas.data.synthetic import render_scenes, smooth_background
 from hwnas.data.truth import Truth
-from hwnas.head import IGNORE
+from hwnas.space.tasks import IGNORE
 
 SYNTHETIC_CLASSES = ("background", "disk", "box", "bar")
 _HUES = {1: 0, 2: 1, 3: 2}  # the colour channel each object class favours

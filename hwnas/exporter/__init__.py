@@ -24,10 +24,10 @@ from hwnas.exporter.source import Source, load_source, open_checkpoint, resolve_
 from hwnas.exporter.tensorrt import TensorrtFormat
 from hwnas.exporter.tflite import TfliteFormat
 from hwnas.exporter.verify import FAILED, NOT_HERE, VERIFIED, Verification, compare, fixed_inputs, measure_speed
-from hwnas.head import base_task
-from hwnas.io import atomic_write_json, writable_folder
+from hwnas.files import atomic_write_json, writable_folder
 from hwnas.lut import default_path as default_lut_path
 from hwnas.lut import now
+from hwnas.space.tasks import base_task
 
 FORMATS: dict[str, Format] = {f.name: f for f in (OnnxFormat(), TfliteFormat(), CoremlFormat(), TensorrtFormat())}
 MANIFEST = {"format": "hwnas-export", "version": 1}

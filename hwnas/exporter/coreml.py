@@ -18,7 +18,7 @@ from hwnas.backends.coreml import CoremlBackend, CoremlRunnable, to_mlmodel
 from hwnas.devices import Device
 from hwnas.errors import HwnasError
 from hwnas.exporter.base import Format, Job, Written
-from hwnas.io import atomic_replace_dir
+from hwnas.files import atomic_replace_dir
 
 
 def load_package(path: str | Path, *, compile: bool = False):

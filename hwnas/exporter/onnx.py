@@ -16,7 +16,7 @@ from hwnas.backends.onnxruntime import to_onnx
 from hwnas.devices import Device
 from hwnas.errors import HwnasError
 from hwnas.exporter.base import Format, Job, Written
-from hwnas.io import atomic_write_bytes
+from hwnas.files import atomic_write_bytes
 
 
 def onnx_model(job: Job) -> tuple[bytes, dict, list[str]]:

@@ -17,7 +17,7 @@ from hwnas.devices import Device
 from hwnas.errors import HwnasError
 from hwnas.exporter.base import Format, Job, Written
 from hwnas.exporter.onnx import onnx_model, tools
-from hwnas.io import atomic_write_bytes
+from hwnas.files import atomic_write_bytes
 
 
 class TensorrtFormat(Format):

@@ -7,7 +7,7 @@ from pathlib import Path
 from hwnas.backends.tflite import to_tflite
 from hwnas.devices import Device
 from hwnas.exporter.base import Format, Job, Written
-from hwnas.io import atomic_write_bytes
+from hwnas.files import atomic_write_bytes
 
 
 class TfliteFormat(Format):

@@ -15,10 +15,10 @@ from hwnas.backends.base import Artifact
 from hwnas.devices import Device
 from hwnas.errors import HwnasError
 from hwnas.exporter.base import Tolerance
-from hwnas.head import is_segmentation
 from hwnas.lut import LatencyTable
 from hwnas.measurer import DEFAULT_STATISTIC, aggregate, measure_rounds
 from hwnas.space import Arch, SearchSpace
+from hwnas.space.tasks import is_segmentation
 
 VERIFIED, FAILED, NOT_HERE = "verified", "failed", "not verified here"
 

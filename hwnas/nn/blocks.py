@@ -15,7 +15,6 @@ import torch.nn.functional as F
 from torch import nn
 from torch.nn.utils.fusion import fuse_conv_bn_eval
 
-from hwnas.head import BLUR_SIGMA
 from hwnas.nn.dynamic import (
     DynamicBatchNorm2d,
     DynamicConv2d,
@@ -23,7 +22,8 @@ from hwnas.nn.dynamic import (
     DynamicSE,
     SqueezeExcite,
 )
-from hwnas.signature import BlockSignature, make_divisible
+from hwnas.space.signature import BlockSignature, make_divisible
+from hwnas.space.tasks import BLUR_SIGMA
 
 
 def make_act(name: str | None) -> nn.Module:

@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from hwnas.signature import make_divisible
+from hwnas.space.signature import make_divisible
 
 
 def _check(name: str, value: int, limit: int) -> None:

@@ -10,7 +10,7 @@ from torch import nn
 
 from hwnas.nn.blocks import ConvBnAct, DecoderStep, FeatureMix, GaussianBlur, LinearHead, MBConv
 from hwnas.nn.heads.sod import CFEM, FRM
-from hwnas.signature import BlockSignature
+from hwnas.space.signature import BlockSignature
 
 
 def build_block(sig: BlockSignature) -> nn.Module:

@@ -18,7 +18,6 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from hwnas.head import SodHead, check_task, default_classes, has_aux, is_sod
 from hwnas.nn.blocks import (
     ConvBnAct,
     DynamicBlur,
@@ -33,8 +32,9 @@ from hwnas.nn.heads.saliency import decode
 from hwnas.nn.heads.segmentation import AuxHead, DynamicAuxHead
 from hwnas.nn.heads.sod import CFEM, DynamicFRM, Fixed, decode_sod
 from hwnas.nn.static import build_block
-from hwnas.signature import BlockSignature
 from hwnas.space import Arch, SearchSpace
+from hwnas.space.signature import BlockSignature
+from hwnas.space.tasks import SodHead, check_task, default_classes, has_aux, is_sod
 
 
 def encode(

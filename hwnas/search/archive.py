@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from hwnas.errors import HwnasError
-from hwnas.io import atomic_write_json, read_json
+from hwnas.files import atomic_write_json, read_json
 from hwnas.search.budget import Budget, BudgetError
 from hwnas.search.objectives import Objective
 from hwnas.space import Arch, SearchSpace

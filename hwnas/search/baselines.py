@@ -6,6 +6,7 @@ import numpy as np
 
 from hwnas.search.archive import Archive
 from hwnas.search.nsga import ArchProblem, Progress
+from hwnas.search.operators import crossover, mutate
 
 
 def random_search(
@@ -77,12 +78,10 @@ def evolution(
         for i in range(population - len(parents)):
             if i < mutation_ratio * (population - len(parents)):
                 base = parents[rng.integers(len(parents))]
-                child = draw(
-                    lambda base=base: np.where(rng.random(len(xu)) < mutate_prob, rng.integers(0, xu + 1), base)
-                )
+                child = draw(lambda base=base: mutate(base, xu, rng, mutate_prob))
             else:
                 a, b = (parents[j] for j in rng.choice(len(parents), 2, replace=False))
-                child = draw(lambda a=a, b=b: np.where(rng.random(len(xu)) < 0.5, a, b))
+                child = draw(lambda a=a, b=b: crossover(a, b, rng))
             if child is not None:
                 children.append(child)
         fresh = [c for c in children if space.decode(c) not in archive][: evaluations - len(archive)]

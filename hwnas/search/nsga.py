@@ -16,7 +16,7 @@ from pymoo.core.repair import Repair
 from hwnas.search.archive import Archive
 from hwnas.search.budget import Budget
 from hwnas.search.objectives import Costs
-from hwnas.space import SearchSpace  # or any space with its methods (hwnas.nb201.NB201Space)
+from hwnas.space import SearchSpace  # or any space with its methods (hwnas.space.nb201.NB201Space)
 
 Progress = Callable[[int, int, Archive], None]
 

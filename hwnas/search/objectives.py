@@ -15,8 +15,8 @@ import numpy as np
 
 from hwnas.lut import LatencyTable
 from hwnas.search.budget import BudgetError, base, device_of
-from hwnas.slotcost import SlotCost
 from hwnas.space import SearchSpace
+from hwnas.space.slotcost import SlotCost
 
 COSTS = ("latency", "params", "flops", "size", "energy")
 UNITS = {"accuracy": "", "latency": "ms", "params": "M", "flops": "GFLOPs", "size": "MB", "energy": "mJ"}

@@ -10,7 +10,7 @@ from __future__ import annotations
 import io
 from pathlib import Path
 
-from hwnas.io import atomic_write_bytes
+from hwnas.files import atomic_write_bytes
 from hwnas.search.archive import Archive, Record
 from hwnas.search.budget import Budget
 from hwnas.search.objectives import DISPLAY_SCALE

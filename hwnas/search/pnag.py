@@ -40,7 +40,7 @@ import torch
 from torch import nn
 
 from hwnas.errors import HwnasError
-from hwnas.io import atomic_write_bytes
+from hwnas.files import atomic_write_bytes
 from hwnas.search.archive import Archive
 from hwnas.search.nsga import ArchProblem, Progress, initial_design, unarchived
 from hwnas.space import SearchSpace

@@ -20,7 +20,8 @@ from scipy.stats import kendalltau
 from torch import nn
 
 from hwnas.errors import HwnasError
-from hwnas.space import SearchSpace, one_hot  # noqa: F401 (one_hot: the default features)
+from hwnas.space import SearchSpace
+from hwnas.space.search_space import one_hot  # noqa: F401 (one_hot: the default features)
 
 NAMES = ("ranknet", "lgbm", "gp", "svr", "ridge", "knn", "cart")
 

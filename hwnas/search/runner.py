@@ -15,11 +15,11 @@ from typing import Any
 import numpy as np
 
 from hwnas.errors import HwnasError
-from hwnas.head import is_segmentation
-from hwnas.io import atomic_write_json, writable_file
+from hwnas.files import atomic_write_json, writable_file
 from hwnas.search.archive import Archive, Record
 from hwnas.search.budget import Budget, parse_budgets
-from hwnas.space import resolve_space
+from hwnas.space.tasks import is_segmentation
+from hwnas.train.checkpoint import resolve_space
 
 
 @dataclass
@@ -139,9 +139,9 @@ def _supernet_setup(devices, space, supernet, proxy, luts, data, devices_dir) ->
 
 
 def _benchmark_setup(devices, benchmark, metric, supernet, proxy, luts) -> _Setup:
-    """NAS-Bench-201: accuracy and latency are the benchmark table's columns (hwnas.nb201)."""
-    from hwnas.nb201 import Benchmark, BenchmarkAccuracy, BenchmarkCosts
+    """NAS-Bench-201: accuracy and latency are the benchmark table's columns (hwnas.space.nb201)."""
     from hwnas.search import DeviceCosts
+    from hwnas.space.nb201 import Benchmark, BenchmarkAccuracy, BenchmarkCosts
 
     given = [name for name, value in (("--supernet", supernet), ("--proxy", proxy), ("--lut", luts)) if value]
     if given:

@@ -19,8 +19,8 @@ import torch
 from torch import nn
 
 from hwnas.errors import CheckpointError, HwnasError
-from hwnas.io import atomic_write_bytes
-from hwnas.space import SearchSpace
+from hwnas.files import atomic_write_bytes
+from hwnas.space import DEFAULT_SPACE, SearchSpace
 
 FORMAT = "hwnas-checkpoint"
 VERSION = 1
@@ -156,3 +156,11 @@ def file_digest(path: str | Path) -> str:
         for chunk in iter(lambda: handle.read(1 << 20), b""):
             digest.update(chunk)
     return digest.hexdigest()
+
+
+def resolve_space(space: str | Path | None, checkpoint: str | Path | None = None) -> SearchSpace:
+    """--space as every verb reads it: the preset or file given; else the checkpoint's (when a verb
+    takes one); else alphanet. A space given beside a checkpoint is checked against it by its reader."""
+    if space is None and checkpoint is not None:
+        return checkpoint_space(load_checkpoint(checkpoint), Path(checkpoint))
+    return SearchSpace.load(space or DEFAULT_SPACE)

@@ -17,8 +17,8 @@ import torch
 from torch import nn
 
 from hwnas.errors import CheckpointError
-from hwnas.head import base_task
 from hwnas.space import SearchSpace
+from hwnas.space.tasks import base_task
 from hwnas.train.checkpoint import FORMAT, check_checkpoint, safe_load
 
 ENCODER = ("stem", "stages", "last")

@@ -10,7 +10,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from hwnas.head import IGNORE
+from hwnas.space.tasks import IGNORE
 
 EPS = 1e-7
 

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from hwnas.errors import CheckpointError, HwnasError
-from hwnas.io import atomic_write_json, nan_to_none
+from hwnas.files import atomic_write_json, nan_to_none
 from hwnas.space import Arch, SearchSpace
 from hwnas.train.checkpoint import bn_batches, build_model, check_space, checkpoint_data, file_digest, load_checkpoint
 from hwnas.train.evaluate import evaluate

@@ -26,7 +26,7 @@ import torch
 import torch.nn.functional as F
 
 from hwnas.errors import HwnasError
-from hwnas.head import base_task
+from hwnas.space.tasks import base_task
 
 OPTIMIZERS = ("sgd", "adam")
 AUGMENTATIONS = ("flip", "rotate", "blur")

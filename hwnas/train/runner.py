@@ -10,9 +10,9 @@ from pathlib import Path
 import torch
 
 from hwnas.errors import HwnasError
-from hwnas.head import check_task
-from hwnas.io import writable_file
+from hwnas.files import writable_file
 from hwnas.space import SearchSpace
+from hwnas.space.tasks import check_task
 
 
 @dataclass(frozen=True)

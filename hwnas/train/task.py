@@ -15,7 +15,7 @@ import torch.nn.functional as F
 
 from hwnas.data.truth import Truth
 from hwnas.errors import HwnasError
-from hwnas.head import check_task, is_segmentation, is_sod
+from hwnas.space.tasks import check_task, is_segmentation, is_sod
 from hwnas.train.losses import (
     IGNORE,
     TRACER_WEIGHT,

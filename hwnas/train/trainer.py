@@ -33,8 +33,8 @@ from torch import nn
 
 from hwnas.data import DataSet
 from hwnas.errors import CheckpointError, HwnasError
-from hwnas.head import base_task
 from hwnas.space import Arch, SearchSpace
+from hwnas.space.tasks import base_task
 from hwnas.train.checkpoint import check_space, load_checkpoint, save_checkpoint
 from hwnas.train.evaluate import evaluate
 from hwnas.train.recipe import AUGMENTATIONS, Augmentation, check_optimizer

@@ -15,7 +15,7 @@
   channels by a 1x1 convolution and adds it to the feature backbone's stem output (the "Low +
   CA(High)" FRM of Table 3).
 
-The head's variant and block signatures are `hwnas.head` (no torch needed to cost an arch).
+The head's variant and block signatures are `hwnas.space.tasks` (no torch needed to cost an arch).
 """
 
 from __future__ import annotations
@@ -26,10 +26,10 @@ from collections.abc import Callable, Sequence
 import torch
 from torch import nn
 
-from hwnas.head import WIDTH, SodHead
 from hwnas.nn.blocks import ConvBnAct, DynamicConvBnAct, resize
 from hwnas.nn.dynamic import DynamicSE, SqueezeExcite
-from hwnas.signature import BlockSignature
+from hwnas.space.signature import BlockSignature
+from hwnas.space.tasks import WIDTH, SodHead
 
 
 class CFEM(nn.Module):

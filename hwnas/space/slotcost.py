@@ -11,8 +11,8 @@ from collections.abc import Callable
 
 import numpy as np
 
-from hwnas.signature import BlockSignature
 from hwnas.space import SearchSpace
+from hwnas.space.signature import BlockSignature
 
 
 class SlotCost:

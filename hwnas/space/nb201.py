@@ -4,7 +4,7 @@ latency are look-ups in a benchmark table with an exact answer for every cell.
 The cell string is NAS-Bench-201's (Dong & Yang, ICLR 2020, Fig. 1): node j's input edges from nodes
 0..j-1, `|op~0|+|op~0|op~1|+|op~0|op~1|op~2|`; gene i is edge i in that order. `Benchmark` reads a
 table (`cell`, `index`, `*_val`/`*_test` accuracies in %, `latency_ms_<device>` columns; the packaged
-one is `hwnas/benchmarks/nb201.parquet`, see its README for the sources) and `NB201Space` is the
+one is `hwnas/space/tables/nb201.parquet`, see its README for the sources) and `NB201Space` is the
 space of the operations its cells use, so a sub-table restricted to fewer operations is a smaller,
 complete space. The space offers the methods the searchers use on `SearchSpace`.
 """
@@ -22,8 +22,8 @@ from typing import Any
 import numpy as np
 
 from hwnas.errors import ArchError, HwnasError
-from hwnas.io import read_json
-from hwnas.space import one_hot
+from hwnas.files import read_json
+from hwnas.space.search_space import one_hot
 
 OPS = ("none", "skip_connect", "nor_conv_1x1", "nor_conv_3x3", "avg_pool_3x3")  # NAS-Bench-201's order
 EDGES = ((1, 0), (2, 0), (2, 1), (3, 0), (3, 1), (3, 2))  # (to node, from node), the cell string's order
@@ -201,8 +201,8 @@ class NB201Space:
 
 
 def packaged_benchmark() -> Path:
-    """The NAS-Bench-201 table shipped with hwnas (see hwnas/benchmarks/README.md)."""
-    return Path(str(resources.files("hwnas") / "benchmarks" / "nb201.parquet"))
+    """The NAS-Bench-201 table shipped with hwnas (see hwnas/space/tables/README.md)."""
+    return Path(str(resources.files("hwnas.space") / "tables" / "nb201.parquet"))
 
 
 class Benchmark:

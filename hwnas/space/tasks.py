@@ -1,5 +1,5 @@
-"""Task heads as data: the task names hwnas knows and, for FocusNet's SOD head (Zhou et al., 2024),
-the variant a task name encodes and the block signatures the head adds to an arch.
+"""Task names as data: the heads hwnas knows and, for FocusNet's SOD head (Zhou et al., 2024), the
+variant a task name encodes (the blocks each head adds to an arch are `hwnas.space.signatures`).
 
 The saliency head blurs its map in eval mode, as SalNAS's static model does (kornia
 `GaussianBlur2d((11, 11), (10.5, 10.5))`, in every score the paper reports); "saliency/noblur" is
@@ -18,7 +18,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from hwnas.errors import ArchError
-from hwnas.signature import BlockSignature
 
 TASKS = ("classification", "saliency", "sod", "segmentation")
 DECODERS = ("afe", "cfem", "unet")
@@ -96,36 +95,6 @@ class SodHead:
     @property
     def task(self) -> str:
         return "sod" + ("" if self.decoder == "afe" else f"/{self.decoder}") + ("+focus" if self.focus else "")
-
-
-def sod_signatures(
-    head: SodHead, levels: list[tuple[int, int, int]], h: int, w: int, act: str
-) -> tuple[list[BlockSignature], list[BlockSignature], list[BlockSignature]]:
-    """(laterals, CFEMs, fusion steps) of the head over encoder levels (h, w, channels), shallow first."""
-    c = WIDTH
-    laterals = [BlockSignature("conv", lh, lw, lc, c, 1, 1, act=act, out_h=lh, out_w=lw) for lh, lw, lc in levels]
-    cfems = []
-    if head.decoder != "unet":
-        cfems = [
-            BlockSignature("cfem", ah, aw, c, c, 3, act="relu", out_h=bh, out_w=bw)
-            for (ah, aw, _), (bh, bw, _) in zip(levels, levels[1:], strict=False)
-        ]
-    fused_skip, fused_kernel = (c, 3) if head.decoder == "unet" else (2 * c, 1)
-    (th, tw, _), n = levels[-1], len(levels)
-    steps = [BlockSignature("dec", th, tw, c, c, 1, act=act, out_h=levels[-2][0], out_w=levels[-2][1])]
-    for level in range(n - 2, 0, -1):
-        lh, lw, _ = levels[level]
-        oh, ow, _ = levels[level - 1]
-        steps.append(BlockSignature("dec", lh, lw, c, c, fused_kernel, act=act, skip=fused_skip, out_h=oh, out_w=ow))
-    lh, lw, _ = levels[0]
-    steps.append(BlockSignature("dec", lh, lw, c, c, 3, act=act, skip=c, out_h=h, out_w=w))
-    steps.append(BlockSignature("dec", h, w, c, 1, 3, act="sigmoid", out_h=h, out_w=w))
-    return laterals, cfems, steps
-
-
-def frm_signature(deepest: tuple[int, int, int], stem: tuple[int, int, int]) -> BlockSignature:
-    (h, w, cin), (oh, ow, cout) = deepest, stem
-    return BlockSignature("frm", h, w, cin, cout, 1, act="relu", out_h=oh, out_w=ow)
 
 
 def head_task(task: str, *, focus: bool = False, afe: bool = True, cfem: bool = True) -> str:

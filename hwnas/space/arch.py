@@ -1,0 +1,134 @@
+"""`Arch`: one subnet of a SalNAS-style space, and its two text forms.
+
+An `Arch` is a frozen, hashable value. Its JSON form (`to_dict` / `Arch.from_dict`) and its readable
+line (`str(arch)` / `Arch.parse`) round-trip exactly. These check the form only; whether an arch
+belongs to a space is the space's check (`SearchSpace.validate`, which `SearchSpace.arch_from_dict`,
+`parse`, `load_arch` and `pick` apply). The third form, an integer vector for searchers, is the
+space's encoding (`SearchSpace.encode` / `decode`).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Any
+
+from hwnas.errors import ArchError
+
+FIELDS = {"space", "resolution", "stem", "stages", "last", "mix"}
+
+
+@dataclass(frozen=True)
+class StageArch:
+    """One stage of a subnet: its output width and, per active block, kernel and expansion."""
+
+    width: int
+    kernels: tuple[int, ...]
+    expansions: tuple[int, ...]
+
+    @property
+    def depth(self) -> int:
+        return len(self.kernels)
+
+
+@dataclass(frozen=True)
+class Arch:
+    """One subnet. `resolution` is (width, height) of the input image, as in `256x192`."""
+
+    resolution: tuple[int, int]
+    stem: int
+    stages: tuple[StageArch, ...]
+    last: int
+    mix: int | None = None  # AlphaNet's classifier feature-mix width (spaces with `last_conv.mix`)
+
+    def to_dict(self) -> dict[str, Any]:
+        mix = {} if self.mix is None else {"mix": self.mix}
+        return {
+            "resolution": list(self.resolution),
+            "stem": self.stem,
+            "stages": [
+                {
+                    "width": s.width,
+                    "depth": s.depth,
+                    "kernels": list(s.kernels),
+                    "expansions": list(s.expansions),
+                }
+                for s in self.stages
+            ],
+            "last": self.last,
+            **mix,
+        }
+
+    def __str__(self) -> str:
+        """Readable one-line form, e.g. `256x192 s16 | w16 k3e1 | w24 k3e4 k5e6 k3e4 | ... | l1296`."""
+        w, h = self.resolution
+        parts = [f"{w}x{h} s{self.stem}"]
+        for s in self.stages:
+            blocks = " ".join(f"k{k}e{e}" for k, e in zip(s.kernels, s.expansions, strict=True))
+            parts.append(f"w{s.width} {blocks}")
+        parts.append(f"l{self.last}" + ("" if self.mix is None else f" m{self.mix}"))
+        return " | ".join(parts)
+
+    @classmethod
+    def from_dict(cls, data: Any) -> Arch:
+        """The arch of a JSON object (a `space` key is allowed and ignored here); a malformed one is
+        one `ArchError` naming the field."""
+        if not isinstance(data, dict):
+            raise ArchError(f"an arch must be a JSON object, got {type(data).__name__}")
+        if set(data) - FIELDS:
+            raise ArchError(f"unknown arch field(s) {sorted(set(data) - FIELDS)}; allowed: {sorted(FIELDS)}")
+        for key in ("resolution", "stem", "stages", "last"):
+            if key not in data:
+                raise ArchError(f"arch is missing field '{key}'")
+        res = data["resolution"]
+        if not (isinstance(res, list) and len(res) == 2 and all(_is_int(v) for v in res)):
+            raise ArchError(f"arch resolution must be [width, height], got {res!r}")
+        if not _is_int(data["stem"]) or not _is_int(data["last"]) or not (_is_int(data.get("mix", 0))):
+            raise ArchError("arch fields 'stem', 'last' and 'mix' must be integers")
+        if not isinstance(data["stages"], list):
+            raise ArchError("arch field 'stages' must be a list")
+        stages = tuple(_stage_from_dict(s, i) for i, s in enumerate(data["stages"]))
+        return cls((res[0], res[1]), data["stem"], stages, data["last"], data.get("mix"))
+
+    @classmethod
+    def parse(cls, text: str, *, example: str) -> Arch:
+        """Inverse of `str(arch)`; an unreadable line is an `ArchError` showing `example`."""
+        parts = [p.strip() for p in text.strip().split("|")]
+        head = re.fullmatch(r"(\d+)x(\d+) s(\d+)", parts[0]) if parts else None
+        tail = re.fullmatch(r"l(\d+)(?: m(\d+))?", parts[-1]) if len(parts) > 1 else None
+        if head is None or tail is None:
+            raise ArchError(f"cannot read arch string {text!r}; expected like '{example}'")
+        stages = []
+        for part in parts[1:-1]:
+            m = re.fullmatch(r"w(\d+)((?: k\d+e\d+)+)", part)
+            if m is None:
+                raise ArchError(f"cannot read stage {part!r}; expected like 'w24 k3e4 k5e6'")
+            blocks = re.findall(r"k(\d+)e(\d+)", m.group(2))
+            stages.append(
+                StageArch(int(m.group(1)), tuple(int(k) for k, _ in blocks), tuple(int(e) for _, e in blocks))
+            )
+        mix = None if tail.group(2) is None else int(tail.group(2))
+        res = (int(head.group(1)), int(head.group(2)))
+        return cls(res, int(head.group(3)), tuple(stages), int(tail.group(1)), mix)
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _stage_from_dict(data: Any, index: int) -> StageArch:
+    if not isinstance(data, dict):
+        raise ArchError(f"arch stages[{index}] must be an object with width, kernels, expansions")
+    for key in ("width", "kernels", "expansions"):
+        if key not in data:
+            raise ArchError(f"arch stages[{index}] is missing field '{key}'")
+    kernels, expansions = data["kernels"], data["expansions"]
+    if not _is_int(data["width"]) or not all(
+        isinstance(v, list) and all(_is_int(x) for x in v) for v in (kernels, expansions)
+    ):
+        raise ArchError(f"arch stages[{index}]: width must be an integer, kernels and expansions lists of integers")
+    if len(kernels) != len(expansions):
+        raise ArchError(f"arch stages[{index}] has {len(kernels)} kernels but {len(expansions)} expansions")
+    if "depth" in data and data["depth"] != len(kernels):
+        raise ArchError(f"arch stages[{index}].depth = {data['depth']!r} but it lists {len(kernels)} blocks")
+    return StageArch(data["width"], tuple(kernels), tuple(expansions))
