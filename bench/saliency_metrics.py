@@ -24,7 +24,7 @@ import time
 import numpy as np
 
 from bench.common import machine
-from hwnas.train import metrics
+from hwnas.data.metrics import saliency as metrics
 
 SETTINGS = {"sparse": ((480, 640), (5, 20)), "dense": ((192, 256), (50, 150))}  # (H, W), fixations an image
 

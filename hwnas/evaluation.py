@@ -81,7 +81,7 @@ class Evaluation:
 
 
 def _check_inputs(which: str, shuffle: str, submission: Path | None) -> None:
-    from hwnas.train.metrics import SHUFFLES
+    from hwnas.data.metrics.saliency import SHUFFLES
 
     if which not in SPLITS:
         raise HwnasError(f"--split must be one of {', '.join(SPLITS)}, not '{which}'")

@@ -14,9 +14,10 @@ from scipy.io import savemat
 
 from hwnas.data import DataError, load_data
 from hwnas.data.layout import detect, find_all
+from hwnas.data.metrics.names import SALIENCY_METRICS
+from hwnas.data.metrics.saliency import score_saliency
 from hwnas.data.saliency import read_saliency
 from hwnas.data.sod import read_sod
-from hwnas.train import metrics
 from tests import formats
 from tests.cli import one_error_line, run_cli
 
@@ -169,7 +170,7 @@ def test_evaluate_on_the_synthetic_set_prints_the_full_table(tmp_path, mini_run)
         assert label in header
     row = json.loads(scores.read_text())["rows"][0]
     assert (row["dataset"], row["split"], row["images"]) == ("synthetic", "val", 32)
-    assert set(row["scores"]) == set(metrics.SALIENCY_METRICS)
+    assert set(row["scores"]) == set(SALIENCY_METRICS)
     test = run_cli("evaluate", "--supernet", str(mini_run["ckpt"]), "--arch", "max", "--split", "test").stdout
     assert "synthetic" in test and "test" in test
 
@@ -238,7 +239,7 @@ def test_original_size_scores_are_the_benchmarks_and_differ_from_input_size(tmp_
     task = SaliencyTask()
     at_original = score(task, data, pred, "val", resolution=(32, 32), original=True)
     at_input = score(task, data, pred, "val", resolution=(32, 32), original=False)
-    for m in set(metrics.SALIENCY_METRICS) - {"auc_borji"}:  # AUC-Borji: its random negatives dominate
+    for m in set(SALIENCY_METRICS) - {"auc_borji"}:  # AUC-Borji: its random negatives dominate
         assert abs(at_original[m] - at_input[m]) > 1e-4, m
     # by hand: each prediction resized to its image, the files read again, the fixations as written
     val = detect(tmp_path / "s").splits["val"]
@@ -250,6 +251,6 @@ def test_original_size_scores_are_the_benchmarks_and_differ_from_input_size(tmp_
         sal.append(up[0, 0].double().numpy())
         gt.append(np.array(Image.open(item.target)))
         points.append(formats.fixation_points(item.name, size))
-    expected = metrics.score_saliency(sal, gt, points, baseline=data.center_bias())
-    for m in metrics.SALIENCY_METRICS:
+    expected = score_saliency(sal, gt, points, baseline=data.center_bias())
+    for m in SALIENCY_METRICS:
         assert at_original[m] == pytest.approx(expected[m], rel=1e-5), m

@@ -8,8 +8,11 @@ import numpy as np
 import pytest
 import torch
 
+from hwnas.data.metrics import saliency as metrics
+from hwnas.data.metrics.classification import top1
+from hwnas.data.metrics.names import SALIENCY_METRICS
 from hwnas.errors import HwnasError
-from hwnas.train import losses, metrics
+from hwnas.train import losses
 
 
 def test_cc_hand_computed():
@@ -191,14 +194,14 @@ def test_score_saliency_averages_and_shuffles_across_images():
             if j != i:
                 np.add.at(counts[i], tuple(points[j].T), 1)
     assert scores["sauc"] == pytest.approx(np.mean([metrics.sauc(gt[i], points[i], counts[i]) for i in range(3)]))
-    assert set(scores) == set(metrics.SALIENCY_METRICS) and np.isfinite(scores["ig"])
+    assert set(scores) == set(SALIENCY_METRICS) and np.isfinite(scores["ig"])
     assert math.isnan(metrics.score_saliency(gt, gt, points)["ig"])  # no baseline, no IG
     with pytest.raises(HwnasError, match="allowed: all, mit"):
         metrics.score_saliency(gt, gt, points, shuffle="borji")
 
 
 def test_top1():
-    assert metrics.top1(np.array([[0.1, 0.9], [0.8, 0.2], [0.3, 0.7]]), np.array([1, 1, 1])) == pytest.approx(2 / 3)
+    assert top1(np.array([[0.1, 0.9], [0.8, 0.2], [0.3, 0.7]]), np.array([1, 1, 1])) == pytest.approx(2 / 3)
 
 
 # ---- losses (SalNAS Eq. 4-8) ----------------------------------------------------------------

@@ -9,8 +9,9 @@ import sys
 import numpy as np
 import pytest
 
+from hwnas.data.metrics.names import HIGHER_IS_BETTER, SOD_METRICS
+from hwnas.data.metrics.sod import score_sod
 from hwnas.errors import HwnasError
-from hwnas.train.metrics import HIGHER_IS_BETTER, SOD_METRICS, score_sod
 
 
 def _nchw(x) -> np.ndarray:

@@ -1,5 +1,5 @@
 """Write tests/data/saliency_metrics/: seeded maps and fixations, and the values pysaliency computes
-on them (the reference `hwnas.train.metrics` is checked against; `tests/test_metrics.py`).
+on them (the reference `hwnas.data.metrics.saliency` is checked against; `tests/test_metrics.py`).
 
 pysaliency is not a dependency of hwnas; run this with an environment that has it (0.2.22 made the
 committed file) and hwnas's own imports not needed:

@@ -56,7 +56,7 @@ def evaluate(
 
 
 def _render(result) -> None:
-    from hwnas.train.metrics import HIGHER_IS_BETTER, LABELS
+    from hwnas.data.metrics.names import HIGHER_IS_BETTER, LABELS
 
     say(f"{result.arch} ({result.task}); BN {result.bn}; scored at {result.scored_at}")
     metrics = [m for m in next((r.scores for r in result.rows if r.scores), {}) if m != "loss" and "/" not in m]

@@ -85,8 +85,8 @@ def load_folder(
 
     bias = None
     if train_limit is not None and layout.task == "saliency":  # IG's baseline: every training fixation
+        from hwnas.data.metrics.saliency import CenterBias
         from hwnas.data.saliency import fixations_only
-        from hwnas.train.metrics import CenterBias
 
         bias = CenterBias.from_points(*fixations_only(layout, "train"))
     return DataSet(

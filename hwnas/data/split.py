@@ -170,7 +170,7 @@ class DataSet:
         if self.bias is not None:
             return self.bias
         if "center_bias" not in self._cache:
-            from hwnas.train.metrics import CenterBias
+            from hwnas.data.metrics.saliency import CenterBias
 
             truths = self.train.ground_truth(original=True)
             self._cache["center_bias"] = CenterBias.from_points([t.points for t in truths], [t.size for t in truths])

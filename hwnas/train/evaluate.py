@@ -75,7 +75,7 @@ def evaluate(
     A supernet's subnet is extracted (the supernet is left untouched) and its BN statistics are
     re-estimated on the first `bn_batches` training batches (once-for-all, AttentiveNAS); a static
     subnet is scored with its own statistics. Saliency's IG is against the training split's centre
-    bias; `shuffle` picks sAUC's negatives (`hwnas.train.metrics.score_saliency`).
+    bias; `shuffle` picks sAUC's negatives (`hwnas.data.metrics.saliency.score_saliency`).
     """
     net = recalibrated_subnet(model, data, arch, bn_batches=bn_batches, batch_size=batch_size)
     predictions, loss = predict(net, data, task, which, batch_size=batch_size)

@@ -13,6 +13,11 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
+from hwnas.data.metrics.classification import top1
+from hwnas.data.metrics.names import HIGHER_IS_BETTER
+from hwnas.data.metrics.saliency import CenterBias, score_saliency
+from hwnas.data.metrics.segmentation import class_iou, confusion_matrix, segmentation_scores
+from hwnas.data.metrics.sod import score_sod
 from hwnas.data.truth import Truth
 from hwnas.errors import HwnasError
 from hwnas.space.tasks import check_task, is_segmentation, is_sod
@@ -24,16 +29,6 @@ from hwnas.train.losses import (
     segmentation_loss,
     sod_loss,
     soft_cross_entropy,
-)
-from hwnas.train.metrics import (
-    HIGHER_IS_BETTER,
-    CenterBias,
-    class_iou,
-    confusion_matrix,
-    score_saliency,
-    score_sod,
-    segmentation_scores,
-    top1,
 )
 
 Progress = Callable[[int], None] | None  # called with 1 per image scored

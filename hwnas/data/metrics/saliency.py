@@ -1,8 +1,6 @@
-"""Saliency metrics as the benchmarks compute them, the salient object detection (SOD) metrics
-FocusNet reports (`score_sod`, computed by PySODMetrics), segmentation's mIoU as Cityscapes
-computes it (`confusion_matrix`, accumulated by torchmetrics, then `segmentation_scores`), plus top-1.
+"""Saliency metrics as the benchmarks compute them.
 
-Saliency: each metric takes one image's maps as 2-D numpy arrays at the size of its ground truth
+Each metric takes one image's maps as 2-D numpy arrays at the size of its ground truth
 (the image's original size when scored as the benchmarks score): `sal` the prediction (any
 non-negative scale), `gt` the continuous fixation map, `fix` the binary fixation map (the fixated
 pixels). The references, file by file:
@@ -30,32 +28,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from hwnas.data.metrics.names import SALIENCY_METRICS
 from hwnas.errors import HwnasError
 
 EPS = 2.2204e-16  # MATLAB's eps, as the MIT benchmark code uses
-
-SALIENCY_METRICS = ("auc_judd", "auc_borji", "sauc", "cc", "kld", "nss", "sim", "ig")
-SOD_METRICS = ("mae", "wfm", "sm", "em", "maxf")
-LABELS = {  # the names the papers' tables use
-    "auc_judd": "AUC-J",
-    "auc_borji": "AUC-B",
-    "sauc": "sAUC",
-    "cc": "CC",
-    "kld": "KLD",
-    "nss": "NSS",
-    "sim": "SIM",
-    "ig": "IG",
-    "mae": "MAE",
-    "wfm": "wF",
-    "sm": "S-m",
-    "em": "E-m",
-    "maxf": "maxF",
-    "top1": "top-1",
-    "miou": "mIoU",
-    "pixel_acc": "pixel acc",
-}
-SEGMENTATION_METRICS = ("miou", "pixel_acc")
-HIGHER_IS_BETTER = {m: m not in ("kld", "mae") for m in (*SALIENCY_METRICS, *SOD_METRICS, *SEGMENTATION_METRICS)}
 SHUFFLES = ("all", "mit")  # sAUC negatives: all other images' fixations (pysaliency) or MIT's 10 images
 MIT_SPLITS, MIT_STEP, MIT_OTHER_IMAGES = 100, 0.1, 10
 
@@ -300,104 +276,3 @@ def _count_map(points: Sequence[np.ndarray], sizes: Sequence[tuple[int, int]], t
         if len(p):
             total += np.bincount(np.ravel_multi_index(scaled_points(p, size, target).T, target), minlength=total.size)
     return total
-
-
-def score_sod(pred: Iterable[np.ndarray], mask: Iterable[np.ndarray]) -> dict[str, float]:
-    """The SOD metrics FocusNet (Zhou et al., 2024) reports, each the mean over a set of images.
-
-    pred: one float map in [0, 1] per image; mask: the binary masks (bool or 0/1), each of its
-    prediction's size (a stacked (N, [1,] H, W) array works too; images may differ in size; both
-    may be iterators, read one image at a time).
-    The evaluator is PySODMetrics (`py_sod_metrics`, checked against Fan et al.'s MATLAB toolbox):
-    each image goes in as `step(pred=uint8 0..255, gt=uint8 0/255)`, so, as in that toolbox, the
-    prediction is min-max stretched per image (unless constant) and binarised at the 256 thresholds
-    0..255 for the curves.
-
-    - "mae": mean absolute error (Perazzi et al., 2012);
-    - "wfm": weighted F-measure, beta^2 = 1 (Margolin et al., 2014); 0 for an image without foreground;
-    - "sm": S-measure, alpha = 0.5 (Fan et al., 2017); 1 - mean(pred) on an all-background mask,
-      mean(pred) on an all-foreground one;
-    - "em": mean E-measure (Fan et al., 2018), the mean over the 256 thresholds of the E-measure
-      curve ("meanEm" in PySODMetrics' tables, not the adaptive "adpEm" or "maxEm");
-    - "maxf": max F-measure, beta^2 = 0.3: the maximum over thresholds of the F-measure curve
-      averaged over images ("maxFm").
-    """
-    try:
-        import py_sod_metrics
-    except ImportError:
-        raise HwnasError("the SOD metrics need PySODMetrics: pip install 'hwnas[sod]'") from None
-
-    mae, wfm, sm, em = (
-        py_sod_metrics.MAE(),
-        py_sod_metrics.WeightedFmeasure(),
-        py_sod_metrics.Smeasure(),
-        py_sod_metrics.Emeasure(),
-    )
-    fm = py_sod_metrics.FmeasureV2({"fm": py_sod_metrics.FmeasureHandler(with_dynamic=True, with_adaptive=False)})
-    n = 0
-    for p, m in zip(pred, mask, strict=True):
-        n += 1
-        p, m = np.asarray(p), np.asarray(m)
-        p, m = p.reshape(p.shape[-2:]), m.reshape(m.shape[-2:])
-        if p.shape != m.shape:
-            raise ValueError(f"prediction {p.shape} and mask {m.shape} differ in shape")
-        p8 = np.round(np.clip(p.astype(np.float64), 0, 1) * 255).astype(np.uint8)
-        g8 = np.where(m > 0.5, 255, 0).astype(np.uint8)
-        for metric in (mae, wfm, sm, em, fm):
-            metric.step(pred=p8, gt=g8)
-    if n == 0:
-        return dict.fromkeys(SOD_METRICS, float("nan"))
-    return {
-        "mae": float(mae.get_results()["mae"]),
-        "wfm": float(wfm.get_results()["wfm"]),
-        "sm": float(sm.get_results()["sm"]),
-        "em": float(em.get_results()["em"]["curve"].mean()),
-        "maxf": float(fm.get_results()["fm"]["dynamic"].max()),
-    }
-
-
-def top1(logits: np.ndarray, labels: np.ndarray) -> float:
-    """Fraction of samples whose highest-scoring class is the label."""
-    return float(np.mean(np.argmax(logits, axis=1) == np.asarray(labels)))
-
-
-# ---- semantic segmentation -----------------------------------------------------------------------
-def confusion_matrix(
-    predictions: Iterable[np.ndarray], labels: Iterable[np.ndarray], classes: int, *, ignore: int = 255
-) -> np.ndarray:
-    """The (classes, classes) pixel confusion matrix (rows: ground truth, columns: prediction) over
-    a whole split, pixels labelled `ignore` left out: Cityscapes' `evalPixelLevelSemanticLabeling.py`
-    accumulates one such matrix over every image at its label's resolution. Accumulated by
-    torchmetrics' `MulticlassConfusionMatrix`; each prediction must have its label's shape."""
-    try:
-        import torch
-        from torchmetrics.classification import MulticlassConfusionMatrix
-    except ImportError:
-        raise HwnasError("the segmentation metrics need torchmetrics: pip install 'hwnas[seg]'") from None
-    matrix = MulticlassConfusionMatrix(classes, ignore_index=ignore, validate_args=False)
-    for pred, label in zip(predictions, labels, strict=True):
-        if pred.shape != label.shape:
-            raise ValueError(f"a prediction of shape {pred.shape} for a label of shape {label.shape}")
-        matrix.update(torch.as_tensor(np.asarray(pred), dtype=torch.long).flatten(),
-                      torch.as_tensor(np.asarray(label), dtype=torch.long).flatten())  # fmt: skip
-    return matrix.compute().numpy().astype(np.int64)
-
-
-def class_iou(matrix: np.ndarray) -> np.ndarray:
-    """Per-class IoU = TP / (TP + FP + FN) from a confusion matrix; NaN for a class that is neither
-    in the ground truth nor predicted (Cityscapes leaves such a class out of the mean)."""
-    tp = np.diag(matrix).astype(np.float64)
-    union = matrix.sum(0) + matrix.sum(1) - tp
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return np.where(union > 0, tp / union, np.nan)
-
-
-def segmentation_scores(matrix: np.ndarray) -> dict[str, float]:
-    """mIoU (MoSegNAS Section IV-B: the mean of the per-class IoUs, over the classes that occur) and
-    pixel accuracy (labelled pixels classified right) of a confusion matrix."""
-    iou = class_iou(matrix)
-    total = matrix.sum()
-    return {
-        "miou": float(np.nanmean(iou)) if np.isfinite(iou).any() else float("nan"),
-        "pixel_acc": float(np.trace(matrix) / total) if total else float("nan"),
-    }
