@@ -25,10 +25,10 @@ from bench.common import machine
 from hwnas.backends import Protocol, get_backend
 from hwnas.backends.base import Artifact
 from hwnas.devices import load_device
-from hwnas.exporter.source import load_source
-from hwnas.nn.supernet import build_subnet
+from hwnas.nn.checkpoint import save_checkpoint
+from hwnas.nn.factory import create
 from hwnas.space import SearchSpace
-from hwnas.train.checkpoint import save_checkpoint
+from hwnas.train.source import load_source
 
 OUT = Path(__file__).parent / "out"
 RESOLUTION = (256, 192)
@@ -39,7 +39,7 @@ def subnet_checkpoint(space: SearchSpace, pick: str, path: Path) -> Path:
     base = space.min() if pick == "min" else space.max()
     arch = hwnas.Arch(RESOLUTION, base.stem, base.stages, base.last)
     torch.manual_seed(0)
-    net = build_subnet(space, arch, task="saliency")
+    net = create(space, arch=arch, task="saliency")
     for m in net.modules():
         if isinstance(m, torch.nn.BatchNorm2d):
             m.running_mean.uniform_(-0.1, 0.1)

@@ -114,7 +114,7 @@ def energy_step(size: Size, folder: Path, meter=None) -> dict:
     from hwnas.devices import load_device
     from hwnas.energy import choose_meter, measure_inference_energy
     from hwnas.lut import LatencyTable
-    from hwnas.nn.supernet import build_subnet
+    from hwnas.nn.factory import create
     from hwnas.profiler import profile_energy
     from hwnas.space import SearchSpace
 
@@ -126,7 +126,7 @@ def energy_step(size: Size, folder: Path, meter=None) -> dict:
     sigs = space.block_signatures(arch, table.meta["task"])[: size.energy_blocks]
     profile_energy(device, table, sigs, path, meter=meter)
     w, h = arch.resolution
-    runnable = get_backend(device).compile(build_subnet(space, arch).eval(), [(1, 3, h, w)])
+    runnable = get_backend(device).compile(create(space, arch=arch).eval(), [(1, 3, h, w)])
     whole = measure_inference_energy(runnable.bind(runnable.example_inputs()), meter, latency_ms=table.predict(arch))
     return {
         "source": meter.source,
@@ -139,7 +139,7 @@ def energy_step(size: Size, folder: Path, meter=None) -> dict:
 
 def train_step(size: Size, folder: Path, *, torch_device: str, port: int = 29533) -> dict:
     """One epoch of a mini supernet in bf16, channels_last, 2 DDP processes, replicas checked."""
-    from hwnas.train.checkpoint import load_checkpoint
+    from hwnas.nn.checkpoint import load
 
     out = folder / "gpu-check-supernet.pt"
     out.unlink(missing_ok=True)
@@ -154,7 +154,7 @@ def train_step(size: Size, folder: Path, *, torch_device: str, port: int = 29533
         lines = (proc.stderr + proc.stdout).strip().splitlines()
         errors = [line for line in lines if "Error" in line or line.startswith("error:")]
         raise StepFailed(f"exit {proc.returncode}: {(errors or lines or [''])[0][:300]}", "\n".join(lines[-40:]))
-    record = load_checkpoint(out)["history"][-1]
+    record = load(out).data["history"][-1]
     return {
         "images_per_s": round(record["images_per_s"], 1),
         "seconds": round(record["seconds"], 1),
@@ -168,12 +168,12 @@ def tensorrt_step(folder: Path) -> dict:
     """A mini subnet as a TensorRT engine (hwnas's backend), its output against PyTorch's and its time."""
     from hwnas.backends import get_backend
     from hwnas.devices import load_device
-    from hwnas.nn.supernet import build_subnet
+    from hwnas.nn.factory import create
     from hwnas.space import SearchSpace
 
     device = load_device("rtx4090")  # TensorRT fp16 from ONNX; the spec's name is only a label here
     space = SearchSpace.load("mini")
-    model = build_subnet(space, space.max()).eval()
+    model = create(space, arch=space.max()).eval()
     w, h = space.max().resolution
     runnable = get_backend(device).compile(model, [(1, 3, h, w)])
     inputs = runnable.example_inputs()

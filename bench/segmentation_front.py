@@ -84,7 +84,7 @@ def run(epochs: int, evals: int, seeds: int, algos: tuple[str, ...], rounds: int
     from hwnas.lut import LatencyTable
     from hwnas.search import Archive, Costs, parse_budgets, search
     from hwnas.search.evaluator import SupernetEvaluator
-    from hwnas.train.evaluate import evaluate
+    from hwnas.train.evaluation import evaluate
 
     ckpt, lut = _prepare(epochs)
     evaluator = SupernetEvaluator(ckpt, LatencyTable.load(lut).space)

@@ -21,8 +21,8 @@ from pathlib import Path
 import numpy as np
 
 from bench.common import machine
+from hwnas.nn.checkpoint import load
 from hwnas.space import SearchSpace
-from hwnas.train.checkpoint import load_checkpoint
 from hwnas.train.recipe import FOCUSNET
 
 OUT = Path(__file__).parent / "out"
@@ -46,16 +46,18 @@ def command(switches: list[str], arch: str, epochs: int, seed: int, out: Path, s
 def test_scores(checkpoint: Path) -> dict[str, float]:
     """The trained subnet's SOD metrics on the held-out test split."""
     from hwnas.data import load_data
-    from hwnas.train.checkpoint import build_model
-    from hwnas.train.evaluate import evaluate
+    from hwnas.nn.checkpoint import load
+    from hwnas.train.evaluation import evaluate
     from hwnas.train.task import make_task
 
-    ckpt = load_checkpoint(checkpoint)
-    model = build_model(ckpt, checkpoint)
+    ckpt = load(checkpoint)
+    model = ckpt.model()
     w, h = model.arch.resolution
-    train, val = ckpt["data_size"]
-    data = load_data("synthetic", task="sod", size=(h, w), seed=ckpt["config"]["seed"], train_size=train, val_size=val)
-    return evaluate(model, data.scored_on_test(), make_task(ckpt["task"]))
+    train, val = ckpt.data["data_size"]
+    data = load_data(
+        "synthetic", task="sod", size=(h, w), seed=ckpt.data["config"]["seed"], train_size=train, val_size=val
+    )
+    return evaluate(model, data.scored_on_test(), make_task(ckpt.task))
 
 
 def main() -> None:
@@ -79,7 +81,7 @@ def main() -> None:
             subprocess.run([sys.executable, "-m", "hwnas.cli", *cmd[1:]], check=True, stdout=subprocess.DEVNULL)
             seconds = time.perf_counter() - start
             scores = test_scores(path)
-            task = load_checkpoint(path)["task"]
+            task = load(path).data["task"]
             rows.append(
                 {
                     "row": name,

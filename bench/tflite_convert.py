@@ -33,7 +33,7 @@ from hwnas.backends.tflite import TfliteBackend, TfliteRunnable, to_tflite
 from hwnas.devices import load_device
 from hwnas.measurer import ARCH_CHUNK
 from hwnas.nn.blocks import folded
-from hwnas.nn.supernet import build_subnet
+from hwnas.nn.factory import create
 from hwnas.space import SearchSpace
 
 SHAPE = (1, 3, 192, 256)
@@ -45,7 +45,7 @@ def subnets(count: int) -> list[torch.nn.Module]:
     models = []
     for i in range(count):
         torch.manual_seed(i)
-        model = build_subnet(space, replace(space.sample(rng), resolution=(256, 192))).eval()
+        model = create(space, arch=replace(space.sample(rng), resolution=(256, 192))).eval()
         for m in model.modules():
             if isinstance(m, torch.nn.BatchNorm2d):
                 m.running_mean.uniform_(-0.1, 0.1)

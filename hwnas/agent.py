@@ -114,8 +114,8 @@ class _Work:
 
     def parse(self, item):
         """(cache key, a function converting the model) for one item; raises on a bad item."""
+        from hwnas.nn.factory import create
         from hwnas.nn.static import IdentityModel, SignatureModel, signature_inputs
-        from hwnas.nn.supernet import build_subnet
 
         batch, backend = self.device.batch, self.backend
         if item.kind == "overhead":
@@ -129,7 +129,7 @@ class _Work:
             raise AgentError("an 'arch' item needs the job's 'space_toml' and the item's 'arch'")
         arch = self.space.arch_from_dict(item.arch)
         w, h = arch.resolution
-        build = lambda: build_subnet(self.space, arch, task=self.task, num_classes=self.num_classes).eval()  # noqa: E731
+        build = lambda: create(self.space, arch=arch, task=self.task, num_classes=self.num_classes).eval()  # noqa: E731
         return str(arch), lambda: backend.prepare(build(), [(batch, 3, h, w)])
 
     def measure(self, parsed) -> Timing:

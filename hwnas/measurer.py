@@ -17,8 +17,8 @@ from torch import nn
 from hwnas.backends import Backend, Protocol, Timing, get_backend
 from hwnas.backends.base import POOL_MIN_JOBS, Artifact, conversion_pool
 from hwnas.devices import Device
+from hwnas.nn.factory import create
 from hwnas.nn.static import IdentityModel, SignatureModel, signature_inputs
-from hwnas.nn.supernet import build_subnet
 from hwnas.space import Arch, SearchSpace
 from hwnas.space.signature import BlockSignature
 
@@ -165,4 +165,4 @@ class LocalMeasurer(Measurer):
         self, space: SearchSpace, arch: Arch, task: str, num_classes: int
     ) -> tuple[nn.Module, list[tuple[int, ...]]]:
         w, h = arch.resolution
-        return build_subnet(space, arch, task=task, num_classes=num_classes).eval(), [(self.device.batch, 3, h, w)]
+        return create(space, arch=arch, task=task, num_classes=num_classes).eval(), [(self.device.batch, 3, h, w)]

@@ -25,7 +25,7 @@ from hwnas.energy import (
 )
 from hwnas.lut import LatencyTable
 from hwnas.measurer import DEFAULT_STATISTIC, aggregate, measure_rounds
-from hwnas.nn.supernet import build_subnet
+from hwnas.nn.factory import create
 from hwnas.space import Arch, SearchSpace
 from hwnas.space.tasks import default_classes
 
@@ -89,7 +89,7 @@ def subnet_report(
     energy_meter = choose_meter(device, kind=meter, region=region)
     device.require_available()
     classes = num_classes or (table.classes if table is not None else default_classes(task))
-    net = (subnet if subnet is not None else build_subnet(space, arch, task=task, num_classes=classes)).eval()
+    net = (subnet if subnet is not None else create(space, arch=arch, task=task, num_classes=classes)).eval()
     w, h = arch.resolution
     backend = get_backend(device)
     report = Report(device.name, str(arch), task, weights)

@@ -184,11 +184,12 @@ def test_search_run_from_python(tmp_path):
 
 @pytest.mark.parametrize("pick", ["random", "min"])
 def test_export_takes_the_arch_words_arch_and_report_take(tmp_path, pick):
-    from hwnas.exporter.source import arch_label, resolve_arch
+    from hwnas.nn.checkpoint import Checkpoint
+    from hwnas.train.source import arch_label, resolve_arch
 
     mini = SearchSpace.load("mini")
-    data = {"kind": "supernet"}
-    assert resolve_arch(mini, pick, data, tmp_path) == mini.pick(pick)
+    ckpt = Checkpoint(tmp_path, {"kind": "supernet"}, mini)
+    assert resolve_arch(ckpt, pick) == mini.pick(pick)
     assert arch_label(pick) == pick
 
 

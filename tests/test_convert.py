@@ -16,10 +16,10 @@ import torch.nn.functional as F
 from typer.testing import CliRunner
 
 from hwnas.cli import app
-from hwnas.foreign import arch_from_settings, authors_params
+from hwnas.nn.authors import arch_from_settings, authors_params
+from hwnas.nn.checkpoint import load
 from hwnas.nn.supernet import Supernet
 from hwnas.space import SearchSpace
-from hwnas.train.checkpoint import build_model, checkpoint_space, load_checkpoint
 
 DATA = Path(__file__).parent / "data" / "salnas"
 runner = CliRunner()
@@ -76,8 +76,8 @@ def test_a_salnas_supernet_computes_what_theirs_computes(salnas, tmp_path):
     out = tmp_path / "salnas.pt"
     said = convert("salnas", str(source), "--out", str(out), "--space", str(toml))
     assert "salnas layout" in said and "initialised fresh" not in said
-    data = load_checkpoint(out)
-    model, space = build_model(data, out), checkpoint_space(data, out)
+    ckpt = load(out)
+    model, space = ckpt.model(), ckpt.space
     image = torch.from_numpy(arrays["input"])
     for subnet in meta["subnets"]:
         arch = arch_from_settings(space, subnet["settings"])
@@ -89,7 +89,7 @@ def test_a_salnas_supernet_computes_what_theirs_computes(salnas, tmp_path):
         assert np.abs(dynamic.squeeze(1).numpy() - theirs).max() < TOL, subnet["name"]
         assert authors_params(space, arch) == subnet["params"]  # their count: unused shortcut convs too
     raw = Supernet(space, task="saliency/noblur")  # the same weights without the eval blur
-    raw.load_state_dict(data["model"])
+    raw.load_state_dict(ckpt.data["model"])
     raw.eval().set_active(arch)
     with torch.no_grad():
         assert np.abs(raw(image).squeeze(1).numpy() - arrays[f"unblurred/{subnet['name']}"]).max() < TOL
@@ -102,7 +102,7 @@ def test_a_salnas_subnet_exports_to_their_output_without_recalibration(salnas, t
     settings.write_text(json.dumps(chosen["settings"]))
     out = tmp_path / "subnet.pt"
     said = convert("salnas", str(source), "--out", str(out), "--space", str(toml), "--arch", str(settings))
-    assert "subnet" in said and load_checkpoint(out)["kind"] == "subnet"
+    assert "subnet" in said and load(out).data["kind"] == "subnet"
     result = runner.invoke(app, ["export", "--supernet", str(out), "--out", str(tmp_path / "x"), "--format", "onnx"])
     assert result.exit_code == 0, result.output
     (onnx,) = (tmp_path / "x").glob("*.onnx")
@@ -119,9 +119,9 @@ def test_an_attentivenas_classifier_reproduces_their_logits(tmp_path):
     out = tmp_path / "alphanet.pt"
     convert("alphanet", str(their_checkpoint(tmp_path, "attentivenas")), "--out", str(out), "--task",
             "classification", "--space", str(toml))  # fmt: skip
-    data = load_checkpoint(out)
-    model, space = build_model(data, out), checkpoint_space(data, out)
-    assert data["num_classes"] == meta["classes"]
+    ckpt = load(out)
+    model, space = ckpt.model(), ckpt.space
+    assert ckpt.num_classes == meta["classes"]
     image = torch.from_numpy(arrays["input"])
     for subnet in meta["subnets"]:
         arch = arch_from_settings(space, subnet["settings"])
@@ -140,7 +140,7 @@ def test_an_imagenet_supernet_brings_its_encoder_to_saliency_and_a_fresh_decoder
     out = tmp_path / "saliency.pt"
     said = convert("alphanet", str(their_checkpoint(tmp_path, "attentivenas")), "--out", str(out), "--space", str(toml))
     assert "initialised fresh" in said and "head" in said
-    state = load_checkpoint(out)["model"]
+    state = load(out).data["model"]
     assert np.array_equal(state["stem.conv.weight"].numpy(), arrays["state_dict/first_conv.conv.conv.weight"])
     their_last = arrays["state_dict/last_conv.final_expand_layer.bn.bn.running_var"]
     assert np.array_equal(state["last.bn.running_var"].numpy(), their_last)
@@ -215,7 +215,7 @@ def test_training_starts_from_their_checkpoint_or_another_tasks_and_says_what_it
         result = runner.invoke(app, ["train", "supernet", *small, "--init", str(init), "--out", str(out)])
         assert result.exit_code == 0, result.output
         assert f"({kind}): " in result.output and "initialised fresh: head" in result.output
-        state = load_checkpoint(out)["model"]
+        state = load(out).data["model"]
         stem = arrays["state_dict/first_conv.conv.conv.weight"]
         np.testing.assert_allclose(state["stem.conv.weight"].numpy(), stem, atol=1e-8)
         project = arrays["state_dict/blocks.13.mobile_inverted_conv.point_linear.conv.conv.weight"]

@@ -15,9 +15,9 @@ import torch
 import hwnas
 from hwnas.errors import HwnasError
 from hwnas.exporter.coreml import conv_count, load_package, package_summary
+from hwnas.nn.checkpoint import file_digest
 from hwnas.search.evaluator import SupernetEvaluator
-from hwnas.train.checkpoint import file_digest
-from hwnas.train.evaluate import score
+from hwnas.train.evaluation import score
 from hwnas.train.task import make_task
 from tests.cli import one_error_line, run_cli
 
@@ -50,7 +50,7 @@ def _manifest(exported, fmt: str) -> dict:
 
 def _reference(mini_run, mini, arch):
     """The subnet exactly as `hwnas search` scores it: its evaluator's supernet, data and BN batches."""
-    from hwnas.train.evaluate import recalibrated_subnet
+    from hwnas.train.bn import recalibrated_subnet
 
     evaluator = SupernetEvaluator(mini_run["ckpt"], mini)
     net = recalibrated_subnet(evaluator.model, evaluator.data, arch, bn_batches=evaluator.bn_batches)
@@ -133,8 +133,8 @@ def test_tensorrt_without_a_gpu_writes_the_onnx_and_the_trtexec_line(exported):
 
 
 def test_python_api_exports_a_subnet_checkpoint_without_an_arch(tmp_path, mini):
+    from hwnas.nn.checkpoint import save_checkpoint
     from hwnas.nn.supernet import build_subnet
-    from hwnas.train.checkpoint import save_checkpoint
 
     arch = mini.min()
     ckpt = save_checkpoint(

@@ -1,4 +1,4 @@
-"""The authors' checkpoints read safely (`hwnas.foreign`), on state dicts their own code produced
+"""The authors' checkpoints read safely (`hwnas.nn.authors`), on state dicts their own code produced
 (`tests/data/salnas/`, made by tools/salnas_fixtures.py): saved as their training code saves them
 (`{'state_dict': ...}` of a DDP model, `module.` prefixes), each is recognised with its exact
 tensors; what is not theirs, or needs code to unpickle, is refused in one line."""
@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from hwnas.errors import CheckpointError
-from hwnas.foreign import read_foreign
+from hwnas.nn.authors import read_foreign
 
 DATA = Path(__file__).parent / "data" / "salnas"
 

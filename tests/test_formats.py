@@ -229,7 +229,7 @@ def test_original_size_scores_are_the_benchmarks_and_differ_from_input_size(tmp_
     resized) give other values."""
     from scipy.ndimage import gaussian_filter
 
-    from hwnas.train.evaluate import score
+    from hwnas.train.evaluation import score
     from hwnas.train.task import SaliencyTask
 
     formats.write_salicon(tmp_path / "s")

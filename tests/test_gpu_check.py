@@ -18,10 +18,11 @@ import torch
 from bench.gpu_check import CI, Skipped, energy_step, run_steps, table_step
 from hwnas.data import load_data
 from hwnas.energy import NvmlMeter
+from hwnas.nn.checkpoint import load
+from hwnas.nn.factory import create
 from hwnas.space import SearchSpace
-from hwnas.train.checkpoint import load_checkpoint
 from hwnas.train.task import SaliencyTask
-from hwnas.train.trainer import TrainConfig, dist_backend, fit, new_model, rank_device
+from hwnas.train.trainer import TrainConfig, dist_backend, fit, rank_device
 from tests.cli import one_error_line, run_cli
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -113,9 +114,9 @@ def test_bf16_channels_last_training_resumes_exactly():
     with tempfile.TemporaryDirectory() as folder:
         straight, resumed = Path(folder) / "a.pt", Path(folder) / "b.pt"
         for out, until in ((straight, None), (resumed, 1), (resumed, None)):
-            model = new_model(space, task="saliency", num_classes=1, seed=0)
+            model = create(space, task="saliency", num_classes=1, seed=0)
             fit(model, space=space, data=data, task=SaliencyTask(), config=config, out=out, until=until)
-        a, b = load_checkpoint(straight), load_checkpoint(resumed)
+        a, b = load(straight).data, load(resumed).data
     assert a["config"]["precision"] == "bf16" and a["config"]["channels_last"] is True
     for key, tensor in a["model"].items():
         assert torch.equal(tensor, b["model"][key]), key

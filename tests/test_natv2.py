@@ -95,9 +95,9 @@ def test_arch_pool_draws_distinct_front_archs_repeatably():
 def test_natv2_adapts_the_supernet_and_scores_everything_on_the_adapted_one(mini_run, tmp_path):
     import torch
 
+    from hwnas.nn.checkpoint import load
     from hwnas.search.archive import Archive
     from hwnas.search.evaluator import SupernetEvaluator
-    from hwnas.train.checkpoint import load_checkpoint
     from tests.cli import one_error_line, run_cli
 
     space = SearchSpace.load("mini")
@@ -109,7 +109,7 @@ def test_natv2_adapts_the_supernet_and_scores_everything_on_the_adapted_one(mini
     archive = Archive.load(tmp_path / "archive.json", space)
     assert archive.meta["supernet"] == str(adapted) and archive.meta["adapt_epochs"] == 1
     assert any("adapted_on" in it for it in archive.meta["iterations"])
-    before, after = load_checkpoint(mini_run["ckpt"])["model"], load_checkpoint(adapted)["model"]
+    before, after = load(mini_run["ckpt"]).data["model"], load(adapted).data["model"]
     assert any(not torch.equal(before[k], after[k]) for k in before)  # the supernet was trained
     fresh = SupernetEvaluator(adapted, space)  # every record's score is the adapted supernet's own
     for record in archive.records[:: max(1, len(archive) // 4)]:
@@ -124,8 +124,8 @@ def test_postprocess_picks_the_best_epoch_count_and_reports_the_test_score(mini_
     import json
 
     from hwnas.data import load_data
-    from hwnas.train.checkpoint import build_model, load_checkpoint
-    from hwnas.train.evaluate import evaluate
+    from hwnas.nn.checkpoint import load
+    from hwnas.train.evaluation import evaluate
     from hwnas.train.task import make_task
     from tests.cli import one_error_line, run_cli
 
@@ -136,12 +136,12 @@ def test_postprocess_picks_the_best_epoch_count_and_reports_the_test_score(mini_
     phase1, best = report["phase1"], report["best_epochs"]
     assert best == max(phase1, key=lambda r: (r["cc"], -r["epoch"]))["epoch"]
     assert len(phase1) == 3 or phase1[-1]["epoch"] - best == 1  # stopped one epoch (patience) after the best
-    ckpt = load_checkpoint(out)
-    assert ckpt["kind"] == "subnet" and ckpt["epoch"] == best and ckpt["data_size"] == [64 + 32, 32]  # train+val
+    ckpt = load(out)
+    assert ckpt.kind == "subnet" and ckpt.data["epoch"] == best and ckpt.data["data_size"] == [64 + 32, 32]  # train+val
     # the test score is the phase-2 subnet's on the held-out split (synthetic: its own seed, never trained on)
     w, h = SearchSpace.load("mini").max().resolution  # the supernet trained at the largest resolution
     data = load_data("synthetic", task="saliency", size=(h, w), train_size=64, val_size=32)
-    scores = evaluate(build_model(ckpt, out), data.scored_on_test(), make_task("saliency"))
+    scores = evaluate(ckpt.model(), data.scored_on_test(), make_task("saliency"))
     assert report["test"]["cc"] == pytest.approx(scores["cc"], abs=1e-5)
     assert f"test cc: {report['test']['cc']:.4f} after post-processing" in proc.stdout
     assert not data.test.images.equal(data.val.images)

@@ -15,11 +15,12 @@ import torch
 from torch import nn
 
 from hwnas.data import load_data
+from hwnas.nn.checkpoint import CheckpointError, load
+from hwnas.nn.factory import create
 from hwnas.space import SearchSpace
-from hwnas.train.checkpoint import CheckpointError, load_checkpoint
 from hwnas.train.selfkd import PKD, PSKD, SelfKD, fold_bn, mix, predict
 from hwnas.train.task import SaliencyTask, make_task
-from hwnas.train.trainer import TrainConfig, TrainingError, _Run, fit, new_model, sandwich, teacher_dtype
+from hwnas.train.trainer import TrainConfig, TrainingError, _Run, fit, sandwich, teacher_dtype
 from tests.cli import HWNAS, one_error_line, run_cli
 
 SMALL = ["--space", "mini", "--batch-size", "8", "--train-size", "48", "--val-size", "16", "--max-steps", "3"]
@@ -60,11 +61,11 @@ def test_resume_after_sigkill_is_bit_identical(tmp_path):
         time.sleep(0.02)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
-    stopped_at = load_checkpoint(interrupted)["epoch"]
+    stopped_at = load(interrupted).data["epoch"]
     assert 1 <= stopped_at < 4, "the run was not interrupted mid-training"
     resumed = run_cli(*args, "--out", str(interrupted))
     assert f"resumed from epoch {stopped_at}" in resumed.stderr  # said when it resumes, before training
-    a, b = load_checkpoint(tmp_path / "straight.pt"), load_checkpoint(interrupted)
+    a, b = load(tmp_path / "straight.pt").data, load(interrupted).data
     assert b["epoch"] == 4 and int(b["distiller"]["teacher"]["n_averaged"]) >= 1
     _assert_same_state(_comparable(a), _comparable(b))
     # train_salnas.py's recipe: under Self-KD every subnet trains on gt_bar (no inplace KD); the
@@ -85,7 +86,7 @@ def test_only_the_largest_subnet_of_a_supernet_step_is_regularised(monkeypatch):
     monkeypatch.setattr(Supernet, "regularized", spy)
     space = SearchSpace.load("mini")
     data = load_data("synthetic", task="saliency", size=(64, 64), train_size=16, val_size=8)
-    model = new_model(space, task="saliency", num_classes=1, seed=0)
+    model = create(space, task="saliency", num_classes=1, seed=0)
     with tempfile.TemporaryDirectory() as folder:
         fit(model, space=space, data=data, task=SaliencyTask(), config=TrainConfig(epochs=1, batch_size=8),
             out=Path(folder) / "r.pt")  # fmt: skip
@@ -101,7 +102,7 @@ def test_two_process_gloo_ranks_agree_after_every_step(tmp_path):
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600, env=env)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "2 process(es)" in proc.stdout
-    ckpt = load_checkpoint(out)
+    ckpt = load(out).data
     # 48 images / (8 per process x 2 processes) = 3 steps per epoch, each checked across ranks
     assert [row["replica_checks"] for row in ckpt["history"]] == [3, 3]
 
@@ -127,7 +128,7 @@ def test_digits_subnet_learns_and_selfkd_teacher_follows_improvement(tmp_path):
         str(out),
     )
     assert "top1" in proc.stdout
-    ckpt = load_checkpoint(out)
+    ckpt = load(out).data
     history = ckpt["history"]
     assert history[-1]["val"]["subnet"]["top1"] > 0.6  # chance is 0.1
     improved = sum(row["teacher_updated"] for row in history)
@@ -156,7 +157,7 @@ def test_selfkd_averages_only_improving_students():
 
 def test_selfkd_target_is_eq3_from_the_second_epoch():
     task = SaliencyTask()
-    model = new_model(SearchSpace.load("mini"), task="saliency", num_classes=1, seed=0)
+    model = create(SearchSpace.load("mini"), task="saliency", num_classes=1, seed=0)
     arch = SearchSpace.load("mini").min()
     kd = SelfKD(task, model, alpha=0.5)
     x, gt = torch.randn(2, 3, 32, 32), torch.rand(2, 1, 32, 32)
@@ -224,7 +225,7 @@ def test_any_garbage_file_is_a_checkpoint_error_not_a_crash(tmp_path):
     for seed in range(200):
         path.write_bytes(np.random.default_rng(seed).bytes(4096))
         with pytest.raises(CheckpointError, match="corrupted or not a torch file"):
-            load_checkpoint(path)
+            load(path)
 
 
 def test_corrupted_truncated_and_foreign_checkpoints(tmp_path, trained):
@@ -271,7 +272,7 @@ def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path, trained):
     space = SearchSpace.load("mini")
     data = load_data("synthetic", task="saliency", size=(64, 64), train_size=48, val_size=16)
     config = TrainConfig(epochs=2, batch_size=8, max_steps=3)
-    model = new_model(space, task="saliency", num_classes=1, seed=0)
+    model = create(space, task="saliency", num_classes=1, seed=0)
     task = DivergingTask(after=5)  # the second subnet of epoch 2, step 2
     with pytest.raises(TrainingError, match=r"loss became nan at epoch 2 step 2.*last good checkpoint \(epoch 1\)"):
         fit(model, space=space, data=data, task=task, config=config, out=out)
@@ -299,7 +300,7 @@ def test_bad_flags(tmp_path):
 def test_selfkd_table_of_a_subnet_teacher_matches_its_batch_predictions():
     space = SearchSpace.load("mini")
     arch = space.min()
-    model = new_model(space, task="saliency", num_classes=1, seed=0, arch=arch)
+    model = create(space, task="saliency", num_classes=1, seed=0, arch=arch)
     images = torch.randn(10, 3, 32, 32)
     kd = SelfKD(SaliencyTask(), model, alpha=0.5, predict_all=lambda t: predict(t, SaliencyTask(), images, None))
     kd.end_epoch(model, 1.0, 0)
@@ -327,7 +328,7 @@ def _with_random_bn(model: nn.Module, seed: int) -> nn.Module:
 
 def test_folded_teacher_predicts_like_the_teacher_and_refreshes_like_a_fresh_copy():
     space = SearchSpace.load("mini")
-    model = _with_random_bn(new_model(space, task="saliency", num_classes=1, seed=0, arch=space.max()), 1).eval()
+    model = _with_random_bn(create(space, task="saliency", num_classes=1, seed=0, arch=space.max()), 1).eval()
     images = torch.randn(6, 3, 64, 64)
     folded = fold_bn(model)
     assert not any(isinstance(m, nn.BatchNorm2d) for m in folded.modules())
@@ -347,7 +348,7 @@ def test_folded_teacher_predicts_like_the_teacher_and_refreshes_like_a_fresh_cop
 
 def test_pskd_teacher_predicts_from_a_table_refreshed_every_epoch():
     space = SearchSpace.load("mini")
-    model = new_model(space, task="saliency", num_classes=1, seed=0, arch=space.min())
+    model = create(space, task="saliency", num_classes=1, seed=0, arch=space.min())
     images = torch.randn(10, 3, 32, 32)
     calls = []
 
@@ -372,14 +373,14 @@ def test_selfkd_subnet_resume_is_bit_identical(tmp_path):
     data = load_data("synthetic", task="saliency", size=(32, 32), seed=0, train_size=64, val_size=32)
 
     def train(out, until):
-        model = new_model(space, task="saliency", num_classes=1, seed=0, arch=space.min())
+        model = create(space, task="saliency", num_classes=1, seed=0, arch=space.min())
         config = TrainConfig(epochs=4, method="selfkd", seed=0, batch_size=16)
         return fit(model, space=space, data=data, task=make_task("saliency"), config=config, out=out, until=until)
 
     train(tmp_path / "straight.pt", 4)
     train(tmp_path / "resumed.pt", 2)
     assert train(tmp_path / "resumed.pt", 4).resumed_from == 2
-    straight, resumed = (load_checkpoint(tmp_path / f"{n}.pt") for n in ("straight", "resumed"))
+    straight, resumed = (load(tmp_path / f"{n}.pt").data for n in ("straight", "resumed"))
     assert sum(row["teacher_updated"] for row in straight["history"][1:]) >= 1  # the table was used
     _assert_same_state(_comparable(straight), _comparable(resumed))
 
@@ -397,7 +398,7 @@ def test_teacher_precision_resolves_and_a_bf16_table_stays_close_to_fp32(monkeyp
     data = load_data("synthetic", task="saliency", size=(32, 32), seed=0, train_size=64, val_size=32)
     tables = {}
     for precision in ("fp32", "bf16"):
-        model = new_model(space, task="saliency", num_classes=1, seed=0, arch=space.min())
+        model = create(space, task="saliency", num_classes=1, seed=0, arch=space.min())
         config = TrainConfig(epochs=1, method="selfkd", seed=0, teacher_precision=precision)
         run = _Run(model, space=space, data=data, task=make_task("saliency"), config=config, out="x.pt", device="cpu")
         tables[precision] = run.teacher_table()(fold_bn(model))
@@ -410,7 +411,7 @@ def test_a_pickled_model_is_refused_in_one_whole_sentence(tmp_path):
     """torch's weights_only refusal is many lines; the user gets one sentence that ends where it should."""
     torch.save(torch.nn.Linear(2, 2), tmp_path / "model.pt")  # a whole pickled module, as some tools save
     with pytest.raises(CheckpointError) as caught:
-        load_checkpoint(tmp_path / "model.pt")
+        load(tmp_path / "model.pt")
     message = str(caught.value)
     assert "holds Python objects beyond tensors" in message and "\n" not in message
     assert "(torch.nn.modules.linear.Linear)" in message and message.endswith("(`hwnas train supernet`)")

@@ -1,4 +1,4 @@
-"""`hwnas convert alphanet|salnas`: the authors' checkpoints as hwnas checkpoints (`hwnas.foreign`)."""
+"""`hwnas convert alphanet|salnas`: the authors' checkpoints as hwnas checkpoints (`hwnas.nn.authors`)."""
 
 from __future__ import annotations
 
@@ -51,7 +51,7 @@ def salnas(
 
 
 def _run(checkpoint: Path, out: Path, **kwargs) -> None:
-    from hwnas.foreign import convert_checkpoint
+    from hwnas.nn.authors import convert_checkpoint
 
     done = convert_checkpoint(checkpoint, out, **kwargs)
     c = done.conversion

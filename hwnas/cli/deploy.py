@@ -47,9 +47,9 @@ def report(
     from hwnas.devices import load_device
     from hwnas.files import atomic_write_json, writable_file
     from hwnas.lut import LatencyTable, default_path
+    from hwnas.nn.checkpoint import resolve_space
     from hwnas.report import as_rows, subnet_report
     from hwnas.space.tasks import check_task
-    from hwnas.train.checkpoint import resolve_space
 
     with user_errors():
         spec = load_device(device, devices_dir)
@@ -62,7 +62,7 @@ def report(
         table = LatencyTable.load(path, sp) if lut_path is not None or path.exists() else None
         subnet, weights, classes = None, "untrained (latency and energy do not depend on weight values)", None
         if supernet is not None:
-            from hwnas.exporter.source import load_source
+            from hwnas.train.source import load_source
 
             subnet, source = load_source(supernet, chosen)
             weights, task, classes = f"{supernet} ({source.bn})", source.task, source.num_classes

@@ -38,8 +38,8 @@ def evaluate(
     json_out: Annotated[Path | None, typer.Option("--json", help="also write the scores as JSON")] = None,
 ) -> None:
     """Score one subnet on a dataset with every metric of its task, as the benchmarks compute them."""
-    from hwnas.evaluation import evaluate_checkpoint
     from hwnas.files import atomic_write_json, writable_file
+    from hwnas.train.evaluation import evaluate_checkpoint
 
     with user_errors(), progress_bar() as bar:
         if json_out is not None:

@@ -76,7 +76,7 @@ def arch(
     save: Annotated[Path | None, typer.Option("--out", "-o", help="write the arch JSON here")] = None,
 ) -> None:
     """Make (min / max / random) or check (a JSON file) an arch; print its line, params and FLOPs."""
-    from hwnas.foreign import authors_params
+    from hwnas.nn.authors import authors_params
 
     with user_errors():
         sp = SearchSpace.load(space_name or DEFAULT_SPACE)

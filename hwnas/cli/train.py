@@ -164,10 +164,11 @@ def train_supernet(
 ) -> None:
     """Train a weight-sharing supernet with the sandwich rule, inplace KD and optional Self-KD (resumable)."""
     from hwnas.errors import HwnasError
+    from hwnas.nn.factory import create
     from hwnas.train.inherit import inherit
     from hwnas.train.recipe import recipe_settings
     from hwnas.train.runner import default_checkpoint
-    from hwnas.train.trainer import TrainConfig, new_model
+    from hwnas.train.trainer import TrainConfig
 
     with user_errors(resume=RESUME):
         sp = SearchSpace.load(space_name or DEFAULT_SPACE)
@@ -190,7 +191,7 @@ def train_supernet(
         )  # fmt: skip
 
         def factory(num_classes: int):
-            model = new_model(sp, task=task, num_classes=num_classes, seed=seed)
+            model = create(sp, task=task, num_classes=num_classes, seed=seed)
             if init is not None:
                 _say_inherited(inherit(model, init, space=sp, task=task))
             return model
@@ -257,7 +258,7 @@ def train_selfkd(
     ] = "auto",
 ) -> None:
     """Train one subnet with Self-KD (SalNAS Algorithm 1) or a comparison method (resumable)."""
-    from hwnas.train.checkpoint import resolve_space
+    from hwnas.nn.checkpoint import resolve_space
     from hwnas.train.recipe import recipe_settings
     from hwnas.train.runner import default_checkpoint
     from hwnas.train.trainer import TrainConfig, initial_subnet
@@ -299,12 +300,12 @@ def train_postprocess(
 ) -> None:
     """NATv2 post-processing: find the best epoch count on val, fine-tune on train+val, report the test score."""
     from hwnas.files import writable_file
-    from hwnas.train.checkpoint import checkpoint_space, load_checkpoint
+    from hwnas.nn.checkpoint import load
     from hwnas.train.postprocess import post_process
     from hwnas.train.trainer import EpochEvent, ResumeEvent
 
     with user_errors():
-        sp = checkpoint_space(load_checkpoint(supernet), supernet)
+        sp = load(supernet).space
         chosen = sp.pick(arch_pick, seed)
         stem = Path(arch_pick).stem if arch_pick.endswith(".json") else "subnet"
         folder = Path(arch_pick).parent if arch_pick.endswith(".json") else Path(".")

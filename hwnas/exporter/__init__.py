@@ -20,14 +20,15 @@ from hwnas.errors import HwnasError
 from hwnas.exporter.base import Format, Job, Written
 from hwnas.exporter.coreml import CoremlFormat
 from hwnas.exporter.onnx import OnnxFormat
-from hwnas.exporter.source import Source, load_source, open_checkpoint, resolve_arch
 from hwnas.exporter.tensorrt import TensorrtFormat
 from hwnas.exporter.tflite import TfliteFormat
 from hwnas.exporter.verify import FAILED, NOT_HERE, VERIFIED, Verification, compare, fixed_inputs, measure_speed
 from hwnas.files import atomic_write_json, writable_folder
 from hwnas.lut import default_path as default_lut_path
 from hwnas.lut import now
+from hwnas.nn.checkpoint import load
 from hwnas.space.tasks import base_task
+from hwnas.train.source import Source, load_source, resolve_arch
 
 FORMATS: dict[str, Format] = {f.name: f for f in (OnnxFormat(), TfliteFormat(), CoremlFormat(), TensorrtFormat())}
 MANIFEST = {"format": "hwnas-export", "version": 1}
@@ -139,8 +140,9 @@ def export(
     if name is not None and (not name or "/" in name or name.startswith(".")):
         raise HwnasError(f"--name must be a plain file name (no '/', not hidden), got '{name}'")
     lut_format = _lut_format(names, chosen_format, lut)
-    ckpt, space = open_checkpoint(checkpoint)
-    resolve_arch(space, arch, ckpt, Path(checkpoint))  # fails fast, before any work
+    ckpt = load(checkpoint)
+    space = ckpt.space
+    resolve_arch(ckpt, arch)  # fails fast, before any work
     folder = writable_folder(out)
     step = progress or (lambda label: None)
     step("extracting the subnet")

@@ -11,11 +11,12 @@ import numpy as np
 import torch
 
 from hwnas.errors import CheckpointError
+from hwnas.nn.checkpoint import file_digest, load
 from hwnas.search.objectives import Costs
 from hwnas.space import Arch, SearchSpace
-from hwnas.train.checkpoint import bn_batches as checkpoint_bn_batches
-from hwnas.train.checkpoint import build_model, check_space, checkpoint_data, file_digest, load_checkpoint
-from hwnas.train.evaluate import evaluate
+from hwnas.train.evaluation import evaluate
+from hwnas.train.source import bn_batches as checkpoint_bn_batches
+from hwnas.train.source import checkpoint_data
 from hwnas.train.task import make_task
 
 PROXIES = ("flops", "params")
@@ -32,15 +33,14 @@ class SupernetEvaluator:
         data: str | None = None,
         bn_batches: int | None = None,
     ):
-        ckpt = load_checkpoint(checkpoint)
-        check_space(ckpt, space, checkpoint)
-        self.checkpoint, self.config = Path(checkpoint), dict(ckpt.get("config", {}))
-        if ckpt["kind"] != "supernet":
+        ckpt = load(checkpoint, space=space)
+        self.checkpoint, self.config = Path(checkpoint), dict(ckpt.data.get("config", {}))
+        if ckpt.kind != "supernet":
             raise CheckpointError(f"{checkpoint} holds a single subnet; search needs a supernet checkpoint")
-        self.space, self.task_name = space, ckpt["task"]
-        self.model = build_model(ckpt, checkpoint)
-        self.task = make_task(ckpt["task"], int(ckpt.get("num_classes", 1)))
-        self.data = checkpoint_data(ckpt, checkpoint, space, data)
+        self.space, self.task_name = space, ckpt.task
+        self.model = ckpt.model()
+        self.task = make_task(ckpt.task, ckpt.num_classes)
+        self.data = checkpoint_data(ckpt, data)
         self.bn_batches = bn_batches or checkpoint_bn_batches(ckpt)
         self.metric = self.task.primary
         self.source = "supernet"

@@ -16,10 +16,10 @@ import numpy as np
 
 from hwnas.errors import HwnasError
 from hwnas.files import atomic_write_json, writable_file
+from hwnas.nn.checkpoint import resolve_space
 from hwnas.search.archive import Archive, Record
 from hwnas.search.budget import Budget, parse_budgets
 from hwnas.space.tasks import is_segmentation
-from hwnas.train.checkpoint import resolve_space
 
 
 @dataclass

@@ -7,12 +7,15 @@ is scored, its statistics are reset and re-estimated on a few training batches a
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Iterable
 
 import torch
 from torch import nn
 
+from hwnas.data import DataSet
 from hwnas.errors import HwnasError
+from hwnas.space import Arch
 
 
 def recalibrate_bn(model: nn.Module, batches: Iterable[torch.Tensor | tuple]) -> int:
@@ -41,3 +44,16 @@ def recalibrate_bn(model: nn.Module, batches: Iterable[torch.Tensor | tuple]) ->
     if used == 0:
         raise HwnasError("BN recalibration needs at least one batch of training data; got none")
     return used
+
+
+def recalibrated_subnet(
+    model: nn.Module, data: DataSet, arch: Arch | None, *, bn_batches: int = 8, batch_size: int = 64
+) -> nn.Module:
+    """The static subnet of `arch` (a supernet's, with BN statistics re-estimated on the first
+    `bn_batches` training batches at its resolution), or `model` itself if it is already static."""
+    if not hasattr(model, "extract"):
+        return model.eval()
+    net = model.extract(arch)
+    train = data.split("train", net.arch.resolution)
+    recalibrate_bn(net, (b["image"] for b in itertools.islice(data.batches(train, batch_size), bn_batches)))
+    return net.eval()

@@ -17,9 +17,9 @@ import torch
 from torch import nn
 
 from hwnas.errors import CheckpointError
+from hwnas.nn.checkpoint import FORMAT, check_checkpoint, safe_load
 from hwnas.space import SearchSpace
 from hwnas.space.tasks import base_task
-from hwnas.train.checkpoint import FORMAT, check_checkpoint, safe_load
 
 ENCODER = ("stem", "stages", "last")
 
@@ -65,7 +65,7 @@ def _weights(path: Path, space: SearchSpace, task: str) -> tuple[dict[str, torch
         if data["kind"] != "supernet":
             raise CheckpointError(f"--init {path} holds one subnet; a supernet checkpoint is needed")
         return data["model"], f"hwnas {data['task']} supernet", base_task(data["task"]) == base_task(task)
-    from hwnas.foreign import convert, read_foreign
+    from hwnas.nn.authors import convert, read_foreign
 
     foreign = read_foreign(path)
     conversion = convert(foreign, space, task=task)

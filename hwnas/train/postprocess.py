@@ -17,9 +17,10 @@ from typing import Any
 
 from hwnas.errors import CheckpointError, HwnasError
 from hwnas.files import atomic_write_json, nan_to_none
+from hwnas.nn.checkpoint import file_digest, load
 from hwnas.space import Arch, SearchSpace
-from hwnas.train.checkpoint import bn_batches, build_model, check_space, checkpoint_data, file_digest, load_checkpoint
-from hwnas.train.evaluate import evaluate
+from hwnas.train.evaluation import evaluate
+from hwnas.train.source import bn_batches, checkpoint_data
 from hwnas.train.task import higher_is_better, make_task
 from hwnas.train.trainer import TrainConfig, fit, initial_subnet
 
@@ -55,17 +56,16 @@ def post_process(
     (a subnet checkpoint that `hwnas export` takes) and a JSON report beside it."""
     if max_epochs < 1 or patience < 1:
         raise HwnasError(f"max epochs and patience must be at least 1, got {max_epochs} and {patience}")
-    ckpt = load_checkpoint(supernet)
-    check_space(ckpt, space, supernet)
-    if ckpt["kind"] != "supernet":
+    ckpt = load(supernet, space=space)
+    if ckpt.kind != "supernet":
         raise CheckpointError(f"{supernet} holds a single subnet; post-processing starts from a supernet checkpoint")
-    dataset = checkpoint_data(ckpt, supernet, space, data)
+    dataset = checkpoint_data(ckpt, data)
     test_data = dataset.scored_on_test()  # fails here, before any training, if there is no test split
-    task = make_task(ckpt["task"], dataset.num_classes)
+    task = make_task(ckpt.task, dataset.num_classes)
     config = TrainConfig(
         epochs=max_epochs, t0=max_epochs, batch_size=batch_size, lr=lr, seed=seed, max_steps=max_steps, method=method
     ).validate()
-    inherited = evaluate(build_model(ckpt, supernet), test_data, task, arch=arch, bn_batches=bn_batches(ckpt))
+    inherited = evaluate(ckpt.model(), test_data, task, arch=arch, bn_batches=bn_batches(ckpt))
 
     def start():
         return initial_subnet(space, arch, task=task.name, num_classes=dataset.num_classes, seed=seed, init=supernet)

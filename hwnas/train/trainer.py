@@ -33,10 +33,11 @@ from torch import nn
 
 from hwnas.data import DataSet
 from hwnas.errors import CheckpointError, HwnasError
+from hwnas.nn.checkpoint import load, save_checkpoint
+from hwnas.nn.factory import create
 from hwnas.space import Arch, SearchSpace
 from hwnas.space.tasks import base_task
-from hwnas.train.checkpoint import check_space, load_checkpoint, save_checkpoint
-from hwnas.train.evaluate import evaluate
+from hwnas.train.evaluation import evaluate
 from hwnas.train.recipe import AUGMENTATIONS, Augmentation, check_optimizer
 from hwnas.train.selfkd import PKD, PSKD, Baseline, SelfKD, activate, check_method, predict
 from hwnas.train.task import Task
@@ -372,8 +373,7 @@ class _Run:
         }
 
     def restore(self, path: Path) -> None:
-        data = load_checkpoint(path)
-        check_space(data, self.space, path)
+        data = load(path, space=self.space).data
         mine = self.payload()
         for key in ("kind", "task", "arch", "data"):
             if data.get(key) != mine[key]:
@@ -567,27 +567,11 @@ def fit(
     return TrainResult(checkpoint=out, history=run.history, resumed_from=resumed_from, trained=trained)
 
 
-def new_model(space: SearchSpace, *, task: str, num_classes: int, seed: int, arch: Arch | None = None) -> nn.Module:
-    """A freshly initialised supernet (arch None) or static subnet, the same for the same seed."""
-    from hwnas.nn.supernet import Supernet, build_subnet
-
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        if arch is None:
-            return Supernet(space, task=task, num_classes=num_classes)
-        return build_subnet(space, arch, task=task, num_classes=num_classes)
-
-
 def initial_subnet(space: SearchSpace, arch: Arch, *, task: str, num_classes: int, seed: int, init: str | Path | None):
     """The subnet a single-subnet run starts from: inherited from a supernet checkpoint, or fresh."""
-    from hwnas.train.checkpoint import build_model
-
     if init is None:
-        return new_model(space, task=task, num_classes=num_classes, seed=seed, arch=arch)
-    data = load_checkpoint(init)
-    check_space(data, space, init)
-    if data["kind"] != "supernet" or data["task"] != task:
-        raise CheckpointError(
-            f"--init {init} holds a {data['task']} {data['kind']}; a {task} supernet checkpoint is needed"
-        )
-    return build_model(data, init).extract(arch).train()
+        return create(space, task=task, num_classes=num_classes, seed=seed, arch=arch)
+    ckpt = load(init, space=space)
+    if ckpt.kind != "supernet" or ckpt.task != task:
+        raise CheckpointError(f"--init {init} holds a {ckpt.task} {ckpt.kind}; a {task} supernet checkpoint is needed")
+    return ckpt.model().extract(arch).train()

@@ -12,6 +12,7 @@ import hashlib
 import io
 import re
 import warnings
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +21,7 @@ from torch import nn
 
 from hwnas.errors import CheckpointError, HwnasError
 from hwnas.files import atomic_write_bytes
-from hwnas.space import DEFAULT_SPACE, SearchSpace
+from hwnas.space import DEFAULT_SPACE, Arch, SearchSpace
 
 FORMAT = "hwnas-checkpoint"
 VERSION = 1
@@ -60,10 +61,63 @@ def safe_load(path: str | Path, *, reads: str = "its own checkpoints (`hwnas tra
         raise CheckpointError(_unreadable(path, exc, reads)) from None
 
 
-def load_checkpoint(path: str | Path) -> dict[str, Any]:
-    """Read and check an hwnas checkpoint; every problem is one `CheckpointError`."""
+@dataclass(frozen=True)
+class Checkpoint:
+    """An hwnas checkpoint as read: its checked payload, the search space it embeds, and its model."""
+
+    path: Path
+    data: dict[str, Any]
+    space: SearchSpace
+
+    @property
+    def kind(self) -> str:
+        return self.data["kind"]
+
+    @property
+    def task(self) -> str:
+        return self.data["task"]
+
+    @property
+    def num_classes(self) -> int:
+        return int(self.data.get("num_classes", 1))
+
+    @property
+    def arch(self) -> Arch | None:
+        """A subnet checkpoint's own arch (None for a supernet)."""
+        return self.space.arch_from_dict(self.data["arch"]) if self.kind == "subnet" else None
+
+    def model(self) -> nn.Module:
+        """The trained supernet or subnet (built by `hwnas.nn.create`), weights loaded, in eval mode."""
+        from hwnas.nn.factory import create
+
+        model = create(self.space, task=self.task, num_classes=self.num_classes, arch=self.arch)
+        try:
+            model.load_state_dict(self.data["model"])
+        except RuntimeError as exc:
+            raise CheckpointError(
+                f"checkpoint {self.path}: weights do not fit the model ({str(exc).splitlines()[0]})"
+            ) from None
+        return model.eval()
+
+
+def load(path: str | Path, *, space: SearchSpace | None = None) -> Checkpoint:
+    """Read and check an hwnas checkpoint (`weights_only`); with `space`, refuse one trained on another
+    space. Every problem is one `CheckpointError`."""
     path = Path(path)
-    return check_checkpoint(safe_load(path), path)
+    return checked(safe_load(path), path, space=space)
+
+
+def checked(data: Any, path: Path, *, space: SearchSpace | None = None) -> Checkpoint:
+    """`data`, read from `path`, as a `Checkpoint` if it is a well-formed hwnas checkpoint (of `space`,
+    if given); else one `CheckpointError`."""
+    check_checkpoint(data, path)
+    ours = checkpoint_space(data, path)
+    if space is not None and ours.digest() != space.digest():
+        raise CheckpointError(
+            f"checkpoint {path} was trained on space '{ours.name}' (digest {ours.digest()}), "
+            f"not on '{space.name}' (digest {space.digest()})"
+        )
+    return Checkpoint(path, data, ours)
 
 
 def check_checkpoint(data: Any, path: Path) -> dict[str, Any]:
@@ -91,64 +145,6 @@ def checkpoint_space(data: dict[str, Any], path: str | Path) -> SearchSpace:
         raise CheckpointError(f"checkpoint {path}: its embedded search space is invalid ({exc})") from None
 
 
-def check_space(data: dict[str, Any], space: SearchSpace, path: str | Path) -> None:
-    """Refuse a checkpoint trained on another search space."""
-    ours = checkpoint_space(data, path)
-    if ours.digest() != space.digest():
-        raise CheckpointError(
-            f"checkpoint {path} was trained on space '{ours.name}' (digest {ours.digest()}), "
-            f"not on '{space.name}' (digest {space.digest()})"
-        )
-
-
-def build_model(data: dict[str, Any], path: str | Path) -> nn.Module:
-    """The trained supernet or subnet of a checkpoint, weights loaded, in eval mode."""
-    from hwnas.nn.supernet import Supernet, build_subnet
-
-    space = checkpoint_space(data, path)
-    num_classes = int(data.get("num_classes", 1))
-    if data["kind"] == "supernet":
-        model = Supernet(space, task=data["task"], num_classes=num_classes)
-    else:
-        model = build_subnet(space, space.arch_from_dict(data["arch"]), task=data["task"], num_classes=num_classes)
-    try:
-        model.load_state_dict(data["model"])
-    except RuntimeError as exc:
-        raise CheckpointError(f"checkpoint {path}: weights do not fit the model ({str(exc).splitlines()[0]})") from None
-    return model.eval()
-
-
-def checkpoint_data(data: dict[str, Any], path: str | Path, space: SearchSpace, override: str | None = None):
-    """The `DataSet` a checkpoint was trained on, rebuilt at the space's largest resolution with the
-    training seed and sizes (for BN recalibration and scoring), or the folder `override`.
-
-    A built-in source (synthetic, digits) is rebuilt from its name; a folder must be given again.
-    """
-    from hwnas.data import SOURCES, load_data
-
-    source = override or data.get("data")
-    if override is None and data.get("converted_from"):
-        raise CheckpointError(
-            f"{path} was converted from the authors' checkpoint (`hwnas convert`) and names no data; pass a "
-            "folder of the task's data with --data to re-estimate a subnet's BN statistics"
-        )
-    if override is None and source not in SOURCES:
-        raise CheckpointError(
-            f"{path} was trained on the folder '{source}'; pass its path with --data to rebuild its batches"
-        )
-    train_size, val_size = data.get("data_size", (512, 128))
-    w, h = space.max().resolution
-    seed = int(data.get("config", {}).get("seed", 0))
-    return load_data(
-        source, task=data["task"], size=(h, w), seed=seed, train_size=int(train_size), val_size=int(val_size)
-    )
-
-
-def bn_batches(data: dict[str, Any]) -> int:
-    """How many training batches re-estimate a subnet's BN statistics (the run's `bn_batches`)."""
-    return int(data.get("config", {}).get("bn_batches", 8))
-
-
 def file_digest(path: str | Path) -> str:
     """sha256 of a file, for manifests that name the checkpoint they came from."""
     digest = hashlib.sha256()
@@ -162,5 +158,5 @@ def resolve_space(space: str | Path | None, checkpoint: str | Path | None = None
     """--space as every verb reads it: the preset or file given; else the checkpoint's (when a verb
     takes one); else alphanet. A space given beside a checkpoint is checked against it by its reader."""
     if space is None and checkpoint is not None:
-        return checkpoint_space(load_checkpoint(checkpoint), Path(checkpoint))
+        return load(checkpoint).space
     return SearchSpace.load(space or DEFAULT_SPACE)

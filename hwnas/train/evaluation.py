@@ -1,14 +1,22 @@
-"""`hwnas evaluate`: every metric of one subnet's task on a dataset, scored as the benchmarks score.
+"""Scoring subnets: a split's predictions and metrics (what training validates and the search
+scores), and `hwnas evaluate` on whole datasets as the benchmarks score.
 
-`evaluate_checkpoint(checkpoint, arch, data, ...)` takes a supernet (with an arch) or a subnet
-checkpoint and a dataset: a built-in one or a folder (`hwnas.data.layout`: one dataset, or a folder
-of them, such as FocusNet's five SOD test sets side by side, scored one row each). A supernet's
-subnet has its BN statistics re-estimated exactly as the search scored it (`bn_batches` batches of
-64 training images at its resolution, `hwnas.train.evaluate.recalibrated_subnet`); the training
-images (and IG's centre bias) come from each dataset's own training split, or, for a test set,
-from the first dataset at the root that has one, or from `bn_data`. By default every score is computed at each image's
-original size (`hwnas.train.evaluate.score`). Saliency's IG is against the centre bias of all the
-training split's fixations.
+`evaluate(model, data, task, arch=...)` extracts a supernet's subnet, re-estimates its BN statistics
+on training batches (`hwnas.train.bn.recalibrated_subnet`), predicts a split and scores it at its
+resolution (what training and search compare, fast) or, with `original=True`, as the benchmarks
+compute them: each prediction resized (bilinear) to its image's original size and scored on the
+original fixations, map or mask (`hwnas.data.truth`). The head's eval blur (SalNAS) is part of the
+model's output, so it is applied where the model applies it, at the output resolution, before the
+resize.
+
+`evaluate_checkpoint(checkpoint, arch, data, ...)` is `hwnas evaluate`: a supernet (with an arch) or
+a subnet checkpoint on a dataset, a built-in one or a folder (`hwnas.data.layout`: one dataset, or a
+folder of them, such as FocusNet's five SOD test sets side by side, scored one row each). A
+supernet's subnet has its BN statistics re-estimated exactly as the search scored it (`bn_batches`
+batches of 64 training images at its resolution); the training images (and IG's centre bias) come
+from each dataset's own training split, or, for a test set, from the first dataset at the root that
+has one, or from `bn_data`. By default every score is computed at each image's original size.
+Saliency's IG is against the centre bias of all the training split's fixations.
 
 With `submission`, the predictions are also written as PNGs at each image's original size, named
 after the image (`NAME.png`; CAT2000: `CATEGORY/NNN.png`), the form the SALICON and MIT/CAT2000
@@ -25,17 +33,93 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from torch import nn
 
 from hwnas.data import SOURCES, DataError, DataSet, Split
 from hwnas.errors import HwnasError
 from hwnas.files import nan_to_none
 from hwnas.space import Arch
 from hwnas.space.tasks import base_task
+from hwnas.train.bn import recalibrated_subnet
+from hwnas.train.task import SaliencyTask, Task
 
 SPLITS = ("val", "test")
 BN_BATCH = 64  # images per BN-recalibration batch, as the search's `evaluate`
 
 Progress = Callable[[str, int], Callable[[int], None]] | None  # (label, total) -> advance by n
+
+
+def predict(
+    net: nn.Module,
+    data: DataSet,
+    task: Task,
+    which: str = "val",
+    *,
+    batch_size: int = 64,
+    progress: Callable[[int], None] | None = None,
+) -> tuple[torch.Tensor, float | None]:
+    """The task's predictions for the `which` split at the net's resolution, and the mean loss
+    (None for a split without ground truth, such as SALICON's test images)."""
+    split = data.split(which, net.arch.resolution)
+    outputs, total, labelled = [], 0.0, bool(split.fields)
+    with torch.no_grad():
+        for batch in data.batches(split, batch_size):
+            out = net(batch["image"])
+            if labelled:
+                total += float(task.loss(out, task.gt(batch), batch)) * len(batch["image"])
+            outputs.append(task.prediction(out))
+            if progress is not None:
+                progress(len(batch["image"]))
+    return torch.cat(outputs), (total / len(split) if labelled else None)
+
+
+def evaluate(
+    model: nn.Module,
+    data: DataSet,
+    task: Task,
+    *,
+    arch: Arch | None = None,
+    bn_batches: int = 8,
+    batch_size: int = 64,
+    which: str = "val",
+    original: bool = False,
+    shuffle: str = "all",
+) -> dict[str, float]:
+    """Loss and task metrics of `arch` (a supernet's subnet) or of a static subnet on a split.
+
+    A supernet's subnet is extracted (the supernet is left untouched) and its BN statistics are
+    re-estimated on the first `bn_batches` training batches (once-for-all, AttentiveNAS); a static
+    subnet is scored with its own statistics. Saliency's IG is against the training split's centre
+    bias; `shuffle` picks sAUC's negatives (`hwnas.data.metrics.saliency.score_saliency`).
+    """
+    net = recalibrated_subnet(model, data, arch, bn_batches=bn_batches, batch_size=batch_size)
+    predictions, loss = predict(net, data, task, which, batch_size=batch_size)
+    scores = score(task, data, predictions, which, resolution=net.arch.resolution, original=original, shuffle=shuffle)
+    return {"loss": loss, **scores}
+
+
+def score(
+    task: Task,
+    data: DataSet,
+    predictions: torch.Tensor,
+    which: str = "val",
+    *,
+    resolution: tuple[int, int],
+    original: bool = False,
+    shuffle: str = "all",
+    progress: Callable[[int], None] | None = None,
+) -> dict[str, float]:
+    """The task's metrics of a split's predictions made at `resolution` (width, height): against
+    each image's original-size ground truth (`original`), or against the split's fields at that
+    resolution."""
+    if not getattr(data, which).fields:
+        raise DataError(f"the {which} split of '{data.name}' has no ground truth (images only): nothing to score")
+    if original:
+        truths = getattr(data, which).ground_truth(original=True)
+    else:
+        truths = data.split(which, resolution).ground_truth(original=False)
+    context = {"baseline": data.center_bias(), "shuffle": shuffle} if isinstance(task, SaliencyTask) else {}
+    return task.scores(predictions, truths, progress=progress, **context)
 
 
 @dataclass(frozen=True)
@@ -178,26 +262,24 @@ def evaluate_checkpoint(
     """Score `arch` of `checkpoint` on the `which` split of `data` (default: the data it trained on,
     when that is a built-in set). Every problem with an input is an `HwnasError` raised before any
     model runs."""
-    from hwnas.exporter.source import open_checkpoint, resolve_arch
-    from hwnas.train.checkpoint import bn_batches, build_model, checkpoint_data
-    from hwnas.train.evaluate import predict, recalibrated_subnet, score
+    from hwnas.nn.checkpoint import load
+    from hwnas.train.source import bn_batches, checkpoint_data, resolve_arch
     from hwnas.train.task import make_task
 
     start = time.perf_counter()
     _check_inputs(which, shuffle, submission)
-    path = Path(checkpoint)
-    ckpt, space = open_checkpoint(path)
-    chosen = resolve_arch(space, arch, ckpt, path)
-    task = make_task(ckpt["task"], int(ckpt.get("num_classes", 1)))
+    ckpt = load(checkpoint)
+    path, chosen = ckpt.path, resolve_arch(ckpt, arch)
+    task = make_task(ckpt.task, ckpt.num_classes)
     batches = bn_batches(ckpt)
     w, h = chosen.resolution
     if data is None or data in SOURCES:
-        dataset = checkpoint_data(ckpt, path, space, data)
+        dataset = checkpoint_data(ckpt, data)
         sets = [(dataset.name, dataset.scored_on_test() if which == "test" else dataset)]
     else:
-        seed = int(ckpt.get("config", {}).get("seed", 0))
+        seed = int(ckpt.data.get("config", {}).get("seed", 0))
         sets = _folder_sets(
-            Path(data), ckpt["task"], which, (h, w), bn_images=batches * BN_BATCH, seed=seed, bn_data=bn_data
+            Path(data), ckpt.task, which, (h, w), bn_images=batches * BN_BATCH, seed=seed, bn_data=bn_data
         )
     if submission is not None and base_task(task.name) == "segmentation":
         raise HwnasError("--submission writes saliency and SOD maps; segmentation predictions are scored, not written")
@@ -209,11 +291,11 @@ def evaluate_checkpoint(
             )
     if submission is not None and len(sets) > 1:
         raise HwnasError(f"--submission writes one dataset's maps; {data} holds {len(sets)}: pass one of them")
-    model = build_model(ckpt, path)
+    model = ckpt.model()
     nets: dict[int, tuple] = {}  # one recalibration per training split
 
     def subnet_for(dataset: DataSet) -> tuple:
-        if ckpt["kind"] != "supernet":
+        if ckpt.kind != "supernet":
             return model.eval(), "the subnet checkpoint's own statistics"
         if dataset.train is dataset.val:
             raise DataError(
@@ -244,7 +326,7 @@ def evaluate_checkpoint(
         rows.append(Row(name, which, len(split), scores, bn, written))
     notes = [] if any(r.scores for r in rows) else [f"the {which} split has no ground truth: nothing to score"]
     return Evaluation(
-        checkpoint=path, arch=chosen, task=ckpt["task"], bn="; ".join(dict.fromkeys(r.bn for r in rows)),
+        checkpoint=path, arch=chosen, task=ckpt.task, bn="; ".join(dict.fromkeys(r.bn for r in rows)),
         scored_at="original size" if original else f"{w}x{h} (the subnet's input)", shuffle=shuffle,
         rows=rows, seconds=time.perf_counter() - start, notes=notes, class_names=sets[0][1].class_names,
     )  # fmt: skip

@@ -1,8 +1,8 @@
-"""Where an export starts: a checkpoint and an arch, turned into the static subnet to convert.
+"""Where export and evaluation start: a checkpoint and an arch, turned into the static subnet they use.
 
 A supernet's subnet is extracted with plain layers (`Supernet.extract`) and its BN statistics are
 re-estimated exactly as `hwnas search` scored it (the checkpoint's `bn_batches` training batches of
-its own data, `hwnas.train.evaluate.recalibrated_subnet`), so the artifact computes what the search
+its own data, `recalibrated_subnet`), so the artifact computes what the search
 measured. A subnet checkpoint (`hwnas train selfkd`) is exported with its own statistics.
 """
 
@@ -14,14 +14,44 @@ from typing import Any
 
 from torch import nn
 
+from hwnas.data import SOURCES, DataSet, load_data
 from hwnas.data.split import IMAGENET_MEAN, IMAGENET_STD
-from hwnas.errors import ArchError, HwnasError
+from hwnas.errors import ArchError, CheckpointError, HwnasError
+from hwnas.nn.checkpoint import Checkpoint, file_digest, load
 from hwnas.space import Arch, SearchSpace
-from hwnas.train.checkpoint import bn_batches, build_model, checkpoint_data, checkpoint_space, file_digest
-from hwnas.train.checkpoint import load_checkpoint as read_checkpoint
-from hwnas.train.evaluate import recalibrated_subnet
+from hwnas.train.bn import recalibrated_subnet
 
 EXTREMES = ("min", "max")
+
+
+def checkpoint_data(ckpt: Checkpoint, override: str | None = None) -> DataSet:
+    """The `DataSet` a checkpoint was trained on, rebuilt at the space's largest resolution with the
+    training seed and sizes (for BN recalibration and scoring), or the folder `override`.
+
+    A built-in source (synthetic, digits) is rebuilt from its name; a folder must be given again.
+    """
+    data, path = ckpt.data, ckpt.path
+    source = override or data.get("data")
+    if override is None and data.get("converted_from"):
+        raise CheckpointError(
+            f"{path} was converted from the authors' checkpoint (`hwnas convert`) and names no data; pass a "
+            "folder of the task's data with --data to re-estimate a subnet's BN statistics"
+        )
+    if override is None and source not in SOURCES:
+        raise CheckpointError(
+            f"{path} was trained on the folder '{source}'; pass its path with --data to rebuild its batches"
+        )
+    train_size, val_size = data.get("data_size", (512, 128))
+    w, h = ckpt.space.max().resolution
+    seed = int(data.get("config", {}).get("seed", 0))
+    return load_data(
+        source, task=data["task"], size=(h, w), seed=seed, train_size=int(train_size), val_size=int(val_size)
+    )
+
+
+def bn_batches(ckpt: Checkpoint) -> int:
+    """How many training batches re-estimate a subnet's BN statistics (the run's `bn_batches`)."""
+    return int(ckpt.data.get("config", {}).get("bn_batches", 8))
 
 
 @dataclass(frozen=True)
@@ -43,18 +73,13 @@ class Source:
     data: dict[str, Any]
 
 
-def open_checkpoint(checkpoint: str | Path) -> tuple[dict[str, Any], SearchSpace]:
-    data = read_checkpoint(checkpoint)
-    return data, checkpoint_space(data, checkpoint)
-
-
-def resolve_arch(space: SearchSpace, arch: str | Path | Arch | None, data: dict[str, Any], path: Path) -> Arch:
+def resolve_arch(ckpt: Checkpoint, arch: str | Path | Arch | None) -> Arch:
     """`min` / `max` / `random`, an arch line, an Arch JSON file, an `Arch`, or None (a subnet
     checkpoint's own arch)."""
-    own = space.arch_from_dict(data["arch"]) if data["kind"] == "subnet" else None
+    space, own = ckpt.space, ckpt.arch
     if arch is None:
         if own is None:
-            raise HwnasError(f"{path} holds a supernet: pass --arch (min, max or an arch .json such as best.json)")
+            raise HwnasError(f"{ckpt.path} holds a supernet: pass --arch (min, max or an arch .json such as best.json)")
         return own
     if isinstance(arch, Arch):
         chosen = space.validate(arch)
@@ -66,7 +91,7 @@ def resolve_arch(space: SearchSpace, arch: str | Path | Arch | None, data: dict[
         except ArchError as exc:
             raise ArchError(f"arch {arch} does not fit the checkpoint's space '{space.name}': {exc}") from None
     if own is not None and chosen != own:
-        raise HwnasError(f"{path} holds the single subnet '{own}'; it cannot export '{chosen}'")
+        raise HwnasError(f"{ckpt.path} holds the single subnet '{own}'; it cannot export '{chosen}'")
     return chosen
 
 
@@ -83,31 +108,30 @@ def load_source(
     checkpoint: str | Path, arch: str | Path | Arch | None, *, data: str | None = None
 ) -> tuple[nn.Module, Source]:
     """The static subnet of `arch` in `checkpoint` (eval mode) and the `Source` describing it."""
-    path = Path(checkpoint)
-    ckpt, space = open_checkpoint(path)
-    chosen = resolve_arch(space, arch, ckpt, path)
-    model = build_model(ckpt, path)
-    if ckpt["kind"] == "supernet":
-        dataset = checkpoint_data(ckpt, path, space, data)
+    ckpt = load(checkpoint)
+    chosen = resolve_arch(ckpt, arch)
+    model = ckpt.model()
+    if ckpt.kind == "supernet":
+        dataset = checkpoint_data(ckpt, data)
         batches = bn_batches(ckpt)
         subnet = recalibrated_subnet(model, dataset, chosen, bn_batches=batches)
         bn = f"recalibrated on {batches} training batches of '{dataset.name}'"
     else:
         subnet, bn = model, "the subnet checkpoint's own statistics"
-    norm = ckpt.get("normalization", {})
+    norm = ckpt.data.get("normalization", {})
     source = Source(
-        checkpoint=path,
-        sha256=file_digest(path),
-        kind=ckpt["kind"],
-        epoch=int(ckpt["epoch"]),
-        task=ckpt["task"],
-        num_classes=int(ckpt.get("num_classes", 1)),
-        space=space,
+        checkpoint=ckpt.path,
+        sha256=file_digest(ckpt.path),
+        kind=ckpt.kind,
+        epoch=int(ckpt.data["epoch"]),
+        task=ckpt.task,
+        num_classes=ckpt.num_classes,
+        space=ckpt.space,
         arch=chosen,
         label=arch_label(arch),
         bn=bn,
         mean=tuple(norm.get("mean", IMAGENET_MEAN)),
         std=tuple(norm.get("std", IMAGENET_STD)),
-        data={"name": ckpt.get("data"), "size": ckpt.get("data_size")},
+        data={"name": ckpt.data.get("data"), "size": ckpt.data.get("data_size")},
     )
     return subnet.eval(), source

@@ -33,8 +33,8 @@ from typing import Any
 import torch
 
 from hwnas.errors import ArchError, CheckpointError, HwnasError
+from hwnas.nn.checkpoint import safe_load
 from hwnas.space import Arch, SearchSpace, StageArch
-from hwnas.train.checkpoint import safe_load
 
 LAYOUTS = ("salnas", "attentivenas")
 _COMMON = ("first_conv.conv.conv.weight", "last_conv.final_expand_layer.conv.conv.weight")
@@ -169,7 +169,7 @@ def default_space(task: str) -> str:
 def convert(foreign: ForeignCheckpoint, space: SearchSpace, *, task: str, seed: int = 0) -> Conversion:
     """`foreign`'s weights on an hwnas `Supernet` of `space` for `task`; every mismatch (a block
     count, a shape, a key hwnas does not know) is one `CheckpointError` naming the tensor."""
-    from hwnas.nn.supernet import Supernet
+    from hwnas.nn.factory import create
 
     path = foreign.path
     if foreign.layout == "salnas" and task == "classification":
@@ -183,9 +183,7 @@ def convert(foreign: ForeignCheckpoint, space: SearchSpace, *, task: str, seed: 
     num_classes = 1
     if task == "classification":
         num_classes = int(foreign.state["classifier.linear.linear.weight"].shape[0])
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        target = Supernet(space, task=task, num_classes=num_classes).state_dict()
+    target = create(space, task=task, num_classes=num_classes, seed=seed).state_dict()
     pairs = dict(_encoder_keys(space)) | dict(_head_keys(foreign.layout, task))
     theirs = set(foreign.state)
     missing = [t for t in pairs.values() if t not in theirs]
@@ -286,8 +284,8 @@ def convert_checkpoint(
     and BN statistics as they are. Everything is checked before `out` is written."""
     from hwnas.data.split import IMAGENET_MEAN, IMAGENET_STD
     from hwnas.files import writable_file
-    from hwnas.nn.supernet import Supernet
-    from hwnas.train.checkpoint import save_checkpoint
+    from hwnas.nn.checkpoint import save_checkpoint
+    from hwnas.nn.factory import create
 
     if task not in ("saliency", "classification"):
         raise HwnasError(f"--task must be saliency or classification, got '{task}'")
@@ -300,7 +298,7 @@ def convert_checkpoint(
     sp = SearchSpace.load(space or default_space(task))
     conversion = convert(foreign, sp, task=task)
     chosen = None if arch is None else pick_arch(sp, arch)
-    model = Supernet(sp, task=task, num_classes=conversion.num_classes)
+    model = create(sp, task=task, num_classes=conversion.num_classes)
     model.load_state_dict(conversion.state)
     state = model.extract(chosen).state_dict() if chosen is not None else conversion.state
     payload = {
