@@ -22,9 +22,9 @@ import torch
 
 import hwnas
 from bench.common import machine
-from hwnas.backends import Protocol, get_backend
-from hwnas.backends.base import Artifact
-from hwnas.devices import load_device
+from hwnas.hardware.backends import Protocol, get_backend
+from hwnas.hardware.backends.base import Artifact
+from hwnas.hardware.device import load_device
 from hwnas.nn.checkpoint import save_checkpoint
 from hwnas.nn.factory import create
 from hwnas.space import SearchSpace

@@ -2,7 +2,7 @@
 
 On a CUDA machine, in under 8 minutes end to end, each step a call of hwnas's own functions:
 
-1. `table mini`, `table alphanet 256x192`: `hwnas.profiler.profile` and `validate` on the
+1. `table mini`, `table alphanet 256x192`: `hwnas.hardware.profiling.profile` and `validate` on the
    `cuda-torch` device (PyTorch eager, CUDA-event timing on a non-default stream): signatures,
    per-call overhead, held-out fidelity after the per-resolution calibration, and the measurement's
    own repeatability;
@@ -80,10 +80,11 @@ CI = Size(
 
 def table_step(size: Size, space_name: str, resolutions, samples: int, folder: Path) -> dict:
     """Profile and validate one table on `size.device`; the figures of its held-out subnets."""
-    from hwnas.backends import Protocol
-    from hwnas.devices import load_device
-    from hwnas.lut import sidecar_path
-    from hwnas.profiler import profile, validate
+    from hwnas.hardware.backends import Protocol
+    from hwnas.hardware.device import load_device
+    from hwnas.hardware.profiling import profile
+    from hwnas.hardware.table import sidecar_path
+    from hwnas.hardware.validation import validate
     from hwnas.space import SearchSpace
 
     device, space = load_device(size.device), SearchSpace.load(space_name)
@@ -110,12 +111,12 @@ def table_step(size: Size, space_name: str, resolutions, samples: int, folder: P
 def energy_step(size: Size, folder: Path, meter=None) -> dict:
     """Energy per call of a few blocks of the table the table step wrote, and of its largest
     subnet, from `meter` (default: NVML's counter on the GPU, the spec's power model on a CPU)."""
-    from hwnas.backends import get_backend
-    from hwnas.devices import load_device
-    from hwnas.energy import choose_meter, measure_inference_energy
-    from hwnas.lut import LatencyTable
+    from hwnas.hardware.backends import get_backend
+    from hwnas.hardware.device import load_device
+    from hwnas.hardware.energy import choose_meter, measure_inference_energy
+    from hwnas.hardware.profiling import profile_energy
+    from hwnas.hardware.table import LatencyTable
     from hwnas.nn.factory import create
-    from hwnas.profiler import profile_energy
     from hwnas.space import SearchSpace
 
     device, space = load_device(size.device), SearchSpace.load(size.energy_table)
@@ -166,8 +167,8 @@ def train_step(size: Size, folder: Path, *, torch_device: str, port: int = 29533
 
 def tensorrt_step(folder: Path) -> dict:
     """A mini subnet as a TensorRT engine (hwnas's backend), its output against PyTorch's and its time."""
-    from hwnas.backends import get_backend
-    from hwnas.devices import load_device
+    from hwnas.hardware.backends import get_backend
+    from hwnas.hardware.device import load_device
     from hwnas.nn.factory import create
     from hwnas.space import SearchSpace
 

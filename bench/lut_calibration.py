@@ -2,7 +2,7 @@
 supports, judged on held-out subnets at both alphanet resolutions.
 
 Builds (or, with --reuse-table, finishes) the `cpu` alphanet table at 256x192 and 384x288, measures
-`--samples` subnets end to end with `hwnas.profiler.validate` (shared evenly between the two
+`--samples` subnets end to end with `hwnas.hardware.profiling.validate` (shared evenly between the two
 resolutions, half of each fits, half is held out) and the per-call overhead of an identity model at
 five tensor sizes. Then, on the held-out subnets of each resolution, it scores:
 
@@ -28,10 +28,11 @@ from pathlib import Path
 import numpy as np
 
 from bench.common import machine
-from hwnas.backends import Protocol, get_backend
-from hwnas.devices import load_device
-from hwnas.lut import Calibration, LatencyTable, sidecar_path
-from hwnas.profiler import Fidelity, profile, validate
+from hwnas.hardware.backends import Protocol, get_backend
+from hwnas.hardware.device import load_device
+from hwnas.hardware.profiling import profile
+from hwnas.hardware.table import Calibration, LatencyTable, sidecar_path
+from hwnas.hardware.validation import Fidelity, validate
 from hwnas.space import SearchSpace
 
 OUT = Path(__file__).parent / "out"

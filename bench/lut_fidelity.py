@@ -20,9 +20,10 @@ import time
 from pathlib import Path
 
 from bench.common import machine
-from hwnas.devices import load_device
-from hwnas.lut import LatencyTable, sidecar_path
-from hwnas.profiler import profile, validate
+from hwnas.hardware.device import load_device
+from hwnas.hardware.profiling import profile
+from hwnas.hardware.table import LatencyTable, sidecar_path
+from hwnas.hardware.validation import validate
 from hwnas.space import SearchSpace
 
 OUT = Path(__file__).parent / "out"

@@ -14,8 +14,8 @@ from pathlib import Path
 import numpy as np
 
 from bench.common import machine
-from hwnas.backends.base import Timing
-from hwnas.lut import LatencyTable
+from hwnas.hardware.backends.base import Timing
+from hwnas.hardware.table import LatencyTable
 from hwnas.space import SearchSpace
 
 OUT = Path(__file__).parent / "out"

@@ -29,7 +29,7 @@ from pathlib import Path
 import numpy as np
 
 from bench.common import machine
-from hwnas.lut import LatencyTable
+from hwnas.hardware.table import LatencyTable
 from hwnas.search import Archive, Costs, Objective, parse_budgets, reference_point, search
 from hwnas.search.evaluator import SupernetEvaluator
 from hwnas.search.mosegnas import PredictedAccuracy

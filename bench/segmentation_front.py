@@ -68,9 +68,9 @@ def _prepare(epochs: int) -> tuple[Path, Path]:
 
 def _measure(space, archs, rounds: int) -> np.ndarray:
     """End-to-end ms of each subnet on this CPU (ONNX Runtime, `rounds` interleaved rounds, median)."""
-    from hwnas.backends import Protocol
-    from hwnas.devices import load_device
-    from hwnas.measurer import LocalMeasurer, aggregate
+    from hwnas.hardware.backends import Protocol
+    from hwnas.hardware.device import load_device
+    from hwnas.hardware.measurer import LocalMeasurer, aggregate
 
     device = load_device("cpu")
     per_round = LocalMeasurer(device).archs(
@@ -81,7 +81,7 @@ def _measure(space, archs, rounds: int) -> np.ndarray:
 
 def run(epochs: int, evals: int, seeds: int, algos: tuple[str, ...], rounds: int) -> dict:
     from hwnas.data import load_data
-    from hwnas.lut import LatencyTable
+    from hwnas.hardware.table import LatencyTable
     from hwnas.search import Archive, Costs, parse_budgets, search
     from hwnas.search.evaluator import SupernetEvaluator
     from hwnas.train.evaluation import evaluate

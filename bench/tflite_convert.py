@@ -5,7 +5,7 @@ For `--subnets` random alphanet subnets at 256x192 (seeded weights and BN statis
 converts all of them and reports seconds per subnet and the largest output difference from PyTorch:
 
 - plain: `litert_torch.convert` of the subnet as extracted (what hwnas did before);
-- folded: BatchNorm folded into the convs first (`hwnas.backends.tflite.to_tflite` now);
+- folded: BatchNorm folded into the convs first (`hwnas.hardware.backends.tflite.to_tflite` now);
 - lightweight: folded, with litert-torch's `lightweight_conversion=True`;
 - pool: folded, the subnets spread over worker processes (`Backend.prepare_many` with
   `conversion_pool`, one per core), seconds per subnet of wall time, worker start included.
@@ -28,10 +28,10 @@ import numpy as np
 import torch
 
 from bench.common import machine
-from hwnas.backends.base import quiet_fds
-from hwnas.backends.tflite import TfliteBackend, TfliteRunnable, to_tflite
-from hwnas.devices import load_device
-from hwnas.measurer import ARCH_CHUNK
+from hwnas.hardware.backends.base import quiet_fds
+from hwnas.hardware.backends.tflite import TfliteBackend, TfliteRunnable, to_tflite
+from hwnas.hardware.device import load_device
+from hwnas.hardware.measurer import ARCH_CHUNK
 from hwnas.nn.blocks import folded
 from hwnas.nn.factory import create
 from hwnas.space import SearchSpace
@@ -81,7 +81,7 @@ def main() -> None:
     for attempt in args.attempts.split(","):
         start = time.perf_counter()
         if attempt == "pool":
-            from hwnas.backends.base import conversion_pool
+            from hwnas.hardware.backends.base import conversion_pool
 
             pool = conversion_pool()
             backend = TfliteBackend(load_device("cpu-tflite"))

@@ -12,9 +12,9 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 from torch import nn
 
-from hwnas.backends import Protocol, get_backend
-from hwnas.devices import Device
-from hwnas.energy import (
+from hwnas.hardware.backends import Protocol, get_backend
+from hwnas.hardware.device import Device
+from hwnas.hardware.energy import (
     SALNAS_BATCH,
     SALNAS_PASSES,
     EnergyError,
@@ -23,8 +23,8 @@ from hwnas.energy import (
     choose_meter,
     measure_inference_energy,
 )
-from hwnas.lut import LatencyTable
-from hwnas.measurer import DEFAULT_STATISTIC, aggregate, measure_rounds
+from hwnas.hardware.measurer import DEFAULT_STATISTIC, aggregate, measure_rounds
+from hwnas.hardware.table import LatencyTable
 from hwnas.nn.factory import create
 from hwnas.space import Arch, SearchSpace
 from hwnas.space.tasks import default_classes

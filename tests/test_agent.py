@@ -16,7 +16,7 @@ import httpx
 import pandas as pd
 import pytest
 
-from hwnas.devices import packaged_dir
+from hwnas.hardware.device import packaged_dir
 from hwnas.space import SearchSpace
 from tests.cli import one_error_line, run_cli
 

@@ -14,9 +14,9 @@ import numpy as np
 import pytest
 import torch
 
-from hwnas.backends import Protocol, get_backend, measure
-from hwnas.backends.tensorrt import BuildPlan, build_plan
-from hwnas.devices import DeviceError, load_device, packaged_dir
+from hwnas.hardware.backends import Protocol, get_backend, measure
+from hwnas.hardware.backends.tensorrt import BuildPlan, build_plan
+from hwnas.hardware.device import DeviceError, load_device, packaged_dir
 from hwnas.nn.static import SignatureModel, signature_inputs
 from hwnas.space.signature import BlockSignature
 
@@ -122,7 +122,7 @@ def test_warm_up_waits_for_stable_times():
 def test_litert_converts_in_worker_processes_in_order_and_to_the_same_numbers():
     """`prepare_many` with a conversion pool: each flatbuffer (BN folded, made in a spawned process)
     belongs to its own model and reproduces it; a pool is used only for a slow backend."""
-    from hwnas.backends.base import conversion_pool
+    from hwnas.hardware.backends.base import conversion_pool
     from hwnas.nn.blocks import ConvBnAct
 
     backend = get_backend(load_device("cpu-tflite", DEVICES))

@@ -17,8 +17,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from hwnas.devices import DeviceError, packaged_dir, parse_device
 from hwnas.errors import ArchError, SpaceError
+from hwnas.hardware.device import DeviceError, packaged_dir, parse_device
 from hwnas.search import BudgetError, parse_budget
 from hwnas.space import SearchSpace
 from tests.cli import one_error_line, run_cli
@@ -401,10 +401,10 @@ def test_any_text_is_a_budget_or_a_budget_error(text):
 def test_any_agent_job_validates_or_is_rejected_by_the_schema(job):
     from pydantic import ValidationError
 
-    from hwnas.agent import _schemas
+    from hwnas.hardware.agent.wire import schemas
 
     try:
-        _schemas().model_validate(job)
+        schemas().model_validate(job)
     except ValidationError:
         pass
 

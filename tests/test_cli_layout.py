@@ -18,7 +18,7 @@ import httpx
 import pytest
 
 import hwnas.search
-from hwnas.devices import load_device, packaged_dir
+from hwnas.hardware.device import load_device, packaged_dir
 from hwnas.space import SearchSpace
 from tests.cli import HWNAS, one_error_line, run_cli
 from tests.test_agent import free_port
@@ -39,7 +39,9 @@ def installed(tmp_path_factory):
     pip = [sys.executable, "-m", "pip", "-q", "--disable-pip-version-check"]
     subprocess.run([*pip, "wheel", "--no-deps", "--no-build-isolation", "-w", str(root), str(source)], check=True)
     wheel = next(root.glob("hwnas-*.whl"))
-    assert any(n.startswith("hwnas/device_specs/") for n in zipfile.ZipFile(wheel).namelist())
+    names = zipfile.ZipFile(wheel).namelist()
+    for data in ("hwnas/hardware/specs/cpu.toml", "hwnas/space/presets/mini.toml", "hwnas/space/tables/nb201.parquet"):
+        assert data in names, data
     subprocess.run([*pip, "install", "--no-deps", "--target", str(root / "site"), str(wheel)], check=True)
     return {**os.environ, "PYTHONPATH": str(root / "site"), "COLUMNS": "200"}
 

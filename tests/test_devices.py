@@ -7,7 +7,7 @@ import platform
 import pytest
 import torch
 
-from hwnas.devices import DeviceError, device_names, load_device, packaged_dir, parse_device
+from hwnas.hardware.device import DeviceError, device_names, load_device, packaged_dir, parse_device
 
 DEVICES = packaged_dir()
 SHIPPED = ["ascend310", "cpu", "cpu-tflite", "cpu-torch", "cuda-torch", "m2", "rtx4090", "snapdragon8"]

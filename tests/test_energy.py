@@ -11,8 +11,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from hwnas.devices import Device, PowerModel, load_device, packaged_dir
-from hwnas.energy import (
+from hwnas.hardware.device import Device, PowerModel, load_device, packaged_dir
+from hwnas.hardware.energy import (
     J_PER_KWH,
     CodeCarbonMeter,
     Energy,
@@ -30,8 +30,8 @@ from hwnas.energy import (
     rapl_delta,
     rapl_domains,
 )
-from hwnas.lut import LatencyTable
-from hwnas.profiler import profile
+from hwnas.hardware.profiling import profile
+from hwnas.hardware.table import LatencyTable
 from hwnas.space import SearchSpace
 from tests.cli import one_error_line, run_cli
 

@@ -17,7 +17,7 @@ import torch
 
 from bench.gpu_check import CI, Skipped, energy_step, run_steps, table_step
 from hwnas.data import load_data
-from hwnas.energy import NvmlMeter
+from hwnas.hardware.energy import NvmlMeter
 from hwnas.nn.checkpoint import load
 from hwnas.nn.factory import create
 from hwnas.space import SearchSpace

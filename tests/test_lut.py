@@ -8,8 +8,8 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
-from hwnas.backends.base import Timing
-from hwnas.lut import Calibration, LatencyTable, LutError, sidecar_path
+from hwnas.hardware.backends.base import Timing
+from hwnas.hardware.table import Calibration, LatencyTable, LutError, sidecar_path
 from hwnas.space import SearchSpace
 
 
@@ -148,7 +148,7 @@ def test_calibration_fit_recovers_a_line():
 
 
 def test_repeatability_compares_the_two_halves_of_the_rounds():
-    from hwnas.profiler import repeatability
+    from hwnas.hardware.validation import repeatability
 
     # 4 rounds x 4 subnets: first half ranks them 1<2<3<4, second half 1<3<2<4 (one swap: tau 4/6)
     per_round = np.array([[1.0, 2.0, 3.0, 4.0], [1.2, 2.2, 3.2, 4.2], [1.0, 3.1, 2.9, 4.0], [1.0, 3.1, 2.9, 4.0]])
@@ -177,8 +177,8 @@ class DisagreeingMachine:
 
 
 def test_a_calibration_that_worsens_held_out_error_is_not_stored(mini):
-    from hwnas.devices import load_device
-    from hwnas.profiler import validate
+    from hwnas.hardware.device import load_device
+    from hwnas.hardware.validation import validate
 
     table = synthetic_table(mini, resolutions=[(32, 32)])
     samples, seed = 8, 0
@@ -249,8 +249,8 @@ class TwoSpeedMachine:
 
 
 def test_validate_fits_one_line_per_resolution_the_table_profiled():
-    from hwnas.devices import load_device
-    from hwnas.profiler import validate
+    from hwnas.hardware.device import load_device
+    from hwnas.hardware.validation import validate
 
     space = SearchSpace.load("alphanet")
     table = synthetic_table(space)

@@ -160,7 +160,7 @@ def test_several_devices_on_the_salnas_space(tmp_path):
     chosen subnet meets both devices' budgets."""
     from dataclasses import replace
 
-    from hwnas.backends.base import Timing
+    from hwnas.hardware.backends.base import Timing
     from hwnas.space import SearchSpace
     from tests.test_lut import synthetic_table
 
@@ -177,7 +177,7 @@ def test_several_devices_on_the_salnas_space(tmp_path):
     top = replace(mini.max(), resolution=(32, 32))
     limits = {}
     for name, path in zip(("cpu", "cpu-torch"), paths, strict=True):
-        from hwnas.lut import LatencyTable
+        from hwnas.hardware.table import LatencyTable
 
         t = LatencyTable.load(path, mini)
         limits[name] = (t.predict(mini.min()) + t.predict(top)) / 2

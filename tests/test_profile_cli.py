@@ -18,8 +18,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from hwnas.devices import packaged_dir
-from hwnas.lut import LatencyTable, sidecar_path
+from hwnas.hardware.device import packaged_dir
+from hwnas.hardware.table import LatencyTable, sidecar_path
 from hwnas.space import SearchSpace
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from hwnas.errors import CheckpointError
-from hwnas.lut import LatencyTable
+from hwnas.hardware.table import LatencyTable
 from hwnas.search import Archive, BudgetError, Costs, Objective, parse_budget, parse_budgets
 from hwnas.search.evaluator import SupernetEvaluator
 from hwnas.space import SearchSpace

@@ -132,7 +132,7 @@ def test_a_budget_under_the_smallest_subnet_but_met_by_another_is_searched(mini)
     lowest 0.2795 ms against this budget's 0.2707 ms) refused it."""
     from dataclasses import replace
 
-    from hwnas.backends.base import Timing
+    from hwnas.hardware.backends.base import Timing
 
     table = synthetic_table(mini)
     for sig in mini.all_block_signatures(list(mini.resolutions), "saliency"):

@@ -14,7 +14,7 @@ from hwnas.data import DataError, load_data
 from hwnas.data.layout import CITYSCAPES_CLASSES, CITYSCAPES_TRAIN_IDS
 from hwnas.data.metrics.segmentation import class_iou, confusion_matrix, segmentation_scores
 from hwnas.data.segmentation import SYNTHETIC_CLASSES, synthetic_segmentation
-from hwnas.lut import LatencyTable
+from hwnas.hardware.table import LatencyTable
 from hwnas.nn.supernet import Supernet, build_subnet
 from hwnas.train.losses import class_targets, segmentation_loss
 from hwnas.train.task import SegmentationTask, make_task

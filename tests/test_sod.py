@@ -88,8 +88,8 @@ def test_task_names_are_validated():
 
 @pytest.mark.parametrize("op", ["cfem", "frm"])
 def test_head_blocks_run_on_onnxruntime_like_torch(mini, op):
-    from hwnas.backends import get_backend
-    from hwnas.devices import load_device
+    from hwnas.hardware.backends import get_backend
+    from hwnas.hardware.device import load_device
     from tests.test_backends import DEVICES
 
     sig = next(s for s in mini.all_block_signatures([(32, 32)], "sod+focus") if s.op == op)

@@ -44,9 +44,9 @@ def report(
     devices_dir: DevicesDirOpt = None,
 ) -> None:
     """SalNAS's seven measures for one subnet: FLOPs, params, size, emission, power, latency, throughput."""
-    from hwnas.devices import load_device
     from hwnas.files import atomic_write_json, writable_file
-    from hwnas.lut import LatencyTable, default_path
+    from hwnas.hardware.device import load_device
+    from hwnas.hardware.table import LatencyTable, default_path
     from hwnas.nn.checkpoint import resolve_space
     from hwnas.report import as_rows, subnet_report
     from hwnas.space.tasks import check_task

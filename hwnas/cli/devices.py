@@ -27,8 +27,8 @@ from hwnas.cli.common import (
     user_errors,
     warn,
 )
-from hwnas.devices import device_names, load_device, spec_path
 from hwnas.errors import HwnasError
+from hwnas.hardware.device import device_names, load_device, packaged_dir, spec_path
 from hwnas.space import DEFAULT_SPACE, SearchSpace
 from hwnas.space.tasks import TASKS, base_task, check_task
 
@@ -51,18 +51,19 @@ def devices(devices_dir: DevicesDirOpt = None) -> None:
             "" if reason is None else escape(f"{reason}; profile it with `hwnas agent` on the target (--remote)"),
         )
     out.print(table)
-    own = [n for n in device_names(devices_dir) if "device_specs" not in str(spec_path(n, devices_dir))]
+    own = [n for n in device_names(devices_dir) if spec_path(n, devices_dir).parent != packaged_dir()]
     if own:
         say(f"from your folder: {', '.join(own)}; the others ship with hwnas", style="dim")
 
 
 def _measurer(spec, remote: str | None, token: str | None):
     """Where the timings come from: this host, or the agent at `remote`."""
-    from hwnas.measurer import LocalMeasurer
+    from hwnas.hardware.measurer import LocalMeasurer
 
     if remote is None:
         return LocalMeasurer(spec)
-    from hwnas.agent import TOKEN_ENV, RemoteMeasurer
+    from hwnas.hardware.agent.client import RemoteMeasurer
+    from hwnas.hardware.agent.wire import TOKEN_ENV
 
     return RemoteMeasurer(remote, token=token or os.environ.get(TOKEN_ENV), device=spec)
 
@@ -98,10 +99,10 @@ def profile(
     devices_dir: DevicesDirOpt = None,
 ) -> None:
     """Measure every block of the space on the device into a latency table (resumable)."""
-    from hwnas.energy import choose_meter
     from hwnas.files import writable_file
-    from hwnas.lut import STATISTICS, default_path
-    from hwnas.profiler import profile as run_profile
+    from hwnas.hardware.energy import choose_meter
+    from hwnas.hardware.profiling import profile as run_profile
+    from hwnas.hardware.table import STATISTICS, default_path
 
     with user_errors(resume="the table from the blocks already measured"):
         check_task(task)
@@ -170,8 +171,8 @@ def lut_validate(
 ) -> None:
     """Compare table predictions with end-to-end latency; store the calibration if it helps."""
     from hwnas.files import atomic_write_json, writable_file
-    from hwnas.lut import LatencyTable, default_path, sidecar_path
-    from hwnas.profiler import validate as run_validate
+    from hwnas.hardware.table import LatencyTable, default_path, sidecar_path
+    from hwnas.hardware.validation import validate as run_validate
 
     with user_errors():
         spec = load_device(device, devices_dir)
@@ -247,7 +248,8 @@ def agent(
     devices_dir: DevicesDirOpt = None,
 ) -> None:
     """Serve profiling jobs for hosts (`hwnas profile --remote`): run this on the device."""
-    from hwnas.agent import TOKEN_ENV, resolve_token, serve
+    from hwnas.hardware.agent.server import resolve_token, serve
+    from hwnas.hardware.agent.wire import TOKEN_ENV
 
     with user_errors():
         if not 1 <= port <= 65535:

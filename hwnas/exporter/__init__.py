@@ -14,8 +14,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from hwnas import __version__
-from hwnas.backends import Protocol
-from hwnas.devices import Device, load_device
 from hwnas.errors import HwnasError
 from hwnas.exporter.base import Format, Job, Written
 from hwnas.exporter.coreml import CoremlFormat
@@ -24,8 +22,10 @@ from hwnas.exporter.tensorrt import TensorrtFormat
 from hwnas.exporter.tflite import TfliteFormat
 from hwnas.exporter.verify import FAILED, NOT_HERE, VERIFIED, Verification, compare, fixed_inputs, measure_speed
 from hwnas.files import atomic_write_json, writable_folder
-from hwnas.lut import default_path as default_lut_path
-from hwnas.lut import now
+from hwnas.hardware.backends import Protocol
+from hwnas.hardware.device import Device, load_device
+from hwnas.hardware.table import default_path as default_lut_path
+from hwnas.hardware.table import now
 from hwnas.nn.checkpoint import load
 from hwnas.space.tasks import base_task
 from hwnas.train.source import Source, load_source, resolve_arch

@@ -10,9 +10,9 @@ from typing import Any, ClassVar
 
 from torch import nn
 
-from hwnas.backends import Runnable, get_backend
-from hwnas.backends.base import Artifact
-from hwnas.devices import Device
+from hwnas.hardware.backends import Runnable, get_backend
+from hwnas.hardware.backends.base import Artifact
+from hwnas.hardware.device import Device
 from hwnas.space import Arch, SearchSpace
 
 

@@ -12,13 +12,13 @@ from pathlib import Path
 
 from torch import nn
 
-from hwnas.backends import Runnable
-from hwnas.backends.base import Artifact, quiet_fds
-from hwnas.backends.coreml import CoremlBackend, CoremlRunnable, to_mlmodel
-from hwnas.devices import Device
 from hwnas.errors import HwnasError
 from hwnas.exporter.base import Format, Job, Written
 from hwnas.files import atomic_replace_dir
+from hwnas.hardware.backends import Runnable
+from hwnas.hardware.backends.base import Artifact, quiet_fds
+from hwnas.hardware.backends.coreml import CoremlBackend, CoremlRunnable, to_mlmodel
+from hwnas.hardware.device import Device
 
 
 def load_package(path: str | Path, *, compile: bool = False):

@@ -12,11 +12,11 @@ from pathlib import Path
 
 import torch
 
-from hwnas.backends.onnxruntime import to_onnx
-from hwnas.devices import Device
 from hwnas.errors import HwnasError
 from hwnas.exporter.base import Format, Job, Written
 from hwnas.files import atomic_write_bytes
+from hwnas.hardware.backends.onnxruntime import to_onnx
+from hwnas.hardware.device import Device
 
 
 def onnx_model(job: Job) -> tuple[bytes, dict, list[str]]:

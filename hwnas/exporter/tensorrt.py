@@ -10,14 +10,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from hwnas.backends import Runnable
-from hwnas.backends.base import Artifact
-from hwnas.backends.tensorrt import TensorrtRunnable, build_engine, fp16_onnx, trtexec_command
-from hwnas.devices import Device
 from hwnas.errors import HwnasError
 from hwnas.exporter.base import Format, Job, Written
 from hwnas.exporter.onnx import onnx_model, tools
 from hwnas.files import atomic_write_bytes
+from hwnas.hardware.backends import Runnable
+from hwnas.hardware.backends.base import Artifact
+from hwnas.hardware.backends.tensorrt import TensorrtRunnable, build_engine, fp16_onnx, trtexec_command
+from hwnas.hardware.device import Device
 
 
 class TensorrtFormat(Format):

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from hwnas.backends.tflite import to_tflite
-from hwnas.devices import Device
 from hwnas.exporter.base import Format, Job, Written
 from hwnas.files import atomic_write_bytes
+from hwnas.hardware.backends.tflite import to_tflite
+from hwnas.hardware.device import Device
 
 
 class TfliteFormat(Format):
@@ -17,7 +17,7 @@ class TfliteFormat(Format):
     suffix = ".tflite"
 
     def write(self, job: Job, device: Device, folder: Path, name: str) -> Written:
-        from hwnas.backends.tflite import TfliteBackend
+        from hwnas.hardware.backends.tflite import TfliteBackend
 
         data = to_tflite(job.subnet, [job.input_shape])
         path = atomic_write_bytes(folder / self.filename(name), data)

@@ -10,13 +10,13 @@ import numpy as np
 import torch
 from torch import nn
 
-from hwnas.backends import Protocol, Runnable, get_backend
-from hwnas.backends.base import Artifact
-from hwnas.devices import Device
 from hwnas.errors import HwnasError
 from hwnas.exporter.base import Tolerance
-from hwnas.lut import LatencyTable
-from hwnas.measurer import DEFAULT_STATISTIC, aggregate, measure_rounds
+from hwnas.hardware.backends import Protocol, Runnable, get_backend
+from hwnas.hardware.backends.base import Artifact
+from hwnas.hardware.device import Device
+from hwnas.hardware.measurer import DEFAULT_STATISTIC, aggregate, measure_rounds
+from hwnas.hardware.table import LatencyTable
 from hwnas.space import Arch, SearchSpace
 from hwnas.space.tasks import is_segmentation
 

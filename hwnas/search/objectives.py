@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from hwnas.lut import LatencyTable
+from hwnas.hardware.table import LatencyTable
 from hwnas.search.budget import BudgetError, base, device_of
 from hwnas.space import SearchSpace
 from hwnas.space.slotcost import SlotCost

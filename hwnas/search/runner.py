@@ -84,8 +84,8 @@ def default_cache_dir() -> Path:
 
 def _supernet_setup(devices, space, supernet, proxy, luts, data, devices_dir) -> _Setup:
     """A SalNAS space: each device's latency table, a supernet (or a labelled proxy) for accuracy."""
-    from hwnas.devices import load_device
-    from hwnas.lut import LatencyTable, default_path
+    from hwnas.hardware.device import load_device
+    from hwnas.hardware.table import LatencyTable, default_path
     from hwnas.search import Costs, DeviceCosts
     from hwnas.search.evaluator import ProxyEvaluator, SupernetEvaluator
 

@@ -15,10 +15,10 @@ import numpy as np
 import torch
 from torch import nn
 
-from hwnas.backends.base import Artifact, Backend, Runnable
-from hwnas.backends.onnxruntime import to_onnx
-from hwnas.backends.torch import cuda_event_timer
-from hwnas.devices import DeviceError
+from hwnas.hardware.backends.base import Artifact, Backend, Runnable
+from hwnas.hardware.backends.onnxruntime import to_onnx
+from hwnas.hardware.backends.torch import cuda_event_timer
+from hwnas.hardware.device import DeviceError
 
 WORKSPACE_BYTES = 1 << 30
 

@@ -1,5 +1,5 @@
 """`Device`: a hardware target from a TOML spec: a preset shipped in the package
-(`hwnas/device_specs/*.toml`), a user's `./devices/*.toml` (or `--devices-dir`) that overrides a
+(`hwnas/hardware/specs/*.toml`), a user's `./devices/*.toml` (or `--devices-dir`) that overrides a
 preset of the same name, or any path.
 
 A spec names the backend that runs on the target, its options (threads, precision, compute units,
@@ -177,7 +177,7 @@ def _parse_region(value: object, source: str) -> str | None:
 
 def packaged_dir() -> Path:
     """The folder of the specs shipped with hwnas (package data)."""
-    return Path(str(resources.files("hwnas") / "device_specs"))
+    return Path(str(resources.files("hwnas.hardware") / "specs"))
 
 
 def search_path(devices_dir: str | Path | None = None) -> list[Path]:

@@ -1,5 +1,5 @@
 """`Measurer`: where a table's timings come from, this host (`LocalMeasurer`) or a device running
-`hwnas agent` (`hwnas.agent.RemoteMeasurer`). `hwnas profile` and `hwnas lut validate` drive
+`hwnas agent` (`hwnas.hardware.agent.client.RemoteMeasurer`). `hwnas profile` and `hwnas lut validate` drive
 either the same way: the overhead of one call, one round over a list of block signatures, and
 whole subnets in interleaved rounds. Only signatures and archs cross the boundary, never modules.
 """
@@ -14,9 +14,9 @@ from concurrent.futures import Executor
 import numpy as np
 from torch import nn
 
-from hwnas.backends import Backend, Protocol, Timing, get_backend
-from hwnas.backends.base import POOL_MIN_JOBS, Artifact, conversion_pool
-from hwnas.devices import Device
+from hwnas.hardware.backends import Backend, Protocol, Timing, get_backend
+from hwnas.hardware.backends.base import POOL_MIN_JOBS, Artifact, conversion_pool
+from hwnas.hardware.device import Device
 from hwnas.nn.factory import create
 from hwnas.nn.static import IdentityModel, SignatureModel, signature_inputs
 from hwnas.space import Arch, SearchSpace
@@ -119,7 +119,7 @@ class LocalMeasurer(Measurer):
         return self.backend.prepare_many(jobs, pool=self._pool)
 
     def host(self) -> dict:
-        from hwnas.lut import host_info
+        from hwnas.hardware.table import host_info
 
         return host_info()
 

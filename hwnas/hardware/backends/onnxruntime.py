@@ -16,8 +16,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from hwnas.backends.base import Artifact, Backend, Runnable
-from hwnas.devices import DeviceError
+from hwnas.hardware.backends.base import Artifact, Backend, Runnable
+from hwnas.hardware.device import DeviceError
 
 
 def to_onnx(

@@ -9,7 +9,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from hwnas.backends.base import Artifact, Backend, Runnable
+from hwnas.hardware.backends.base import Artifact, Backend, Runnable
 
 
 @contextlib.contextmanager

@@ -2,29 +2,29 @@
 
 from __future__ import annotations
 
-from hwnas.backends.base import Backend, Protocol, Runnable, Timing, measure
-from hwnas.devices import Device
+from hwnas.hardware.backends.base import Backend, Protocol, Runnable, Timing, measure
+from hwnas.hardware.device import Device
 
 
 def get_backend(device: Device) -> Backend:
     """The backend for a device spec; runtime packages are imported only when used."""
     if device.backend == "onnxruntime":
-        from hwnas.backends.onnxruntime import OnnxRuntimeBackend
+        from hwnas.hardware.backends.onnxruntime import OnnxRuntimeBackend
 
         return OnnxRuntimeBackend(device)
     if device.backend == "tflite":
-        from hwnas.backends.tflite import TfliteBackend
+        from hwnas.hardware.backends.tflite import TfliteBackend
 
         return TfliteBackend(device)
     if device.backend == "torch":
-        from hwnas.backends.torch import TorchBackend
+        from hwnas.hardware.backends.torch import TorchBackend
 
         return TorchBackend(device)
     if device.backend == "coreml":
-        from hwnas.backends.coreml import CoremlBackend
+        from hwnas.hardware.backends.coreml import CoremlBackend
 
         return CoremlBackend(device)
-    from hwnas.backends.tensorrt import TensorrtBackend
+    from hwnas.hardware.backends.tensorrt import TensorrtBackend
 
     return TensorrtBackend(device)
 

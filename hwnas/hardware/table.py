@@ -34,9 +34,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from hwnas.backends.base import Timing
 from hwnas.errors import HwnasError
 from hwnas.files import atomic_write_bytes, atomic_write_json
+from hwnas.hardware.backends.base import Timing
 from hwnas.space import Arch, SearchSpace
 from hwnas.space.signature import BlockSignature
 from hwnas.space.slotcost import SlotCost

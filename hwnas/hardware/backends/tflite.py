@@ -12,7 +12,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from hwnas.backends.base import Artifact, Backend, Runnable, quiet_fds
+from hwnas.hardware.backends.base import Artifact, Backend, Runnable, quiet_fds
 from hwnas.nn.blocks import folded
 
 

@@ -14,8 +14,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from hwnas.backends.base import Artifact, Backend, Runnable, quiet_fds
-from hwnas.devices import DeviceError
+from hwnas.hardware.backends.base import Artifact, Backend, Runnable, quiet_fds
+from hwnas.hardware.device import DeviceError
 
 
 def to_mlmodel(

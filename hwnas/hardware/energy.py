@@ -29,8 +29,8 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from hwnas.devices import Device, PowerModel
 from hwnas.errors import HwnasError
+from hwnas.hardware.device import Device, PowerModel
 
 SOURCES = ("measured-nvml", "measured-rapl", "estimated-codecarbon", "estimated-spec")
 RAPL_ROOT = Path("/sys/class/powercap")

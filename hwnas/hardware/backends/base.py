@@ -5,7 +5,7 @@ times it with `measure`, the single implementation of the measurement protocol
 (../shared/BACKENDS.md): a fixed thread count, warm-up until the time per call is stable, timed
 calls with `perf_counter_ns` (or device events), median / p90 / min / CV, and re-measurement of
 noisy entries, which stay flagged if they remain noisy. The defaults are for one round: tables and
-end-to-end checks measure each model in several interleaved rounds (`hwnas.profiler`). Nothing is
+end-to-end checks measure each model in several interleaved rounds (`hwnas.hardware.profiling`). Nothing is
 subtracted here; per-call overhead is measured separately (an identity model) and stored in the
 table's metadata.
 """
@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 from torch import nn
 
-from hwnas.devices import Device
+from hwnas.hardware.device import Device
 
 
 @dataclass(frozen=True)

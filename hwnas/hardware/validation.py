@@ -1,0 +1,186 @@
+"""Checking a latency table against whole subnets (`hwnas lut validate`).
+
+`validate` measures whole subnets end to end, compares them with the table (MAPE, share within 5% /
+10%, Kendall tau, Spearman rho), fits the calibration on one half and reports it on the held-out
+half (MoSegNAS Fig. 4 / 11 report the same rank correlation for their table). It also reports how
+well the measurement agrees with itself: the held-out subnets' figures from the first half of the
+rounds against those from the second half. No table can rank subnets better than two measurements
+of the same subnets rank each other, so on a noisy machine that figure, not the table, bounds the
+Kendall tau.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import numpy as np
+from scipy import stats
+
+from hwnas.hardware.backends import Protocol
+from hwnas.hardware.device import Device
+from hwnas.hardware.measurer import LocalMeasurer, Measurer, Progress, aggregate, no_progress
+from hwnas.hardware.table import Calibration, LatencyTable, LutError, now, resolution_key
+from hwnas.space import Arch, SearchSpace
+
+
+@dataclass(frozen=True)
+class Fidelity:
+    """How well predictions match measurements over a set of subnets."""
+
+    n: int
+    mape: float
+    within_5: float
+    within_10: float
+    kendall_tau: float
+    spearman_rho: float
+
+    @classmethod
+    def of(cls, predicted: np.ndarray, measured: np.ndarray) -> Fidelity:
+        error = np.abs(predicted - measured) / measured
+        tau = stats.kendalltau(predicted, measured).statistic
+        rho = stats.spearmanr(predicted, measured).statistic
+        return cls(
+            len(measured),
+            float(error.mean() * 100),
+            float((error <= 0.05).mean()),
+            float((error <= 0.10).mean()),
+            float(tau),
+            float(rho),
+        )
+
+
+@dataclass(frozen=True)
+class ResolutionFit:
+    """The calibration line of one resolution, fitted on its calibration half and judged on its
+    held-out half; stored in the table only if it lowers that half's MAPE (`applied`)."""
+
+    resolution: str
+    calibration: Calibration
+    before: Fidelity
+    after: Fidelity
+    applied: bool
+
+
+@dataclass(frozen=True)
+class Validation:
+    """End-to-end check of a table: raw figures on all subnets, before/after calibration on held-out
+    ones (all resolutions together, each through its own line), and each resolution's fit."""
+
+    archs: list[str]
+    resolutions: list[str]
+    measured_ms: list[float]
+    raw_ms: list[float]
+    calibrated_ms: list[float]
+    holdout: list[bool]
+    all_raw: Fidelity
+    holdout_before: Fidelity
+    holdout_after: Fidelity
+    fits: list[ResolutionFit]
+    repeatability: Fidelity | None = None  # held-out: first half of the rounds vs the second half
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def validation_archs(space: SearchSpace, samples: int, seed: int, resolutions: list[tuple[int, int]]) -> list[Arch]:
+    """`samples` distinct subnets shared evenly between `resolutions`: at each, the min, the max
+    and random ones."""
+    rng = np.random.default_rng(seed)
+    chosen: list[Arch] = []
+    for i, resolution in enumerate(resolutions):
+        quota = samples // len(resolutions) + (i < samples % len(resolutions))
+        found: dict[Arch, None] = {_at(arch, resolution): None for arch in [space.min(), space.max()]}
+        attempts = 0
+        while len(found) < quota and attempts < 100 * quota:
+            found[_at(space.sample(rng), resolution)] = None
+            attempts += 1
+        chosen += list(found)[:quota]
+    return chosen
+
+
+def _at(arch: Arch, resolution: tuple[int, int]) -> Arch:
+    return Arch(tuple(resolution), arch.stem, arch.stages, arch.last)
+
+
+def validate(
+    device: Device,
+    table: LatencyTable,
+    *,
+    samples: int = 20,
+    seed: int = 0,
+    resolution: tuple[int, int] | None = None,
+    rounds: int = 4,
+    protocol: Protocol | None = None,
+    progress: Progress = no_progress,
+    measurer: Measurer | None = None,
+) -> Validation:
+    """Measure `samples` subnets end to end in `rounds` interleaved rounds (aggregated like the
+    table's rows), at `resolution` or shared evenly between every resolution the table profiled;
+    at each resolution fit a line on half of its subnets and report it on the other half. A line is
+    stored only if it lowers its resolution's held-out MAPE; otherwise that resolution predicts raw
+    block sums, since a calibration that makes held-out predictions worse would skew every later
+    latency. Lines of resolutions not validated now stay as they were."""
+    if rounds < 1:
+        raise LutError(f"--rounds must be at least 1, got {rounds}")
+    space, task = table.space, table.meta["task"]
+    targets = [tuple(resolution)] if resolution is not None else [tuple(r) for r in table.meta["resolutions"]]
+    if samples < 4 * len(targets):
+        raise LutError(
+            f"--samples must be at least 4 per resolution (two to fit each line, two to test it): "
+            f"{len(targets)} resolution(s) need {4 * len(targets)}, got {samples}"
+        )
+    measurer = measurer or LocalMeasurer(device)
+    archs = validation_archs(space, samples, seed, targets)
+    raw = np.array([table.raw_ms(a) for a in archs])  # raises early, naming missing signatures
+    per_round = measurer.archs(
+        space,
+        archs,
+        task,
+        num_classes=table.classes,
+        rounds=rounds,
+        statistic=table.statistic,
+        protocol=protocol or Protocol(),
+        progress=progress,
+    )
+    measured = aggregate(per_round, table.statistic)
+    keys = np.array([resolution_key(a.resolution) for a in archs])
+    holdout, calibrated, fits = np.zeros(len(archs), dtype=bool), raw.copy(), []
+    split = np.random.default_rng(seed + 1)
+    for target in targets:
+        key = resolution_key(target)
+        index = np.flatnonzero(keys == key)
+        holdout[index] = split.permutation(len(index)) % 2 == 1
+        fit_on, held = index[~holdout[index]], index[holdout[index]]
+        line = Calibration.fit(raw[fit_on], measured[fit_on])
+        calibrated[index] = line.apply(raw[index])
+        before, after = Fidelity.of(raw[held], measured[held]), Fidelity.of(calibrated[held], measured[held])
+        fits.append(ResolutionFit(key, line, before, after, applied=after.mape < before.mape))
+        table.set_calibration(target, line if fits[-1].applied else None)
+    table.meta["validation"] = {
+        "date": now(), "samples": len(archs), "seed": seed, "rounds": rounds,
+        "calibration_applied": {fit.resolution: fit.applied for fit in fits},
+    }  # fmt: skip
+    return Validation(
+        archs=[str(a) for a in archs],
+        resolutions=keys.tolist(),
+        measured_ms=measured.tolist(),
+        raw_ms=raw.tolist(),
+        calibrated_ms=calibrated.tolist(),
+        holdout=holdout.tolist(),
+        all_raw=Fidelity.of(raw, measured),
+        holdout_before=Fidelity.of(raw[holdout], measured[holdout]),
+        holdout_after=Fidelity.of(calibrated[holdout], measured[holdout]),
+        fits=fits,
+        repeatability=repeatability(per_round[:, holdout], table.statistic),
+    )
+
+
+def repeatability(per_round: np.ndarray, statistic: str) -> Fidelity | None:
+    """Agreement of two independent measurements of the same subnets: rounds 1..k/2 aggregated
+    against rounds k/2+1..k (None with fewer than 2 rounds). Each half has half the rounds, so
+    this slightly understates the agreement of two full measurements."""
+    half = len(per_round) // 2
+    if half == 0:
+        return None
+    first, second = aggregate(per_round[:half], statistic), aggregate(per_round[half : 2 * half], statistic)
+    return Fidelity.of(first, second)
