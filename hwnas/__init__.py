@@ -24,7 +24,7 @@ __version__ = "0.1.0"
 def __getattr__(name: str):
     """`hwnas.export(...)` without importing torch and the converters at `import hwnas`."""
     if name == "export":
-        from hwnas.exporter import export
+        from hwnas.deploy.export import export
 
         return export
     raise AttributeError(f"module 'hwnas' has no attribute '{name}'")

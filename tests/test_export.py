@@ -13,8 +13,8 @@ import pytest
 import torch
 
 import hwnas
+from hwnas.deploy.formats.coreml import conv_count, load_package, package_summary
 from hwnas.errors import HwnasError
-from hwnas.exporter.coreml import conv_count, load_package, package_summary
 from hwnas.nn.checkpoint import file_digest
 from hwnas.search.evaluator import SupernetEvaluator
 from hwnas.train.evaluation import score
@@ -153,7 +153,7 @@ def test_python_api_exports_a_subnet_checkpoint_without_an_arch(tmp_path, mini):
 
 
 def test_a_failing_conversion_leaves_earlier_artifacts_whole_and_no_partial_file(tmp_path, mini_run, monkeypatch):
-    import hwnas.exporter.coreml as coreml_format
+    import hwnas.deploy.formats.coreml as coreml_format
 
     def broken(model):  # the package was saved to its staging folder; reading it back fails
         raise HwnasError("simulated failure while checking the Core ML package")

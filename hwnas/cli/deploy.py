@@ -44,11 +44,11 @@ def report(
     devices_dir: DevicesDirOpt = None,
 ) -> None:
     """SalNAS's seven measures for one subnet: FLOPs, params, size, emission, power, latency, throughput."""
+    from hwnas.deploy.report import as_rows, subnet_report
     from hwnas.files import atomic_write_json, writable_file
     from hwnas.hardware.device import load_device
     from hwnas.hardware.table import LatencyTable, default_path
     from hwnas.nn.checkpoint import resolve_space
-    from hwnas.report import as_rows, subnet_report
     from hwnas.space.tasks import check_task
 
     with user_errors():
@@ -112,7 +112,7 @@ def export(
     devices_dir: DevicesDirOpt = None,
 ) -> None:
     """Export a subnet to runtime artifacts with manifests; verify numerics and latency where they run."""
-    from hwnas.exporter import export as run_export
+    from hwnas.deploy.export import export as run_export
 
     with user_errors(), out.status("exporting") as status:
         result = run_export(

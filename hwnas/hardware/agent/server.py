@@ -12,6 +12,7 @@ import json
 import secrets
 import threading
 from collections.abc import Iterator
+from importlib.metadata import version
 
 from hwnas.errors import HwnasError
 from hwnas.hardware.agent.wire import LOOPBACK, MAX_BODY_BYTES, AgentError, schemas
@@ -92,14 +93,13 @@ def create_app(*, token: str, devices_dir=None):
 
     @app.get("/v1/info", dependencies=[Depends(authorised)])
     def info() -> dict:
-        from hwnas import __version__
         from hwnas.hardware.table import host_info
 
         devices = {}
         for name in device_names(devices_dir):
             reason = load_device(name, devices_dir).availability()
             devices[name] = {"available": reason is None, "reason": reason}
-        return {"hwnas": __version__, "host": host_info(), "busy": busy.locked(), "devices": devices}
+        return {"hwnas": version("hwnas"), "host": host_info(), "busy": busy.locked(), "devices": devices}
 
     @app.post("/v1/jobs", dependencies=[Depends(authorised)])
     def jobs(job: Job) -> StreamingResponse:  # type: ignore[valid-type]

@@ -10,8 +10,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from hwnas.deploy.formats.base import Tolerance
 from hwnas.errors import HwnasError
-from hwnas.exporter.base import Tolerance
 from hwnas.hardware.backends import Protocol, Runnable, get_backend
 from hwnas.hardware.backends.base import Artifact
 from hwnas.hardware.device import Device

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from hwnas.exporter.base import Format, Job, Written
+from hwnas.deploy.formats.base import Format, Job, Written
 from hwnas.files import atomic_write_bytes
 from hwnas.hardware.backends.tflite import to_tflite
 from hwnas.hardware.device import Device

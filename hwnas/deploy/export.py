@@ -11,16 +11,16 @@ from __future__ import annotations
 import platform
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from importlib.metadata import version
 from pathlib import Path
 
-from hwnas import __version__
+from hwnas.deploy.formats.base import Format, Job, Written
+from hwnas.deploy.formats.coreml import CoremlFormat
+from hwnas.deploy.formats.onnx import OnnxFormat
+from hwnas.deploy.formats.tensorrt import TensorrtFormat
+from hwnas.deploy.formats.tflite import TfliteFormat
+from hwnas.deploy.verify import FAILED, NOT_HERE, VERIFIED, Verification, compare, fixed_inputs, measure_speed
 from hwnas.errors import HwnasError
-from hwnas.exporter.base import Format, Job, Written
-from hwnas.exporter.coreml import CoremlFormat
-from hwnas.exporter.onnx import OnnxFormat
-from hwnas.exporter.tensorrt import TensorrtFormat
-from hwnas.exporter.tflite import TfliteFormat
-from hwnas.exporter.verify import FAILED, NOT_HERE, VERIFIED, Verification, compare, fixed_inputs, measure_speed
 from hwnas.files import atomic_write_json, writable_folder
 from hwnas.hardware.backends import Protocol
 from hwnas.hardware.device import Device, load_device
@@ -240,7 +240,7 @@ def _write_manifest(
         },
         "details": written.info,
         "notes": written.notes,
-        "tools": {**written.tools, "hwnas": __version__, "python": platform.python_version()},
+        "tools": {**written.tools, "hwnas": version("hwnas"), "python": platform.python_version()},
         "verification": verification.to_dict(),
     }
     return atomic_write_json(written.artifact.parent / f"{name}.{fmt.name}.json", manifest)

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import torch
 
+from hwnas.deploy.formats.base import Format, Job, Written
 from hwnas.errors import HwnasError
-from hwnas.exporter.base import Format, Job, Written
 from hwnas.files import atomic_write_bytes
 from hwnas.hardware.backends.onnxruntime import to_onnx
 from hwnas.hardware.device import Device

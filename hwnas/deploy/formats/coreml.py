@@ -12,8 +12,8 @@ from pathlib import Path
 
 from torch import nn
 
+from hwnas.deploy.formats.base import Format, Job, Written
 from hwnas.errors import HwnasError
-from hwnas.exporter.base import Format, Job, Written
 from hwnas.files import atomic_replace_dir
 from hwnas.hardware.backends import Runnable
 from hwnas.hardware.backends.base import Artifact, quiet_fds

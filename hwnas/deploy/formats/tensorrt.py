@@ -10,9 +10,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from hwnas.deploy.formats.base import Format, Job, Written
+from hwnas.deploy.formats.onnx import onnx_model, tools
 from hwnas.errors import HwnasError
-from hwnas.exporter.base import Format, Job, Written
-from hwnas.exporter.onnx import onnx_model, tools
 from hwnas.files import atomic_write_bytes
 from hwnas.hardware.backends import Runnable
 from hwnas.hardware.backends.base import Artifact

@@ -1,0 +1,1 @@
+"""One module per export format (`base.Format` is what each implements)."""
