@@ -31,10 +31,11 @@ import numpy as np
 from bench.common import machine
 from hwnas.hardware.table import LatencyTable
 from hwnas.search import Archive, Costs, Objective, parse_budgets, reference_point, search
-from hwnas.search.evaluator import SupernetEvaluator
+from hwnas.search.accuracy import SupernetEvaluator
 from hwnas.search.mosegnas import PredictedAccuracy
-from hwnas.search.nsga import ArchProblem, nsga2
+from hwnas.search.nsga import nsga2
 from hwnas.search.predictors import RankNet
+from hwnas.search.problem import ArchProblem
 from hwnas.space import SearchSpace
 
 OUT = Path(__file__).parent / "out"
@@ -143,8 +144,8 @@ def part_b(seeds: int, evals: int, algos: tuple[str, ...] = ALGOS) -> dict:
 
 
 def part_c(scored: int = 64, n_budgets: int = 20) -> dict:
-    from hwnas.search.nsga import ArchRepair
     from hwnas.search.pnag import load
+    from hwnas.search.problem import ArchRepair
 
     space = SearchSpace.load("mini")
     table = LatencyTable.load(OUT / "cpu-mini.parquet", space)

@@ -83,7 +83,7 @@ def run(epochs: int, evals: int, seeds: int, algos: tuple[str, ...], rounds: int
     from hwnas.data import load_data
     from hwnas.hardware.table import LatencyTable
     from hwnas.search import Archive, Costs, parse_budgets, search
-    from hwnas.search.evaluator import SupernetEvaluator
+    from hwnas.search.accuracy import SupernetEvaluator
     from hwnas.train.evaluation import evaluate
 
     ckpt, lut = _prepare(epochs)

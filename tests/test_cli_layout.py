@@ -211,7 +211,7 @@ def test_pareto_png_draws_one_panel_per_cost(tmp_path):
     from PIL import Image
 
     from hwnas.search import Costs, parse_budgets, search
-    from hwnas.search.evaluator import ProxyEvaluator
+    from hwnas.search.accuracy import ProxyEvaluator
     from hwnas.search.plot import pareto_png
 
     mini = SearchSpace.load("mini")

@@ -16,7 +16,7 @@ import hwnas
 from hwnas.deploy.formats.coreml import conv_count, load_package, package_summary
 from hwnas.errors import HwnasError
 from hwnas.nn.checkpoint import file_digest
-from hwnas.search.evaluator import SupernetEvaluator
+from hwnas.search.accuracy import SupernetEvaluator
 from hwnas.train.evaluation import score
 from hwnas.train.task import make_task
 from tests.cli import one_error_line, run_cli

@@ -6,7 +6,7 @@ import pytest
 from scipy.stats import chisquare
 
 from hwnas.search import Costs, parse_budgets, search
-from hwnas.search.evaluator import ProxyEvaluator
+from hwnas.search.accuracy import ProxyEvaluator
 from hwnas.search.natv2 import choose_predictor, depth_uniform, keep_best, total_depth
 from hwnas.space import SearchSpace
 from tests.test_lut import synthetic_table
@@ -96,8 +96,8 @@ def test_natv2_adapts_the_supernet_and_scores_everything_on_the_adapted_one(mini
     import torch
 
     from hwnas.nn.checkpoint import load
+    from hwnas.search.accuracy import SupernetEvaluator
     from hwnas.search.archive import Archive
-    from hwnas.search.evaluator import SupernetEvaluator
     from tests.cli import one_error_line, run_cli
 
     space = SearchSpace.load("mini")

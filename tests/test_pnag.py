@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from hwnas.search import Costs, parse_budgets, search
-from hwnas.search.evaluator import ProxyEvaluator
+from hwnas.search.accuracy import ProxyEvaluator
 from hwnas.search.pnag import (
     PNAG,
     BudgetEmbedding,

@@ -12,7 +12,7 @@ import pytest
 from hwnas.errors import CheckpointError
 from hwnas.hardware.table import LatencyTable
 from hwnas.search import Archive, BudgetError, Costs, Objective, parse_budget, parse_budgets
-from hwnas.search.evaluator import SupernetEvaluator
+from hwnas.search.accuracy import SupernetEvaluator
 from hwnas.space import SearchSpace
 from tests.cli import HWNAS, one_error_line, run_cli
 

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from hwnas.search import BudgetError, Costs, parse_budgets, search
-from hwnas.search.evaluator import ProxyEvaluator
+from hwnas.search.accuracy import ProxyEvaluator
 from hwnas.search.mosegnas import prescreen, uniformity
 from hwnas.search.predictors import NAMES, kendall_tau, make_predictor, one_hot
 from hwnas.space import SearchSpace
@@ -107,7 +107,7 @@ def test_repair_canonicalises_so_predictors_see_encode_vectors(mini):
     """Offspring vectors with stray genes past a stage's depth are repaired to `encode(decode(x))`:
     the vectors a predictor is asked about equal those it was trained on. A per-block space has
     such genes; in a per-stage one (mini) every vector is already an arch's own."""
-    from hwnas.search.nsga import ArchRepair
+    from hwnas.search.problem import ArchRepair
 
     rng = np.random.default_rng(0)
     block = SearchSpace.load("alphanet-block")

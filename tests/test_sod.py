@@ -153,7 +153,7 @@ def test_sod_supernet_trains_scores_and_exports_to_onnx(tmp_path):
         "--train-size", "16", "--val-size", "8", "--out", str(ckpt),
     )  # fmt: skip
     assert "sm " in proc.stdout and "mae " in proc.stdout
-    from hwnas.search.evaluator import SupernetEvaluator
+    from hwnas.search.accuracy import SupernetEvaluator
 
     scorer = SupernetEvaluator(ckpt, SearchSpace.load("mini"))  # what `hwnas search` ranks SOD subnets by
     assert scorer.metric == "sm" and 0 < scorer(scorer.space.min()) <= 1

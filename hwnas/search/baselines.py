@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 
 from hwnas.search.archive import Archive
-from hwnas.search.nsga import ArchProblem, Progress
 from hwnas.search.operators import crossover, mutate
+from hwnas.search.problem import ArchProblem, Progress
 
 
 def random_search(

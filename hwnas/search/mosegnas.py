@@ -17,8 +17,8 @@ from typing import Literal
 import numpy as np
 
 from hwnas.search.archive import Archive
-from hwnas.search.nsga import ArchProblem, Progress, initial_design
 from hwnas.search.predictors import make_predictor
+from hwnas.search.problem import ArchProblem, Progress, initial_design
 
 
 @dataclass

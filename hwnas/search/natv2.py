@@ -35,8 +35,8 @@ import numpy as np
 from hwnas.search.archive import Archive, Record
 from hwnas.search.budget import BudgetError
 from hwnas.search.mosegnas import PredictedAccuracy, calibrated, pick_by_hvi, surrogate_search
-from hwnas.search.nsga import ArchProblem, Progress, initial_design
 from hwnas.search.predictors import LightGBMEnsemble, make_predictor
+from hwnas.search.problem import ArchProblem, Progress, initial_design
 from hwnas.space import SearchSpace
 
 ZOO = ("lgbm", "gp", "svr", "ridge", "knn", "cart")

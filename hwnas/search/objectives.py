@@ -66,10 +66,10 @@ class Costs:
 
     def upper_bound(self, name: str, allowed_resolutions: list[int] | None = None) -> float:
         """`name` of the largest subnet at the largest allowed resolution (the hypervolume's reference)."""
-        from hwnas.search.nsga import ArchRepair
-
-        x = ArchRepair(self.space, allowed_resolutions)._do(None, self.space.encode(self.space.max())[None])
-        return float(self(name, x)[0])
+        largest = self.space.encode(self.space.max())[None]
+        if allowed_resolutions:
+            largest[0, self.space.gene("resolution")] = max(allowed_resolutions)
+        return float(self(name, largest)[0])
 
     def __call__(self, name: str, x: np.ndarray) -> np.ndarray:
         x = np.asarray(x, dtype=np.int64)

@@ -42,7 +42,7 @@ from torch import nn
 from hwnas.errors import HwnasError
 from hwnas.files import atomic_write_bytes
 from hwnas.search.archive import Archive
-from hwnas.search.nsga import ArchProblem, Progress, initial_design, unarchived
+from hwnas.search.problem import ArchProblem, Progress, initial_design, unarchived
 from hwnas.space import SearchSpace
 
 HIDDEN = 64

@@ -86,8 +86,8 @@ def _supernet_setup(devices, space, supernet, proxy, luts, data, devices_dir) ->
     """A SalNAS space: each device's latency table, a supernet (or a labelled proxy) for accuracy."""
     from hwnas.hardware.device import load_device
     from hwnas.hardware.table import LatencyTable, default_path
-    from hwnas.search import Costs, DeviceCosts
-    from hwnas.search.evaluator import ProxyEvaluator, SupernetEvaluator
+    from hwnas.search.accuracy import ProxyEvaluator, SupernetEvaluator
+    from hwnas.search.objectives import Costs, DeviceCosts
 
     specs = [load_device(d, devices_dir) for d in devices]
     sp = resolve_space(space, supernet)
@@ -140,7 +140,7 @@ def _supernet_setup(devices, space, supernet, proxy, luts, data, devices_dir) ->
 
 def _benchmark_setup(devices, benchmark, metric, supernet, proxy, luts) -> _Setup:
     """NAS-Bench-201: accuracy and latency are the benchmark table's columns (hwnas.space.nb201)."""
-    from hwnas.search import DeviceCosts
+    from hwnas.search.objectives import DeviceCosts
     from hwnas.space.nb201 import Benchmark, BenchmarkAccuracy, BenchmarkCosts
 
     given = [name for name, value in (("--supernet", supernet), ("--proxy", proxy), ("--lut", luts)) if value]
@@ -198,7 +198,7 @@ def run(
     for 3+ objectives in mosegnas and natv2), budgets name their device (`pixel3:12ms`), and the
     chosen arch meets every budget.
     """
-    from hwnas.search import search
+    from hwnas.search.driver import search
     from hwnas.search.plot import pareto_png
 
     budgets = parse_budgets(budgets) if budgets and isinstance(budgets[0], str) else list(budgets)

@@ -17,7 +17,7 @@ _NOT_SETTINGS = {"problem", "evaluations", "seed", "progress", "reference", "cac
 
 
 def settings(algorithm) -> dict[str, Any]:
-    """{setting: default} of a searcher function (`hwnas.search.ALGORITHMS[name]`)."""
+    """{setting: default} of a searcher function (`hwnas.search.driver.ALGORITHMS[name]`)."""
     params = inspect.signature(algorithm).parameters.values()
     return {p.name: p.default for p in params if p.kind == p.KEYWORD_ONLY and p.name not in _NOT_SETTINGS}
 
