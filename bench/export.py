@@ -13,7 +13,6 @@ Usage: python -m bench.export [--archs min,max] [--rounds 5]. Run it on an other
 from __future__ import annotations
 
 import argparse
-import json
 import tempfile
 from pathlib import Path
 
@@ -21,7 +20,7 @@ import numpy as np
 import torch
 
 import hwnas
-from bench.common import machine
+from bench.common import machine, save
 from hwnas.hardware.backends import Protocol, get_backend
 from hwnas.hardware.backends.base import Artifact
 from hwnas.hardware.device import load_device
@@ -108,7 +107,7 @@ def main() -> None:
             )
     print("targets: max abs <= 1e-4 for onnx and tflite; ort/eager <= 0.8")
     OUT.mkdir(exist_ok=True)
-    (OUT / "export.json").write_text(json.dumps({"machine": machine(), "rows": rows}, indent=1))
+    save(OUT / "export.json", {"rows": rows})
 
 
 if __name__ == "__main__":

@@ -20,14 +20,13 @@ Run it on an otherwise idle machine.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from pathlib import Path
 
 import numpy as np
 
-from bench.common import machine
+from bench.common import machine, save
 from hwnas.hardware.backends import Protocol, get_backend
 from hwnas.hardware.device import load_device
 from hwnas.hardware.profiling import profile
@@ -111,7 +110,7 @@ def main() -> None:
         sidecar_path(path).unlink(missing_ok=True)
     print(f"machine: {machine()}")
     start = time.perf_counter()
-    table = profile(device, space, out=path)
+    table = profile(device, space, out=path).table
     print(f"table: {len(table)} signatures, {time.perf_counter() - start:.0f} s", file=sys.stderr, flush=True)
     curve = overhead_curve(device)
     print(f"identity overhead: {curve[0] * 1000:.1f} us + {curve[1] * 1000:.1f} us per million elements "
@@ -119,7 +118,7 @@ def main() -> None:
     result = validate(device, table, samples=args.samples, seed=0, rounds=args.rounds)
     table.save(path)
     record = {"machine": machine(), "curve": curve, "validation": result.to_dict()}
-    (OUT / "lut_calibration.json").write_text(json.dumps(record, indent=1))  # the measurement, kept first
+    save(OUT / "lut_calibration.json", record)  # the measurement, kept first
     rows = compare(record["validation"], table, curve)
     keys = [k for k in rows["raw"] if k != "both"] + ["both"]
     print(f"held-out subnets: {sum(result.holdout)} ({', '.join(keys[:-1])}); MAPE % / within 10% / Kendall tau")
@@ -131,7 +130,7 @@ def main() -> None:
         print(f"{name:<24}{cells}")
     rep = result.repeatability
     print(f"re-measured (held-out, half the rounds each): Kendall tau {rep.kendall_tau:.3f}, MAPE {rep.mape:.1f}%")
-    (OUT / "lut_calibration.json").write_text(json.dumps({**record, "rows": rows}, indent=1))
+    save(OUT / "lut_calibration.json", {**record, "rows": rows})
 
 
 if __name__ == "__main__":

@@ -19,7 +19,7 @@ import sys
 import time
 from pathlib import Path
 
-from bench.common import machine
+from bench.common import machine, save
 from hwnas.hardware.device import load_device
 from hwnas.hardware.profiling import profile
 from hwnas.hardware.table import LatencyTable, sidecar_path
@@ -52,7 +52,7 @@ def run(device_name: str, samples: int, rounds: int, resolutions: list[tuple[int
         path.unlink(missing_ok=True)
         sidecar_path(path).unlink(missing_ok=True)
     start = time.perf_counter()
-    table = profile(device, space, resolutions=resolutions, out=path, progress=Log(f"{device_name} table"))
+    table = profile(device, space, resolutions=resolutions, out=path, progress=Log(f"{device_name} table")).table
     profile_s = None if reuse else time.perf_counter() - start
     start, log = time.perf_counter(), Log(f"{device_name} subnets")
     result = validate(
@@ -65,7 +65,7 @@ def run(device_name: str, samples: int, rounds: int, resolutions: list[tuple[int
         progress=log,
     )
     validate_s = time.perf_counter() - start
-    (OUT / f"{device_name}-validation.json").write_text(json.dumps(result.to_dict(), indent=1))
+    save(OUT / f"{device_name}-validation.json", result.to_dict())
     return {
         "device": device_name,
         "signatures": len(table),
@@ -98,7 +98,7 @@ def main() -> None:
     for name in args.devices.split(","):
         row = run(name, args.samples, args.rounds, resolutions, args.reuse_table)
         rows = [r for r in rows if r["device"] != name] + [{k: v for k, v in row.items() if k != "result"}]
-        summary.write_text(json.dumps({"machine": machine(), "rows": rows}, indent=1))
+        save(summary, {"rows": rows})
         r = row["result"]
         raw, after = r.holdout_before, r.holdout_after
         built = "reused" if row["profile_s"] is None else f"{row['profile_s'] / 60:.1f} min"

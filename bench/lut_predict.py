@@ -6,14 +6,13 @@ speed does not depend on the values. Usage: python bench/lut_predict.py [N]
 
 from __future__ import annotations
 
-import json
 import sys
 import time
 from pathlib import Path
 
 import numpy as np
 
-from bench.common import machine
+from bench.common import machine, save
 from hwnas.hardware.backends.base import Timing
 from hwnas.hardware.table import LatencyTable
 from hwnas.space import SearchSpace
@@ -51,7 +50,7 @@ def main(n: int = 100_000) -> None:
     )
     OUT.mkdir(exist_ok=True)
     report = {"machine": machine(), "n": n, "seconds": elapsed, "build_s": build}
-    (OUT / "lut_predict.json").write_text(json.dumps(report, indent=1))
+    save(OUT / "lut_predict.json", report)
 
 
 if __name__ == "__main__":

@@ -27,7 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
-from bench.common import machine
+from bench.common import machine, save
 from hwnas.search import parse_budgets, search
 from hwnas.search.pnag import load
 from hwnas.space.nb201 import Benchmark, BenchmarkAccuracy, BenchmarkCosts
@@ -227,7 +227,7 @@ def main() -> None:
                     continue
                 saved["rows"].append(pnag_protocol(table, device, args.metric, seed))
                 out.parent.mkdir(exist_ok=True)
-                out.write_text(json.dumps({**saved, "machine": machine(), "metric": args.metric}, indent=1))
+                save(out, {**saved, "metric": args.metric})
                 last = saved["rows"][-1]
                 regret, slowest = np.nanmedian(last["regret_val"]), max(last["seconds"])
                 line = f"raw met {np.mean(last['raw_met']):.0%}, median regret {regret:.2f}, slowest {slowest:.2f} s"
@@ -243,7 +243,7 @@ def main() -> None:
                         row = one_run(table, device, args.metric, algo, q, seed, truth)
                         saved["rows"].append(row)
                         out.parent.mkdir(exist_ok=True)
-                        out.write_text(json.dumps({**saved, "machine": machine(), "metric": args.metric}, indent=1))
+                        save(out, {**saved, "metric": args.metric})
                         line = f"HV {row['hv_ratio']:.4f} regret p50 {row['regret_val'][1]:.2f}"
                         print(f"{device} {algo} q{q} s{seed}: {line} ({row['seconds']:.1f} s)", flush=True)
     print(f"machine: {saved.get('machine', machine())}; metric {saved.get('metric', args.metric)}")

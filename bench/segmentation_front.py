@@ -33,7 +33,7 @@ from pathlib import Path
 
 import numpy as np
 
-from bench.common import machine
+from bench.common import machine, save
 
 OUT = Path(__file__).parent / "out"
 ALGOS = ("random", "nsga2", "mosegnas", "natv2")
@@ -203,7 +203,7 @@ def main() -> None:
         _print(json.loads(path.read_text()))
         return
     result = run(args.epochs, args.evals, args.seeds, tuple(args.algos.split(",")), args.rounds)
-    path.write_text(json.dumps(result, indent=2))
+    save(path, result)
     _plot(result, OUT / "segmentation_front.png")
     _print(result)
 

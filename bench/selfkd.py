@@ -15,14 +15,13 @@ Run it on an otherwise idle machine.
 from __future__ import annotations
 
 import argparse
-import json
 import tempfile
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from bench.common import machine
+from bench.common import machine, save
 from hwnas.data import load_data
 from hwnas.space import SearchSpace
 from hwnas.train.task import make_task
@@ -124,18 +123,7 @@ def main() -> None:
             f"{r['beats_baseline']:>5d}/{r['seeds']:<4d} {r['epoch_s']:8.2f} {r['time_ratio']:28.2f}x"
         )
     OUT.mkdir(exist_ok=True)
-    (OUT / "selfkd.json").write_text(
-        json.dumps(
-            {
-                "machine": machine(),
-                "args": vars(args),
-                "teacher_dtype": dtype,
-                "runs": runs,
-                "summary": rows,
-            },
-            indent=1,
-        )
-    )
+    save(OUT / "selfkd.json", {"args": vars(args), "teacher_dtype": dtype, "runs": runs, "summary": rows})
 
 
 if __name__ == "__main__":

@@ -12,7 +12,6 @@ Usage: python -m bench.sod_ablation [--epochs 8] [--seeds 0,1,2] [--arch max]
 from __future__ import annotations
 
 import argparse
-import json
 import subprocess
 import sys
 import time
@@ -20,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from bench.common import machine
+from bench.common import machine, save
 from hwnas.nn.checkpoint import load
 from hwnas.space import SearchSpace
 from hwnas.train.recipe import FOCUSNET
@@ -119,7 +118,7 @@ def main() -> None:
         "summary": summary,
     }
     OUT.mkdir(exist_ok=True)
-    (OUT / "sod_ablation.json").write_text(json.dumps(result, indent=2))
+    save(OUT / "sod_ablation.json", result)
     print(f"machine: {machine()}; {args.epochs} epochs, seeds {args.seeds}, test split, PySODMetrics")
     print(f"{'row':<22} {'MAE':>14} {'wF':>14} {'Sm':>14} {'Em':>7} {'maxF':>7} {'params':>7} {'MFLOPs':>7}")
     for s in summary:

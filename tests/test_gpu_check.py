@@ -15,9 +15,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from bench.gpu_check import CI, Skipped, energy_step, run_steps, table_step
 from hwnas.data import load_data
 from hwnas.hardware.energy import NvmlMeter
+from hwnas.hardware.gpu_check import CI, Skipped, energy_step, run_steps, table_step
 from hwnas.nn.checkpoint import load
 from hwnas.nn.factory import create
 from hwnas.space import SearchSpace
@@ -34,6 +34,7 @@ def gpu_check(*args: str) -> subprocess.CompletedProcess:
     )
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(torch.cuda.is_available(), reason="this host has CUDA: the check would run")
 def test_without_cuda_the_check_says_so_in_one_line_and_exits_0(tmp_path):
     proc = gpu_check("--json", str(tmp_path / "g.json"))
@@ -42,6 +43,7 @@ def test_without_cuda_the_check_says_so_in_one_line_and_exits_0(tmp_path):
     assert proc.stdout.startswith("gpu_check: no CUDA device here") and not (tmp_path / "g.json").exists()
 
 
+@pytest.mark.slow
 def test_the_ci_size_form_runs_every_step_and_writes_one_table(tmp_path):
     proc = gpu_check("--cpu", "--json", str(tmp_path / "g.json"))
     assert proc.returncode == 0, proc.stdout + proc.stderr
@@ -91,6 +93,7 @@ class FakeNvml:
         return int((10 * wall + 100 * cpu) * 1000)
 
 
+@pytest.mark.slow
 def test_energy_step_takes_nvmls_measured_path_with_a_stand_in_counter(tmp_path):
     table_step(CI, "mini", ((32, 32),), 4, tmp_path)
     figures = energy_step(CI, tmp_path, meter=NvmlMeter(nvml=FakeNvml()))
@@ -106,6 +109,7 @@ def test_ddp_uses_nccl_only_when_every_process_has_a_gpu_of_its_own():
     assert rank_device("cuda:1", 0, 2) == "cuda:1" and rank_device("cpu", 1, 0) == "cpu"
 
 
+@pytest.mark.slow
 def test_bf16_channels_last_training_resumes_exactly():
     """What the GPU runs (bf16 autocast, NHWC) resumes bit for bit, here on the CPU's bf16 autocast."""
     space = SearchSpace.load("mini")
@@ -123,6 +127,7 @@ def test_bf16_channels_last_training_resumes_exactly():
     assert [r["train_loss"] for r in a["history"]] == [r["train_loss"] for r in b["history"]]
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(torch.cuda.is_available(), reason="this host has CUDA")
 def test_gpu_training_options_are_refused_at_the_edge_on_a_cpu(tmp_path):
     for args, message in (

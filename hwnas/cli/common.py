@@ -120,19 +120,6 @@ def progress_bar() -> LazyProgress:
     return LazyProgress()
 
 
-def parse_resolutions(values: list[str] | None) -> list[tuple[int, int]] | None:
-    """`["256x192", ...]` -> [(256, 192), ...] (width x height); None when none are given."""
-    if not values:
-        return None
-    parsed = []
-    for value in values:
-        parts = value.lower().split("x")
-        if len(parts) != 2 or not all(p.isdigit() and int(p) > 0 for p in parts):
-            raise HwnasError(f"--resolution must look like 256x192 (width x height), got '{value}'")
-        parsed.append((int(parts[0]), int(parts[1])))
-    return parsed
-
-
 def warn(message: str) -> None:
     err.print(f"[yellow]warning:[/yellow] {escape(message)}", highlight=False, soft_wrap=True)
 

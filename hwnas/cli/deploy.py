@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Annotated
 
@@ -44,38 +45,22 @@ def report(
     devices_dir: DevicesDirOpt = None,
 ) -> None:
     """SalNAS's seven measures for one subnet: FLOPs, params, size, emission, power, latency, throughput."""
-    from hwnas.deploy.report import as_rows, subnet_report
+    from hwnas.deploy.report import report as run_report
     from hwnas.files import atomic_write_json, writable_file
-    from hwnas.hardware.device import load_device
-    from hwnas.hardware.table import LatencyTable, default_path
-    from hwnas.nn.checkpoint import resolve_space
-    from hwnas.space.tasks import check_task
 
     with user_errors():
-        spec = load_device(device, devices_dir)
-        sp = resolve_space(space_name, supernet)
-        check_task(task)
-        chosen = sp.pick(arch_pick)
         if json_out is not None:
             writable_file(json_out, what="--json file")
-        path = lut_path or default_path(spec.name, sp.name)
-        table = LatencyTable.load(path, sp) if lut_path is not None or path.exists() else None
-        subnet, weights, classes = None, "untrained (latency and energy do not depend on weight values)", None
-        if supernet is not None:
-            from hwnas.train.source import load_source
-
-            subnet, source = load_source(supernet, chosen)
-            weights, task, classes = f"{supernet} ({source.bn})", source.task, source.num_classes
-        with out.status(f"measuring {chosen} on {spec.name}"):
-            result = subnet_report(
-                spec, sp, chosen, task=task, num_classes=classes, subnet=subnet, weights=weights, table=table,
-                batch=batch, passes=passes, region=region, meter=meter, rounds=rounds,
+        with out.status(f"measuring {arch_pick} on {device}"):
+            result = run_report(
+                device, arch_pick, space=space_name, supernet=supernet, task=task, lut=lut_path, batch=batch,
+                passes=passes, region=region, meter=meter, rounds=rounds, devices_dir=devices_dir,
             )  # fmt: skip
         if json_out is not None:
             atomic_write_json(json_out, result.to_dict())
     say(f"{result.arch} on {result.device}; weights: {result.weights}")
     shown = Table("measure", "value", "unit", "source")
-    for name, value, unit, source in as_rows(result):
+    for name, value, unit, source in _rows(result):
         estimated = source.startswith("estimated")
         shown.add_row(name, value, unit, f"[yellow]ESTIMATE[/] {escape(source)}" if estimated else escape(source))
     out.print(shown)
@@ -83,6 +68,15 @@ def report(
         say(note, style="dim")
     if json_out is not None:
         say(f"wrote {json_out}")
+
+
+def _rows(report) -> list[tuple[str, str, str, str]]:
+    """(measure, value, unit, source) strings for a table."""
+    rows = []
+    for m in report.measures:
+        value = "-" if m.value is None or not math.isfinite(m.value) else f"{m.value:.4g}"
+        rows.append((m.name, value, m.unit, m.source))
+    return rows
 
 
 def export(

@@ -21,7 +21,6 @@ from hwnas.cli.common import (
     err,
     flag,
     out,
-    parse_resolutions,
     progress_bar,
     say,
     user_errors,
@@ -29,8 +28,8 @@ from hwnas.cli.common import (
 )
 from hwnas.errors import HwnasError
 from hwnas.hardware.device import device_names, load_device, packaged_dir, spec_path
-from hwnas.space import DEFAULT_SPACE, SearchSpace
-from hwnas.space.tasks import TASKS, base_task, check_task
+from hwnas.space import DEFAULT_SPACE
+from hwnas.space.tasks import TASKS
 
 
 def devices(devices_dir: DevicesDirOpt = None) -> None:
@@ -54,18 +53,6 @@ def devices(devices_dir: DevicesDirOpt = None) -> None:
     own = [n for n in device_names(devices_dir) if spec_path(n, devices_dir).parent != packaged_dir()]
     if own:
         say(f"from your folder: {', '.join(own)}; the others ship with hwnas", style="dim")
-
-
-def _measurer(spec, remote: str | None, token: str | None):
-    """Where the timings come from: this host, or the agent at `remote`."""
-    from hwnas.hardware.measurer import LocalMeasurer
-
-    if remote is None:
-        return LocalMeasurer(spec)
-    from hwnas.hardware.agent.client import RemoteMeasurer
-    from hwnas.hardware.agent.wire import TOKEN_ENV
-
-    return RemoteMeasurer(remote, token=token or os.environ.get(TOKEN_ENV), device=spec)
 
 
 def profile(
@@ -99,51 +86,29 @@ def profile(
     devices_dir: DevicesDirOpt = None,
 ) -> None:
     """Measure every block of the space on the device into a latency table (resumable)."""
-    from hwnas.files import writable_file
-    from hwnas.hardware.energy import choose_meter
     from hwnas.hardware.profiling import profile as run_profile
-    from hwnas.hardware.table import STATISTICS, default_path
 
-    with user_errors(resume="the table from the blocks already measured"):
-        check_task(task)
-        spec = load_device(device, devices_dir)
-        sp = SearchSpace.load(space_name or DEFAULT_SPACE)
-        res = parse_resolutions(resolution)
-        for r in res or []:
-            sp.check_resolution(r)
-        if rounds < 1:
-            raise HwnasError(f"--rounds must be at least 1, got {rounds}")
-        if classes is not None and (classes < 1 or base_task(task) not in ("classification", "segmentation")):
-            raise HwnasError(f"--classes is a positive class count for the segmentation or classification head; got "
-                             f"{classes} for {task}")  # fmt: skip
-        if statistic not in STATISTICS:
-            raise HwnasError(f"unknown --statistic '{statistic}'; allowed: {', '.join(STATISTICS)}")
-        path = writable_file(lut_out or default_path(spec.name, sp.name), what="latency table")
-        measurer = _measurer(spec, remote, token)
-        with progress_bar() as bar:
-            job = bar.add_task(f"profiling {spec.name}/{sp.name}", total=None, label="")
-            state = {"start": None}
-
-            def report(done: int, total: int, label: str) -> None:
-                if state["start"] is None:
-                    state["start"] = done
-                    if 0 < done < total:
-                        err.print(f"resuming {path}: {done} of {total} measurements already done", highlight=False)
-                bar.update(job, completed=done, total=total, label=label[:48])
-
-            chosen_meter = choose_meter(spec, kind=meter) if energy else None
-            table = run_profile(
-                spec, sp, task=task, resolutions=res, out=path, rounds=rounds, statistic=statistic,
-                progress=report, energy=energy, meter=chosen_meter, measurer=measurer, classes=classes,
-            )  # fmt: skip
+    with user_errors(resume="the table from the blocks already measured"), progress_bar() as bar:
+        job = bar.add_task(
+            f"profiling {Path(device).stem}/{Path(space_name or DEFAULT_SPACE).stem}", total=None, label=""
+        )
+        result = run_profile(
+            device, space_name, task=task, classes=classes, resolutions=resolution, out=lut_out, rounds=rounds,
+            statistic=statistic, energy=energy, meter=meter, remote=remote, token=token, devices_dir=devices_dir,
+            progress=lambda done, total, label: bar.update(job, completed=done, total=total, label=label[:48]),
+            on_resume=lambda path, done, total: err.print(
+                f"resuming {path}: {done} of {total} measurements already done", highlight=False
+            ),
+        )  # fmt: skip
+    table = result.table
     if table.energy_source is not None:
         label = "ESTIMATED" if table.energy_source.startswith("estimated") else "measured"
         say(f"energy column: {label} ({table.energy_source})")
-    what = f"wrote {path}"
-    if state["start"] is not None and state["start"] >= len(table) * rounds and not energy:
-        what = f"{path} already had every block at {rounds} rounds: nothing measured"
+    what = f"wrote {result.path}"
+    if result.measured == 0 and not energy:
+        what = f"{result.path} already had every block at {rounds} rounds: nothing measured"
     say(
-        f"{len(table)} block signatures on {spec.name} ({table.meta['versions']}); "
+        f"{len(table)} block signatures on {table.meta['device']['name']} ({table.meta['versions']}); "
         f"per-call overhead {table.overhead_ms * 1000:.1f} us; {what}"
     )
 
@@ -170,34 +135,17 @@ def lut_validate(
     devices_dir: DevicesDirOpt = None,
 ) -> None:
     """Compare table predictions with end-to-end latency; store the calibration if it helps."""
-    from hwnas.files import atomic_write_json, writable_file
-    from hwnas.hardware.table import LatencyTable, default_path, sidecar_path
-    from hwnas.hardware.validation import validate as run_validate
+    from hwnas.hardware.table import sidecar_path
+    from hwnas.hardware.validation import validate
 
-    with user_errors():
-        spec = load_device(device, devices_dir)
-        sp = SearchSpace.load(space_name or DEFAULT_SPACE)
-        path = lut_path or default_path(spec.name, sp.name)
-        table = LatencyTable.load(path, sp)
-        res = parse_resolutions([resolution] if resolution else None)
-        for r in res or []:
-            sp.check_resolution(r)
-        if report_out is not None:
-            writable_file(report_out, what="--report file")
-        writable_file(sidecar_path(path), what="latency table sidecar")
-        measurer = _measurer(spec, remote, token)
-        for note in table.compatibility_warnings(spec.options(), measurer.versions()):
-            warn(note)
-        with progress_bar() as bar:
-            job = bar.add_task(f"end-to-end on {spec.name}", total=samples, label="")
-            result = run_validate(
-                spec, table, samples=samples, seed=seed, resolution=res[0] if res else None, rounds=rounds,
-                progress=lambda d, n, label: bar.update(job, completed=d, total=n, label=""), measurer=measurer,
-            )  # fmt: skip
-        table.save(path)
-        if report_out is not None:
-            atomic_write_json(report_out, result.to_dict())
-    _render_validation(result, sidecar_path(path))
+    with user_errors(), progress_bar() as bar:
+        job = bar.add_task(f"end-to-end on {Path(device).stem}", total=samples, label="")
+        result = validate(
+            device, lut_path, space=space_name, samples=samples, seed=seed, resolution=resolution, rounds=rounds,
+            report=report_out, remote=remote, token=token, devices_dir=devices_dir, warn=warn,
+            progress=lambda d, n, label: bar.update(job, completed=d, total=n, label=""),
+        )  # fmt: skip
+    _render_validation(result, sidecar_path(result.table_path))
 
 
 def _render_validation(result, sidecar: Path) -> None:

@@ -13,7 +13,7 @@ from rich.table import Table
 from hwnas.cli.common import SpaceOpt, out, say, user_errors
 from hwnas.files import atomic_write_json
 from hwnas.space import DEFAULT_SPACE, SearchSpace
-from hwnas.space.tasks import TASKS, check_task
+from hwnas.space.tasks import TASKS
 
 
 def space(
@@ -80,12 +80,11 @@ def arch(
 
     with user_errors():
         sp = SearchSpace.load(space_name or DEFAULT_SPACE)
-        check_task(task)
         chosen = sp.pick(pick, seed)
+        params, flops = sp.params(chosen, task), sp.flops(chosen, task)  # checks the task before any file
+        theirs = authors_params(sp, chosen, task)
         if save is not None:
             atomic_write_json(save, sp.arch_to_dict(chosen))
-        params, flops = sp.params(chosen, task), sp.flops(chosen, task)
-        theirs = authors_params(sp, chosen, task)
     say(str(chosen))
     say(f"params {params / 1e6:.3f} M, FLOPs {flops / 1e9:.3f} G ({task} head)")
     say(f"params as the authors' code counts them: {theirs / 1e6:.3f} M (with the 1x1 convs their ShortcutLayer "

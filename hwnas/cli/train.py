@@ -8,7 +8,6 @@ from typing import Annotated
 import typer
 
 from hwnas.cli.common import SeedOpt, SpaceOpt, err, flag, progress_bar, say, user_errors
-from hwnas.space import DEFAULT_SPACE, SearchSpace
 from hwnas.space.tasks import TASKS, head_task
 
 DataOpt = Annotated[
@@ -92,12 +91,10 @@ def _events(bar, job, title: str):
     return on_event
 
 
-def _train(factory, *, title: str, **kwargs) -> None:
-    from hwnas.train.runner import train
-
+def _train(verb, *, title: str, **kwargs) -> None:
     with progress_bar() as bar:
         job = bar.add_task(title, total=None, label="")
-        run = train(factory, on_event=_events(bar, job, title), **kwargs)
+        run = verb(on_event=_events(bar, job, title), **kwargs)
     if run.rank != 0:
         return
     result = run.result
@@ -163,42 +160,17 @@ def train_supernet(
     ] = None,
 ) -> None:
     """Train a weight-sharing supernet with the sandwich rule, inplace KD and optional Self-KD (resumable)."""
-    from hwnas.errors import HwnasError
-    from hwnas.nn.factory import create
-    from hwnas.train.inherit import inherit
-    from hwnas.train.recipe import recipe_settings
-    from hwnas.train.runner import default_checkpoint
-    from hwnas.train.trainer import TrainConfig
+    from hwnas.train.runner import train_supernet
 
     with user_errors(resume=RESUME):
-        sp = SearchSpace.load(space_name or DEFAULT_SPACE)
-        task = head_task(task, focus=focus, afe=afe, cfem=cfem)
-        out = ckpt or default_checkpoint(sp, task, "supernet")
-        if init is not None and out.exists() and not fresh:
-            raise HwnasError(
-                f"--init starts a new run but {out} already holds one: add --fresh to start over from --init, "
-                "or drop --init to resume it"
-            )
-        chosen = recipe_settings(
-            task, optimizer=optimizer, lr=lr, weight_decay=weight_decay, batch_size=batch_size, augment=augment
-        )
-        config = TrainConfig(
-            **chosen, epochs=epochs, t0=t0, grad_clip=grad_clip, sandwich=sandwich,
-            inplace_kd=not selfkd if inplace_kd is None else inplace_kd, dropout=dropout, drop_connect=drop_connect,
-            method="selfkd" if selfkd else "baseline", alpha=alpha, seed=seed,
-            precision=_precision(precision, amp), channels_last=channels_last,
-            max_steps=max_steps, check_replicas=check_replicas,
-        )  # fmt: skip
-
-        def factory(num_classes: int):
-            model = create(sp, task=task, num_classes=num_classes, seed=seed)
-            if init is not None:
-                _say_inherited(inherit(model, init, space=sp, task=task))
-            return model
-
         _train(
-            factory, title="supernet", space=sp, task=task, data=data, size=sp.max().resolution, config=config,
-            out=out, fresh=fresh, device=torch_device, train_size=train_size, val_size=val_size,
+            train_supernet, title="supernet", space=space_name, task=head_task(task, focus=focus, afe=afe, cfem=cfem),
+            data=data, out=ckpt, fresh=fresh, selfkd=selfkd, init=init, torch_device=torch_device,
+            train_size=train_size, val_size=val_size, on_inherited=_say_inherited, epochs=epochs, batch_size=batch_size,
+            lr=lr, optimizer=optimizer, weight_decay=weight_decay, augment=augment, t0=t0, alpha=alpha,
+            grad_clip=grad_clip, seed=seed, max_steps=max_steps, sandwich=sandwich, inplace_kd=inplace_kd,
+            dropout=dropout, drop_connect=drop_connect, precision=_precision(precision, amp),
+            channels_last=channels_last, check_replicas=check_replicas,
         )  # fmt: skip
 
 
@@ -258,28 +230,16 @@ def train_selfkd(
     ] = "auto",
 ) -> None:
     """Train one subnet with Self-KD (SalNAS Algorithm 1) or a comparison method (resumable)."""
-    from hwnas.nn.checkpoint import resolve_space
-    from hwnas.train.recipe import recipe_settings
-    from hwnas.train.runner import default_checkpoint
-    from hwnas.train.trainer import TrainConfig, initial_subnet
+    from hwnas.train.runner import train_subnet
 
     with user_errors(resume=RESUME):
-        sp = resolve_space(space_name, init)
-        task = head_task(task, focus=focus, afe=afe, cfem=cfem)
-        chosen = sp.pick(arch_pick, seed)
-        settings = recipe_settings(
-            task, optimizer=optimizer, lr=lr, weight_decay=weight_decay, batch_size=batch_size, augment=augment
-        )
-        config = TrainConfig(
-            **settings, epochs=epochs, t0=t0, grad_clip=grad_clip, method=method, alpha=alpha,
-            seed=seed, precision=_precision(precision, amp), channels_last=channels_last, max_steps=max_steps,
-            teacher_precision=teacher_precision,
-        )  # fmt: skip
         _train(
-            lambda n: initial_subnet(sp, chosen, task=task, num_classes=n, seed=seed, init=init), title=method,
-            space=sp, task=task, data=data, size=chosen.resolution, config=config,
-            out=ckpt or default_checkpoint(sp, task, f"subnet-{method}"), fresh=fresh, device=torch_device,
-            train_size=train_size, val_size=val_size,
+            train_subnet, title=method, arch=arch_pick, space=space_name,
+            task=head_task(task, focus=focus, afe=afe, cfem=cfem), method=method, data=data, out=ckpt, fresh=fresh,
+            init=init, torch_device=torch_device, train_size=train_size, val_size=val_size, epochs=epochs,
+            batch_size=batch_size, lr=lr, optimizer=optimizer, weight_decay=weight_decay, augment=augment, t0=t0,
+            alpha=alpha, grad_clip=grad_clip, seed=seed, max_steps=max_steps, precision=_precision(precision, amp),
+            channels_last=channels_last, teacher_precision=teacher_precision,
         )  # fmt: skip
 
 
@@ -299,31 +259,23 @@ def train_postprocess(
     ] = None,
 ) -> None:
     """NATv2 post-processing: find the best epoch count on val, fine-tune on train+val, report the test score."""
-    from hwnas.files import writable_file
-    from hwnas.nn.checkpoint import load
     from hwnas.train.postprocess import post_process
     from hwnas.train.trainer import EpochEvent, ResumeEvent
 
-    with user_errors():
-        sp = load(supernet).space
-        chosen = sp.pick(arch_pick, seed)
-        stem = Path(arch_pick).stem if arch_pick.endswith(".json") else "subnet"
-        folder = Path(arch_pick).parent if arch_pick.endswith(".json") else Path(".")
-        path = writable_file(ckpt or folder / f"{stem}-postprocessed.pt", what="checkpoint")
-        with progress_bar() as bar:
-            job = bar.add_task("fine-tune", total=None, label="")
+    with user_errors(), progress_bar() as bar:
+        job = bar.add_task("fine-tune", total=None, label="")
 
-            def report(event) -> None:
-                if isinstance(event, EpochEvent):
-                    say(epoch_line(event))
-                elif not isinstance(event, ResumeEvent):  # phase 1 continues its own checkpoint epoch by epoch
-                    bar.update(job, completed=event.step, total=event.steps, label=f"loss {event.loss:.4f}")
+        def report(event) -> None:
+            if isinstance(event, EpochEvent):
+                say(epoch_line(event))
+            elif not isinstance(event, ResumeEvent):  # phase 1 continues its own checkpoint epoch by epoch
+                bar.update(job, completed=event.step, total=event.steps, label=f"loss {event.loss:.4f}")
 
-            result = post_process(
-                supernet, chosen, space=sp, out=path, max_epochs=max_epochs, patience=patience,
-                method="selfkd" if selfkd else "baseline", batch_size=batch_size, lr=lr, seed=seed,
-                max_steps=max_steps, data=data, on_event=report,
-            )  # fmt: skip
+        result = post_process(
+            supernet, arch_pick, out=ckpt, max_epochs=max_epochs, patience=patience,
+            method="selfkd" if selfkd else "baseline", batch_size=batch_size, lr=lr, seed=seed,
+            max_steps=max_steps, data=data, on_event=report,
+        )  # fmt: skip
     m = result.metric
     say("phase 1 (val): " + ", ".join(f"epoch {r['epoch']} {m} {r[m]:.4f}" for r in result.phase1))
     say(f"best epoch count: {result.best_epochs}; phase 2 fine-tuned that long on train+val")

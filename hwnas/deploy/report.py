@@ -1,4 +1,4 @@
-"""`subnet_report`: the seven computational measures SalNAS reports for a model (Section 4.4, Table 4
+"""`report` (`hwnas report`): the seven computational measures SalNAS reports for a model (Section 4.4, Table 4
 / 5): FLOPs, parameters, model size, carbon emission, power, latency and throughput, each with its
 source. Emission and power follow SalNAS's protocol: an energy meter over 200 forward passes of a
 batch of 64 (`--passes`, `--batch`); latency is measured with the shared protocol at the device's
@@ -8,12 +8,12 @@ batch and set beside the latency table's prediction.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 
-import numpy as np
 from torch import nn
 
 from hwnas.hardware.backends import Protocol, get_backend
-from hwnas.hardware.device import Device
+from hwnas.hardware.device import Device, load_device
 from hwnas.hardware.energy import (
     SALNAS_BATCH,
     SALNAS_PASSES,
@@ -24,10 +24,10 @@ from hwnas.hardware.energy import (
     measure_inference_energy,
 )
 from hwnas.hardware.measurer import DEFAULT_STATISTIC, aggregate, measure_rounds
-from hwnas.hardware.table import LatencyTable
+from hwnas.hardware.table import LatencyTable, default_path
 from hwnas.nn.factory import create
 from hwnas.space import Arch, SearchSpace
-from hwnas.space.tasks import default_classes
+from hwnas.space.tasks import check_task, default_classes
 
 
 @dataclass(frozen=True)
@@ -62,6 +62,47 @@ def artifact_size_mb(device: Device, subnet: nn.Module, shape: tuple[int, ...]) 
         return len(payload) / 1e6, f"{device.backend} artifact file"
     params = sum(p.numel() for p in subnet.parameters())
     return params * 4 / 1e6, "fp32 weights (params x 4 bytes)"
+
+
+def report(
+    device: str | Path | Device,
+    arch: str | Arch,
+    *,
+    space: str | Path | SearchSpace | None = None,
+    supernet: str | Path | None = None,
+    task: str = "saliency",
+    lut: str | Path | None = None,
+    batch: int = SALNAS_BATCH,
+    passes: int = SALNAS_PASSES,
+    region: str | None = None,
+    meter: str | None = None,
+    rounds: int = 3,
+    devices_dir: str | Path | None = None,
+    protocol: Protocol | None = None,
+) -> Report:
+    """`hwnas report`: the seven measures of `arch` (min, max, random, an arch line or .json, or an
+    `Arch`) on `device` (which must run here). With `supernet`, the subnet's weights (BN
+    recalibrated as the search scored it), task and class count are the checkpoint's, and `space`
+    defaults to its space; else the subnet has fresh weights (latency and energy do not depend on
+    weight values). `lut` (default `lut/DEVICE-SPACE.parquet` when it exists) adds the table's
+    predicted latency."""
+    from hwnas.nn.checkpoint import resolve_space
+    from hwnas.train.source import load_source
+
+    spec = device if isinstance(device, Device) else load_device(device, devices_dir)
+    sp = space if isinstance(space, SearchSpace) else resolve_space(space, supernet)
+    check_task(task)
+    chosen = sp.validate(arch) if isinstance(arch, Arch) else sp.pick(arch)
+    path = Path(lut) if lut is not None else default_path(spec.name, sp.name)
+    table = LatencyTable.load(path, sp) if lut is not None or path.exists() else None
+    subnet, weights, classes = None, "untrained (latency and energy do not depend on weight values)", None
+    if supernet is not None:
+        subnet, source = load_source(supernet, chosen)
+        weights, task, classes = f"{supernet} ({source.bn})", source.task, source.num_classes
+    return subnet_report(
+        spec, sp, chosen, task=task, num_classes=classes, subnet=subnet, weights=weights, table=table,
+        batch=batch, passes=passes, region=region, meter=meter, rounds=rounds, protocol=protocol,
+    )  # fmt: skip
 
 
 def subnet_report(
@@ -134,13 +175,4 @@ def subnet_report(
     return report
 
 
-def as_rows(report: Report) -> list[tuple[str, str, str, str]]:
-    """(measure, value, unit, source) strings for a table."""
-    rows = []
-    for m in report.measures:
-        value = "-" if m.value is None or not np.isfinite(m.value) else f"{m.value:.4g}"
-        rows.append((m.name, value, m.unit, m.source))
-    return rows
-
-
-__all__ = ["Measure", "Report", "as_rows", "subnet_report", "artifact_size_mb"]
+__all__ = ["Measure", "Report", "artifact_size_mb", "report", "subnet_report"]

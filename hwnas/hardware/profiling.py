@@ -8,18 +8,23 @@ still missing. With `energy`, each block's energy per call follows (`profile_ene
 
 from __future__ import annotations
 
+import os
 import time
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
+from hwnas.files import writable_file
 from hwnas.hardware.backends import Protocol, get_backend
-from hwnas.hardware.device import Device
+from hwnas.hardware.device import Device, load_device
 from hwnas.hardware.energy import EnergyMeter, choose_meter, measure_inference_energy, require_power
 from hwnas.hardware.measurer import DEFAULT_STATISTIC, LocalMeasurer, Measurer, Progress, no_progress
-from hwnas.hardware.table import LatencyTable, LutError, default_path
+from hwnas.hardware.table import STATISTICS, LatencyTable, LutError, default_path
 from hwnas.nn.static import IdentityModel, SignatureModel, signature_inputs
-from hwnas.space import SearchSpace
+from hwnas.space import DEFAULT_SPACE, SearchSpace
+from hwnas.space.arch import parse_resolution
 from hwnas.space.signature import BlockSignature
-from hwnas.space.tasks import default_classes, is_segmentation
+from hwnas.space.tasks import base_task, check_task, default_classes, is_segmentation
 
 SAVE_EVERY_S = 1.0
 
@@ -71,48 +76,82 @@ def open_or_create(
     return table
 
 
+@dataclass(frozen=True)
+class Profile:
+    """What `profile` did: the table (saved at `path`), how many block measurements this call took
+    (0: the table already had every block at `rounds` rounds) and how many it found done."""
+
+    table: LatencyTable
+    path: Path
+    rounds: int
+    measured: int
+    found: int
+
+
 def profile(
-    device: Device,
-    space: SearchSpace,
+    device: str | Path | Device,
+    space: str | Path | SearchSpace | None = None,
     *,
     task: str = "saliency",
-    resolutions: list[tuple[int, int]] | None = None,
+    classes: int | None = None,
+    resolutions: list[str | tuple[int, int]] | None = None,
     out: str | Path | None = None,
     rounds: int = 4,
     statistic: str = DEFAULT_STATISTIC,
-    protocol: Protocol | None = None,
-    progress: Progress = no_progress,
     energy: bool = False,
-    meter: EnergyMeter | None = None,
+    meter: str | EnergyMeter | None = None,
+    remote: str | None = None,
+    token: str | None = None,
+    devices_dir: str | Path | None = None,
+    protocol: Protocol | None = None,
     measurer: Measurer | None = None,
-    classes: int | None = None,
-) -> LatencyTable:
-    """Measure every block signature in `rounds` interleaved passes, saving as it goes; with
-    `energy`, then add each block's energy per call (see `profile_energy`). `classes` is the width
-    of a segmentation head's logits (default Cityscapes' 19) or a classifier's (default 1000).
+    progress: Progress = no_progress,
+    on_resume: Callable[[Path, int, int], None] | None = None,
+) -> Profile:
+    """`hwnas profile`: measure every block signature of `space` (a preset, a .toml or a
+    `SearchSpace`; default alphanet) on `device` (a spec name, a .toml or a `Device`) in `rounds`
+    interleaved passes into the table `out` (default `lut/DEVICE-SPACE.parquet`), saving as it
+    goes; with `energy`, then add each block's energy per call (`profile_energy`, with `meter`: a
+    meter kind or an `EnergyMeter`). `classes` is the width of a segmentation head's logits
+    (default Cityscapes' 19) or a classifier's (default 1000); `resolutions` ("256x192" or pairs)
+    default to all of the space's. `remote` measures on `hwnas agent` at that URL.
 
-    Round r measures each signature that has fewer than r+1 rounds, so a rerun after an
-    interruption continues where the last one stopped and never repeats a finished measurement.
+    Every input is checked before any measurement (one `HwnasError`). Round r measures each
+    signature that has fewer than r+1 rounds, so a rerun after an interruption continues where the
+    last one stopped (`on_resume(path, done, total)` is told) and never repeats a finished one.
     """
+    check_task(task)
+    spec = device if isinstance(device, Device) else load_device(device, devices_dir)
+    sp = space if isinstance(space, SearchSpace) else SearchSpace.load(space or DEFAULT_SPACE)
+    chosen = (
+        list(sp.resolutions) if not resolutions else [sp.check_resolution(parse_resolution(r)) for r in resolutions]
+    )
     if rounds < 1:
         raise LutError(f"--rounds must be at least 1, got {rounds}")
-    if energy and measurer is not None and measurer.where != "local":
+    if classes is not None and (classes < 1 or base_task(task) not in ("classification", "segmentation")):
+        raise LutError(
+            f"--classes is a positive class count for the segmentation or classification head; got {classes} for {task}"
+        )
+    if statistic not in STATISTICS:
+        raise LutError(f"unknown --statistic '{statistic}'; allowed: {', '.join(STATISTICS)}")
+    if energy and (remote is not None or (measurer is not None and measurer.where != "local")):
         raise LutError("--energy with --remote is not supported yet: profile energy on the device itself")
-    measurer = measurer or LocalMeasurer(device)
+    path = writable_file(out or default_path(spec.name, sp.name), what="latency table")
+    measurer = measurer or measurer_for(spec, remote, token)
     if energy:
-        meter = meter or choose_meter(device, region=device.region)
+        meter = meter if isinstance(meter, EnergyMeter) else choose_meter(spec, kind=meter, region=spec.region)
         if not meter.source.startswith("measured"):
-            require_power(device)  # before any measurement: the estimate needs the spec's power model
+            require_power(spec)  # before any measurement: the estimate needs the spec's power model
     protocol = protocol or Protocol()
-    resolutions = list(space.resolutions) if resolutions is None else [tuple(r) for r in resolutions]
     classes = classes or default_classes(task)
-    sigs = space.all_block_signatures(resolutions, task, classes)
-    path = Path(out) if out is not None else default_path(device.name, space.name)
-    table = open_or_create(path, device, space, task, resolutions, protocol, statistic, measurer, classes)
+    sigs = sp.all_block_signatures(chosen, task, classes)
+    table = open_or_create(path, spec, sp, task, chosen, protocol, statistic, measurer, classes)
     table.meta["rounds"] = max(rounds, table.meta.get("rounds", 0))
     table.save(path)
     total = len(sigs) * rounds
-    done = sum(min(table.rounds_done(s), rounds) for s in sigs)
+    done = found = sum(min(table.rounds_done(s), rounds) for s in sigs)
+    if on_resume is not None and 0 < found < total:
+        on_resume(path, found, total)
     progress(done, total, "")
     last_save = time.monotonic()
     for r in range(rounds):
@@ -126,8 +165,19 @@ def profile(
             progress(done, total, f"round {r + 1}/{rounds} {sig.key}")
         table.save(path)
     if energy:
-        profile_energy(device, table, sigs, path, meter=meter, progress=progress)
-    return table
+        profile_energy(spec, table, sigs, path, meter=meter, progress=progress)
+    return Profile(table, path, rounds, done - found, found)
+
+
+def measurer_for(device: Device, remote: str | None = None, token: str | None = None) -> Measurer:
+    """Where the timings come from: this host, or `hwnas agent` at the URL `remote` (its token from
+    `token` or $HWNAS_AGENT_TOKEN)."""
+    if remote is None:
+        return LocalMeasurer(device)
+    from hwnas.hardware.agent.client import RemoteMeasurer
+    from hwnas.hardware.agent.wire import TOKEN_ENV
+
+    return RemoteMeasurer(remote, token=token or os.environ.get(TOKEN_ENV), device=device)
 
 
 def profile_energy(

@@ -11,16 +11,21 @@ Kendall tau.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
 
 import numpy as np
 from scipy import stats
 
+from hwnas.files import atomic_write_json, writable_file
 from hwnas.hardware.backends import Protocol
-from hwnas.hardware.device import Device
-from hwnas.hardware.measurer import LocalMeasurer, Measurer, Progress, aggregate, no_progress
-from hwnas.hardware.table import Calibration, LatencyTable, LutError, now, resolution_key
-from hwnas.space import Arch, SearchSpace
+from hwnas.hardware.device import Device, load_device
+from hwnas.hardware.measurer import Measurer, Progress, aggregate, no_progress
+from hwnas.hardware.profiling import measurer_for
+from hwnas.hardware.table import Calibration, LatencyTable, LutError, default_path, now, resolution_key, sidecar_path
+from hwnas.space import DEFAULT_SPACE, Arch, SearchSpace
+from hwnas.space.arch import parse_resolution
 
 
 @dataclass(frozen=True)
@@ -77,6 +82,7 @@ class Validation:
     holdout_after: Fidelity
     fits: list[ResolutionFit]
     repeatability: Fidelity | None = None  # held-out: first half of the rounds vs the second half
+    table_path: str | None = None  # where the table (and its calibration sidecar) was saved
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -103,33 +109,84 @@ def _at(arch: Arch, resolution: tuple[int, int]) -> Arch:
 
 
 def validate(
-    device: Device,
-    table: LatencyTable,
+    device: str | Path | Device,
+    table: str | Path | LatencyTable | None = None,
     *,
+    space: str | Path | SearchSpace | None = None,
     samples: int = 20,
     seed: int = 0,
-    resolution: tuple[int, int] | None = None,
+    resolution: str | tuple[int, int] | None = None,
     rounds: int = 4,
+    report: str | Path | None = None,
+    remote: str | None = None,
+    token: str | None = None,
+    devices_dir: str | Path | None = None,
     protocol: Protocol | None = None,
-    progress: Progress = no_progress,
     measurer: Measurer | None = None,
+    progress: Progress = no_progress,
+    warn: Callable[[str], None] | None = None,
 ) -> Validation:
-    """Measure `samples` subnets end to end in `rounds` interleaved rounds (aggregated like the
-    table's rows), at `resolution` or shared evenly between every resolution the table profiled;
-    at each resolution fit a line on half of its subnets and report it on the other half. A line is
-    stored only if it lowers its resolution's held-out MAPE; otherwise that resolution predicts raw
-    block sums, since a calibration that makes held-out predictions worse would skew every later
-    latency. Lines of resolutions not validated now stay as they were."""
+    """`hwnas lut validate`: measure `samples` subnets end to end in `rounds` interleaved rounds
+    (aggregated like the table's rows), at `resolution` or shared evenly between every resolution
+    the table profiled; at each resolution fit a line on half of its subnets and report it on the
+    other half. A line is stored only if it lowers its resolution's held-out MAPE; otherwise that
+    resolution predicts raw block sums, since a calibration that makes held-out predictions worse
+    would skew every later latency. Lines of resolutions not validated now stay as they were.
+
+    `table` is a path (default `lut/DEVICE-SPACE.parquet`, `space` default alphanet), saved with its
+    lines when done, or a `LatencyTable` the caller saves. `report` is a JSON file for the
+    per-subnet figures; `warn` is told where the table's runtime differs from this one's.
+    """
+    spec = device if isinstance(device, Device) else load_device(device, devices_dir)
+    path = None
+    if not isinstance(table, LatencyTable):
+        sp = space if isinstance(space, SearchSpace) else SearchSpace.load(space or DEFAULT_SPACE)
+        path = Path(table) if table is not None else default_path(spec.name, sp.name)
+        table = LatencyTable.load(path, sp)
+    if resolution is not None:
+        resolution = table.space.check_resolution(parse_resolution(resolution))
     if rounds < 1:
         raise LutError(f"--rounds must be at least 1, got {rounds}")
-    space, task = table.space, table.meta["task"]
-    targets = [tuple(resolution)] if resolution is not None else [tuple(r) for r in table.meta["resolutions"]]
+    targets = _targets(table, resolution)
     if samples < 4 * len(targets):
         raise LutError(
             f"--samples must be at least 4 per resolution (two to fit each line, two to test it): "
             f"{len(targets)} resolution(s) need {4 * len(targets)}, got {samples}"
         )
-    measurer = measurer or LocalMeasurer(device)
+    if report is not None:
+        writable_file(report, what="--report file")
+    if path is not None:
+        writable_file(sidecar_path(path), what="latency table sidecar")
+    measurer = measurer or measurer_for(spec, remote, token)
+    if warn is not None:
+        for note in table.compatibility_warnings(spec.options(), measurer.versions()):
+            warn(note)
+    result = _validate(table, samples, seed, resolution, rounds, protocol, progress, measurer)
+    if path is not None:
+        table.save(path)
+        result = replace(result, table_path=str(path))
+    if report is not None:
+        atomic_write_json(report, result.to_dict())
+    return result
+
+
+def _targets(table: LatencyTable, resolution: tuple[int, int] | None) -> list[tuple[int, int]]:
+    """The resolutions a validation measures: the one asked for, or every one the table profiled."""
+    return [tuple(resolution)] if resolution is not None else [tuple(r) for r in table.meta["resolutions"]]
+
+
+def _validate(
+    table: LatencyTable,
+    samples: int,
+    seed: int,
+    resolution: tuple[int, int] | None,
+    rounds: int,
+    protocol: Protocol | None,
+    progress: Progress,
+    measurer: Measurer,
+) -> Validation:
+    space, task = table.space, table.meta["task"]
+    targets = _targets(table, resolution)
     archs = validation_archs(space, samples, seed, targets)
     raw = np.array([table.raw_ms(a) for a in archs])  # raises early, naming missing signatures
     per_round = measurer.archs(

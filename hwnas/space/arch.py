@@ -112,6 +112,17 @@ class Arch:
         return cls(res, int(head.group(3)), tuple(stages), int(tail.group(1)), mix)
 
 
+def parse_resolution(value: str | tuple[int, int] | list[int]) -> tuple[int, int]:
+    """`"256x192"` (width x height, as a user types it) or a (width, height) pair -> (width, height);
+    anything else is one `ArchError` showing the form."""
+    if isinstance(value, tuple | list) and len(value) == 2 and all(_is_int(v) and v > 0 for v in value):
+        return (int(value[0]), int(value[1]))
+    parts = str(value).lower().split("x")
+    if len(parts) != 2 or not all(p.isdigit() and int(p) > 0 for p in parts):
+        raise ArchError(f"--resolution must look like 256x192 (width x height), got '{value}'")
+    return (int(parts[0]), int(parts[1]))
+
+
 def _is_int(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 

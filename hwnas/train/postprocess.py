@@ -16,9 +16,9 @@ from pathlib import Path
 from typing import Any
 
 from hwnas.errors import CheckpointError, HwnasError
-from hwnas.files import atomic_write_json, nan_to_none
+from hwnas.files import atomic_write_json, nan_to_none, writable_file
 from hwnas.nn.checkpoint import file_digest, load
-from hwnas.space import Arch, SearchSpace
+from hwnas.space import Arch
 from hwnas.train.evaluation import evaluate
 from hwnas.train.source import bn_batches, checkpoint_data
 from hwnas.train.task import higher_is_better, make_task
@@ -38,10 +38,9 @@ class PostProcessResult:
 
 def post_process(
     supernet: str | Path,
-    arch: Arch,
+    arch: str | Path | Arch,
     *,
-    space: SearchSpace,
-    out: str | Path,
+    out: str | Path | None = None,
     max_epochs: int = 10,
     patience: int = 3,
     method: str = "baseline",
@@ -52,11 +51,16 @@ def post_process(
     data: str | None = None,
     on_event=None,
 ) -> PostProcessResult:
-    """Fine-tune `arch` of `supernet` in NATv2's two phases; the phase-2 subnet is saved to `out`
-    (a subnet checkpoint that `hwnas export` takes) and a JSON report beside it."""
+    """`hwnas train postprocess`: fine-tune `arch` (best.json, min, max, an arch line or an `Arch`)
+    of `supernet` in NATv2's two phases; the phase-2 subnet is saved to `out` (a subnet checkpoint
+    that `hwnas export` takes; default `ARCH-postprocessed.pt` beside an arch file, else
+    `subnet-postprocessed.pt`) and a JSON report beside it. Everything is checked before training."""
+    ckpt = load(supernet)
+    space = ckpt.space
+    chosen = space.validate(arch) if isinstance(arch, Arch) else space.pick(str(arch), seed)
+    out, arch = writable_file(out or default_out(arch), what="checkpoint"), chosen
     if max_epochs < 1 or patience < 1:
         raise HwnasError(f"max epochs and patience must be at least 1, got {max_epochs} and {patience}")
-    ckpt = load(supernet, space=space)
     if ckpt.kind != "supernet":
         raise CheckpointError(f"{supernet} holds a single subnet; post-processing starts from a supernet checkpoint")
     dataset = checkpoint_data(ckpt, data)
@@ -100,6 +104,13 @@ def post_process(
     }
     path = atomic_write_json(Path(out).with_suffix(".json"), report)
     return PostProcessResult(best, phase1, inherited, test, task.primary, Path(out), path)
+
+
+def default_out(arch: str | Path | Arch) -> Path:
+    """ARCH-postprocessed.pt beside an arch .json file, else subnet-postprocessed.pt here."""
+    if str(arch).endswith(".json"):
+        return Path(arch).parent / f"{Path(arch).stem}-postprocessed.pt"
+    return Path("subnet-postprocessed.pt")
 
 
 def _phase1(model, space, dataset, task, config, patience, on_event) -> list[dict[str, Any]]:
