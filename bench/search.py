@@ -28,14 +28,15 @@ from pathlib import Path
 
 import numpy as np
 
-from bench.common import machine
+from bench.common import machine, save
 from hwnas.hardware.table import LatencyTable
 from hwnas.search import Archive, Costs, Objective, parse_budgets, reference_point, search
 from hwnas.search.accuracy import SupernetEvaluator
 from hwnas.search.mosegnas import PredictedAccuracy
-from hwnas.search.nsga import nsga2
+from hwnas.search.nsga import Nsga2Search
 from hwnas.search.predictors import RankNet
 from hwnas.search.problem import ArchProblem
+from hwnas.search.searchers import Termination
 from hwnas.space import SearchSpace
 
 OUT = Path(__file__).parent / "out"
@@ -60,7 +61,7 @@ def part_a() -> dict:
     archive = Archive(space=space, objectives=objectives)
     problem = ArchProblem(archive=archive, accuracy=accuracy, costs=costs, budgets=budgets, record=True)
     start = time.perf_counter()
-    nsga2(problem, evaluations=100 * 100, pop_size=100, seed=0)
+    Nsga2Search(pop_size=100).solve(problem, Termination(100 * 100), seed=0)
     search_s = time.perf_counter() - start
     reference = reference_point(space, costs, ["latency"], None)
     dense = Archive(space=space, objectives=objectives)
@@ -248,7 +249,7 @@ def main() -> None:
                 f"{'ok' if r['meets'] else 'OVER'}, CC {r['cc']:.4f}, best scored {best}, {r['seconds']:.3f} s"
             )
     OUT.mkdir(exist_ok=True)
-    (OUT / "search.json").write_text(json.dumps(report, indent=1, default=float))
+    save(OUT / "search.json", json.loads(json.dumps(report, default=float)))
 
 
 if __name__ == "__main__":

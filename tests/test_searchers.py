@@ -24,6 +24,7 @@ def test_one_hot_marks_one_choice_per_variable(mini):
     assert encoded[0, 0] == 1 and encoded[1, 2] == 1  # resolution 32x32 and 64x64: the first variable
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", NAMES)
 def test_each_predictor_ranks_held_out_archs(mini, name):
     rng = np.random.default_rng(0)
@@ -36,6 +37,7 @@ def test_each_predictor_ranks_held_out_archs(mini, name):
     assert kendall_tau(model, x[60:], y[60:]) > 0.3, name
 
 
+@pytest.mark.slow
 def test_ranknet_is_a_function_of_its_seed_not_of_the_global_rng(mini):
     import torch
 
@@ -61,6 +63,7 @@ def test_uniformity_is_the_ks_distance():
         assert uniformity(values, 0.3, 3.9) == pytest.approx(kstest(values, "uniform", args=(0.3, 3.6)).statistic)
 
 
+@pytest.mark.slow
 def test_prescreen_spreads_latencies_then_fills_by_accuracy():
     latency = np.array([1.0, 1.1, 1.2, 5.0, 9.0, 9.1])
     chosen = prescreen(latency, np.array([]), np.zeros(6), 3, seed=0)
@@ -69,6 +72,7 @@ def test_prescreen_spreads_latencies_then_fills_by_accuracy():
     assert prescreen(latency[:2], np.array([3.0]), np.zeros(2), 3).tolist() == [0, 1]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("algo", ["random", "evolution", "nsga2", "mosegnas", "natv2"])
 def test_searchers_fill_the_archive_and_respect_the_budget(mini, algo):
     table = synthetic_table(mini)
@@ -103,6 +107,7 @@ def test_searchers_fill_the_archive_and_respect_the_budget(mini, algo):
     assert archive.meta["hypervolume"] > 0
 
 
+@pytest.mark.slow
 def test_repair_canonicalises_so_predictors_see_encode_vectors(mini):
     """Offspring vectors with stray genes past a stage's depth are repaired to `encode(decode(x))`:
     the vectors a predictor is asked about equal those it was trained on. A per-block space has
@@ -163,20 +168,20 @@ def test_a_budget_under_the_smallest_subnet_but_met_by_another_is_searched(mini)
 
 
 def test_settings_reach_the_algorithm_and_are_checked(mini):
-    from hwnas.search import ALGORITHMS
+    from hwnas.search import SEARCHERS
     from hwnas.search.settings import parse_settings, settings
 
-    assert settings(ALGORITHMS["mosegnas"]) == {
+    assert settings(SEARCHERS.get("mosegnas")) == {
         "per_generation": 8, "initial": None, "predictor": "ranknet", "surrogate_pop": 100, "surrogate_gens": 60,
         "init": "cost-uniform", "screening": "hvi",
     }  # fmt: skip
-    assert parse_settings("mosegnas", ALGORITHMS["mosegnas"], ["surrogate_gens=5", "initial=4"]) == {
+    assert parse_settings("mosegnas", SEARCHERS.get("mosegnas"), ["surrogate_gens=5", "initial=4"]) == {
         "surrogate_gens": 5, "initial": 4,
     }  # fmt: skip
     with pytest.raises(BudgetError, match="nsga2 has no setting 'population'; its settings: pop_size"):
-        parse_settings("nsga2", ALGORITHMS["nsga2"], ["population=8"])
+        parse_settings("nsga2", SEARCHERS.get("nsga2"), ["population=8"])
     with pytest.raises(BudgetError, match="mutate_prob is float"):
-        parse_settings("evolution", ALGORITHMS["evolution"], ["mutate_prob=often"])
+        parse_settings("evolution", SEARCHERS.get("evolution"), ["mutate_prob=often"])
     table = synthetic_table(mini)
     costs = Costs(mini, task="saliency", table=table)
     budgets = parse_budgets([f"{table.predict(mini.max()):.5f}ms"])

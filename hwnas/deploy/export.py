@@ -14,11 +14,8 @@ from dataclasses import dataclass, field
 from importlib.metadata import version
 from pathlib import Path
 
+from hwnas.deploy.formats import FORMATS
 from hwnas.deploy.formats.base import Format, Job, Written
-from hwnas.deploy.formats.coreml import CoremlFormat
-from hwnas.deploy.formats.onnx import OnnxFormat
-from hwnas.deploy.formats.tensorrt import TensorrtFormat
-from hwnas.deploy.formats.tflite import TfliteFormat
 from hwnas.deploy.verify import FAILED, NOT_HERE, VERIFIED, Verification, compare, fixed_inputs, measure_speed
 from hwnas.errors import HwnasError
 from hwnas.files import atomic_write_json, writable_folder
@@ -30,7 +27,6 @@ from hwnas.nn.checkpoint import load
 from hwnas.space.tasks import base_task
 from hwnas.train.source import Source, load_source, resolve_arch
 
-FORMATS: dict[str, Format] = {f.name: f for f in (OnnxFormat(), TfliteFormat(), CoremlFormat(), TensorrtFormat())}
 MANIFEST = {"format": "hwnas-export", "version": 1}
 OUTPUT_MEANING = {
     "saliency": "saliency map, 1 x H x W at the input size, values in (0, 1) (sigmoid)",
@@ -69,10 +65,10 @@ def parse_formats(formats: str | list[str]) -> list[str]:
     names = formats.split(",") if isinstance(formats, str) else list(formats)
     names = [n.strip().lower() for n in names if n.strip()]
     if not names:
-        raise HwnasError(f"no export format given; allowed: {', '.join(FORMATS)}")
+        raise HwnasError(f"no export format given; allowed: {', '.join(FORMATS.names())}")
     unknown = [n for n in names if n not in FORMATS]
     if unknown:
-        raise HwnasError(f"unknown export format(s) {', '.join(unknown)}; allowed: {', '.join(FORMATS)}")
+        raise HwnasError(f"unknown export format(s) {', '.join(unknown)}; allowed: {', '.join(FORMATS.names())}")
     return list(dict.fromkeys(names))
 
 
@@ -82,15 +78,15 @@ def target_devices(
     """The device each format targets (`device` for the format of its backend, the default for the
     rest) and the format `device` went to."""
     chosen = load_device(device, devices_dir) if device is not None else None
-    if chosen is not None and chosen.backend not in {FORMATS[n].backend for n in names}:
-        matching = [f.name for f in FORMATS.values() if f.backend == chosen.backend]
+    if chosen is not None and chosen.backend not in {FORMATS.get(n).backend for n in names}:
+        matching = [n for n in FORMATS if FORMATS.get(n).backend == chosen.backend]
         hint = (
             f"it takes --format {matching[0]}" if matching else f"its backend '{chosen.backend}' has no export format"
         )
         raise HwnasError(f"--device {chosen.name} is not a target of --format {','.join(names)}: {hint}")
     out, chosen_format = {}, None
     for n in names:
-        fmt = FORMATS[n]
+        fmt = FORMATS.get(n)
         if chosen is not None and chosen.backend == fmt.backend:
             out[n], chosen_format = chosen, n
         else:
@@ -155,7 +151,7 @@ def export(
     name = name or f"{space.name}-{source.label}"
     items = []
     for n in names:
-        fmt, target = FORMATS[n], devices[n]
+        fmt, target = FORMATS.get(n)(), devices[n]
         job.input_shape = (target.batch, 3, h, w)
         step(f"{n}: converting for {target.name}")
         written = fmt.write(job, target, folder, name)
@@ -246,4 +242,4 @@ def _write_manifest(
     return atomic_write_json(written.artifact.parent / f"{name}.{fmt.name}.json", manifest)
 
 
-__all__ = ["FORMATS", "ExportItem", "ExportReport", "export", "parse_formats"]
+__all__ = ["ExportItem", "ExportReport", "export", "parse_formats"]

@@ -20,8 +20,8 @@ from pathlib import Path
 
 from hwnas.config import check_name, load_toml
 from hwnas.errors import HwnasError
+from hwnas.registry import Registry
 
-BACKENDS = ("onnxruntime", "tflite", "torch", "coreml", "tensorrt")
 PRECISIONS = ("fp32", "fp16", "int8")
 COMPUTE_UNITS = ("ALL", "CPU_ONLY", "CPU_AND_GPU", "CPU_AND_NE")
 USER_DIR = Path("devices")  # a user's own specs, read first when it exists
@@ -32,6 +32,19 @@ _OPTION_KEYS = {"threads", "precision", "compute_units", "provider", "device", "
 
 class DeviceError(HwnasError):
     """A device spec is unknown or malformed, or its runtime is absent here."""
+
+
+BACKENDS: Registry = Registry(
+    "backend",
+    {  # the runtime a spec names -> its `hwnas.hardware.backends.base.Backend`, imported when first used
+        "onnxruntime": "hwnas.hardware.backends.onnxruntime:OnnxRuntimeBackend",
+        "tflite": "hwnas.hardware.backends.tflite:TfliteBackend",
+        "torch": "hwnas.hardware.backends.torch:TorchBackend",
+        "coreml": "hwnas.hardware.backends.coreml:CoremlBackend",
+        "tensorrt": "hwnas.hardware.backends.tensorrt:TensorrtBackend",
+    },
+    error=DeviceError,
+)
 
 
 @dataclass(frozen=True)
@@ -111,8 +124,8 @@ def parse_device(text: str, *, source: str) -> Device:
     data = load_toml(text, source=source, allowed=_KEYS, error=DeviceError)
     name = check_name(data.get("name"), source=source, error=DeviceError)
     if "backend" not in data:
-        raise DeviceError(f"{source}: missing field 'backend'; allowed: {list(BACKENDS)}")
-    backend = _choice(data, "backend", BACKENDS, "", source)
+        raise DeviceError(f"{source}: missing field 'backend'; allowed: {BACKENDS.names()}")
+    backend = _choice(data, "backend", tuple(BACKENDS), "", source)
     options = data.get("options", {})
     if not isinstance(options, dict):
         raise _fail(source, "options", "a table", options)

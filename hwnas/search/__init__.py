@@ -7,9 +7,10 @@ searcher over a space, `hwnas.search.driver`), the `Archive` it fills, budgets (
 
 from hwnas.search.archive import Archive, Record
 from hwnas.search.budget import Budget, BudgetError, parse_budget, parse_budgets
-from hwnas.search.driver import ALGORITHMS, reference_point, search
+from hwnas.search.driver import reference_point, search
 from hwnas.search.objectives import Costs, DeviceCosts, Objective
 from hwnas.search.runner import SearchResult, run
+from hwnas.search.searchers import SEARCHERS
 
-__all__ = ["ALGORITHMS", "Archive", "Budget", "BudgetError", "Costs", "DeviceCosts", "Objective", "Record"]
+__all__ = ["SEARCHERS", "Archive", "Budget", "BudgetError", "Costs", "DeviceCosts", "Objective", "Record"]
 __all__ += ["SearchResult", "parse_budget", "parse_budgets", "reference_point", "run", "search"]

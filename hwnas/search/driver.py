@@ -1,36 +1,23 @@
 """Driving one searcher: `search(space, accuracy=, costs=, budgets=, algorithm=...)` checks the budgets,
-settings and objectives, builds the `ArchProblem`, runs the searcher (`ALGORITHMS`) and returns its
-`Archive` with the hypervolume recorded; it resumes an interrupted search's archive."""
+settings and objectives, builds the problem (`ArchProblem`), the algorithm (a `Searcher` from
+`SEARCHERS` with its settings) and the termination, runs `algorithm.solve(problem, termination)`
+and returns the `Archive` with the hypervolume recorded; it resumes an interrupted search's archive."""
 
 from __future__ import annotations
 
-import inspect
 from collections.abc import Callable
 from typing import Any
 
 from hwnas.search.archive import Archive
-from hwnas.search.baselines import evolution, random_search
 from hwnas.search.budget import Budget, BudgetError, base
-from hwnas.search.mosegnas import mosegnas
-from hwnas.search.natv2 import natv2
-from hwnas.search.nsga import nsga2
 from hwnas.search.objectives import COSTS, Costs, Objective
-from hwnas.search.pnag import pnag
 from hwnas.search.predictors import NAMES as PREDICTORS
 from hwnas.search.problem import ArchProblem, Progress
+from hwnas.search.searchers import SEARCHERS, Termination
 from hwnas.search.settings import parse_settings
 from hwnas.space import SearchSpace
 
 RAW_UNITS = {"latency": "ms", "energy": "mJ", "size": "MB"}
-
-ALGORITHMS = {
-    "mosegnas": mosegnas,
-    "natv2": natv2,
-    "pnag": pnag,
-    "nsga2": nsga2,
-    "random": random_search,
-    "evolution": evolution,
-}
 
 
 def reference_point(
@@ -68,9 +55,8 @@ def search(
     `evaluations` and seed the searcher; `progress` is the place to save it as it grows;
     `on_resume(n)` is told, once the archive is accepted, how many subnets it already holds.
     """
-    if algorithm not in ALGORITHMS:
-        raise BudgetError(f"unknown --algo '{algorithm}'; allowed: {', '.join(ALGORITHMS)}")
-    chosen = parse_settings(algorithm, ALGORITHMS[algorithm], settings)
+    searcher = SEARCHERS.get(algorithm)
+    chosen = parse_settings(algorithm, searcher, settings)
     predictor = (options or {}).get("predictor")
     if predictor is not None and algorithm not in ("mosegnas", "natv2"):
         raise BudgetError(f"--predictor applies to mosegnas and natv2, not {algorithm}")
@@ -119,16 +105,13 @@ def search(
         archive = _resumable(resume, archive)
         if on_resume:
             on_resume(len(archive))
-    problem = ArchProblem(
-        archive=archive, accuracy=accuracy, costs=costs, budgets=budgets, allowed_resolutions=allowed_resolutions
-    )
     reference = reference_point(space, costs, names, allowed_resolutions)
     archive.meta["reference"] = reference
-    function = ALGORITHMS[algorithm]
-    extra = {**chosen, **(options or {})}
-    if "reference" in inspect.signature(function).parameters:
-        extra["reference"] = reference
-    function(problem, evaluations=evaluations, seed=seed, progress=progress, **extra)
+    problem = ArchProblem(
+        archive=archive, accuracy=accuracy, costs=costs, budgets=budgets, allowed_resolutions=allowed_resolutions,
+        reference=reference,
+    )  # fmt: skip
+    searcher(**chosen, **(options or {})).solve(problem, Termination(evaluations), seed=seed, progress=progress)
     archive.meta["hypervolume"] = archive.hypervolume(reference)
     archive.meta["hypervolume_normalised"] = archive.normalised_hypervolume(reference)
     return archive

@@ -19,6 +19,7 @@ import numpy as np
 from hwnas.search.archive import Archive
 from hwnas.search.predictors import make_predictor
 from hwnas.search.problem import ArchProblem, Progress, initial_design
+from hwnas.search.searchers import Searcher, Termination
 
 
 @dataclass
@@ -187,74 +188,80 @@ def pick_by_hvi(
     return prescreen_hvi(archive.matrix(archive.front()), f, worst, k)
 
 
-def mosegnas(
-    problem: ArchProblem,
-    *,
-    evaluations: int,
-    seed: int = 0,
-    progress: Progress | None = None,
-    per_generation: int = 8,
-    initial: int | None = None,
-    predictor: str = "ranknet",
-    reference: dict[str, float] | None = None,
-    surrogate_pop: int = 100,
-    surrogate_gens: int = 60,
-    init: Literal["cost-uniform", "random"] = "cost-uniform",
-    screening: Literal["hvi", "ks"] = "hvi",
-) -> Archive:
-    """Algorithm 1 with `evaluations` supernet evaluations in all, `initial` of them to start from:
+@dataclass(kw_only=True)
+class MosegnasSearch(Searcher):
+    """Algorithm 1 with `termination.evaluations` supernet evaluations in all, `initial` of them to start from:
     the smallest and largest subnets and random archs, spread over cost (`init="cost-uniform"`,
     hwnas's default) or as drawn (`"random"`, the paper's)."""
 
-    archive, space = problem.archive, problem.archive.space
-    cost = archive.objectives[1].name
-    rng = np.random.default_rng(seed)
-    _, xu = space.bounds()
-    spread = init == "cost-uniform"
-    n0 = min(evaluations, initial or max(per_generation, evaluations // 3)) - len(archive)  # a resumed archive counts
-    if n0 > 0:
-        draw = lambda k: rng.integers(0, xu + 1, (k, len(xu)))  # noqa: E731
-        problem.evaluate(initial_design(problem, n0, rng, spread=spread, draw=draw))
-    history = archive.meta.setdefault("generations", [])  # in the archive as it grows, so a saved one resumes
-    generation = len(history)
-    total = max(1, -(-(evaluations - len(archive)) // per_generation))
-    while len(archive) < evaluations:
-        generation += 1
-        x = np.array([space.encode(r.arch) for r in archive.records])
-        y = np.array([r.values["accuracy"] for r in archive.records])
-        model = make_predictor(predictor, space, seed=seed + generation).fit(x, y)
-        candidates = surrogate_search(
-            problem, model, pop=surrogate_pop, gens=surrogate_gens, seed=seed + generation, nsga3_above_two=True
-        )  # NSGA-III's reference directions keep a 3+ objective front (several devices) spread
-        candidates = np.array([c for c in candidates if space.decode(c) not in archive]).reshape(-1, space.n_var)
-        k = min(per_generation, evaluations - len(archive))
-        if len(candidates) == 0:  # the surrogate front is all evaluated already: explore at random
-            candidates = problem.repair._do(problem, rng.integers(0, xu + 1, (k, len(xu))))
-        if screening == "hvi":
-            chosen = candidates[pick_by_hvi(problem, calibrated(model, x, y), candidates, k, reference)]
-        else:
-            front_cost = np.array([r.values[cost] for r in archive.front()])
-            predicted = model.predict(candidates)
-            chosen = candidates[prescreen(problem.costs(cost, candidates), front_cost, predicted, k, seed=seed)]
-        before = len(archive)
-        problem.evaluate(chosen)
-        fresh = archive.records[before:]
-        tau = np.nan
-        if len(fresh) > 2:
-            from scipy.stats import kendalltau
+    per_generation: int = 8
+    initial: int | None = None
+    predictor: str = "ranknet"
+    surrogate_pop: int = 100
+    surrogate_gens: int = 60
+    init: Literal["cost-uniform", "random"] = "cost-uniform"
+    screening: Literal["hvi", "ks"] = "hvi"
 
-            guess = model.predict(np.array([space.encode(r.arch) for r in fresh]))
-            tau = float(kendalltau(guess, [r.values["accuracy"] for r in fresh]).statistic)
-        history.append(
-            {
-                "generation": generation,
-                "evaluated": len(archive),
-                "hypervolume": archive.normalised_hypervolume(reference) if reference else None,  # as printed
-                "predictor_tau": tau,
-            }
-        )
-        if progress:
-            progress(generation, total, archive)
-        if len(archive) == before:  # nothing new could be evaluated
-            break
-    return archive
+    def solve(
+        self, problem: ArchProblem, termination: Termination, *, seed: int = 0, progress: Progress | None = None
+    ) -> Archive:
+        evaluations = termination.evaluations
+        reference = problem.reference
+        archive, space = problem.archive, problem.archive.space
+        cost = archive.objectives[1].name
+        rng = np.random.default_rng(seed)
+        _, xu = space.bounds()
+        spread = self.init == "cost-uniform"
+        # a resumed archive counts toward the initial design
+        n0 = min(evaluations, self.initial or max(self.per_generation, evaluations // 3)) - len(archive)
+        if n0 > 0:
+            draw = lambda k: rng.integers(0, xu + 1, (k, len(xu)))  # noqa: E731
+            problem.evaluate(initial_design(problem, n0, rng, spread=spread, draw=draw))
+        history = archive.meta.setdefault("generations", [])  # in the archive as it grows, so a saved one resumes
+        generation = len(history)
+        total = max(1, -(-(evaluations - len(archive)) // self.per_generation))
+        while len(archive) < evaluations:
+            generation += 1
+            x = np.array([space.encode(r.arch) for r in archive.records])
+            y = np.array([r.values["accuracy"] for r in archive.records])
+            model = make_predictor(self.predictor, space, seed=seed + generation).fit(x, y)
+            candidates = surrogate_search(
+                problem,
+                model,
+                pop=self.surrogate_pop,
+                gens=self.surrogate_gens,
+                seed=seed + generation,
+                nsga3_above_two=True,
+            )  # NSGA-III's reference directions keep a 3+ objective front (several devices) spread
+            candidates = np.array([c for c in candidates if space.decode(c) not in archive]).reshape(-1, space.n_var)
+            k = min(self.per_generation, evaluations - len(archive))
+            if len(candidates) == 0:  # the surrogate front is all evaluated already: explore at random
+                candidates = problem.repair._do(problem, rng.integers(0, xu + 1, (k, len(xu))))
+            if self.screening == "hvi":
+                chosen = candidates[pick_by_hvi(problem, calibrated(model, x, y), candidates, k, reference)]
+            else:
+                front_cost = np.array([r.values[cost] for r in archive.front()])
+                predicted = model.predict(candidates)
+                chosen = candidates[prescreen(problem.costs(cost, candidates), front_cost, predicted, k, seed=seed)]
+            before = len(archive)
+            problem.evaluate(chosen)
+            fresh = archive.records[before:]
+            tau = np.nan
+            if len(fresh) > 2:
+                from scipy.stats import kendalltau
+
+                guess = model.predict(np.array([space.encode(r.arch) for r in fresh]))
+                tau = float(kendalltau(guess, [r.values["accuracy"] for r in fresh]).statistic)
+            history.append(
+                {
+                    "generation": generation,
+                    "evaluated": len(archive),
+                    "hypervolume": archive.normalised_hypervolume(reference) if reference else None,  # as printed
+                    "predictor_tau": tau,
+                }
+            )
+            if progress:
+                progress(generation, total, archive)
+            if len(archive) == before:  # nothing new could be evaluated
+                break
+        return archive

@@ -27,6 +27,7 @@ The post-processing fine-tune of the chosen subnet is `hwnas.train.postprocess`.
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
@@ -37,6 +38,7 @@ from hwnas.search.budget import BudgetError
 from hwnas.search.mosegnas import PredictedAccuracy, calibrated, pick_by_hvi, surrogate_search
 from hwnas.search.predictors import LightGBMEnsemble, make_predictor
 from hwnas.search.problem import ArchProblem, Progress, initial_design
+from hwnas.search.searchers import OWN_FLAG, Searcher, Termination
 from hwnas.space import SearchSpace
 
 ZOO = ("lgbm", "gp", "svr", "ridge", "knn", "cart")
@@ -121,91 +123,101 @@ def _predictor(name: str, space: SearchSpace, x: np.ndarray, y: np.ndarray, seed
     return name, model.fit(x, y)
 
 
-def natv2(
-    problem: ArchProblem,
-    *,
-    evaluations: int,
-    seed: int = 0,
-    progress: Progress | None = None,
-    archive_size: int | None = None,
-    oversample: int = 1,
-    per_iteration: int = 8,
-    predictor: str = "ranknet",
-    surrogate_pop: int = 100,
-    surrogate_gens: int = 40,
-    reference: dict[str, float] | None = None,
-    adapt_epochs: int = 0,
-    adapt_out: str | Path | None = None,
-    init: Literal["cost-uniform", "depth-uniform"] = "cost-uniform",
-    selection: Literal["hvi", "rank-crowd"] = "hvi",
-) -> Archive:
-    """NATv2 with `evaluations` supernet evaluations in all: initialisation (depth-uniform sampling,
+@dataclass(kw_only=True)
+class Natv2Search(Searcher):
+    """NATv2 with `termination.evaluations` supernet evaluations in all: initialisation (depth-uniform sampling,
     the paper's `init="depth-uniform"`, or hwnas's default `"cost-uniform"`: depth-uniform draws
     spread evenly over cost; then pre-processing; it spends `oversample` x A_s evaluations, capped
     at half the budget), then
     iterations of predictor fit, surrogate search, evaluation, archive replacement and, with
     `adapt_epochs`, supernet adaptation (the adapted supernet is written to `adapt_out`)."""
-    archive, space = problem.archive, problem.archive.space
-    adapting = _check_adaptation(problem, adapt_epochs, adapt_out)
-    spread = init == "cost-uniform"
-    rng = np.random.default_rng(seed)
-    size = archive_size or max(4, evaluations // 3)
-    n0 = min(oversample * size, max(size, evaluations // 2)) - len(archive)
-    if n0 > 0:
-        draw = lambda k: depth_uniform(space, k, rng)  # noqa: E731
-        problem.evaluate(initial_design(problem, n0, rng, spread=spread, draw=draw))
-    ends = problem.repair._do(problem, np.array([space.encode(space.min()), space.encode(space.max())]))
-    extremes = {str(space.decode(r)) for r in ends}
-    pinned = [r for r in archive.records if str(r.arch) in extremes]
-    others = sorted((r for r in archive.records if str(r.arch) not in extremes), key=lambda r: -r.values["accuracy"])
-    working = pinned + others[: max(0, size - len(pinned))]  # the best A_s - 2 plus the two extremes
-    history = archive.meta.setdefault("iterations", [])
-    total = max(1, -(-(evaluations - len(archive)) // per_iteration))
-    iteration = len(history)
-    while len(archive) < evaluations:
-        iteration += 1
-        x = np.array([space.encode(r.arch) for r in working])
-        y = np.array([r.values["accuracy"] for r in working])
-        chosen_name, model = _predictor(predictor, space, x, y, seed + iteration)
-        candidates = surrogate_search(
-            problem, model, pop=surrogate_pop, gens=surrogate_gens, seed=seed + iteration, nsga3_above_two=True
+
+    archive_size: int | None = None
+    oversample: int = 1
+    per_iteration: int = 8
+    predictor: str = "ranknet"
+    surrogate_pop: int = 100
+    surrogate_gens: int = 40
+    adapt_epochs: int = field(default=0, metadata=OWN_FLAG)
+    adapt_out: str | Path | None = field(default=None, metadata=OWN_FLAG)
+    init: Literal["cost-uniform", "depth-uniform"] = "cost-uniform"
+    selection: Literal["hvi", "rank-crowd"] = "hvi"
+
+    def solve(
+        self, problem: ArchProblem, termination: Termination, *, seed: int = 0, progress: Progress | None = None
+    ) -> Archive:
+        evaluations = termination.evaluations
+        reference = problem.reference
+        archive, space = problem.archive, problem.archive.space
+        adapting = _check_adaptation(problem, self.adapt_epochs, self.adapt_out)
+        spread = self.init == "cost-uniform"
+        rng = np.random.default_rng(seed)
+        size = self.archive_size or max(4, evaluations // 3)
+        n0 = min(self.oversample * size, max(size, evaluations // 2)) - len(archive)
+        if n0 > 0:
+            draw = lambda k: depth_uniform(space, k, rng)  # noqa: E731
+            problem.evaluate(initial_design(problem, n0, rng, spread=spread, draw=draw))
+        ends = problem.repair._do(problem, np.array([space.encode(space.min()), space.encode(space.max())]))
+        extremes = {str(space.decode(r)) for r in ends}
+        pinned = [r for r in archive.records if str(r.arch) in extremes]
+        others = sorted(
+            (r for r in archive.records if str(r.arch) not in extremes), key=lambda r: -r.values["accuracy"]
         )
-        candidates = np.array([c for c in candidates if space.decode(c) not in archive]).reshape(-1, space.n_var)
-        k = min(per_iteration, evaluations - len(archive))
-        if len(candidates) == 0:
-            candidates = problem.repair._do(problem, depth_uniform(space, k, rng))
-        if selection == "hvi":
-            chosen = candidates[pick_by_hvi(problem, calibrated(model, x, y), candidates, k, reference)]
-        else:
-            predicted = PredictedAccuracy(model)
-            costs = [problem.costs(o.name, candidates) for o in archive.objectives[1:]]
-            chosen = candidates[rank_and_crowd(np.column_stack([-predicted.many(candidates), *costs]), k)]
-        before = len(archive)
-        problem.evaluate(chosen)
-        working = keep_best(archive, working + archive.records[before:], size)
-        history.append(
-            {
-                "iteration": iteration,
-                "evaluated": len(archive),
-                "predictor": chosen_name,
-                "hypervolume": archive.normalised_hypervolume(reference) if reference else None,  # as printed
-            }
-        )
-        if adapting and len(archive) < evaluations and len(archive) > before:
-            front = archive.front(working)
-            problem.accuracy.adapt([r.arch for r in front], epochs=adapt_epochs, round=iteration, out=adapt_out)
-            working = archive.rescore(problem.accuracy, working)
-            history[-1]["adapted_on"] = len(front)
-        if progress:
-            progress(iteration, total, archive)
-        if len(archive) == before:
-            break
-    if adapting and any("adapted_on" in h for h in history):
-        archive.rescore(problem.accuracy)
-        archive.meta["adapted_supernet"] = str(adapt_out)
-        archive.meta["supernet"] = str(adapt_out)
-    archive.meta["natv2_archive"] = [str(r.arch) for r in working]
-    return archive
+        working = pinned + others[: max(0, size - len(pinned))]  # the best A_s - 2 plus the two extremes
+        history = archive.meta.setdefault("iterations", [])
+        total = max(1, -(-(evaluations - len(archive)) // self.per_iteration))
+        iteration = len(history)
+        while len(archive) < evaluations:
+            iteration += 1
+            x = np.array([space.encode(r.arch) for r in working])
+            y = np.array([r.values["accuracy"] for r in working])
+            chosen_name, model = _predictor(self.predictor, space, x, y, seed + iteration)
+            candidates = surrogate_search(
+                problem,
+                model,
+                pop=self.surrogate_pop,
+                gens=self.surrogate_gens,
+                seed=seed + iteration,
+                nsga3_above_two=True,
+            )
+            candidates = np.array([c for c in candidates if space.decode(c) not in archive]).reshape(-1, space.n_var)
+            k = min(self.per_iteration, evaluations - len(archive))
+            if len(candidates) == 0:
+                candidates = problem.repair._do(problem, depth_uniform(space, k, rng))
+            if self.selection == "hvi":
+                chosen = candidates[pick_by_hvi(problem, calibrated(model, x, y), candidates, k, reference)]
+            else:
+                predicted = PredictedAccuracy(model)
+                costs = [problem.costs(o.name, candidates) for o in archive.objectives[1:]]
+                chosen = candidates[rank_and_crowd(np.column_stack([-predicted.many(candidates), *costs]), k)]
+            before = len(archive)
+            problem.evaluate(chosen)
+            working = keep_best(archive, working + archive.records[before:], size)
+            history.append(
+                {
+                    "iteration": iteration,
+                    "evaluated": len(archive),
+                    "predictor": chosen_name,
+                    "hypervolume": archive.normalised_hypervolume(reference) if reference else None,  # as printed
+                }
+            )
+            if adapting and len(archive) < evaluations and len(archive) > before:
+                front = archive.front(working)
+                problem.accuracy.adapt(
+                    [r.arch for r in front], epochs=self.adapt_epochs, round=iteration, out=self.adapt_out
+                )
+                working = archive.rescore(problem.accuracy, working)
+                history[-1]["adapted_on"] = len(front)
+            if progress:
+                progress(iteration, total, archive)
+            if len(archive) == before:
+                break
+        if adapting and any("adapted_on" in h for h in history):
+            archive.rescore(problem.accuracy)
+            archive.meta["adapted_supernet"] = str(self.adapt_out)
+            archive.meta["supernet"] = str(self.adapt_out)
+        archive.meta["natv2_archive"] = [str(r.arch) for r in working]
+        return archive
 
 
 def _check_adaptation(problem: ArchProblem, epochs: int, out: str | Path | None) -> bool:

@@ -31,7 +31,7 @@ from __future__ import annotations
 import hashlib
 import json
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
@@ -43,6 +43,7 @@ from hwnas.errors import HwnasError
 from hwnas.files import atomic_write_bytes
 from hwnas.search.archive import Archive
 from hwnas.search.problem import ArchProblem, Progress, initial_design, unarchived
+from hwnas.search.searchers import OWN_FLAG, Searcher, Termination
 from hwnas.space import SearchSpace
 
 HIDDEN = 64
@@ -353,79 +354,106 @@ def load(path: Path, space: SearchSpace, key: str | None) -> PNAG | None:
     return PNAG(space, generator.eval(), evaluator.eval(), budgets, data["key"], scored_x, scored_accuracy)
 
 
-def pnag(
-    problem: ArchProblem,
-    *,
-    evaluations: int,
-    seed: int = 0,
-    progress: Progress | None = None,
-    budgets_k: int = 10,
-    init: Literal["cost-uniform", "random"] = "cost-uniform",
-    evaluator: Literal["ranknet", "paper"] = "ranknet",
-    evaluator_steps: int = 300,
-    generator_steps: int = 600,
-    score_answers: bool = False,
-    cache: str | Path | None = None,
-    reference: dict[str, float] | None = None,
-) -> Archive:
-    """Algorithm 1 with `evaluations` scored archs to learn from (`init`: random ones, as the paper,
+@dataclass(kw_only=True)
+class PnagSearch(Searcher):
+    """Algorithm 1 with `termination.evaluations` scored archs to learn from (`init`: random ones, as the paper,
     or the smallest, the largest and the rest spread over cost, `nsga.initial_design`), then one
     generated arch per search budget, answered by inference: its costs come from the table, its
     accuracy is not evaluated unless `score_answers`. With a cached generator for the same space,
     table, accuracy source, number of scored archs, K, seed and training settings, nothing is
     scored or trained: the archs it learned from come back from the cache into the archive, as
     they were scored."""
-    archive, space = problem.archive, problem.archive.space
-    if not problem.budgets:
-        raise HwnasError("pnag generates an arch for a budget: pass --budget")
-    if len({b.objective for b in problem.budgets}) != 1:
-        raise HwnasError("pnag conditions on one cost: pass budgets of one objective")
-    objective = problem.budgets[0].objective
 
-    def cost(x: np.ndarray) -> np.ndarray:  # of the repaired arch: the resolution gene pinned to the table's
-        return problem.costs(objective, problem.repair._do(problem, np.asarray(x, dtype=np.int64)))
+    budgets_k: int = 10
+    init: Literal["cost-uniform", "random"] = "cost-uniform"
+    evaluator: Literal["ranknet", "paper"] = "ranknet"
+    evaluator_steps: int = 300
+    generator_steps: int = 600
+    score_answers: bool = False
+    cache: str | Path | None = field(default=None, metadata=OWN_FLAG)
 
-    # the budgets it is trained for span every cost an arch can have (a table's lowest to highest)
-    low = float(problem.costs.lower_bound(objective, problem.allowed_resolutions))
-    high = float(problem.costs.upper_bound(objective, problem.allowed_resolutions))
-    m = evaluations - (len(problem.budgets) if score_answers else 0)
-    identity = getattr(problem.accuracy, "identity", problem.accuracy.source)
-    trained_as = (init, evaluator, evaluator_steps if evaluator == "paper" else None, generator_steps)
-    key = cache_key(space, getattr(problem.costs.table, "meta", {}), identity, m, budgets_k, seed, trained_as)
-    path = cache_file(cache, key)
-    model = load(path, space, key) if path is not None else None
-    archive.meta["pnag_cache_file"] = str(path) if path is not None else None
-    archive.meta["pnag_cache"] = "reused" if model is not None else "trained"
-    if model is not None:
-        _restore(problem, model)
-    else:  # score M archs, learn the evaluator and the generator (Algorithm 1, lines 3-15)
-        budgets = np.linspace(low, high, budgets_k)
-        model = _train(problem, m, cost, budgets, init, evaluator, evaluator_steps, generator_steps, seed, key)
-        if path is not None:
-            save(model, path)
-    archive.meta["pnag_budget_range"], archive.meta["pnag_scored"] = [low, high], m
-    warnings = archive.meta.setdefault("warnings", [])
-    for b in problem.budgets:
-        if not model.in_range(b.limit):
-            warnings.append(
-                f"budget {b} is outside the generator's trained range {low:.4g}-{high:.4g}: "
-                "its embedding is the nearest end's, an extrapolation"
-            )
-        start = time.perf_counter()
-        raw_met = bool(cost(model.greedy(b.limit)[None])[0] <= b.limit)
-        generated = problem.repair._do(problem, model.generate(b.limit, cost, seed=seed)[None])
-        archive.meta.setdefault("pnag_seconds", []).append(time.perf_counter() - start)
-        if score_answers and space.decode(generated[0]) not in archive:
-            problem.evaluate(generated)
-        known = archive.get(space.decode(generated[0]))
-        values = {name: float(v[0]) for name, v in _costs(problem, generated).items()}
-        values["accuracy"] = known.values["accuracy"] if known is not None else None
-        answer = {"budget": str(b), "arch": str(space.decode(generated[0])), "raw_met": raw_met, "values": values}
-        archive.meta.setdefault("pnag_answers", []).append(answer)
-        archive.meta.setdefault("pnag_generated", []).append(answer["arch"])
-    if progress:
-        progress(1, 1, archive)
-    return archive
+    def solve(
+        self, problem: ArchProblem, termination: Termination, *, seed: int = 0, progress: Progress | None = None
+    ) -> Archive:
+        evaluations = termination.evaluations
+        archive, space = problem.archive, problem.archive.space
+        if not problem.budgets:
+            raise HwnasError("pnag generates an arch for a budget: pass --budget")
+        if len({b.objective for b in problem.budgets}) != 1:
+            raise HwnasError("pnag conditions on one cost: pass budgets of one objective")
+        objective = problem.budgets[0].objective
+
+        def cost(x: np.ndarray) -> np.ndarray:  # of the repaired arch: the resolution gene pinned to the table's
+            return problem.costs(objective, problem.repair._do(problem, np.asarray(x, dtype=np.int64)))
+
+        # the budgets it is trained for span every cost an arch can have (a table's lowest to highest)
+        low = float(problem.costs.lower_bound(objective, problem.allowed_resolutions))
+        high = float(problem.costs.upper_bound(objective, problem.allowed_resolutions))
+        m = evaluations - (len(problem.budgets) if self.score_answers else 0)
+        identity = getattr(problem.accuracy, "identity", problem.accuracy.source)
+        trained_as = (
+            self.init,
+            self.evaluator,
+            self.evaluator_steps if self.evaluator == "paper" else None,
+            self.generator_steps,
+        )
+        key = cache_key(space, getattr(problem.costs.table, "meta", {}), identity, m, self.budgets_k, seed, trained_as)
+        path = cache_file(self.cache, key)
+        model = load(path, space, key) if path is not None else None
+        archive.meta["pnag_cache_file"] = str(path) if path is not None else None
+        archive.meta["pnag_cache"] = "reused" if model is not None else "trained"
+        if model is not None:
+            _restore(problem, model)
+        else:  # score M archs, learn the evaluator and the generator (Algorithm 1, lines 3-15)
+            budgets = np.linspace(low, high, self.budgets_k)
+            model = self._train(problem, m, cost, budgets, seed, key)
+            if path is not None:
+                save(model, path)
+        archive.meta["pnag_budget_range"], archive.meta["pnag_scored"] = [low, high], m
+        warnings = archive.meta.setdefault("warnings", [])
+        for b in problem.budgets:
+            if not model.in_range(b.limit):
+                warnings.append(
+                    f"budget {b} is outside the generator's trained range {low:.4g}-{high:.4g}: "
+                    "its embedding is the nearest end's, an extrapolation"
+                )
+            start = time.perf_counter()
+            raw_met = bool(cost(model.greedy(b.limit)[None])[0] <= b.limit)
+            generated = problem.repair._do(problem, model.generate(b.limit, cost, seed=seed)[None])
+            archive.meta.setdefault("pnag_seconds", []).append(time.perf_counter() - start)
+            if self.score_answers and space.decode(generated[0]) not in archive:
+                problem.evaluate(generated)
+            known = archive.get(space.decode(generated[0]))
+            values = {name: float(v[0]) for name, v in _costs(problem, generated).items()}
+            values["accuracy"] = known.values["accuracy"] if known is not None else None
+            answer = {"budget": str(b), "arch": str(space.decode(generated[0])), "raw_met": raw_met, "values": values}
+            archive.meta.setdefault("pnag_answers", []).append(answer)
+            archive.meta.setdefault("pnag_generated", []).append(answer["arch"])
+        if progress:
+            progress(1, 1, archive)
+        return archive
+
+    def _train(self, problem: ArchProblem, m: int, cost, budgets: np.ndarray, seed: int, key: str) -> PNAG:
+        """Score M archs (drawn as `init` says), learn the evaluator and the generator on them."""
+        archive, space = problem.archive, problem.archive.space
+        rng = np.random.default_rng(seed)
+        _, xu = space.bounds()
+        todo = m - len(archive)
+        if todo > 0:
+            if self.init == "cost-uniform":
+                draw = lambda k: rng.integers(0, xu + 1, (k, len(xu)))  # noqa: E731
+                problem.evaluate(initial_design(problem, todo, rng, spread=True, draw=draw))
+            else:
+                problem.evaluate(unarchived(problem, rng.integers(0, xu + 1, (4 * todo, len(xu))), rng)[:todo])
+        x = np.array([space.encode(r.arch) for r in archive.records])
+        acc = np.array([r.values["accuracy"] for r in archive.records])
+        if self.evaluator == "ranknet":
+            evaluator = train_ranking_evaluator(space, x, acc, seed=seed)
+        else:
+            features = torch.as_tensor(space.features(x), dtype=torch.float32)
+            evaluator = train_evaluator(features, acc, cost(x), budgets, steps=self.evaluator_steps, seed=seed)
+        generator = train_generator(space, evaluator, cost, budgets, steps=self.generator_steps, seed=seed)
+        return PNAG(space, generator, evaluator, budgets, key, x, acc)
 
 
 def _costs(problem: ArchProblem, x: np.ndarray) -> dict[str, np.ndarray]:
@@ -453,25 +481,3 @@ def _evaluator(kind: str, space: SearchSpace, data: dict) -> Evaluator | Ranking
 
         return RankingEvaluator(RankNet(space).net)
     return Evaluator(int(data["features"]), np.asarray(data["budgets"]))
-
-
-def _train(problem: ArchProblem, m, cost, budgets, init, kind, evaluator_steps, generator_steps, seed, key) -> PNAG:
-    archive, space = problem.archive, problem.archive.space
-    rng = np.random.default_rng(seed)
-    _, xu = space.bounds()
-    todo = m - len(archive)
-    if todo > 0:
-        if init == "cost-uniform":
-            draw = lambda k: rng.integers(0, xu + 1, (k, len(xu)))  # noqa: E731
-            problem.evaluate(initial_design(problem, todo, rng, spread=True, draw=draw))
-        else:
-            problem.evaluate(unarchived(problem, rng.integers(0, xu + 1, (4 * todo, len(xu))), rng)[:todo])
-    x = np.array([space.encode(r.arch) for r in archive.records])
-    acc = np.array([r.values["accuracy"] for r in archive.records])
-    if kind == "ranknet":
-        evaluator = train_ranking_evaluator(space, x, acc, seed=seed)
-    else:
-        features = torch.as_tensor(space.features(x), dtype=torch.float32)
-        evaluator = train_evaluator(features, acc, cost(x), budgets, steps=evaluator_steps, seed=seed)
-    generator = train_generator(space, evaluator, cost, budgets, steps=generator_steps, seed=seed)
-    return PNAG(space, generator, evaluator, budgets, key, x, acc)

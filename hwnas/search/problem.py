@@ -52,6 +52,7 @@ class ArchProblem(Problem):
         budgets: list[Budget],
         allowed_resolutions: list[int] | None = None,
         record: bool = True,
+        reference: dict[str, float] | None = None,
     ):
         space = archive.space
         xl, xu = space.bounds()
@@ -61,6 +62,7 @@ class ArchProblem(Problem):
         self.archive, self.accuracy, self.costs, self.budgets = archive, accuracy, costs, budgets
         self.repair = ArchRepair(space, allowed_resolutions)
         self.allowed_resolutions, self.record = allowed_resolutions, record
+        self.reference = reference  # the hypervolume reference point, for searchers that choose by it
 
     def values(self, x: np.ndarray) -> dict[str, np.ndarray]:
         x = np.asarray(x, dtype=np.int64)

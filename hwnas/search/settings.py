@@ -1,30 +1,27 @@
-"""Each searcher's settings as a user reaches them (`hwnas search --set key=value`): the keyword
-arguments of its function, typed by their defaults, checked before any evaluation.
+"""Each searcher's settings as a user reaches them (`hwnas search --set key=value`): the fields of
+its `Searcher` dataclass, typed by their defaults, checked before any evaluation.
 
 The papers' values and hwnas's defaults are listed side by side in README ("Search settings").
 """
 
 from __future__ import annotations
 
-import inspect
+import dataclasses
 import typing
 from typing import Any, Literal
 
 from hwnas.search.budget import BudgetError
 
-# Arguments a searcher takes that are not settings: the run itself, or given by their own flags.
-_NOT_SETTINGS = {"problem", "evaluations", "seed", "progress", "reference", "cache", "adapt_out", "adapt_epochs"}
+
+def settings(searcher: type) -> dict[str, Any]:
+    """{setting: default} of a `Searcher` class (`hwnas.search.searchers.SEARCHERS.get(name)`): its
+    fields but those set by flags of their own (`OWN_FLAG`)."""
+    return {f.name: f.default for f in dataclasses.fields(searcher) if not f.metadata.get("own_flag")}
 
 
-def settings(algorithm) -> dict[str, Any]:
-    """{setting: default} of a searcher function (`hwnas.search.driver.ALGORITHMS[name]`)."""
-    params = inspect.signature(algorithm).parameters.values()
-    return {p.name: p.default for p in params if p.kind == p.KEYWORD_ONLY and p.name not in _NOT_SETTINGS}
-
-
-def choices(algorithm) -> dict[str, tuple[str, ...]]:
+def choices(searcher: type) -> dict[str, tuple[str, ...]]:
     """{setting: allowed values} of the settings a searcher annotates as `Literal[...]`."""
-    hints = typing.get_type_hints(algorithm)
+    hints = typing.get_type_hints(searcher)
     return {k: typing.get_args(v) for k, v in hints.items() if typing.get_origin(v) is Literal}
 
 
@@ -43,10 +40,10 @@ def _typed(name: str, text: str, default: Any, algorithm: str, allowed: tuple[st
     return value
 
 
-def parse_settings(algorithm: str, function, pairs: list[str] | dict[str, Any] | None) -> dict[str, Any]:
-    """`["surrogate_gens=100", ...]` (or a dict) -> typed keyword arguments of `function`; an unknown
+def parse_settings(algorithm: str, searcher: type, pairs: list[str] | dict[str, Any] | None) -> dict[str, Any]:
+    """`["surrogate_gens=100", ...]` (or a dict) -> typed settings of `searcher`; an unknown
     key, a malformed pair or a wrong type is one `BudgetError` naming what the algorithm accepts."""
-    known, allowed = settings(function), choices(function)
+    known, allowed = settings(searcher), choices(searcher)
     items = pairs.items() if isinstance(pairs, dict) else [_split(p) for p in pairs or []]
     out: dict[str, Any] = {}
     for key, value in items:

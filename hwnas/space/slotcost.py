@@ -11,7 +11,7 @@ from collections.abc import Callable
 
 import numpy as np
 
-from hwnas.space import SearchSpace
+from hwnas.space.search_space import SearchSpace
 from hwnas.space.signature import BlockSignature
 
 

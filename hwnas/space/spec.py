@@ -19,6 +19,7 @@ from typing import Any
 
 from hwnas.config import check_name, load_toml
 from hwnas.errors import SpaceError
+from hwnas.registry import Registry
 from hwnas.space.signature import ACTIVATIONS
 
 ENCODER_ACTS = tuple(a for a in ACTIVATIONS if a != "sigmoid")
@@ -118,25 +119,32 @@ def _parse_resolutions(value: Any, source: str) -> tuple[tuple[int, int], ...]:
     return tuple(sorted({(r[0], r[1]) for r in value}, key=lambda r: (r[0] * r[1], r)))
 
 
+PRESETS: Registry[Path] = Registry(  # a packaged space's name -> its file in hwnas/space/presets/
+    "search space",
+    {name: Path(f"{name}.toml") for name in ("alphanet", "alphanet-block", "alphanet-imagenet", "mini")},
+    error=SpaceError,
+    listing="presets",
+    hint=", or give the path of a .toml file",
+)
+
+
 def presets() -> list[str]:
     """The names of the packaged spaces."""
-    folder = resources.files("hwnas.space") / "presets"
-    return sorted(p.name[:-5] for p in folder.iterdir() if p.name.endswith(".toml"))
+    return PRESETS.names()
 
 
 def spec_text(name_or_path: str | Path) -> tuple[str, str]:
     """(TOML text, where it came from) of a preset by name (`alphanet`, `mini`) or a TOML file by path."""
     text_name = str(name_or_path)
-    if text_name in presets():
-        return (resources.files("hwnas.space") / "presets" / f"{text_name}.toml").read_text(), f"preset '{text_name}'"
+    if text_name in PRESETS:
+        text = (resources.files("hwnas.space") / "presets" / PRESETS.get(text_name).name).read_text()
+        return text, f"preset '{text_name}'"
     path = Path(text_name)
     if path.suffix == ".toml" or path.exists():
         if not path.is_file():
             raise SpaceError(f"search-space file {path} does not exist")
         return path.read_text(encoding="utf-8"), str(path)
-    raise SpaceError(
-        f"unknown search space '{text_name}'; presets: {', '.join(presets())}, or give the path of a .toml file"
-    )
+    raise PRESETS.unknown(text_name)
 
 
 def read_spec(text: str, *, source: str = "<toml>") -> dict[str, Any]:

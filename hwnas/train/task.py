@@ -19,8 +19,8 @@ from hwnas.data.metrics.saliency import CenterBias, score_saliency
 from hwnas.data.metrics.segmentation import class_iou, confusion_matrix, segmentation_scores
 from hwnas.data.metrics.sod import score_sod
 from hwnas.data.truth import Truth
-from hwnas.errors import HwnasError
-from hwnas.space.tasks import check_task, is_segmentation, is_sod
+from hwnas.registry import Registry
+from hwnas.space.tasks import base_task, check_task
 from hwnas.train.losses import (
     IGNORE,
     TRACER_WEIGHT,
@@ -55,6 +55,10 @@ class SaliencyTask:
 
     name: str = "saliency"
     primary: str = "cc"
+
+    @classmethod
+    def of(cls, name: str, num_classes: int) -> SaliencyTask:
+        return cls(name=name)
 
     def gt(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         return batch["map"]
@@ -93,6 +97,10 @@ class ClassificationTask:
     name: str = "classification"
     primary: str = "top1"
 
+    @classmethod
+    def of(cls, name: str, num_classes: int) -> ClassificationTask:
+        return cls(num_classes)
+
     def gt(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         return F.one_hot(batch["label"], self.num_classes).float()
 
@@ -118,6 +126,10 @@ class SodTask:
     name: str = "sod"
     primary: str = "sm"
     weights: tuple[float, float, float] = (TRACER_WEIGHT,) * 3
+
+    @classmethod
+    def of(cls, name: str, num_classes: int) -> SodTask:
+        return cls(name=name)
 
     def gt(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         return batch["mask"]
@@ -159,6 +171,10 @@ class SegmentationTask:
     name: str = "segmentation"
     primary: str = "miou"
 
+    @classmethod
+    def of(cls, name: str, num_classes: int) -> SegmentationTask:
+        return cls(num_classes, name=name)
+
     def gt(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         return class_targets(batch["seg"], self.num_classes)
 
@@ -190,21 +206,29 @@ class SegmentationTask:
 Task = SaliencyTask | ClassificationTask | SodTask | SegmentationTask
 
 
+TASKS: Registry[type[Task]] = Registry(  # a task's base name (`hwnas.space.tasks.base_task`) -> its class
+    "task",
+    {"saliency": SaliencyTask, "classification": ClassificationTask, "sod": SodTask, "segmentation": SegmentationTask},
+)
+
+
 def make_task(name: str, num_classes: int = 1) -> Task:
-    if name == "saliency":
-        return SaliencyTask()
-    if name == "classification":
-        return ClassificationTask(num_classes)
-    if is_sod(name):
-        check_task(name)
-        return SodTask(name=name)
-    if is_segmentation(name):
-        return SegmentationTask(num_classes, name=name)
-    raise HwnasError(f"training has no task '{name}'; allowed: saliency, classification, sod, segmentation")
+    """The task of a head name ("saliency", "sod/unet+focus", "segmentation+aux", ...): its class from
+    `TASKS`, built with `num_classes` where the head has classes."""
+    return TASKS.get(base_task(check_task(name))).of(name, num_classes)
 
 
 def higher_is_better(metric: str) -> bool:
     return HIGHER_IS_BETTER.get(metric, metric != "loss")
 
 
-__all__ = ["SaliencyTask", "ClassificationTask", "SodTask", "SegmentationTask", "Task", "make_task", "higher_is_better"]
+__all__ = [
+    "TASKS",
+    "SaliencyTask",
+    "ClassificationTask",
+    "SodTask",
+    "SegmentationTask",
+    "Task",
+    "make_task",
+    "higher_is_better",
+]
