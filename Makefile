@@ -1,12 +1,13 @@
-# hwnas developer entry points. `make test` and `make demo` work from a fresh clone:
-# they create .venv and install everything they need (see README "Install").
+# hwnas developer entry points. Every target works from a fresh clone: it creates .venv and
+# installs what it needs (docs/getting-started.md). Times and test counts: docs/development.md.
 PYTHON ?= python3.11
 VENV   := .venv
 BIN    := $(VENV)/bin
-EXTRAS := onnx,tflite,coreml,energy,agent,data,sod,seg,search,dev
+EXTRAS := onnx,tflite,coreml,energy,agent,data,sod,seg,search,dev,docs
 STAMP  := $(VENV)/.installed
+TEST_WORKERS ?=
 
-.PHONY: setup test demo lint clean gpu-check
+.PHONY: setup test test-fast demo lint docs clean gpu-check
 
 setup: $(STAMP)
 
@@ -16,11 +17,19 @@ $(STAMP): pyproject.toml constraints.txt
 	$(BIN)/python -m pip install --quiet -c constraints.txt -e ".[$(EXTRAS)]"
 	touch $(STAMP)
 
-test: setup
-	$(BIN)/python -m pytest -q
+test: setup  # everything, what CI runs
+	$(BIN)/python -m pytest -q $(TEST_WORKERS)
 
-lint: setup
+test-fast: setup  # everything but the tests marked slow (subprocesses, training, conversion)
+	$(BIN)/python -m pytest -q -m "not slow"
+
+lint: setup  # style, and the layers and no-circles contract of pyproject.toml
 	$(BIN)/ruff check hwnas tests bench tools
+	$(BIN)/ruff format --check hwnas tests bench tools
+	$(BIN)/lint-imports
+
+docs: setup  # the site in site/, warnings are errors
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict
 
 demo: setup
 	$(BIN)/hwnas devices
@@ -29,7 +38,7 @@ demo: setup
 	$(BIN)/hwnas profile --device cpu --space mini --resolution 32x32 --rounds 2 --energy
 	$(BIN)/hwnas lut validate --device cpu --space mini --resolution 32x32 --samples 16 --rounds 2
 	$(BIN)/hwnas train supernet --space mini --data synthetic --epochs 3 --selfkd --out runs/mini-saliency/supernet.pt
-	@budget=$$($(BIN)/python -c "from dataclasses import replace; from hwnas.lut import LatencyTable; \
+	@budget=$$($(BIN)/python -c "from dataclasses import replace; from hwnas.hardware.table import LatencyTable; \
 	from hwnas.space import SearchSpace; s = SearchSpace.load('mini'); t = LatencyTable.load('lut/cpu-mini.parquet', s); \
 	lo, hi = (t.predict(replace(a, resolution=(32, 32))) for a in (s.min(), s.max())); print(f'{(lo + hi) / 2:.3f}ms')"); \
 	echo "budget: $$budget (halfway between the smallest and largest subnet in the table)"; \
@@ -47,4 +56,4 @@ gpu-check:
 	PYTHONPATH=. PYTHONUNBUFFERED=1 $(GPU_PYTHON) -m bench.gpu_check
 
 clean:
-	rm -rf $(VENV) .pytest_cache .ruff_cache
+	rm -rf $(VENV) .pytest_cache .ruff_cache site

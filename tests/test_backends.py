@@ -33,6 +33,7 @@ def _reference(model, inputs):
         return model(*[torch.from_numpy(x) for x in inputs]).numpy()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("device", ["cpu", "cpu-tflite", "cpu-torch"])
 def test_runtime_matches_torch_and_measures(device):
     backend = get_backend(load_device(device, DEVICES))
@@ -47,6 +48,7 @@ def test_runtime_matches_torch_and_measures(device):
     assert backend.versions()["torch"] == torch.__version__
 
 
+@pytest.mark.slow
 def test_coreml_converts_here_but_predicts_only_on_macos():
     backend = get_backend(load_device("m2", DEVICES))
     runnable = backend.compile(SignatureModel(SIGS[0]).eval(), signature_inputs(SIGS[0]))
@@ -119,6 +121,7 @@ def test_warm_up_waits_for_stable_times():
     assert 1.0 <= timing.median_ms < 1.05
 
 
+@pytest.mark.slow
 def test_litert_converts_in_worker_processes_in_order_and_to_the_same_numbers():
     """`prepare_many` with a conversion pool: each flatbuffer (BN folded, made in a spawned process)
     belongs to its own model and reproduces it; a pool is used only for a slow backend."""

@@ -329,6 +329,7 @@ def _files(root: Path) -> set[str]:
     return {str(p.relative_to(root)) for p in root.rglob("*")}
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(("name", "args", "message"), CASES, ids=[c[0] for c in CASES])
 def test_bad_input_is_one_line_exit_2_and_writes_nothing(name, args, message, tmp_path, mini_run, monkeypatch):
     subst = {**_inputs(tmp_path, mini_run), "DEV": f"--devices-dir {DEVICES}"}
@@ -358,6 +359,7 @@ ARCH_KEYS = st.fixed_dictionaries(
 )
 
 
+@pytest.mark.slow
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.one_of(JSON, ARCH_KEYS))
 def test_any_json_is_an_arch_or_an_arch_error(mini, value):
@@ -396,6 +398,7 @@ def test_any_text_is_a_budget_or_a_budget_error(text):
     assert budget.limit > 0
 
 
+@pytest.mark.slow
 @settings(max_examples=300, deadline=None)
 @given(st.dictionaries(st.sampled_from(["device", "task", "items", "space_toml", "protocol", "x"]), JSON, max_size=5))
 def test_any_agent_job_validates_or_is_rejected_by_the_schema(job):

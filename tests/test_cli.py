@@ -30,6 +30,7 @@ def test_space_json_reports_size_and_extremes():
     assert rows["max", "saliency"]["flops"] == 7609711104
 
 
+@pytest.mark.slow
 def test_arch_writes_json_that_loads_back(tmp_path):
     out = tmp_path / "sub" / "arch.json"
     run = hwnas("arch", "random", "--space", "mini", "--seed", "4", "--out", str(out))
@@ -41,6 +42,7 @@ def test_arch_writes_json_that_loads_back(tmp_path):
     assert check.stdout.splitlines()[0] == run.stdout.splitlines()[0]  # same arch line
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "args, message",
     [
@@ -58,6 +60,7 @@ def test_bad_input_is_one_line_exit_2(args, message):
     assert len(lines) == 1 and message in lines[0]
 
 
+@pytest.mark.slow
 def test_foreign_arch_file_is_refused_and_nothing_written(tmp_path):
     arch = tmp_path / "a.json"
     assert hwnas("arch", "max", "--space", "alphanet", "--out", str(arch)).returncode == 0

@@ -46,6 +46,7 @@ def installed(tmp_path_factory):
     return {**os.environ, "PYTHONPATH": str(root / "site"), "COLUMNS": "200"}
 
 
+@pytest.mark.slow
 def test_cli_works_from_a_folder_outside_the_checkout(tmp_path, installed):
     """Device specs ship in the package: devices, profile and the agent work from any folder."""
     where = subprocess.run([sys.executable, "-c", "import hwnas; print(hwnas.__file__)"], env=installed,
@@ -85,6 +86,7 @@ def test_cli_works_from_a_folder_outside_the_checkout(tmp_path, installed):
         agent.wait(timeout=30)
 
 
+@pytest.mark.slow
 def test_a_user_devices_folder_overrides_a_packaged_spec(tmp_path):
     packaged = (packaged_dir() / "cpu.toml").read_text()
     (tmp_path / "devices").mkdir()
@@ -97,6 +99,7 @@ def test_a_user_devices_folder_overrides_a_packaged_spec(tmp_path):
     assert "from your folder: cpu, lab-board" in listed
 
 
+@pytest.mark.slow
 def test_ctrl_c_says_how_to_resume(tmp_path):
     out = tmp_path / "t.parquet"
     cmd = [*HWNAS, "profile", "--device", "cpu", "--space", "mini", "--resolution", "32x32", "--out", str(out)]
@@ -131,6 +134,7 @@ def _signal_masks(pid: int) -> dict[str, str]:
     return {k: v.strip() for k, _, v in (line.partition(":") for line in lines) if k in ("SigBlk", "SigIgn", "SigCgt")}
 
 
+@pytest.mark.slow
 def test_unwritable_outputs_are_refused_before_any_work(tmp_path):
     a_file = tmp_path / "A_FILE"
     a_file.write_text("not a folder")
@@ -152,6 +156,7 @@ def test_unwritable_outputs_are_refused_before_any_work(tmp_path):
     ]  # fmt: skip
 
 
+@pytest.mark.slow
 def test_version_and_fast_help():
     assert run_cli("--version").stdout.strip() == "hwnas 0.1.0"
     probe = "import sys, hwnas.cli; print('torch' in sys.modules)"
@@ -161,6 +166,7 @@ def test_version_and_fast_help():
     assert any("WxH" in line for line in shown) and not any("list[str]" in line for line in shown)
 
 
+@pytest.mark.slow
 def test_search_run_from_python(tmp_path):
     mini = SearchSpace.load("mini")
     table = synthetic_table(mini, resolutions=[(32, 32)])
@@ -195,6 +201,7 @@ def test_export_takes_the_arch_words_arch_and_report_take(tmp_path, pick):
     assert arch_label(pick) == pick
 
 
+@pytest.mark.slow
 def test_space_defaults_to_the_checkpoints(mini_run, tmp_path):
     """One --space rule: a verb given a checkpoint reads its space (mini here) unless told otherwise."""
     args = ["--device", "cpu", "--supernet", str(mini_run["ckpt"])]

@@ -71,6 +71,7 @@ def convert(*args: str) -> str:
     return result.output
 
 
+@pytest.mark.slow
 def test_a_salnas_supernet_computes_what_theirs_computes(salnas, tmp_path):
     meta, arrays, source, toml = salnas
     out = tmp_path / "salnas.pt"
@@ -95,6 +96,7 @@ def test_a_salnas_supernet_computes_what_theirs_computes(salnas, tmp_path):
         assert np.abs(raw(image).squeeze(1).numpy() - arrays[f"unblurred/{subnet['name']}"]).max() < TOL
 
 
+@pytest.mark.slow
 def test_a_salnas_subnet_exports_to_their_output_without_recalibration(salnas, tmp_path):
     meta, arrays, source, toml = salnas
     chosen = meta["subnets"][2]  # random0, as their sampler drew it
@@ -111,6 +113,7 @@ def test_a_salnas_subnet_exports_to_their_output_without_recalibration(salnas, t
     assert np.abs(got.squeeze(1) - arrays["output/random0"]).max() < TOL
 
 
+@pytest.mark.slow
 def test_an_attentivenas_classifier_reproduces_their_logits(tmp_path):
     meta, arrays = fixture("attentivenas")
     config = meta["config"]
@@ -133,6 +136,7 @@ def test_an_attentivenas_classifier_reproduces_their_logits(tmp_path):
         assert authors_params(space, arch, "classification", meta["classes"]) == subnet["params"]
 
 
+@pytest.mark.slow
 def test_an_imagenet_supernet_brings_its_encoder_to_saliency_and_a_fresh_decoder(tmp_path):
     meta, arrays = fixture("attentivenas")
     toml = tmp_path / "tiny.toml"
@@ -147,6 +151,7 @@ def test_an_imagenet_supernet_brings_its_encoder_to_saliency_and_a_fresh_decoder
     assert state["head.0.conv.weight"].shape[1] == their_last.shape[0]  # the decoder starts at the final expand
 
 
+@pytest.mark.slow
 def test_the_full_size_alphanet_counts_equal_the_authors_code():
     """6.348 M and 20.977 M (their code, with the saliency decoder: tools/salnas_fixtures.py)."""
     meta, _ = fixture("salnas")
@@ -168,6 +173,7 @@ class Payload:  # a class the file needs code to rebuild: a safe load refuses it
         return (print, ("ran",))
 
 
+@pytest.mark.slow
 def test_bad_checkpoints_and_archs_are_refused_in_one_line_and_nothing_is_written(salnas, tmp_path):
     _, _, source, toml = salnas
     out = tmp_path / "out.pt"
@@ -196,6 +202,7 @@ def test_bad_checkpoints_and_archs_are_refused_in_one_line_and_nothing_is_writte
     assert not out.exists()
 
 
+@pytest.mark.slow
 def test_training_starts_from_their_checkpoint_or_another_tasks_and_says_what_it_loaded(tmp_path):
     """`train supernet --init`: the authors' ImageNet supernet, and an hwnas classifier converted from
     it, both give a saliency supernet their encoder (unchanged at lr 1e-12 but for rounding) and a fresh

@@ -36,6 +36,7 @@ def test_shipped_specs_load():
     assert specs["rtx4090"].backend == "tensorrt" and specs["rtx4090"].power.active_w == 450.0
 
 
+@pytest.mark.slow
 def test_availability_on_this_host():
     """The local CPU devices run here; hardware that is absent says why (this host: Linux x86_64, no GPU)."""
     assert load_device("cpu", DEVICES).availability() is None

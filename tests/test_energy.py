@@ -137,6 +137,7 @@ def test_nvml_real_interface_where_present():
 
 
 # ---- estimates, energy per inference, carbon ------------------------------------------------
+@pytest.mark.slow
 def test_codecarbon_offline_gives_a_labelled_estimate():
     meter = CodeCarbonMeter("FRA")
     meter.start()
@@ -222,6 +223,7 @@ def energy_table(tmp_path_factory):
     return out, proc
 
 
+@pytest.mark.slow
 def test_profile_energy_column_is_latency_times_spec_watts_and_labelled(energy_table):
     path, proc = energy_table
     assert "energy column: ESTIMATED (estimated-spec)" in proc.stdout
@@ -237,6 +239,7 @@ def test_profile_energy_column_is_latency_times_spec_watts_and_labelled(energy_t
     assert table.predict_energy_many(archs) == pytest.approx([table.predict_energy(a) for a in archs])
 
 
+@pytest.mark.slow
 def test_energy_budget_searches_and_the_label_reaches_the_archive(energy_table, tmp_path):
     path, _ = energy_table
     space = SearchSpace.load(MICRO)
@@ -268,6 +271,7 @@ class FailingMeter(ScriptedMeasuredMeter):
         return super().stop()
 
 
+@pytest.mark.slow
 def test_meter_failing_mid_table_leaves_only_whole_energy_rows(tmp_path):
     out = tmp_path / "t.parquet"
     space = SearchSpace.load(MICRO)
@@ -281,6 +285,7 @@ def test_meter_failing_mid_table_leaves_only_whole_energy_rows(tmp_path):
     assert rows["median_ms"].notna().all()  # the latency rows were complete before energy began
 
 
+@pytest.mark.slow
 def test_report_gives_seven_measures_with_estimates_labelled(tmp_path):
     out = tmp_path / "report.json"
     proc = run_cli(
@@ -301,6 +306,7 @@ def test_report_gives_seven_measures_with_estimates_labelled(tmp_path):
     assert "ESTIMATE" in proc.stdout
 
 
+@pytest.mark.slow
 def test_report_and_profile_bad_energy_inputs(tmp_path):
     devices = str(packaged_dir())
     line = one_error_line(

@@ -57,6 +57,7 @@ def _reference(mini_run, mini, arch):
     return net, evaluator
 
 
+@pytest.mark.slow
 def test_onnx_artifact_scores_what_the_search_scored(exported, mini_run, mini, mini32):
     net, evaluator = _reference(mini_run, mini, mini32)
     session = ort.InferenceSession(str(exported["out"] / "mini-best.onnx"), providers=["CPUExecutionProvider"])
@@ -70,6 +71,7 @@ def test_onnx_artifact_scores_what_the_search_scored(exported, mini_run, mini, m
     assert cc == pytest.approx(evaluator(mini32), abs=1e-4)
 
 
+@pytest.mark.slow
 def test_tflite_artifact_matches_pytorch(exported, mini_run, mini, mini32):
     from ai_edge_litert.interpreter import Interpreter
 
@@ -86,6 +88,7 @@ def test_tflite_artifact_matches_pytorch(exported, mini_run, mini, mini32):
     assert np.abs(got - expected).max() < 1e-4
 
 
+@pytest.mark.slow
 def test_verified_formats_report_numerics_and_latency_beside_the_table(exported, mini_run, mini32):
     for fmt in ("onnx", "tflite"):
         m = _manifest(exported, fmt)
@@ -105,6 +108,7 @@ def test_verified_formats_report_numerics_and_latency_beside_the_table(exported,
     assert "no table at" in _manifest(exported, "tflite")["verification"]["speed"]["table"]
 
 
+@pytest.mark.slow
 def test_coreml_package_reads_back_with_its_input_and_one_conv_per_convolution(exported, mini_run, mini, mini32):
     net, _ = _reference(mini_run, mini, mini32)
     summary = package_summary(load_package(exported["out"] / "mini-best.mlpackage"))
@@ -116,6 +120,7 @@ def test_coreml_package_reads_back_with_its_input_and_one_conv_per_convolution(e
     assert m["target"]["compute_units"] == "ALL" and m["details"]["precision"] == "fp16"
 
 
+@pytest.mark.slow
 def test_tensorrt_without_a_gpu_writes_the_onnx_and_the_trtexec_line(exported):
     out = exported["out"]
     lines = (out / "mini-best.trtexec.txt").read_text().splitlines()
@@ -132,6 +137,7 @@ def test_tensorrt_without_a_gpu_writes_the_onnx_and_the_trtexec_line(exported):
     assert not [p for p in out.iterdir() if p.name.startswith(".")]  # no temp files or staging folders left
 
 
+@pytest.mark.slow
 def test_python_api_exports_a_subnet_checkpoint_without_an_arch(tmp_path, mini):
     from hwnas.nn.checkpoint import save_checkpoint
     from hwnas.nn.supernet import build_subnet
@@ -152,6 +158,7 @@ def test_python_api_exports_a_subnet_checkpoint_without_an_arch(tmp_path, mini):
     assert not (tmp_path / "out2").exists()
 
 
+@pytest.mark.slow
 def test_a_failing_conversion_leaves_earlier_artifacts_whole_and_no_partial_file(tmp_path, mini_run, monkeypatch):
     import hwnas.deploy.formats.coreml as coreml_format
 
@@ -166,6 +173,7 @@ def test_a_failing_conversion_leaves_earlier_artifacts_whole_and_no_partial_file
     onnx.checker.check_model(onnx.load(out / "mini-min.onnx"), full_check=True)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("args", "message"),
     [
@@ -196,6 +204,7 @@ def test_bad_export_inputs_are_one_line_and_write_nothing(tmp_path, mini_run, al
     assert a_file.read_text() == "not a folder"
 
 
+@pytest.mark.slow
 def test_missing_or_foreign_checkpoint_is_one_line(tmp_path):
     out = str(tmp_path / "export")
     line = one_error_line(

@@ -36,6 +36,7 @@ def test_their_checkpoints_are_recognised_with_their_exact_tensors(tmp_path, nam
     assert ckpt.blocks == sum(max(config[f"mb{i}"]["d"]) for i in range(1, 8))  # every stage at its deepest
 
 
+@pytest.mark.slow
 def test_what_is_not_theirs_is_refused_in_one_line(tmp_path):
     path, state = their_checkpoint(tmp_path, "salnas")
     resnet = tmp_path / "resnet.pt"

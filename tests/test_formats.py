@@ -77,6 +77,7 @@ def test_a_folder_of_datasets_is_a_collection(tmp_path):
 
 
 # ---- hwnas data check ------------------------------------------------------------------------
+@pytest.mark.slow
 def test_data_check_reports_every_format(tmp_path):
     for name, write in {**SALIENCY, **SOD}.items():
         write(tmp_path / name)
@@ -115,6 +116,7 @@ def _salicon_variant(tmp_path, kind: str):
     return root
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("kind", "message"),
     [
@@ -144,6 +146,7 @@ def sod_ckpt(tmp_path_factory):
     return out
 
 
+@pytest.mark.slow
 def test_evaluate_prints_every_saliency_metric_per_dataset(tmp_path, mini_run):
     for name, write in SALIENCY.items():
         write(tmp_path / name)
@@ -161,6 +164,7 @@ def test_evaluate_prints_every_saliency_metric_per_dataset(tmp_path, mini_run):
     assert result["rows"][0]["bn"] == "recalibrated on 14 training images of 'CAT2000' (at most 8 batches of 64)"
 
 
+@pytest.mark.slow
 def test_evaluate_on_the_synthetic_set_prints_the_full_table(tmp_path, mini_run):
     """No --data: the built-in set the supernet trained on, rebuilt; every saliency metric printed."""
     scores = tmp_path / "synthetic.json"
@@ -175,6 +179,7 @@ def test_evaluate_on_the_synthetic_set_prints_the_full_table(tmp_path, mini_run)
     assert "synthetic" in test and "test" in test
 
 
+@pytest.mark.slow
 def test_evaluate_scores_each_sod_test_set(tmp_path, sod_ckpt):
     for name, write in SOD.items():
         write(tmp_path / name)
@@ -193,6 +198,7 @@ def test_evaluate_scores_each_sod_test_set(tmp_path, sod_ckpt):
     assert "ECSSD" in ok.stdout
 
 
+@pytest.mark.slow
 def test_evaluate_bad_flags_get_one_line(tmp_path, mini_run):
     formats.write_salicon(tmp_path / "s")
     base = ["evaluate", "--supernet", str(mini_run["ckpt"]), "--arch", "min", "--data", str(tmp_path / "s")]
@@ -208,6 +214,7 @@ def test_evaluate_bad_flags_get_one_line(tmp_path, mini_run):
     assert "exists and is not empty" in line
 
 
+@pytest.mark.slow
 def test_salicon_submission_has_a_png_per_test_image_at_its_size(tmp_path, mini_run):
     formats.write_salicon(tmp_path / "s", test=3)
     out = tmp_path / "submission"

@@ -141,6 +141,7 @@ def test_compatibility_warnings(mini_table):
     ]
 
 
+@pytest.mark.slow
 def test_calibration_fit_recovers_a_line():
     raw = np.array([1.0, 2.0, 3.0, 4.0])
     cal = Calibration.fit(raw, 0.9 * raw + 0.3)

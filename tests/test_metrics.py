@@ -99,6 +99,7 @@ def _centre_biased_set(n: int, size: tuple[int, int], seed: int) -> list[np.ndar
     return out
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("shuffle", ["all", "mit"])
 def test_the_centre_prior_scores_sauc_one_half_but_a_high_auc(shuffle):
     """sAUC discounts centre bias: a prediction that is only the centre prior scores about 0.5, on
@@ -233,6 +234,7 @@ def test_nss_loss_hand_computed():
     assert float(losses.nss_loss(pair, fixations)) == pytest.approx(1 - 1 / (1 + math.exp(-3.875)), rel=1e-4)
 
 
+@pytest.mark.slow
 def test_saliency_loss_terms_equal_the_authors_code():
     """Their `kldiv`, `cc` and `nss` (chakkritte/SalNAS `salnas/losses/loss.py`, run by
     tools/salnas_fixtures.py) on seeded maps; `loss_func` adds kldiv + (1 - cc) + (1 - sigmoid(nss))."""

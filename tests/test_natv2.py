@@ -49,6 +49,7 @@ def test_replacement_by_hand():
     assert sorted((r.values["accuracy"], r.values["latency"]) for r in kept) == [(0.4, 2.0), (0.5, 1.0), (0.9, 5.0)]
 
 
+@pytest.mark.slow
 def test_predictor_selection_prefers_a_model_that_fits_the_structure():
     space = SearchSpace.load("mini")
     rng = np.random.default_rng(0)
@@ -92,6 +93,7 @@ def test_arch_pool_draws_distinct_front_archs_repeatably():
     assert len(ArchPool(front[:2], k=4).draw(seed=0, step=0)) == 2
 
 
+@pytest.mark.slow
 def test_natv2_adapts_the_supernet_and_scores_everything_on_the_adapted_one(mini_run, tmp_path):
     import torch
 
@@ -120,6 +122,7 @@ def test_natv2_adapts_the_supernet_and_scores_everything_on_the_adapted_one(mini
     assert "applies to natv2" in one_error_line(run_cli(*wrong, "--adapt-epochs", "1", "--fresh", check=False))
 
 
+@pytest.mark.slow
 def test_postprocess_picks_the_best_epoch_count_and_reports_the_test_score(mini_run, tmp_path):
     import json
 

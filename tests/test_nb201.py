@@ -82,6 +82,7 @@ def test_a_search_finds_the_exact_optimum_under_a_budget_on_a_sub_table(tmp_path
     assert all(parse_cell(line) for line in lines) and str(result.chosen.arch) in lines
 
 
+@pytest.mark.slow
 def test_the_cli_searches_the_packaged_table(tmp_path):
     shown = run_cli("search", "--space", "nb201", "--device", "gold_6226", "--budget", "12ms", "--algo", "random",
                     "--evals", "30", "--out", str(tmp_path)).stdout  # fmt: skip
@@ -91,6 +92,7 @@ def test_the_cli_searches_the_packaged_table(tmp_path):
     assert (tmp_path / "pareto.png").is_file()
 
 
+@pytest.mark.slow
 def test_nb201_bad_inputs(tmp_path):
     frame = pd.read_parquet(packaged_benchmark())
     frame.drop(columns=["cell"]).to_parquet(tmp_path / "nocell.parquet")
@@ -123,6 +125,7 @@ def test_nb201_bad_inputs(tmp_path):
         Benchmark(pd.concat([frame, frame.iloc[:1]]), source="dup")
 
 
+@pytest.mark.slow
 def test_several_devices_each_with_a_budget_one_arch_meets_all(tmp_path):
     """Budgets per device; each device's latency is an objective; the chosen cell meets every budget,
     and it is the most accurate queried cell that does."""
@@ -143,6 +146,7 @@ def test_several_devices_each_with_a_budget_one_arch_meets_all(tmp_path):
     assert chosen.values["accuracy"] == max(r.values["accuracy"] for r in meeting)
 
 
+@pytest.mark.slow
 def test_several_devices_need_the_device_in_each_latency_budget(tmp_path):
     base = ["search", "--space", "nb201", "--device", "pixel3", "--device", "fpga", "--out", str(tmp_path / "o")]
     cases = [
@@ -189,6 +193,7 @@ def test_several_devices_on_the_salnas_space(tmp_path):
     assert result.archive.meta["device"] == "cpu+cpu-torch"
 
 
+@pytest.mark.slow
 def test_pnag_answers_a_new_budget_from_its_cache_whatever_the_out(tmp_path):
     """PNAG trained once (a cache shared across output folders): a second budget, in a new process
     with another --out, is answered by inference, with nothing re-scored but the answer itself."""

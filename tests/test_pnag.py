@@ -49,6 +49,7 @@ def test_budget_embedding_interpolates_linearly_and_clamps():
     assert torch.allclose(at(9.0), g[2]) and not emb.in_range(9.0) and emb.in_range(1.5)
 
 
+@pytest.mark.slow
 def test_evaluator_ranks_feasible_archs_by_accuracy():
     space = SearchSpace.load("mini")
     rng = np.random.default_rng(0)
@@ -70,6 +71,7 @@ def _problem(space, table, budget):
     return {"accuracy": ProxyEvaluator("flops", costs, space), "costs": costs, "budgets": parse_budgets([budget])}
 
 
+@pytest.mark.slow
 def test_pnag_meets_budgets_caches_and_rebuilds(tmp_path):
     space = SearchSpace.load("mini")
     table = synthetic_table(space)
@@ -107,6 +109,7 @@ def test_pnag_meets_budgets_caches_and_rebuilds(tmp_path):
     assert kinds == {"ranknet", "paper"}
 
 
+@pytest.mark.slow
 def test_a_cached_generator_scores_and_answers_as_trained(tmp_path):
     space = SearchSpace.load("mini")
     rng = np.random.default_rng(0)
@@ -132,6 +135,7 @@ def test_neighbours_are_every_arch_one_gene_away():
     assert len(both) == 45 and {0, 1} <= {int(r[0]) for r in both if not r[1:].any()}
 
 
+@pytest.mark.slow
 def test_budget_beyond_the_trained_range_is_flagged(tmp_path):
     space = SearchSpace.load("mini")
     table = synthetic_table(space)

@@ -89,6 +89,7 @@ def interrupted_then_resumed(tmp_path_factory):
     return path, before, meta_before, resumed
 
 
+@pytest.mark.slow
 def test_resume_finishes_without_duplicates_or_remeasuring(interrupted_then_resumed, mini):
     path, before, meta_before, resumed = interrupted_then_resumed
     after = rows(path)
@@ -115,6 +116,7 @@ def table_meta(path) -> dict:
     return json.loads(sidecar_path(path).read_text())
 
 
+@pytest.mark.slow
 def test_validate_reports_real_figures_and_stores_calibration(interrupted_then_resumed, mini, tmp_path):
     path = interrupted_then_resumed[0]
     report = tmp_path / "report.json"
@@ -151,6 +153,7 @@ def test_validate_reports_real_figures_and_stores_calibration(interrupted_then_r
     assert ("stored in" if fit["applied"] else "NOT stored") in result.stdout
 
 
+@pytest.mark.slow
 def test_validate_without_a_resolution_fits_a_line_at_each_profiled_one(tmp_path, mini):
     path = tmp_path / "cpu-mini.parquet"
     profiled = run("profile", "--device", "cpu", "--space", "mini", "--resolution", "32x32", "--resolution", "48x48",
@@ -170,6 +173,7 @@ def test_validate_without_a_resolution_fits_a_line_at_each_profiled_one(tmp_path
         assert (table.calibration_at(size) is not None) == fit["applied"]
 
 
+@pytest.mark.slow
 def test_tflite_profile_and_validate_on_mini(tmp_path):
     path = tmp_path / "cpu-tflite-mini.parquet"
     args = ("--device", "cpu-tflite", "--space", "mini", "--resolution", "32x32", "--rounds", "2", "--out", str(path))
@@ -208,16 +212,19 @@ def test_tflite_profile_and_validate_on_mini(tmp_path):
 
 
 # ---- bad input ------------------------------------------------------------------------------------
+@pytest.mark.slow
 def test_unknown_device():
     one_error_line(run("profile", "--device", "gpu0", "--space", "mini"), "unknown device 'gpu0'")
 
 
+@pytest.mark.slow
 def test_malformed_device_toml(tmp_path):
     spec = tmp_path / "bad.toml"
     spec.write_text('name = "bad"\nbackend = "onnxruntime"\n[options]\nthreads = -1\n')
     one_error_line(run("profile", "--device", str(spec), "--space", "mini"), "'options.threads' must be a positive")
 
 
+@pytest.mark.slow
 def test_device_whose_runtime_is_absent(tmp_path):
     out = tmp_path / "m2.parquet"
     one_error_line(
@@ -226,6 +233,7 @@ def test_device_whose_runtime_is_absent(tmp_path):
     assert not out.exists()
 
 
+@pytest.mark.slow
 def test_bad_resolution():
     one_error_line(
         run("profile", "--device", "cpu", "--space", "mini", "--resolution", "32by32"),
@@ -244,6 +252,7 @@ def synthetic_lut(tmp_path, mini):
     return synthetic_table(mini, resolutions=[(32, 32)], skip=5).save(tmp_path / "t.parquet")
 
 
+@pytest.mark.slow
 def test_validate_truncated_table(synthetic_lut):
     data = synthetic_lut.read_bytes()
     synthetic_lut.write_bytes(data[:100])
@@ -253,6 +262,7 @@ def test_validate_truncated_table(synthetic_lut):
     )
 
 
+@pytest.mark.slow
 def test_validate_table_of_another_space(synthetic_lut):
     one_error_line(
         run("lut", "validate", "--device", "cpu", "--space", "alphanet", "--lut", str(synthetic_lut)),
@@ -260,6 +270,7 @@ def test_validate_table_of_another_space(synthetic_lut):
     )
 
 
+@pytest.mark.slow
 def test_validate_other_schema_version(synthetic_lut):
     side = sidecar_path(synthetic_lut)
     side.write_text(json.dumps({**json.loads(side.read_text()), "schema_version": 99}))
@@ -268,6 +279,7 @@ def test_validate_other_schema_version(synthetic_lut):
     )
 
 
+@pytest.mark.slow
 def test_validate_with_missing_signatures(synthetic_lut):
     one_error_line(
         validate_on_cpu(
@@ -279,6 +291,7 @@ def test_validate_with_missing_signatures(synthetic_lut):
     )
 
 
+@pytest.mark.slow
 def test_profile_refuses_to_resume_a_table_of_another_device(synthetic_lut):
     one_error_line(
         run("profile", "--device", "cpu", "--space", "mini", "--resolution", "32x32", "--out", str(synthetic_lut)),

@@ -65,6 +65,7 @@ def test_draws_follow_the_probability_and_the_names():
     assert float(drawn.angle.abs().max()) <= 15 and 0.1 <= float(drawn.sigma[drawn.sigma > 0].min())
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("args", "message"),
     [
@@ -79,6 +80,7 @@ def test_bad_recipe_flags_get_one_line(tmp_path, args, message):
     assert not (tmp_path / "x.pt").exists()
 
 
+@pytest.mark.slow
 def test_augmenting_a_table_teacher_is_refused(tmp_path):
     proc = run_cli("train", "selfkd", "--space", "mini", "--task", "sod", "--method", "selfkd", "--epochs", "1",
                    "--train-size", "32", "--val-size", "16", "--out", str(tmp_path / "x.pt"), check=False)  # fmt: skip

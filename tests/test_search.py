@@ -108,6 +108,7 @@ def _at32(arch):
     return replace(arch, resolution=(32, 32))
 
 
+@pytest.mark.slow
 def test_search_chain_meets_the_budget_and_writes_a_loadable_choice(chain):
     out = chain["root"] / "search"
     budget = f"{chain['budget']:.4f}ms"
@@ -129,6 +130,7 @@ def test_search_chain_meets_the_budget_and_writes_a_loadable_choice(chain):
     assert (out / "pareto.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
+@pytest.mark.slow
 def test_search_with_a_proxy_says_so(chain):
     out = chain["root"] / "proxy"
     budget = f"{chain['budget']:.4f}ms"
@@ -138,6 +140,7 @@ def test_search_with_a_proxy_says_so(chain):
     assert json.loads((out / "archive.json").read_text())["meta"]["accuracy_source"] == "proxy-flops"
 
 
+@pytest.mark.slow
 def test_search_resumes_after_a_kill(chain):
     out = chain["root"] / "resume"
     budget = f"{chain['budget']:.4f}ms"
@@ -159,6 +162,7 @@ def test_search_resumes_after_a_kill(chain):
     assert "seed=0 (now 1)" in line and "--fresh" in line
 
 
+@pytest.mark.slow
 def test_search_bad_inputs(chain, tmp_path):
     supernet = ["--supernet", str(chain["ckpt"]), "--out", str(tmp_path / "s")]
     cases = [

@@ -127,6 +127,7 @@ def test_synthetic_scenes_have_every_class_an_ignore_label_and_are_seeded():
     assert small.shape == (8, 1, 16, 20) and set(small.unique().tolist()) <= {0, 1, 2, 3, 255}
 
 
+@pytest.mark.slow
 def test_cityscapes_reader_maps_label_ids_to_train_ids(tmp_path):
     write_cityscapes(tmp_path, test=True)
     data = load_data(str(tmp_path), task="segmentation", size=(8, 16))
@@ -151,6 +152,7 @@ def test_images_masks_reader_takes_palette_indices_and_the_class_list(tmp_path):
         load_data(str(tmp_path), task="sod", size=(12, 16))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("case", "message"),
     [
@@ -176,6 +178,7 @@ def test_bad_segmentation_data_stops_training_in_one_line(tmp_path, case, messag
 
 
 # ---- the whole path through the CLI ------------------------------------------------------------
+@pytest.mark.slow
 def test_mini_segmentation_trains_searches_under_a_budget_and_exports_verified(tmp_path):
     ckpt, lut = tmp_path / "seg.pt", tmp_path / "seg-cpu.parquet"
     proc = run_cli(

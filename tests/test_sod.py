@@ -30,6 +30,7 @@ def _archs(space, n, seed=0):
     return [space.min(), space.max()] + [space.sample(rng) for _ in range(n)]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("task", VARIANTS)
 def test_extracted_sod_subnet_matches_the_supernet(mini, task):
     torch.manual_seed(0)
@@ -146,6 +147,7 @@ def test_pixel_weights_grow_at_object_boundaries_and_aux_loss_adds():
 
 
 # ---- end to end: train, score, export ----------------------------------------------------------
+@pytest.mark.slow
 def test_sod_supernet_trains_scores_and_exports_to_onnx(tmp_path):
     ckpt = tmp_path / "sod.pt"
     proc = run_cli(

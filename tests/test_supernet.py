@@ -38,6 +38,7 @@ def _assert_plain(module):
             assert type(m).__module__.startswith("torch.nn") or isinstance(m, GaussianBlur), type(m)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("preset", ["mini", "alphanet"])
 @pytest.mark.parametrize("task", ["saliency", "classification"])
 def test_extract_matches_supernet(supernets, preset, task):
@@ -74,6 +75,7 @@ def test_output_shapes(supernets, mini):
         assert cls(x).shape == (3, 10)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("preset", ["mini", "alphanet"])
 def test_extracted_subnet_traces_and_exports_to_onnx(supernets, preset, tmp_path):
     """torch.jit.trace and torch.onnx.export accept extracted subnets, and ONNX Runtime agrees."""

@@ -49,6 +49,7 @@ def _comparable(ckpt: dict) -> dict:
     return {**ckpt, "history": history}
 
 
+@pytest.mark.slow
 def test_resume_after_sigkill_is_bit_identical(tmp_path):
     args = ["train", "supernet", *SMALL, "--epochs", "4", "--selfkd"]
     run_cli(*args, "--out", str(tmp_path / "straight.pt"))
@@ -73,6 +74,7 @@ def test_resume_after_sigkill_is_bit_identical(tmp_path):
     assert (a["config"]["inplace_kd"], a["config"]["dropout"], a["config"]["drop_connect"]) == (False, 0.2, 0.2)
 
 
+@pytest.mark.slow
 def test_only_the_largest_subnet_of_a_supernet_step_is_regularised(monkeypatch):
     from hwnas.nn.supernet import Supernet
 
@@ -94,6 +96,7 @@ def test_only_the_largest_subnet_of_a_supernet_step_is_regularised(monkeypatch):
     assert seen[0][1] == {"dropout": 0.2, "drop_connect": 0.2}
 
 
+@pytest.mark.slow
 def test_two_process_gloo_ranks_agree_after_every_step(tmp_path):
     out = tmp_path / "ddp.pt"
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
@@ -107,6 +110,7 @@ def test_two_process_gloo_ranks_agree_after_every_step(tmp_path):
     assert [row["replica_checks"] for row in ckpt["history"]] == [3, 3]
 
 
+@pytest.mark.slow
 def test_digits_subnet_learns_and_selfkd_teacher_follows_improvement(tmp_path):
     out = tmp_path / "digits.pt"
     proc = run_cli(
@@ -184,6 +188,7 @@ def test_pskd_weight_grows_with_epochs():
     assert torch.allclose(kd.target(x, gt, {}, None, 3), mix(p, gt, 1 - 0.8))
 
 
+@pytest.mark.slow
 def test_pkd_student_fits_the_teachers_prediction_alone():
     """train_pkd (salnas/core/trainer.py): loss_func(student, teacher_prediction.detach()); no gt in it."""
     task = make_task("classification", 2)
@@ -228,6 +233,7 @@ def test_any_garbage_file_is_a_checkpoint_error_not_a_crash(tmp_path):
             load(path)
 
 
+@pytest.mark.slow
 def test_corrupted_truncated_and_foreign_checkpoints(tmp_path, trained):
     garbage = tmp_path / "garbage.pt"
     garbage.write_bytes(os.urandom(4096))
@@ -265,6 +271,7 @@ class DivergingTask(SaliencyTask):
         return value * float("nan") if self.calls[0] > self.calls[1] else value
 
 
+@pytest.mark.slow
 def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path, trained):
     out = tmp_path / "nan.pt"
     out.write_bytes(trained.read_bytes())
@@ -279,6 +286,7 @@ def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path, trained):
     assert out.read_bytes() == before
 
 
+@pytest.mark.slow
 def test_bad_flags(tmp_path):
     for args, message in (
         (["train", "supernet", "--task", "sod/deep"], "unknown SOD task 'sod/deep'"),
@@ -368,6 +376,7 @@ def test_pskd_teacher_predicts_from_a_table_refreshed_every_epoch():
     assert len(calls) == 2  # once per teacher, not once per step
 
 
+@pytest.mark.slow
 def test_selfkd_subnet_resume_is_bit_identical(tmp_path):
     space = SearchSpace.load("mini")
     data = load_data("synthetic", task="saliency", size=(32, 32), seed=0, train_size=64, val_size=32)
