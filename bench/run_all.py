@@ -1,7 +1,7 @@
 """Rerun every benchmark, then print one summary table of the figures the README quotes.
 
 Usage: python -m bench.run_all [--only lut_fidelity,lut_calibration,lut_predict,search,selfkd,export,sod_ablation,
-       segmentation_front]
+       segmentation_front,profile_speed,first_hour]
        [--summary]
 `--summary` prints the table from the results already in bench/out/ without rerunning anything.
 The whole set takes about an hour and a half on this 2-core machine; run it on an idle machine.
@@ -29,6 +29,8 @@ STEPS = {
     "export": [],
     "sod_ablation": [],
     "segmentation_front": [],
+    "profile_speed": [],
+    "first_hour": [],
 }
 
 
@@ -106,6 +108,23 @@ def rows() -> list[tuple[str, str, str, str]]:
             f"{np.median([r['chosen_test_miou'] for r in runs]):.4f}"
         )
         out.append(("segmentation_front", f"{algo} under {segmentation['budget']}", value, ""))
+    for path in sorted(OUT.glob("profile_speed*.json")):  # one file per seed of the subnets measured
+        speed = json.loads(path.read_text())
+        seed = speed.get("seed", 0)
+        for r in speed.get("rows", []):
+            value = f"{r['seconds']:.0f} s, Kendall tau {r['kendall_tau']:.3f}"
+            if "heldout_calibrated_mape" in r:
+                value += f", held-out MAPE after calibration {r['heldout_calibrated_mape']:.1f}%"
+            out.append(("profile_speed", f"mini on cpu, subnets of seed {seed}, {r['setting']} settings", value, ""))
+        if "repeatability" in speed:
+            tau = speed["repeatability"]["kendall_tau"]
+            out.append(("profile_speed", f"seed {seed}: the measurement against itself", f"tau {tau:.3f}", ""))
+    first = _load("first_hour.json") or {}
+    for r in first.get("rows", []):
+        value = f"{r['seconds']:.1f} s"
+        if "hv_ratio" in r:
+            value += f", HV {r['hv_ratio']:.4f}, regret p50 {r['regret_val_p50']:.2f}"
+        out.append(("first_hour", r["what"], value, f"< {first['targets'][r['what']]:.0f} s"))
     for name in STEPS:
         if not any(r[0] == name for r in out):
             out.append((name, "not run yet", "-", ""))

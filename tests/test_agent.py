@@ -221,3 +221,15 @@ def test_unsafe_agent_starts_are_refused(args, message):
         capture_output=True, text=True, timeout=60, env=env,
     )  # fmt: skip
     assert message in one_error_line(proc)
+
+
+def test_the_wire_protocol_is_the_measurement_protocol():
+    """Every field of `Protocol` crosses the wire with the same default: a host's protocol is never
+    refused by the agent's schema, nor filled in with other values (issue 33 added `robust_cv`)."""
+    import typing
+
+    from hwnas.hardware.agent.wire import schemas
+    from hwnas.hardware.backends import Protocol
+
+    wire = next(a for a in typing.get_args(schemas().model_fields["protocol"].annotation) if a is not type(None))
+    assert wire().model_dump() == Protocol().to_dict()

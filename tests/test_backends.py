@@ -7,6 +7,7 @@ refusal without a GPU are tested here; engine building and execution run only on
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import platform
 
@@ -147,3 +148,15 @@ def test_litert_converts_in_worker_processes_in_order_and_to_the_same_numbers():
         (out,) = runnable.run(inputs)
         np.testing.assert_allclose(out, _reference(model, inputs), atol=1e-4, rtol=1e-4)
     assert get_backend(load_device("cpu", DEVICES)).slow_prepare is False and backend.slow_prepare is True
+
+
+def test_one_slow_call_does_not_make_a_block_noisy():
+    """Timings of tiny blocks are heavy-tailed: one interrupted call among a hundred doubles their
+    plain CV, so the classic criterion re-measured nearly every block for nothing (issue 33)."""
+    protocol = Protocol(warmup_min_calls=2, warmup_min_s=0.0, window=2, runs=100, min_run_s=0.0, retries=1)
+    script = [1.0] * 99 + [100.0]
+    robust = measure(lambda: None, protocol, timer=_scripted(script))
+    assert not robust.noisy and robust.attempts == 1 and robust.median_ms == 1.0
+    assert robust.cv > 0.1  # the plain CV is still reported as measured
+    classic = measure(lambda: None, dataclasses.replace(protocol, robust_cv=False), timer=_scripted(script))
+    assert classic.noisy

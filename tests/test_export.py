@@ -102,7 +102,8 @@ def test_verified_formats_report_numerics_and_latency_beside_the_table(exported,
         assert m["preprocessing"]["mean"] == pytest.approx([0.485, 0.456, 0.406])
     speed = _manifest(exported, "onnx")["verification"]["speed"]
     assert speed["table_ms"] > 0 and speed["line"].startswith("table ")
-    assert speed["line"] in exported["stdout"]
+    shown = f"{speed['measured_ms']:.3f} ms │ {speed['table_ms']:.3f} {speed['delta_pct']:+.0f}%"
+    assert shown in exported["stdout"]  # the row of the printed table: measured, then the table's figure
     assert "onnxruntime" in _manifest(exported, "onnx")["tools"]
     assert "litert-torch" in _manifest(exported, "tflite")["tools"]
     assert "no table at" in _manifest(exported, "tflite")["verification"]["speed"]["table"]

@@ -77,7 +77,8 @@ def test_a_search_finds_the_exact_optimum_under_a_budget_on_a_sub_table(tmp_path
     assert result.chosen.values["latency"] <= budget
     assert len(result.archive) <= 150 and result.archive.space.size() == 729
     best = json.loads((tmp_path / "run" / "best.json").read_text())
-    assert best == {"space": "nb201", "cell": str(result.chosen.arch)}
+    assert {k: best[k] for k in ("space", "cell")} == {"space": "nb201", "cell": str(result.chosen.arch)}
+    assert best["search"]["latency_budget_ms"] == {"pixel3": pytest.approx(budget, rel=1e-6)}
     lines = [r["line"] for r in json.loads((tmp_path / "run" / "archive.json").read_text())["records"]]
     assert all(parse_cell(line) for line in lines) and str(result.chosen.arch) in lines
 

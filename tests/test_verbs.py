@@ -25,14 +25,25 @@ TINY = {"epochs": 1, "train_size": 32, "val_size": 16, "max_steps": 2, "batch_si
 def test_profile_measures_each_block_once_and_a_rerun_measures_nothing(tmp_path):
     path = tmp_path / "micro.parquet"
     seen = []
-    first = profile("cpu-torch", MICRO, rounds=2, out=path, protocol=QUICK, progress=lambda d, n, _: seen.append(d))
+
+    def blocks_done(done: int, total: int, label: str) -> None:
+        if not label.startswith("whole subnets"):  # the end-to-end check reports its own progress
+            seen.append(done)
+
+    first = profile("cpu-torch", MICRO, rounds=2, out=path, protocol=QUICK, progress=blocks_done)
     blocks = len(SearchSpace.load(MICRO).all_block_signatures())
     assert len(first.table) == blocks and first.measured == 2 * blocks and first.found == 0
-    assert seen[-1] == 2 * blocks and LatencyTable.load(path, SearchSpace.load(MICRO)).meta["rounds"] == 2
+    stored = LatencyTable.load(path, SearchSpace.load(MICRO)).meta
+    assert seen[-1] == 2 * blocks and stored["rounds"] == 2
+    # the profile ended with its end-to-end check: 4 subnets per resolution, the held-out error stored
+    assert first.validation is not None and len(first.validation.archs) == 4 * len(stored["resolutions"])
+    assert set(stored["validation"]["heldout_mape"]) == {f.resolution for f in first.validation.fits}
     again = profile("cpu-torch", MICRO, rounds=2, out=path, protocol=QUICK)
-    assert again.measured == 0 and again.found == 2 * blocks
-    more = profile("cpu-torch", MICRO, rounds=3, out=path, protocol=QUICK, on_resume=lambda *a: seen.append(a))
-    assert more.measured == blocks and seen[-1] == (path, 2 * blocks, 3 * blocks)
+    assert again.measured == 0 and again.found == 2 * blocks and again.validation is None  # checked already
+    more = profile(
+        "cpu-torch", MICRO, rounds=3, out=path, protocol=QUICK, validate=False, on_resume=lambda *a: seen.append(a)
+    )
+    assert more.measured == blocks and seen[-1] == (path, 2 * blocks, 3 * blocks) and more.validation is None
 
 
 @pytest.mark.parametrize(

@@ -10,8 +10,11 @@ from __future__ import annotations
 from typing import Annotated
 
 import typer
+from rich.markup import escape
 
 from hwnas.cli import convert, data, deploy, devices, evaluate, search, spaces, train
+from hwnas.cli.common import err
+from hwnas.errors import missing_extra
 
 app = typer.Typer(
     help="hwnas: hardware-aware latency profiling, architecture search and export.",
@@ -44,7 +47,16 @@ for group in (spaces, devices, data, train, search, evaluate, deploy, convert):
 
 
 def main() -> None:
-    app()
+    """The `hwnas` script: the app, with an optional dependency that is not installed answered by
+    the extra that brings it (one line, exit code 2) wherever the verb imports it."""
+    try:
+        app()
+    except ModuleNotFoundError as exc:
+        missing = missing_extra(exc)
+        if missing is None:
+            raise
+        err.print(f"[red]error:[/red] {escape(str(missing))}", highlight=False, soft_wrap=True)
+        raise SystemExit(2) from None
 
 
 __all__ = ["app", "main"]

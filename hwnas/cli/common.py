@@ -16,9 +16,9 @@ from rich.progress import (
     MofNCompleteColumn,
     Progress,
     TextColumn,
-    TimeElapsedColumn,
     TimeRemainingColumn,
 )
+from rich.table import Column
 
 from hwnas.errors import HwnasError
 
@@ -81,15 +81,22 @@ class LazyProgress:
     """A rich progress bar that appears at its first update: a verb that fails its checks before any
     work prints its one error line and nothing else (a started bar leaves a blank line behind)."""
 
-    def __init__(self) -> None:
+    def __init__(self, console: Console | None = None) -> None:
+        # Fits 80 columns: the counts and the time left keep their width, the description is cut
+        # to 24 characters and the label (a block name, a round) to what is left, with an ellipsis.
+        console = console or err
+        fixed = 24 + 16 + 9 + 7 + 5  # description, bar, counts, time left, the gaps between the columns
         self._bar = Progress(
-            TextColumn("{task.description}"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TimeElapsedColumn(),
+            TextColumn("{task.description}", table_column=Column(no_wrap=True, max_width=24)),
+            BarColumn(bar_width=16),
+            MofNCompleteColumn(table_column=Column(no_wrap=True, min_width=9)),
             TimeRemainingColumn(),
-            TextColumn("{task.fields[label]}", style="dim"),
-            console=err,
+            TextColumn(
+                "{task.fields[label]}",
+                style="dim",
+                table_column=Column(no_wrap=True, overflow="ellipsis", max_width=max(10, console.width - fixed)),
+            ),
+            console=console,
             transient=True,
         )
         self._started = False
@@ -110,10 +117,47 @@ class LazyProgress:
             self._started = True
         self._bar.update(task, **fields)
 
+    def renderable(self):
+        """What the bar shows now (tests render it at a given width)."""
+        return self._bar.get_renderable()
+
     def counter(self, label: str, total: int):
         """A new bar of `total` steps and the function that advances it by n (a library's progress)."""
         task = self.add_task(label, total=total, label="")
         return lambda n: self.update(task, advance=n)
+
+
+def check_early(
+    *,
+    space: str | None = None,
+    devices: list[str] | tuple[str, ...] = (),
+    devices_dir: Path | None = None,
+    resolutions: list[str] | None = None,
+    task: str | None = None,
+    budgets: list[str] | None = None,
+) -> None:
+    """Check the flags a verb shares with the library's own light checks (space presets, device
+    specs, resolutions, task names, budgets) before the verb imports torch: a mistyped flag answers
+    in a fraction of a start-up. The library checks them again where it uses them (same functions)."""
+    from hwnas.hardware.device import load_device
+    from hwnas.space import SearchSpace
+    from hwnas.space.arch import parse_resolution
+    from hwnas.space.tasks import check_task
+
+    with user_errors():
+        if task is not None:
+            check_task(task)
+        if budgets:
+            from hwnas.search.budget import parse_budgets
+
+            parse_budgets(budgets)
+        sp = SearchSpace.load(space) if space is not None and space != "nb201" else None
+        for r in resolutions or []:
+            resolution = parse_resolution(r)
+            if sp is not None:
+                sp.check_resolution(resolution)
+        for device in devices:
+            load_device(device, devices_dir)
 
 
 def progress_bar() -> LazyProgress:

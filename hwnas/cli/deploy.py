@@ -17,10 +17,12 @@ from hwnas.cli.common import (
     MeterOpt,
     RoundsOpt,
     SpaceOpt,
+    check_early,
     err,
     out,
     say,
     user_errors,
+    warn,
 )
 from hwnas.cli.common import DeviceOpt as TargetOpt
 
@@ -45,6 +47,7 @@ def report(
     devices_dir: DevicesDirOpt = None,
 ) -> None:
     """SalNAS's seven measures for one subnet: FLOPs, params, size, emission, power, latency, throughput."""
+    check_early(space=space_name, devices=[device], devices_dir=devices_dir)
     from hwnas.deploy.report import report as run_report
     from hwnas.files import atomic_write_json, writable_file
 
@@ -106,6 +109,11 @@ def export(
     devices_dir: DevicesDirOpt = None,
 ) -> None:
     """Export a subnet to runtime artifacts with manifests; verify numerics and latency where they run."""
+    from hwnas.deploy.formats import parse_formats
+
+    check_early(devices=[device] if device else [], devices_dir=devices_dir)
+    with user_errors():
+        parse_formats(formats)
     from hwnas.deploy.export import export as run_export
 
     with user_errors(), out.status("exporting") as status:
@@ -123,14 +131,16 @@ def export(
 
 def _render_export(result) -> None:
     say(f"{result.source.arch} ({result.source.bn})")
-    results = Table("format", "device", "max abs error (tol)", "latency", "verification")
+    results = Table("format", "device", "error / tol", "measured", "table", "verified")
     for item in result.items:
         v = item.verification
-        numerics = f"{v.numerics.max_abs:.1e} ({v.numerics.atol:.0e})" if v.numerics else "-"
+        numerics = f"{v.numerics.max_abs:.1e} / {v.numerics.atol:.0e}" if v.numerics else "-"
         colour = {"verified": "green", "failed": "red"}.get(v.status, "yellow")
-        results.add_row(
-            item.format, item.device, numerics, v.speed.line() if v.speed else "-", f"[{colour}]{v.status}[/]"
-        )
+        speed = v.speed
+        measured = f"{speed.measured_ms:.3f} ms" if speed else "-"
+        table = f"{speed.table_ms:.3f} {speed.delta_pct:+.0f}%" if speed and speed.table_ms is not None else "-"
+        status = {"verified": "yes", "failed": "FAILED"}.get(v.status, "not here")
+        results.add_row(item.format, item.device, numerics, measured, table, f"[{colour}]{status}[/]")
     out.print(results)
     files = 0
     for item in result.items:
@@ -144,6 +154,13 @@ def _render_export(result) -> None:
         files += len(written)
         say(f"{item.format}: wrote {', '.join(p.name for p in written)}", style="dim")
     say(f"wrote {len(result.items)} format(s), {files} files, to {result.folder}/")
+    for item in result.items:
+        speed = item.verification.speed
+        if speed is not None and speed.budget_ms is not None:
+            (say if speed.within_budget else warn)(f"{item.format} on {speed.budget_line()}")
+    if result.source.search and not any(i.verification.speed and i.verification.speed.budget_ms for i in result.items):
+        budgets = ", ".join(result.source.search.get("budgets", []))
+        say(f"searched under {budgets}: no format here was measured on the device whose budget that is", style="dim")
 
 
 def register(app: typer.Typer) -> None:

@@ -18,6 +18,7 @@ from hwnas.cli.common import (
     RoundsOpt,
     SpaceOpt,
     TokenOpt,
+    check_early,
     err,
     flag,
     out,
@@ -36,20 +37,21 @@ def devices(devices_dir: DevicesDirOpt = None) -> None:
     """List the device specs (packaged, and yours in ./devices) and whether each runs on this host."""
     with user_errors():
         specs = [load_device(n, devices_dir) for n in device_names(devices_dir)]
-    table = Table("device", "backend", "options", "runs here", "why not / what to do")
+    table = Table("device", "backend", "options", "runs here")
+    absent = []
     for spec in specs:
         reason = spec.availability()
         opts = f"threads={spec.threads} {spec.precision}"
-        opts += f" {spec.provider}" if spec.backend == "onnxruntime" else ""
+        opts += f" {spec.provider.replace('ExecutionProvider', ' EP')}" if spec.backend == "onnxruntime" else ""
         opts += f" {spec.compute_units}" if spec.backend == "coreml" else ""
-        table.add_row(
-            spec.name,
-            spec.backend,
-            opts,
-            "[green]yes[/green]" if reason is None else "[red]no[/red]",
-            "" if reason is None else escape(f"{reason}; profile it with `hwnas agent` on the target (--remote)"),
-        )
+        table.add_row(spec.name, spec.backend, opts, "[green]yes[/green]" if reason is None else "[red]no[/red]")
+        if reason is not None:
+            absent.append(f"{spec.name}: {reason}")
     out.print(table)
+    for line in absent:
+        say(escape(line), style="dim")
+    if absent:
+        say("profile a device that does not run here with `hwnas agent` on it and `hwnas profile --remote URL`")
     own = [n for n in device_names(devices_dir) if spec_path(n, devices_dir).parent != packaged_dir()]
     if own:
         say(f"from your folder: {', '.join(own)}; the others ship with hwnas", style="dim")
@@ -75,17 +77,29 @@ def profile(
     lut_out: Annotated[
         Path | None, typer.Option("--out", "-o", help="table path (default lut/DEVICE-SPACE.parquet)")
     ] = None,
-    rounds: RoundsOpt = 4,
+    rounds: Annotated[
+        int | None,
+        typer.Option(help="interleaved measurement rounds per block (default: 2)"),
+    ] = None,
     statistic: Annotated[
         str, typer.Option(help="what a row predicts with: median (over rounds of each round's median) or min")
     ] = "median",
     energy: Annotated[bool, flag("--energy", help="add each block's energy (NVML/RAPL, else ESTIMATED)")] = False,
+    validate: Annotated[
+        bool,
+        typer.Option(
+            "--validate/--no-validate",
+            help="end with a short end-to-end check (4 subnets per resolution) that calibrates the table",
+            metavar="",
+        ),
+    ] = True,
     meter: MeterOpt = None,
     remote: RemoteOpt = None,
     token: TokenOpt = None,
     devices_dir: DevicesDirOpt = None,
 ) -> None:
     """Measure every block of the space on the device into a latency table (resumable)."""
+    check_early(space=space_name, devices=[device], devices_dir=devices_dir, resolutions=resolution, task=task)
     from hwnas.hardware.profiling import profile as run_profile
 
     with user_errors(resume="the table from the blocks already measured"), progress_bar() as bar:
@@ -94,7 +108,8 @@ def profile(
         )
         result = run_profile(
             device, space_name, task=task, classes=classes, resolutions=resolution, out=lut_out, rounds=rounds,
-            statistic=statistic, energy=energy, meter=meter, remote=remote, token=token, devices_dir=devices_dir,
+            statistic=statistic, energy=energy, validate=validate, meter=meter, remote=remote, token=token,
+            devices_dir=devices_dir,
             progress=lambda done, total, label: bar.update(job, completed=done, total=total, label=label[:48]),
             on_resume=lambda path, done, total: err.print(
                 f"resuming {path}: {done} of {total} measurements already done", highlight=False
@@ -106,11 +121,25 @@ def profile(
         say(f"energy column: {label} ({table.energy_source})")
     what = f"wrote {result.path}"
     if result.measured == 0 and not energy:
-        what = f"{result.path} already had every block at {rounds} rounds: nothing measured"
+        what = f"{result.path} already had every block at {result.rounds} rounds: nothing measured"
     say(
         f"{len(table)} block signatures on {table.meta['device']['name']} ({table.meta['versions']}); "
         f"per-call overhead {table.overhead_ms * 1000:.1f} us; {what}"
     )
+    if result.validation is not None:
+        _say_check(result.validation)
+    elif not validate:
+        warn("not validated (--no-validate): searches will trust raw block sums; `hwnas lut validate` checks them")
+
+
+def _say_check(result) -> None:
+    """One line per resolution of the end-to-end check that follows a profile."""
+    for fit in result.fits:
+        held = f"held-out error {fit.before.mape:.1f}% from block sums"
+        if fit.applied:
+            say(f"checked at {fit.resolution} on whole subnets: {held}, {fit.after.mape:.1f}% calibrated (line stored)")
+        else:
+            say(f"checked at {fit.resolution} on whole subnets: {held}; no line stored (it did not lower that error)")
 
 
 def lut_validate(
@@ -135,6 +164,9 @@ def lut_validate(
     devices_dir: DevicesDirOpt = None,
 ) -> None:
     """Compare table predictions with end-to-end latency; store the calibration if it helps."""
+    check_early(
+        space=space_name, devices=[device], devices_dir=devices_dir, resolutions=[resolution] if resolution else None
+    )
     from hwnas.hardware.table import sidecar_path
     from hwnas.hardware.validation import validate
 

@@ -9,7 +9,18 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from hwnas.cli.common import DevicesDirOpt, SeedOpt, SpaceOpt, err, flag, out, progress_bar, say, user_errors
+from hwnas.cli.common import (
+    DevicesDirOpt,
+    SeedOpt,
+    SpaceOpt,
+    check_early,
+    err,
+    flag,
+    out,
+    progress_bar,
+    say,
+    user_errors,
+)
 from hwnas.cli.common import warn as print_warning
 
 
@@ -86,6 +97,8 @@ def search(
     devices_dir: DevicesDirOpt = None,
 ) -> None:
     """Search the most accurate subnets under a budget; write archive.json, best.json and pareto.png."""
+    on_benchmark = space_name == "nb201" or benchmark is not None  # --device names a column of the table
+    check_early(space=space_name, budgets=budget, devices=[] if on_benchmark else device, devices_dir=devices_dir)
     from hwnas.search import run
 
     with user_errors(resume="from the subnets already in archive.json"), progress_bar() as bar:
@@ -103,6 +116,8 @@ def search(
         )  # fmt: skip
     for note in result.warnings:
         print_warning(note)
+    for note in result.notes:
+        say(note)
     _render(result)
 
 
@@ -112,16 +127,19 @@ def _render(result) -> None:
     source = archive.meta.get("accuracy_source", "supernet")
     label = f"{metric} (PROXY, not accuracy)" if metric.startswith("proxy") else f"{metric} ({source})"
     costs = archive.objectives[1:]
-    front = Table("", label, *(f"{o.name} ({o.unit})" for o in costs), "arch")
+    front = Table("#", "", label, *(f"{o.name} ({o.unit})" for o in costs))
     knees = {str(r.arch) for r in archive.trade_offs()}
-    for rec in archive.front():
+    records = archive.front()
+    for i, rec in enumerate(records, 1):
         mark = ("[bold orange3]*[/]" if rec is chosen else "") + ("k" if str(rec.arch) in knees else "")
         front.add_row(
-            mark, f"{rec.values['accuracy']:.4f}", *(o.show(rec.values[o.name]).split()[0] for o in costs),
-            str(rec.arch),
+            str(i), mark, _score(metric, rec.values["accuracy"]),
+            *(o.show(rec.values[o.name]).split()[0] for o in costs),
         )  # fmt: skip
     out.print(front)
-    out.print("* chosen, k a high trade-off point of the front", style="dim")
+    out.print("* chosen, k a high trade-off point of the front; their archs by number:", style="dim")
+    for i, rec in enumerate(records, 1):
+        say(f"{i:>3}  {rec.arch}")
     for g in archive.meta.get("generations", []):
         say(
             f"generation {g['generation']}: {g['evaluated']} evaluated, hypervolume {g['hypervolume']:.4g}, "
@@ -129,7 +147,7 @@ def _render(result) -> None:
         )
     costs_line = ", ".join(o.show(chosen.values[o.name]) for o in costs)
     score = chosen.values["accuracy"]
-    score = "not evaluated (the generator's answer)" if math.isnan(score) else f"{score:.4f}"
+    score = "not evaluated (the generator's answer)" if math.isnan(score) else _score(metric, score)
     say(f"chosen: {label} {score}, {costs_line} under {', '.join(map(str, budgets))}")
     say(str(chosen.arch))
     say(hypervolume_line(archive))
@@ -149,6 +167,14 @@ def _render(result) -> None:
             f"scores come from the adapted supernet {archive.meta['adapted_supernet']}: export and post-process from it"
         )
     say(f"wrote {result.folder}/archive.json, best.json, pareto.png")
+
+
+def _score(metric: str, value: float) -> str:
+    """A front's score in its own unit: accuracy to 4 places, a FLOPs or params proxy in G or M."""
+    from hwnas.search.objectives import Objective
+
+    proxy = metric.removeprefix("proxy-")
+    return Objective(proxy).show(value) if metric.startswith("proxy-") else f"{value:.4f}"
 
 
 def hypervolume_line(archive) -> str:

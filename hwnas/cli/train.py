@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from hwnas.cli.common import SeedOpt, SpaceOpt, err, flag, progress_bar, say, user_errors
+from hwnas.cli.common import SeedOpt, SpaceOpt, check_early, err, flag, progress_bar, say, user_errors
 from hwnas.space.tasks import TASKS, head_task
 
 DataOpt = Annotated[
@@ -160,6 +160,7 @@ def train_supernet(
     ] = None,
 ) -> None:
     """Train a weight-sharing supernet with the sandwich rule, inplace KD and optional Self-KD (resumable)."""
+    check_early(space=space_name, task=task)
     from hwnas.train.runner import train_supernet
 
     with user_errors(resume=RESUME):

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from importlib.metadata import version
 from pathlib import Path
 
-from hwnas.deploy.formats import FORMATS
+from hwnas.deploy.formats import FORMATS, parse_formats
 from hwnas.deploy.formats.base import Format, Job, Written
 from hwnas.deploy.verify import FAILED, NOT_HERE, VERIFIED, Verification, compare, fixed_inputs, measure_speed
 from hwnas.errors import HwnasError
@@ -58,18 +58,6 @@ class ExportReport:
     @property
     def failed(self) -> list[ExportItem]:
         return [item for item in self.items if item.verification.status == FAILED]
-
-
-def parse_formats(formats: str | list[str]) -> list[str]:
-    """`onnx,tflite` or a list -> known, distinct format names in the order given."""
-    names = formats.split(",") if isinstance(formats, str) else list(formats)
-    names = [n.strip().lower() for n in names if n.strip()]
-    if not names:
-        raise HwnasError(f"no export format given; allowed: {', '.join(FORMATS.names())}")
-    unknown = [n for n in names if n not in FORMATS]
-    if unknown:
-        raise HwnasError(f"unknown export format(s) {', '.join(unknown)}; allowed: {', '.join(FORMATS.names())}")
-    return list(dict.fromkeys(names))
 
 
 def target_devices(
@@ -156,7 +144,8 @@ def export(
         step(f"{n}: converting for {target.name}")
         written = fmt.write(job, target, folder, name)
         table = Path(lut) if n == lut_format else default_lut_path(target.name, space.name, lut_dir)
-        verification = _verify(fmt, written, target, job, table, verify, rounds, protocol, step)
+        budget = (source.search or {}).get("latency_budget_ms", {}).get(target.name)
+        verification = _verify(fmt, written, target, job, table, verify, rounds, protocol, step, budget)
         manifest = _write_manifest(fmt, written, target, job, source, verification, name)
         items.append(ExportItem(n, target.name, written.paths, manifest, verification, written.notes))
     return ExportReport(name, folder, source, items)
@@ -171,7 +160,7 @@ def _lut_format(names: list[str], chosen: str | None, lut: str | Path | None) ->
     return chosen or names[0]
 
 
-def _verify(fmt, written, device, job, table, verify, rounds, protocol, step) -> Verification:
+def _verify(fmt, written, device, job, table, verify, rounds, protocol, step, budget_ms) -> Verification:
     if not written.verifiable:
         return Verification(NOT_HERE, written.notes[-1] if written.notes else "no runnable artifact here")
     if not verify:
@@ -187,7 +176,7 @@ def _verify(fmt, written, device, job, table, verify, rounds, protocol, step) ->
     step(f"{fmt.name}: measuring latency on {device.name}")
     speed = measure_speed(
         device, artifact, job.arch, job.space, job.task, table, num_classes=job.num_classes, rounds=rounds,
-        protocol=protocol,
+        protocol=protocol, budget_ms=budget_ms,
     )  # fmt: skip
     return Verification(VERIFIED, "", numerics, speed)
 

@@ -12,6 +12,7 @@ from pathlib import Path
 
 from torch import nn
 
+from hwnas.deploy.verify import budget_line
 from hwnas.hardware.backends import Protocol, get_backend
 from hwnas.hardware.device import Device, load_device
 from hwnas.hardware.energy import (
@@ -87,7 +88,7 @@ def report(
     weight values). `lut` (default `lut/DEVICE-SPACE.parquet` when it exists) adds the table's
     predicted latency."""
     from hwnas.nn.checkpoint import resolve_space
-    from hwnas.train.source import load_source
+    from hwnas.train.source import arch_search_context, load_source
 
     spec = device if isinstance(device, Device) else load_device(device, devices_dir)
     sp = space if isinstance(space, SearchSpace) else resolve_space(space, supernet)
@@ -99,9 +100,11 @@ def report(
     if supernet is not None:
         subnet, source = load_source(supernet, chosen)
         weights, task, classes = f"{supernet} ({source.bn})", source.task, source.num_classes
+    budget = ((arch_search_context(arch) or {}).get("latency_budget_ms") or {}).get(spec.name)
     return subnet_report(
         spec, sp, chosen, task=task, num_classes=classes, subnet=subnet, weights=weights, table=table,
-        batch=batch, passes=passes, region=region, meter=meter, rounds=rounds, protocol=protocol,
+        batch=batch, passes=passes, region=region, meter=meter, rounds=rounds, protocol=protocol, budget_ms=budget,
+        table_path=path,
     )  # fmt: skip
 
 
@@ -121,9 +124,13 @@ def subnet_report(
     meter: str | None = None,
     rounds: int = 3,
     protocol: Protocol | None = None,
+    budget_ms: float | None = None,
+    table_path: Path | None = None,
 ) -> Report:
     """Measure `arch` on `device` (which must run here): see the module docstring. `num_classes`
-    (classification, segmentation) defaults to the table's, else to `hwnas.space.tasks.default_classes`."""
+    (classification, segmentation) defaults to the table's, else to `hwnas.space.tasks.default_classes`.
+    `budget_ms`, the latency budget the arch was searched under here, is held against the measured
+    latency (a note says whether it holds, by how much, and what the table predicted)."""
     if batch < 1 or passes < 1:
         raise EnergyError(f"--batch and --passes must be at least 1, got {batch} and {passes}")
     region = check_region(region or device.region or "USA")
@@ -144,10 +151,15 @@ def subnet_report(
     per_round = measure_rounds(backend, [single], rounds=rounds, protocol=protocol)
     measured = float(aggregate(per_round, DEFAULT_STATISTIC)[0])
     report.measures.append(Measure("latency", measured, "ms", f"measured ({device.backend}, batch {device.batch})"))
+    predicted, calibrated = None, "no table"
     if table is not None:
         predicted = table.predict(arch)
         calibrated = "calibrated" if table.calibration_at(arch.resolution) is not None else "uncalibrated"
         report.measures.append(Measure("latency (table)", predicted, "ms", f"latency table, {calibrated}"))
+    if budget_ms is not None:
+        report.details["latency_budget_ms"] = budget_ms
+        report.details["within_budget"] = measured <= budget_ms
+        report.notes.append(budget_line(device.name, measured, budget_ms, predicted, f"{table_path}, {calibrated}"))
     runnable = backend.compile(net, [(batch, 3, h, w)])
     energy = measure_inference_energy(runnable.bind(runnable.example_inputs()), energy_meter, batch=batch, calls=passes)
     emission = carbon(energy, region)
@@ -159,7 +171,7 @@ def subnet_report(
         Measure("energy", energy.joules_per_inference * 1000, "mJ per inference", label),
         Measure("throughput", energy.throughput, "images/s", f"measured (wall clock, batch {batch})"),
     ]
-    report.details = {
+    report.details |= {
         "energy": energy.to_dict(),
         "carbon": emission.to_dict(),
         "resolution": [w, h],

@@ -45,15 +45,45 @@ class Speed:
     rounds: int
     table_ms: float | None
     table: str
+    budget_ms: float | None = None  # the latency budget the arch was searched under on this device
 
     @property
     def delta_pct(self) -> float | None:
         return None if self.table_ms is None else 100 * (self.measured_ms - self.table_ms) / self.table_ms
 
+    @property
+    def within_budget(self) -> bool | None:
+        return None if self.budget_ms is None else self.measured_ms <= self.budget_ms
+
     def line(self) -> str:
         if self.table_ms is None:
             return f"measured {self.measured_ms:.3f} ms, no table"
         return f"table {self.table_ms:.3f} ms, measured {self.measured_ms:.3f} ms, {self.delta_pct:+.1f}%"
+
+    def budget_line(self) -> str | None:
+        """Whether the measured latency keeps the search's budget, by how much, and why not."""
+        if self.budget_ms is None:
+            return None
+        return budget_line(self.device, self.measured_ms, self.budget_ms, self.table_ms, self.table)
+
+
+def budget_line(device: str, measured_ms: float, budget_ms: float, table_ms: float | None, table: str) -> str:
+    """One line on a measured latency against the budget its arch was searched under: the margin
+    left, or the overshoot and what the table predicted (the why: its error, calibrated or not)."""
+    over = measured_ms - budget_ms
+    if over <= 0:
+        return (
+            f"{device}: measured {measured_ms:.3f} ms keeps the {budget_ms:.3f} ms budget it was searched under "
+            f"({-over:.3f} ms, {-100 * over / budget_ms:.0f}% to spare)"
+        )
+    why = "no table predicted it"
+    if table_ms is not None:
+        why = f"the table ({table}) predicted {table_ms:.3f} ms, {100 * (measured_ms - table_ms) / table_ms:+.0f}% off"
+    return (
+        f"{device}: measured {measured_ms:.3f} ms BREAKS the {budget_ms:.3f} ms budget it was searched under, by "
+        f"{over:.3f} ms ({100 * over / budget_ms:+.0f}%): {why}; check the table with `hwnas lut validate "
+        f"--device {device}` and search again, or search under a lower budget"
+    )
 
 
 @dataclass(frozen=True)
@@ -68,6 +98,8 @@ class Verification:
         if self.speed is not None:
             out["speed"]["delta_pct"] = self.speed.delta_pct
             out["speed"]["line"] = self.speed.line()
+            out["speed"]["within_budget"] = self.speed.within_budget
+            out["speed"]["budget_line"] = self.speed.budget_line()
         return out
 
 
@@ -122,9 +154,12 @@ def measure_speed(
     num_classes: int = 1000,
     rounds: int = 3,
     protocol: Protocol | None = None,
+    budget_ms: float | None = None,
 ) -> Speed:
     """End-to-end latency of `artifact` on `device` in `rounds` interleaved rounds (as `lut validate`),
-    aggregated with the table's statistic, beside the table's prediction for `arch`."""
+    aggregated with the table's statistic, beside the table's prediction for `arch` and the
+    latency budget `budget_ms` it was searched under, if any."""
     predicted, note, statistic = table_prediction(table_path, space, arch, task, num_classes)
     per_round = measure_rounds(get_backend(device), [artifact], rounds=rounds, statistic=statistic, protocol=protocol)
-    return Speed(device.name, float(aggregate(per_round, statistic)[0]), statistic, rounds, predicted, note)
+    measured = float(aggregate(per_round, statistic)[0])
+    return Speed(device.name, measured, statistic, rounds, predicted, note, budget_ms)

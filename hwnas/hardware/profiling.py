@@ -8,18 +8,20 @@ still missing. With `energy`, each block's energy per call follows (`profile_ene
 
 from __future__ import annotations
 
-import os
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from hwnas.files import writable_file
+from hwnas.hardware.agent.client import measurer_for
 from hwnas.hardware.backends import Protocol, get_backend
 from hwnas.hardware.device import Device, load_device
 from hwnas.hardware.energy import EnergyMeter, choose_meter, measure_inference_energy, require_power
 from hwnas.hardware.measurer import DEFAULT_STATISTIC, LocalMeasurer, Measurer, Progress, no_progress
 from hwnas.hardware.table import STATISTICS, LatencyTable, LutError, default_path
+from hwnas.hardware.validation import Validation
+from hwnas.hardware.validation import validate as validate_table
 from hwnas.nn.static import IdentityModel, SignatureModel, signature_inputs
 from hwnas.space import DEFAULT_SPACE, SearchSpace
 from hwnas.space.arch import parse_resolution
@@ -27,6 +29,9 @@ from hwnas.space.signature import BlockSignature
 from hwnas.space.tasks import base_task, check_task, default_classes, is_segmentation
 
 SAVE_EVERY_S = 1.0
+DEFAULT_ROUNDS = 2  # 4 until issue 33; bench.profile_speed: the same fidelity in 0.23x the time
+VALIDATION_SAMPLES = 4  # subnets per resolution after a profile: two fit its line, two judge it
+VALIDATION_ROUNDS = 2
 
 
 def open_or_create(
@@ -86,6 +91,7 @@ class Profile:
     rounds: int
     measured: int
     found: int
+    validation: Validation | None = None  # the end-to-end check that followed, if one ran
 
 
 def profile(
@@ -96,9 +102,10 @@ def profile(
     classes: int | None = None,
     resolutions: list[str | tuple[int, int]] | None = None,
     out: str | Path | None = None,
-    rounds: int = 4,
+    rounds: int | None = None,
     statistic: str = DEFAULT_STATISTIC,
     energy: bool = False,
+    validate: bool = True,
     meter: str | EnergyMeter | None = None,
     remote: str | None = None,
     token: str | None = None,
@@ -110,16 +117,22 @@ def profile(
 ) -> Profile:
     """`hwnas profile`: measure every block signature of `space` (a preset, a .toml or a
     `SearchSpace`; default alphanet) on `device` (a spec name, a .toml or a `Device`) in `rounds`
-    interleaved passes into the table `out` (default `lut/DEVICE-SPACE.parquet`), saving as it
-    goes; with `energy`, then add each block's energy per call (`profile_energy`, with `meter`: a
-    meter kind or an `EnergyMeter`). `classes` is the width of a segmentation head's logits
-    (default Cityscapes' 19) or a classifier's (default 1000); `resolutions` ("256x192" or pairs)
-    default to all of the space's. `remote` measures on `hwnas agent` at that URL.
+    (default `DEFAULT_ROUNDS`) interleaved passes into the table `out` (default
+    `lut/DEVICE-SPACE.parquet`), saving as it goes; with `energy`, then add each block's energy
+    per call (`profile_energy`, with `meter`: a meter kind or an `EnergyMeter`). `classes` is the
+    width of a segmentation head's logits (default Cityscapes' 19) or a classifier's (default
+    1000); `resolutions` ("256x192" or pairs) default to all of the space's. `remote` measures on
+    `hwnas agent` at that URL.
+    With `validate` (the default), a short end-to-end check follows (`validate_table`: subnets
+    measured whole, `VALIDATION_SAMPLES` per resolution in `VALIDATION_ROUNDS` rounds), which stores
+    each resolution's calibration line where it lowers the held-out error; it is skipped when
+    nothing new was measured and the table was validated before.
 
     Every input is checked before any measurement (one `HwnasError`). Round r measures each
     signature that has fewer than r+1 rounds, so a rerun after an interruption continues where the
     last one stopped (`on_resume(path, done, total)` is told) and never repeats a finished one.
     """
+    rounds = DEFAULT_ROUNDS if rounds is None else rounds
     check_task(task)
     spec = device if isinstance(device, Device) else load_device(device, devices_dir)
     sp = space if isinstance(space, SearchSpace) else SearchSpace.load(space or DEFAULT_SPACE)
@@ -166,18 +179,16 @@ def profile(
         table.save(path)
     if energy:
         profile_energy(spec, table, sigs, path, meter=meter, progress=progress)
-    return Profile(table, path, rounds, done - found, found)
-
-
-def measurer_for(device: Device, remote: str | None = None, token: str | None = None) -> Measurer:
-    """Where the timings come from: this host, or `hwnas agent` at the URL `remote` (its token from
-    `token` or $HWNAS_AGENT_TOKEN)."""
-    if remote is None:
-        return LocalMeasurer(device)
-    from hwnas.hardware.agent.client import RemoteMeasurer
-    from hwnas.hardware.agent.wire import TOKEN_ENV
-
-    return RemoteMeasurer(remote, token=token or os.environ.get(TOKEN_ENV), device=device)
+    checked = None
+    if validate and (done > found or "validation" not in table.meta):
+        samples = VALIDATION_SAMPLES * len(table.meta["resolutions"])
+        checked = validate_table(
+            spec, table, samples=samples, rounds=VALIDATION_ROUNDS, protocol=protocol, measurer=measurer,
+            progress=lambda d, n, label: progress(d, n, f"whole subnets: {label}"),
+        )  # fmt: skip
+        table.save(path)
+        checked = replace(checked, table_path=str(path))
+    return Profile(table, path, rounds, done - found, found, checked)
 
 
 def profile_energy(

@@ -157,7 +157,10 @@ class LatencyTable:
         path = Path(path)
         side = sidecar_path(path)
         if not path.is_file():
-            raise LutError(f"latency table {path} does not exist; build it with `hwnas profile`")
+            raise LutError(
+                f"latency table {path} does not exist; build it with `hwnas profile` (for a device that does not "
+                "run here: `hwnas agent` on the device and `hwnas profile --remote URL`)"
+            )
         if not side.is_file():
             raise LutError(f"latency table {path} has no sidecar {side}; rebuild it with `hwnas profile`")
         try:
@@ -310,6 +313,29 @@ class LatencyTable:
             lines[key] = line
         stored = {k: {**v.__dict__} for k, v in lines.items()}
         self.meta["calibration"] = {"lines": stored, "fitted": now()} if stored else None
+
+    def trust(self, resolutions: list[tuple[int, int]]) -> tuple[bool, str]:
+        """(checked, one line) on how far its predictions at `resolutions` can be trusted: the held-out
+        error of the last end-to-end check (`hwnas lut validate`, or the one that ends `hwnas
+        profile`) and whether a calibration line applies, or that it was never checked."""
+        checked = self.meta.get("validation") or {}
+        errors = checked.get("heldout_mape", {})
+        parts, unchecked = [], []
+        for resolution in resolutions:
+            key = resolution_key(resolution)
+            if key not in errors and key not in checked.get("calibration_applied", {}):
+                unchecked.append(key)
+                continue
+            how = "calibrated" if self.calibration_at(resolution) is not None else "raw block sums"
+            error = f"held-out error {errors[key]:.1f}% on {checked['heldout_n'][key]} subnets" if key in errors else ""
+            parts.append(f"{key} {how}" + (f", {error}" if error else ""))
+        if unchecked:
+            return False, (
+                f"never checked against whole subnets at {', '.join(unchecked)}: its latencies are raw block sums, "
+                "which miss what runs between blocks and the machine's drift since; `hwnas lut validate` measures "
+                "how far off they are and calibrates them"
+            )
+        return True, "checked against whole subnets: " + "; ".join(parts)
 
     def compatibility_warnings(self, device: dict, versions: dict) -> list[str]:
         """Differences between the table's device/runtime and the given ones (a warning each)."""

@@ -19,10 +19,10 @@ import numpy as np
 from scipy import stats
 
 from hwnas.files import atomic_write_json, writable_file
+from hwnas.hardware.agent.client import measurer_for
 from hwnas.hardware.backends import Protocol
 from hwnas.hardware.device import Device, load_device
 from hwnas.hardware.measurer import Measurer, Progress, aggregate, no_progress
-from hwnas.hardware.profiling import measurer_for
 from hwnas.hardware.table import Calibration, LatencyTable, LutError, default_path, now, resolution_key, sidecar_path
 from hwnas.space import DEFAULT_SPACE, Arch, SearchSpace
 from hwnas.space.arch import parse_resolution
@@ -216,6 +216,8 @@ def _validate(
     table.meta["validation"] = {
         "date": now(), "samples": len(archs), "seed": seed, "rounds": rounds,
         "calibration_applied": {fit.resolution: fit.applied for fit in fits},
+        "heldout_mape": {fit.resolution: (fit.after if fit.applied else fit.before).mape for fit in fits},
+        "heldout_n": {fit.resolution: fit.before.n for fit in fits},
     }  # fmt: skip
     return Validation(
         archs=[str(a) for a in archs],

@@ -219,7 +219,9 @@ class MosegnasSearch(Searcher):
             problem.evaluate(initial_design(problem, n0, rng, spread=spread, draw=draw))
         history = archive.meta.setdefault("generations", [])  # in the archive as it grows, so a saved one resumes
         generation = len(history)
-        total = max(1, -(-(evaluations - len(archive)) // self.per_generation))
+        total = generation + max(1, -(-(evaluations - len(archive)) // self.per_generation))
+        if progress:  # the initial design is in: the bar knows its generations (and so an ETA) from here
+            progress(generation, total, archive)
         while len(archive) < evaluations:
             generation += 1
             x = np.array([space.encode(r.arch) for r in archive.records])

@@ -165,8 +165,10 @@ class Natv2Search(Searcher):
         )
         working = pinned + others[: max(0, size - len(pinned))]  # the best A_s - 2 plus the two extremes
         history = archive.meta.setdefault("iterations", [])
-        total = max(1, -(-(evaluations - len(archive)) // self.per_iteration))
         iteration = len(history)
+        total = iteration + max(1, -(-(evaluations - len(archive)) // self.per_iteration))
+        if progress:  # the initial archive is in: the bar knows its iterations (and so an ETA) from here
+            progress(iteration, total, archive)
         while len(archive) < evaluations:
             iteration += 1
             x = np.array([space.encode(r.arch) for r in working])

@@ -26,35 +26,48 @@ def pareto_png(archive: Archive, *, budgets: list[Budget], chosen: Record, path:
     fig = Figure(figsize=(5.2 * len(costs) + 1.2, 4.4), dpi=120)
     axes = fig.subplots(1, len(costs), squeeze=False)[0]
     front = {str(r.arch) for r in archive.front()}
-    metric = archive.meta.get("metric", "accuracy")
+    score = _score(archive)
     for ax, cost in zip(axes, costs, strict=True):
-        _panel(ax, archive, cost, budgets, chosen, front, several=len(costs) > 1)
-    proxy = metric.startswith("proxy")
-    source = archive.meta.get("accuracy_source", "supernet")
-    axes[0].set_ylabel(f"{metric} (a proxy, not accuracy)" if proxy else f"validation {metric} ({source})")
+        _panel(ax, archive, cost, budgets, chosen, front, several=len(costs) > 1, score=score)
+    axes[0].set_ylabel(score[1])
     fig.suptitle(title, fontsize=9)
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", bbox_inches="tight")
     return atomic_write_bytes(path, buffer.getvalue())
 
 
-def _panel(ax, archive: Archive, cost, budgets: list[Budget], chosen: Record, front: set[str], several: bool) -> None:
+def _score(archive: Archive) -> tuple[str, str, float]:
+    """(short name, axis label, display scale) of what the search ranked: accuracy, or a proxy."""
+    metric = archive.meta.get("metric", "accuracy")
+    if metric.startswith("proxy-"):
+        proxy = metric.removeprefix("proxy-")
+        unit = {"flops": "GFLOPs", "params": "M params"}.get(proxy, proxy)
+        return proxy, f"{unit} (ranked as a proxy, not accuracy)", DISPLAY_SCALE.get(proxy, 1.0)
+    source = archive.meta.get("accuracy_source", "supernet")
+    return "accuracy", f"validation {metric} ({source})", 1.0
+
+
+def _panel(ax, archive: Archive, cost, budgets, chosen: Record, front: set[str], several: bool, score) -> None:
     scale = DISPLAY_SCALE.get(cost.name, 1.0)
+    name, _, y_scale = score
 
     def xy(records: list[Record]) -> tuple[list[float], list[float]]:
-        return [r.values[cost.name] * scale for r in records], [r.values["accuracy"] for r in records]
+        return [r.values[cost.name] * scale for r in records], [r.values["accuracy"] * y_scale for r in records]
 
     ax.scatter(*xy(archive.records), s=12, color="0.7", label=f"evaluated ({len(archive)})")
     pair = Archive(space=archive.space, objectives=[archive.objectives[0], cost])
     pair.records.extend(archive.records)
     xs, ys = xy(pair.front())
-    ax.step(xs, ys, where="post", color="tab:blue", lw=1.2, label=f"front in accuracy-{cost.name}")
+    ax.step(xs, ys, where="post", color="tab:blue", lw=1.2, label=f"front in {name} and {cost.name}")
     if several:
         members = [r for r in archive.records if str(r.arch) in front]
         ax.scatter(*xy(members), s=22, facecolors="none", edgecolors="tab:green", label="front in all objectives")
+    furthest = max(r.values[cost.name] for r in archive.records) * scale
     for b in budgets:
-        if b.objective == cost.name:
+        if b.objective == cost.name and b.limit * scale <= 1.5 * furthest:
             ax.axvline(b.limit * scale, color="tab:red", ls="--", label=f"budget {b}")
+        elif b.objective == cost.name:  # drawn to scale it would squeeze every point against the left edge
+            ax.plot([], [], color="tab:red", ls="--", label=f"budget {b}: beyond the axis, every point meets it")
     ax.scatter(*xy([chosen]), s=120, marker="*", color="tab:orange", zorder=5, label="chosen")
     ax.set_xlabel(f"{cost.name} ({cost.unit})")
     ax.legend(fontsize=7)

@@ -160,19 +160,20 @@ class RankNet:
         x, y = np.asarray(x, dtype=np.int64), np.asarray(y, dtype=np.float64)
         lo, span = y.min(), max(y.max() - y.min(), 1e-12)
         label = lambda v: (v - lo) / span  # noqa: E731
-        teacher = self._teachers(x, y) if self.synthetic else None
-        rng = np.random.default_rng(self.seed)
-        _, xu = self.space.bounds()
         real_x, real_y = torch.from_numpy(self.space.features(x)), torch.from_numpy(label(y)).float()
-        optimizer = torch.optim.Adam(self.net.parameters(), lr=self.lr, weight_decay=self.weight_decay)
+        if self.synthetic:  # every epoch's random archs drawn and labelled by the teachers at once
+            _, xu = self.space.bounds()
+            rng = np.random.default_rng(self.seed)
+            fake = self.space.features(rng.integers(0, xu + 1, size=(self.epochs * self.synthetic, len(xu))))
+            fake_x = torch.from_numpy(fake).split(self.synthetic)
+            fake_y = torch.from_numpy(label(self._teachers(x, y)(fake))).float().split(self.synthetic)
+        optimizer = torch.optim.Adam(self.net.parameters(), lr=self.lr, weight_decay=self.weight_decay, foreach=True)
         schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=self.epochs)
         self.net.train()
-        for _ in range(self.epochs):
+        for epoch in range(self.epochs):
             feats, labels = real_x, real_y
-            if teacher is not None:
-                fake = self.space.features(rng.integers(0, xu + 1, size=(self.synthetic, len(xu))))
-                feats = torch.cat([feats, torch.from_numpy(fake)])
-                labels = torch.cat([labels, torch.from_numpy(label(teacher(fake))).float()])
+            if self.synthetic:
+                feats, labels = torch.cat([feats, fake_x[epoch]]), torch.cat([labels, fake_y[epoch]])
             pred = torch.sigmoid(self.net(feats)).squeeze(1)
             sign = torch.sign(labels[:, None] - labels[None, :])
             hinge = torch.clamp(self.margin - sign * (pred[:, None] - pred[None, :]), min=0)

@@ -18,7 +18,7 @@ from hwnas.errors import HwnasError
 from hwnas.files import atomic_write_json, writable_file
 from hwnas.nn.checkpoint import resolve_space
 from hwnas.search.archive import Archive, Record
-from hwnas.search.budget import Budget, parse_budgets
+from hwnas.search.budget import Budget, base, device_of, parse_budgets
 from hwnas.space.tasks import is_segmentation
 
 
@@ -32,6 +32,7 @@ class SearchResult:
     algorithm: str
     resumed: int = 0  # subnets that were already in the archive it resumed
     warnings: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)  # what the latencies rest on: each table's last check
 
     @property
     def files(self) -> list[Path]:
@@ -48,6 +49,7 @@ class _Setup:
     allowed: list[int] | None
     device: str
     meta: dict[str, Any]
+    trust: list[tuple[bool, str]] = field(default_factory=list)  # per latency table: (checked, line)
 
 
 def _generated_answer(archive: Archive, budgets: list[Budget], space) -> Record | None:
@@ -96,6 +98,9 @@ def _supernet_setup(devices, space, supernet, proxy, luts, data, devices_dir) ->
             f"--lut names {len(luts)} table(s) for {len(specs)} --device(s): give one per device, in order"
         )
     paths = [Path(p) for p in luts] if luts else [default_path(spec.name, sp.name) for spec in specs]
+    for spec, path in zip(specs, paths, strict=True):
+        if not path.exists():
+            raise HwnasError(f"latency table {path} does not exist; {_how_to_profile(spec, sp.name, path)}")
     tables = [LatencyTable.load(path, sp) for path in paths]
     for spec, path, table in zip(specs, paths, tables, strict=True):
         built_for = table.meta.get("device", {}).get("name")
@@ -135,7 +140,24 @@ def _supernet_setup(devices, space, supernet, proxy, luts, data, devices_dir) ->
     names = "+".join(spec.name for spec in specs)
     table_meta = str(paths[0]) if len(paths) == 1 else [str(p) for p in paths]
     meta = {"device": names, "table": table_meta, "supernet": str(supernet or "")}
-    return _Setup(sp, costs, accuracy, allowed, names, meta)
+    resolutions = [sp.resolutions[i] for i in allowed]
+    trust = [
+        (ok, f"latency table {path} ({spec.name}): {line}")
+        for (ok, line), path, spec in zip((t.trust(resolutions) for t in tables), paths, specs, strict=True)
+    ]
+    return _Setup(sp, costs, accuracy, allowed, names, meta, trust)
+
+
+def _how_to_profile(spec, space: str, path: Path) -> str:
+    """How to build a missing table: here, or (a device that does not run here) through its agent."""
+    command = f"hwnas profile --device {spec.name} --space {space} --out {path}"
+    reason = spec.availability()
+    if reason is None:
+        return f"build it with `{command}`"
+    return (
+        f"{spec.name} does not run here ({reason}): run `hwnas agent` on the device, then `{command} "
+        "--remote http://DEVICE:8765`"
+    )
 
 
 def _benchmark_setup(devices, benchmark, metric, supernet, proxy, luts) -> _Setup:
@@ -248,7 +270,8 @@ def run(
     archive.save(folder / "archive.json")
     chosen = _generated_answer(archive, budgets, sp) if algorithm == "pnag" else None
     chosen = chosen or archive.pick(budgets)
-    atomic_write_json(folder / "best.json", sp.arch_to_dict(chosen.arch))
+    best = {**sp.arch_to_dict(chosen.arch), "search": _context(setup, budgets, chosen)}
+    atomic_write_json(folder / "best.json", best)
     title = f"{sp.name} on {setup.device}, {algorithm}, budget {', '.join(map(str, budgets))}"
     pareto_png(archive, budgets=budgets, chosen=chosen, path=folder / "pareto.png", title=title)
     return SearchResult(
@@ -259,5 +282,26 @@ def run(
         device=setup.device,
         algorithm=algorithm,
         resumed=len(previous) if previous is not None else 0,
-        warnings=list(archive.meta.get("warnings", [])),
+        warnings=[*(line for ok, line in setup.trust if not ok), *archive.meta.get("warnings", [])],
+        notes=[line for ok, line in setup.trust if ok],
     )
+
+
+def _context(setup: _Setup, budgets: list[Budget], chosen: Record) -> dict[str, Any]:
+    """What best.json keeps of the search that chose it, so that `export` and `report` can hold the
+    measured file to the budget: the budgets, each searched device's latency limit in ms, the
+    predicted costs and the tables (with whether each was checked against whole subnets)."""
+    devices = setup.device.split("+")
+    limits: dict[str, float] = {}
+    for b in budgets:
+        device = device_of(b.objective) or (devices[0] if len(devices) == 1 else None)
+        if base(b.objective) == "latency" and device is not None:
+            limits[device] = min(b.limit, limits.get(device, float("inf")))
+    return {
+        "budgets": [b.text for b in budgets],
+        "latency_budget_ms": limits,
+        "predicted": {k: float(v) for k, v in chosen.values.items() if np.isfinite(v)},
+        "device": setup.device,
+        "table": setup.meta.get("table") or setup.meta.get("benchmark"),
+        "table_checked": all(ok for ok, _ in setup.trust),
+    }

@@ -15,7 +15,9 @@ from typing import Any
 
 from hwnas.errors import ArchError
 
-FIELDS = {"space", "resolution", "stem", "stages", "last", "mix"}
+FIELDS = {"space", "resolution", "stem", "stages", "last", "mix", "search"}
+# "search": what `hwnas search` wrote beside the arch it chose (budgets, predicted costs, tables);
+# read by `search_context`, not part of the arch
 
 
 @dataclass(frozen=True)
@@ -143,3 +145,12 @@ def _stage_from_dict(data: Any, index: int) -> StageArch:
     if "depth" in data and data["depth"] != len(kernels):
         raise ArchError(f"arch stages[{index}].depth = {data['depth']!r} but it lists {len(kernels)} blocks")
     return StageArch(data["width"], tuple(kernels), tuple(expansions))
+
+
+def search_context(data: Any) -> dict[str, Any] | None:
+    """The `search` object `hwnas search` writes into best.json beside the arch (its budgets, each
+    device's latency limit in ms, the predicted costs, the tables), or None for an arch without one."""
+    context = data.get("search") if isinstance(data, dict) else None
+    if context is not None and not isinstance(context, dict):
+        raise ArchError("the arch's 'search' field must be a JSON object (as `hwnas search` writes it)")
+    return context

@@ -184,7 +184,7 @@ class NB201Space:
         return {"space": self.name, **self.validate(cell).to_dict()}
 
     def arch_from_dict(self, data: Any) -> Cell:
-        if not isinstance(data, dict) or set(data) - {"space", "cell"} or "cell" not in data:
+        if not isinstance(data, dict) or set(data) - {"space", "cell", "search"} or "cell" not in data:
             raise ArchError('a NAS-Bench-201 arch is a JSON object {"space": "nb201", "cell": "|...|"}')
         if data.get("space", self.name) != self.name:
             raise ArchError(f"arch is for space '{data['space']}', not '{self.name}'")

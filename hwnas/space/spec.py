@@ -124,7 +124,8 @@ PRESETS: Registry[Path] = Registry(  # a packaged space's name -> its file in hw
     {name: Path(f"{name}.toml") for name in ("alphanet", "alphanet-block", "alphanet-imagenet", "mini")},
     error=SpaceError,
     listing="presets",
-    hint=", or give the path of a .toml file",
+    hint=", or give the path of a .toml file; nb201 (NAS-Bench-201's cell, a table of every answer) is searched "
+    "with `hwnas search --space nb201`",
 )
 
 

@@ -17,8 +17,10 @@ from torch import nn
 from hwnas.data import SOURCES, DataSet, load_data
 from hwnas.data.split import IMAGENET_MEAN, IMAGENET_STD
 from hwnas.errors import ArchError, CheckpointError, HwnasError
+from hwnas.files import read_json
 from hwnas.nn.checkpoint import Checkpoint, file_digest, load
 from hwnas.space import Arch, SearchSpace
+from hwnas.space.arch import search_context
 from hwnas.train.bn import recalibrated_subnet
 
 EXTREMES = ("min", "max")
@@ -71,6 +73,7 @@ class Source:
     mean: tuple[float, ...]
     std: tuple[float, ...]
     data: dict[str, Any]
+    search: dict[str, Any] | None = None  # best.json's record of the search that chose the arch
 
 
 def resolve_arch(ckpt: Checkpoint, arch: str | Path | Arch | None) -> Arch:
@@ -86,6 +89,11 @@ def resolve_arch(ckpt: Checkpoint, arch: str | Path | Arch | None) -> Arch:
     elif str(arch) in (*EXTREMES, "random") or "|" in str(arch):
         chosen = space.pick(str(arch))  # random: seed 0, as `hwnas arch random` and `hwnas report`
     else:
+        if not Path(arch).is_file():
+            raise ArchError(
+                f"arch file {arch} does not exist; --arch takes min, max, random, an arch line or an arch .json "
+                "(hwnas search writes best.json in its --out folder)"
+            )
         try:
             chosen = space.load_arch(arch)
         except ArchError as exc:
@@ -133,5 +141,13 @@ def load_source(
         mean=tuple(norm.get("mean", IMAGENET_MEAN)),
         std=tuple(norm.get("std", IMAGENET_STD)),
         data={"name": ckpt.data.get("data"), "size": ckpt.data.get("data_size")},
+        search=arch_search_context(arch),
     )
     return subnet.eval(), source
+
+
+def arch_search_context(arch: str | Path | Arch | None) -> dict[str, Any] | None:
+    """The record of the search an arch .json (best.json) was chosen by, if it is such a file."""
+    if isinstance(arch, str | Path) and str(arch).endswith(".json") and Path(arch).is_file():
+        return search_context(read_json(arch, what="arch file", error=ArchError))
+    return None

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import time
 from collections.abc import Iterator
 
@@ -11,7 +12,7 @@ import numpy as np
 from hwnas.hardware.agent.wire import DEFAULT_PORT, MAX_ITEMS, TOKEN_ENV, AgentError
 from hwnas.hardware.backends import Protocol, Timing
 from hwnas.hardware.device import Device
-from hwnas.hardware.measurer import Measurer, Progress, no_progress
+from hwnas.hardware.measurer import LocalMeasurer, Measurer, Progress, no_progress
 from hwnas.space import Arch, SearchSpace
 from hwnas.space.signature import BlockSignature
 
@@ -160,3 +161,11 @@ def _checked(response, where: str):
     if isinstance(detail, list):  # pydantic validation errors
         detail = "; ".join(f"{'.'.join(map(str, d.get('loc', [])))}: {d.get('msg')}" for d in detail[:3])
     raise AgentError(f"the agent at {where} answered {response.status_code}: {detail}")
+
+
+def measurer_for(device: Device, remote: str | None = None, token: str | None = None) -> Measurer:
+    """Where the timings come from: this host, or `hwnas agent` at the URL `remote` (its token from
+    `token` or $HWNAS_AGENT_TOKEN)."""
+    if remote is None:
+        return LocalMeasurer(device)
+    return RemoteMeasurer(remote, token=token or os.environ.get(TOKEN_ENV), device=device)

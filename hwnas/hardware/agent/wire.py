@@ -51,16 +51,17 @@ def schemas():
         signature: Signature | None = None
         arch: dict | None = None
 
-    class ProtocolIn(Strict):
+    class ProtocolIn(Strict):  # `Protocol`'s fields with bounds; a test holds the defaults equal to its
         warmup_min_calls: Annotated[int, Field(ge=1, le=1000)] = 5
-        warmup_min_s: Annotated[float, Field(ge=0, le=10)] = 0.05
+        warmup_min_s: Annotated[float, Field(ge=0, le=10)] = 0.025
         warmup_max_s: Annotated[float, Field(ge=0, le=30)] = 1.0
         window: Annotated[int, Field(ge=1, le=100)] = 5
         stable_tol: Annotated[float, Field(gt=0, le=1)] = 0.05
         runs: Annotated[int, Field(ge=1, le=10000)] = 15
-        min_run_s: Annotated[float, Field(ge=0, le=30)] = 0.05
+        min_run_s: Annotated[float, Field(ge=0, le=30)] = 0.025
         cv_threshold: Annotated[float, Field(gt=0, le=10)] = 0.10
         retries: Annotated[int, Field(ge=0, le=5)] = 1
+        robust_cv: bool = True
 
     class Job(Strict):
         device: Annotated[str, Field(pattern=r"^[A-Za-z0-9_.-]{1,64}$")]
