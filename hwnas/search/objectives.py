@@ -32,9 +32,14 @@ class Objective:
     def unit(self) -> str:
         return UNITS.get(base(self.name), "")
 
+    @property
+    def scale(self) -> float:
+        """What a value is multiplied by to show it in `unit` (params -> M, FLOPs -> G)."""
+        return DISPLAY_SCALE.get(base(self.name), 1.0)
+
     def show(self, value: float) -> str:
         """A value in display units (M params, GFLOPs)."""
-        scaled = value * DISPLAY_SCALE.get(base(self.name), 1.0)
+        scaled = value * self.scale
         return f"{scaled:.4f}" if self.name == "accuracy" else f"{scaled:.3f} {self.unit}".strip()
 
 

@@ -13,7 +13,7 @@ from pathlib import Path
 from hwnas.files import atomic_write_bytes
 from hwnas.search.archive import Archive, Record
 from hwnas.search.budget import Budget
-from hwnas.search.objectives import DISPLAY_SCALE
+from hwnas.search.objectives import DISPLAY_SCALE, Objective
 
 
 def pareto_png(archive: Archive, *, budgets: list[Budget], chosen: Record, path: str | Path, title: str = "") -> Path:
@@ -40,9 +40,8 @@ def _score(archive: Archive) -> tuple[str, str, float]:
     """(short name, axis label, display scale) of what the search ranked: accuracy, or a proxy."""
     metric = archive.meta.get("metric", "accuracy")
     if metric.startswith("proxy-"):
-        proxy = metric.removeprefix("proxy-")
-        unit = {"flops": "GFLOPs", "params": "M params"}.get(proxy, proxy)
-        return proxy, f"{unit} (ranked as a proxy, not accuracy)", DISPLAY_SCALE.get(proxy, 1.0)
+        proxy = Objective(metric.removeprefix("proxy-"))  # units and scales as the CLI shows them
+        return proxy.name, f"{proxy.name}, {proxy.unit} (ranked as a proxy, not accuracy)", proxy.scale
     source = archive.meta.get("accuracy_source", "supernet")
     return "accuracy", f"validation {metric} ({source})", 1.0
 
