@@ -2,6 +2,7 @@
 
 import numpy as np
 import pytest
+from scipy.stats import kendalltau
 
 from hwnas.search import BudgetError, Costs, parse_budgets, search
 from hwnas.search.accuracy import ProxyEvaluator
@@ -50,6 +51,49 @@ def test_ranknet_is_a_function_of_its_seed_not_of_the_global_rng(mini):
         torch.manual_seed(global_seed)
         predictions.append(make_predictor("ranknet", mini, seed=5).fit(x, y).predict(x))
     np.testing.assert_array_equal(predictions[0], predictions[1])
+
+
+def test_a_warm_started_ranknet_continues_from_the_last_one(mini):
+    rng = np.random.default_rng(0)
+    _, xu = mini.bounds()
+    x = rng.integers(0, xu + 1, size=(40, len(xu)))
+    y = x @ rng.random(len(xu))
+    held_out = rng.integers(0, xu + 1, size=(200, len(xu)))
+    first = make_predictor("ranknet", mini, seed=0).fit(x[:30], y[:30])
+    warm = make_predictor("ranknet", mini, seed=1, previous=first, warm_epochs=1).fit(x, y)
+    cold = make_predictor("ranknet", mini, seed=1).fit(x, y)
+    assert warm.epochs == 1 and cold.epochs == 500  # Table I's epochs only when starting afresh
+    # one epoch on from the last fit ranks as the last fit does; a fresh net's one epoch would not
+    assert make_predictor("ranknet", mini, seed=1, previous=first, warm_epochs=0).epochs == 500
+    one = make_predictor("ranknet", mini, seed=1)
+    one.epochs = 1
+    one.fit(x, y)
+    # agreement with the last fit on held-out archs, measured 0.91 (warm) against 0.44 (fresh)
+    assert kendalltau(warm.predict(held_out), first.predict(held_out)).statistic > 0.8
+    assert kendalltau(one.predict(held_out), first.predict(held_out)).statistic < 0.6
+    assert cold.predict(held_out).shape == (200,)
+
+
+def test_a_warm_started_surrogate_search_starts_from_the_given_population(mini):
+    from hwnas.search.archive import Archive, Objective
+    from hwnas.search.mosegnas import surrogate_search
+    from hwnas.search.problem import ArchProblem
+
+    table = synthetic_table(mini)
+    costs = Costs(mini, task="saliency", table=table)
+    budgets = parse_budgets([f"{table.predict(mini.max()):.5f}ms"])
+    archive = Archive(space=mini, objectives=[Objective("accuracy", maximise=True), Objective(budgets[0].objective)])
+    problem = ArchProblem(archive=archive, accuracy=None, costs=costs, budgets=budgets)
+    rng = np.random.default_rng(3)
+    _, xu = mini.bounds()
+    start = problem.repair._do(problem, rng.integers(0, xu + 1, size=(6, len(xu))))
+    start = np.unique(start, axis=0)
+    model = make_predictor("ridge", mini, seed=0).fit(start, start.sum(axis=1).astype(float))
+    # one generation is the initial population alone: exactly the rows given
+    out = surrogate_search(problem, model, pop=len(start), gens=1, seed=0, start=start)
+    np.testing.assert_array_equal(out, start)
+    cold = surrogate_search(problem, model, pop=len(start), gens=1, seed=0)
+    assert not np.array_equal(cold, start)
 
 
 def test_uniformity_is_the_ks_distance():
@@ -173,8 +217,9 @@ def test_settings_reach_the_algorithm_and_are_checked(mini):
 
     assert settings(SEARCHERS.get("mosegnas")) == {
         "per_generation": 8, "initial": None, "predictor": "ranknet", "surrogate_pop": 100, "surrogate_gens": 60,
-        "init": "cost-uniform", "screening": "hvi",
+        "init": "cost-uniform", "screening": "hvi", "warm_start": True, "warm_epochs": 100, "warm_gens": 20,
     }  # fmt: skip
+    assert parse_settings("mosegnas", SEARCHERS.get("mosegnas"), ["warm_start=false"]) == {"warm_start": False}
     assert parse_settings("mosegnas", SEARCHERS.get("mosegnas"), ["surrogate_gens=5", "initial=4"]) == {
         "surrogate_gens": 5, "initial": 4,
     }  # fmt: skip

@@ -33,10 +33,19 @@ class PredictedAccuracy:
 
 
 def surrogate_search(
-    problem: ArchProblem, model, *, pop: int, gens: int, seed: int, nsga3_above_two: bool = False
+    problem: ArchProblem,
+    model,
+    *,
+    pop: int,
+    gens: int,
+    seed: int,
+    nsga3_above_two: bool = False,
+    start: np.ndarray | None = None,
 ) -> np.ndarray:
     """The final population of a pymoo search on (predicted accuracy, true costs) under the budgets:
-    NSGA-II, or NSGA-III with Das-Dennis directions for 3+ objectives if `nsga3_above_two` (NATv2)."""
+    NSGA-II, or NSGA-III with Das-Dennis directions for 3+ objectives if `nsga3_above_two` (NATv2).
+    It starts from random archs, or from the rows of `start` (e.g. the previous generation's final
+    population: a warm start) filled up to `pop` with random ones."""
     from pymoo.algorithms.moo.nsga2 import NSGA2
     from pymoo.algorithms.moo.nsga3 import NSGA3
     from pymoo.operators.crossover.sbx import SBX
@@ -55,8 +64,14 @@ def surrogate_search(
         record=False,
     )
     repair = surrogate.repair
+    sampling = IntegerRandomSampling()
+    if start is not None and len(start):
+        rng = np.random.default_rng(seed)
+        _, xu = archive.space.bounds()
+        fill = rng.integers(0, xu + 1, (max(0, pop - len(start)), len(xu)))
+        sampling = np.vstack([np.asarray(start, dtype=np.int64)[:pop], fill]).astype(float)
     operators = {
-        "sampling": IntegerRandomSampling(),
+        "sampling": sampling,
         "crossover": SBX(prob=0.9, eta=15, vtype=float, repair=repair),
         "mutation": PM(eta=20, vtype=float, repair=repair),
         "repair": repair,
@@ -192,7 +207,12 @@ def pick_by_hvi(
 class MosegnasSearch(Searcher):
     """Algorithm 1 with `termination.evaluations` supernet evaluations in all, `initial` of them to start from:
     the smallest and largest subnets and random archs, spread over cost (`init="cost-uniform"`,
-    hwnas's default) or as drawn (`"random"`, the paper's)."""
+    hwnas's default) or as drawn (`"random"`, the paper's).
+
+    With `warm_start` (hwnas's default) each generation after the first continues from the last:
+    RankNet from its weights for `warm_epochs` epochs, the surrogate NSGA-II from its final
+    population for `warm_gens` generations. Off, every generation starts afresh as Algorithm 1
+    reads (`surrogate_gens` generations, Table I's 500 epochs)."""
 
     per_generation: int = 8
     initial: int | None = None
@@ -201,6 +221,9 @@ class MosegnasSearch(Searcher):
     surrogate_gens: int = 60
     init: Literal["cost-uniform", "random"] = "cost-uniform"
     screening: Literal["hvi", "ks"] = "hvi"
+    warm_start: bool = True
+    warm_epochs: int = 100
+    warm_gens: int = 20
 
     def solve(
         self, problem: ArchProblem, termination: Termination, *, seed: int = 0, progress: Progress | None = None
@@ -222,18 +245,24 @@ class MosegnasSearch(Searcher):
         total = generation + max(1, -(-(evaluations - len(archive)) // self.per_generation))
         if progress:  # the initial design is in: the bar knows its generations (and so an ETA) from here
             progress(generation, total, archive)
+        model, population = None, None
         while len(archive) < evaluations:
             generation += 1
             x = np.array([space.encode(r.arch) for r in archive.records])
             y = np.array([r.values["accuracy"] for r in archive.records])
-            model = make_predictor(self.predictor, space, seed=seed + generation).fit(x, y)
-            candidates = surrogate_search(
+            warm = self.warm_start and model is not None
+            model = make_predictor(
+                self.predictor, space, seed=seed + generation, previous=model if warm else None,
+                warm_epochs=self.warm_epochs,
+            ).fit(x, y)  # fmt: skip
+            population = candidates = surrogate_search(
                 problem,
                 model,
                 pop=self.surrogate_pop,
-                gens=self.surrogate_gens,
+                gens=self.warm_gens if warm else self.surrogate_gens,
                 seed=seed + generation,
                 nsga3_above_two=True,
+                start=population if warm else None,
             )  # NSGA-III's reference directions keep a 3+ objective front (several devices) spread
             candidates = np.array([c for c in candidates if space.decode(c) not in archive]).reshape(-1, space.n_var)
             k = min(self.per_generation, evaluations - len(archive))

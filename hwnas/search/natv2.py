@@ -116,10 +116,15 @@ def choose_predictor(space: SearchSpace, x: np.ndarray, y: np.ndarray, *, folds:
     return best
 
 
-def _predictor(name: str, space: SearchSpace, x: np.ndarray, y: np.ndarray, seed: int):
+def _predictor(
+    name: str, space: SearchSpace, x: np.ndarray, y: np.ndarray, seed: int, *, previous=None, warm_epochs: int = 0
+):
     if name == "auto":
         name = choose_predictor(space, x, y, seed=seed)
-    model = LightGBMEnsemble(space, folds=10, seed=seed) if name == "lgbm" else make_predictor(name, space, seed=seed)
+    if name == "lgbm":
+        model = LightGBMEnsemble(space, folds=10, seed=seed)
+    else:
+        model = make_predictor(name, space, seed=seed, previous=previous, warm_epochs=warm_epochs)
     return name, model.fit(x, y)
 
 
@@ -130,7 +135,9 @@ class Natv2Search(Searcher):
     spread evenly over cost; then pre-processing; it spends `oversample` x A_s evaluations, capped
     at half the budget), then
     iterations of predictor fit, surrogate search, evaluation, archive replacement and, with
-    `adapt_epochs`, supernet adaptation (the adapted supernet is written to `adapt_out`)."""
+    `adapt_epochs`, supernet adaptation (the adapted supernet is written to `adapt_out`).
+    `warm_start`, `warm_epochs` and `warm_gens` as `MosegnasSearch`'s: each iteration after the first
+    continues the last one's RankNet and surrogate population (off: every iteration afresh)."""
 
     archive_size: int | None = None
     oversample: int = 1
@@ -142,6 +149,9 @@ class Natv2Search(Searcher):
     adapt_out: str | Path | None = field(default=None, metadata=OWN_FLAG)
     init: Literal["cost-uniform", "depth-uniform"] = "cost-uniform"
     selection: Literal["hvi", "rank-crowd"] = "hvi"
+    warm_start: bool = True
+    warm_epochs: int = 100
+    warm_gens: int = 20
 
     def solve(
         self, problem: ArchProblem, termination: Termination, *, seed: int = 0, progress: Progress | None = None
@@ -169,18 +179,24 @@ class Natv2Search(Searcher):
         total = iteration + max(1, -(-(evaluations - len(archive)) // self.per_iteration))
         if progress:  # the initial archive is in: the bar knows its iterations (and so an ETA) from here
             progress(iteration, total, archive)
+        model, population = None, None
         while len(archive) < evaluations:
             iteration += 1
             x = np.array([space.encode(r.arch) for r in working])
             y = np.array([r.values["accuracy"] for r in working])
-            chosen_name, model = _predictor(self.predictor, space, x, y, seed + iteration)
-            candidates = surrogate_search(
+            warm = self.warm_start and model is not None
+            chosen_name, model = _predictor(
+                self.predictor, space, x, y, seed + iteration, previous=model if warm else None,
+                warm_epochs=self.warm_epochs,
+            )  # fmt: skip
+            population = candidates = surrogate_search(
                 problem,
                 model,
                 pop=self.surrogate_pop,
-                gens=self.surrogate_gens,
+                gens=self.warm_gens if warm else self.surrogate_gens,
                 seed=seed + iteration,
                 nsga3_above_two=True,
+                start=population if warm else None,
             )
             candidates = np.array([c for c in candidates if space.decode(c) not in archive]).reshape(-1, space.n_var)
             k = min(self.per_iteration, evaluations - len(archive))

@@ -156,6 +156,13 @@ class RankNet:
         boost = GradientBoostingRegressor(n_estimators=100, max_depth=3, random_state=self.seed).fit(features, y)
         return lambda f: (rbf.predict(f) + tree.predict(f) + boost.predict(f)) / 3
 
+    def continue_from(self, other: RankNet, *, epochs: int) -> RankNet:
+        """Start the next fit from `other`'s weights and train `epochs` epochs (a warm start, for a
+        searcher that refits on a grown archive each generation; Algorithm 3 itself starts afresh)."""
+        self.net.load_state_dict(other.net.state_dict())
+        self.epochs = epochs
+        return self
+
     def fit(self, x: np.ndarray, y: np.ndarray) -> RankNet:
         x, y = np.asarray(x, dtype=np.int64), np.asarray(y, dtype=np.float64)
         lo, span = y.min(), max(y.max() - y.min(), 1e-12)
@@ -167,7 +174,8 @@ class RankNet:
             fake = self.space.features(rng.integers(0, xu + 1, size=(self.epochs * self.synthetic, len(xu))))
             fake_x = torch.from_numpy(fake).split(self.synthetic)
             fake_y = torch.from_numpy(label(self._teachers(x, y)(fake))).float().split(self.synthetic)
-        optimizer = torch.optim.Adam(self.net.parameters(), lr=self.lr, weight_decay=self.weight_decay, foreach=True)
+        optimizer = torch.optim.Adam(self.net.parameters(), lr=self.lr, weight_decay=self.weight_decay, fused=True)
+        # fused: one kernel per step instead of Python per tensor, half a step's time at this size
         schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=self.epochs)
         self.net.train()
         for epoch in range(self.epochs):
@@ -191,9 +199,14 @@ class RankNet:
         return out.double().numpy()
 
 
-def make_predictor(name: str, space: SearchSpace, *, seed: int = 0):
+def make_predictor(name: str, space: SearchSpace, *, seed: int = 0, previous=None, warm_epochs: int = 0):
+    """A fresh predictor `name`; a RankNet continues from `previous` (a RankNet) for `warm_epochs`
+    epochs where both are given (see `RankNet.continue_from`)."""
     if name == "ranknet":
-        return RankNet(space, seed=seed)
+        model = RankNet(space, seed=seed)
+        if isinstance(previous, RankNet) and warm_epochs:
+            model.continue_from(previous, epochs=warm_epochs)
+        return model
     if name == "lgbm":
         return LightGBMEnsemble(space, seed=seed)
     return SklearnPredictor(space, name=name, seed=seed)
