@@ -124,7 +124,8 @@ def rows() -> list[tuple[str, str, str, str]]:
         value = f"{r['seconds']:.1f} s"
         if "hv_ratio" in r:
             value += f", HV {r['hv_ratio']:.4f}, regret p50 {r['regret_val_p50']:.2f}"
-        out.append(("first_hour", r["what"], value, f"< {first['targets'][r['what']]:.0f} s"))
+        target = first["targets"].get(r["what"])
+        out.append(("first_hour", r["what"], value, "" if target is None else f"< {target:.0f} s"))
     for name in STEPS:
         if not any(r[0] == name for r in out):
             out.append((name, "not run yet", "-", ""))
