@@ -20,9 +20,10 @@ from hwnas.hardware.energy import NvmlMeter
 from hwnas.hardware.gpu_check import CI, Skipped, energy_step, run_steps, table_step
 from hwnas.nn.checkpoint import load
 from hwnas.nn.factory import create
+from hwnas.process_group import dist_backend, rank_device
 from hwnas.space import SearchSpace
 from hwnas.train.task import SaliencyTask
-from hwnas.train.trainer import TrainConfig, dist_backend, fit, rank_device
+from hwnas.train.trainer import TrainConfig, fit
 from tests.cli import one_error_line, run_cli
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -49,7 +50,11 @@ def test_the_ci_size_form_runs_every_step_and_writes_one_table(tmp_path):
     assert proc.returncode == 0, proc.stdout + proc.stderr
     report = json.loads((tmp_path / "g.json").read_text())
     rows = {row["step"]: row for row in report["rows"]}
-    assert list(rows) == ["table mini 32x32", "energy", "train ddp bf16", "tensorrt"]
+    assert list(rows) == [
+        "table mini 32x32", "energy", "train ddp bf16", "search on device", "evaluate on device",
+        "train subnet selfkd", "search 2 processes", "tensorrt",
+    ]  # fmt: skip
+    assert all(row["status"] == "ok" for row in report["rows"][:-1]), report["rows"]
     table = rows["table mini 32x32"]["figures"]
     assert rows["table mini 32x32"]["status"] == "ok" and table["signatures"] > 10 and table["held_out"] == 2
     assert set(table["lines"]) == {"32x32"}
@@ -57,6 +62,11 @@ def test_the_ci_size_form_runs_every_step_and_writes_one_table(tmp_path):
     assert energy["source"] == "estimated-spec" and len(energy["blocks_mj"]) == 2 and energy["subnet_mj"] > 0
     train = rows["train ddp bf16"]["figures"]
     assert train["processes"] == 2 and train["replica_checks"] == 2 and train["images_per_s"] > 0
+    assert rows["search on device"]["figures"]["evaluated"] == 16
+    assert rows["search 2 processes"]["figures"] == {**rows["search 2 processes"]["figures"], "evaluated": 16,
+                                                     "same_archive": True}  # fmt: skip
+    assert rows["evaluate on device"]["figures"]["images"] == 8 and "cc" in rows["evaluate on device"]["figures"]
+    assert rows["train subnet selfkd"]["figures"]["images_per_s"] > 0
     assert rows["tensorrt"]["status"] == "skipped"
     assert "hwnas GPU check" in proc.stdout and report["size"] == "ci"
 

@@ -51,6 +51,13 @@ TokenOpt = Annotated[str | None, typer.Option(help="the agent's token (default: 
 CheckpointOpt = Annotated[
     Path, typer.Option("--supernet", "--checkpoint", help="checkpoint: a supernet, or one subnet (train selfkd)")
 ]
+TorchDeviceOpt = Annotated[
+    str, typer.Option("--torch-device", help="where torch runs the network: cpu, cuda, cuda:N or mps")
+]
+EvalBatchOpt = Annotated[
+    int,
+    typer.Option("--batch-size", help="images per prediction batch (speed and memory only; BN recalibration keeps 64)"),
+]
 ArchPickOpt = Annotated[
     str | None,
     typer.Option("--arch", help="min, max, random, an arch line or .json (best.json); a subnet checkpoint's own"),
@@ -135,16 +142,25 @@ def check_early(
     resolutions: list[str] | None = None,
     task: str | None = None,
     budgets: list[str] | None = None,
+    torch_device: str | None = None,
+    batch_size: int | None = None,
 ) -> None:
     """Check the flags a verb shares with the library's own light checks (space presets, device
-    specs, resolutions, task names, budgets) before the verb imports torch: a mistyped flag answers
-    in a fraction of a start-up. The library checks them again where it uses them (same functions)."""
+    specs, resolutions, task names, budgets, `--torch-device` as text, `--batch-size`) before the
+    verb imports torch: a mistyped flag answers in a fraction of a start-up. The library checks them
+    again where it uses them (same functions)."""
     from hwnas.hardware.device import load_device
     from hwnas.space import SearchSpace
     from hwnas.space.arch import parse_resolution
     from hwnas.space.tasks import check_task
 
     with user_errors():
+        if torch_device is not None:
+            from hwnas.torch_device import check_torch_device
+
+            check_torch_device(torch_device)
+        if batch_size is not None and batch_size < 1:
+            raise HwnasError(f"--batch-size must be at least 1, got {batch_size}")
         if task is not None:
             check_task(task)
         if budgets:

@@ -17,6 +17,7 @@ from hwnas.cli.common import (
     MeterOpt,
     RoundsOpt,
     SpaceOpt,
+    TorchDeviceOpt,
     check_early,
     err,
     out,
@@ -45,9 +46,10 @@ def report(
     rounds: RoundsOpt = 3,
     json_out: Annotated[Path | None, typer.Option("--json", help="also write the report as JSON")] = None,
     devices_dir: DevicesDirOpt = None,
+    torch_device: TorchDeviceOpt = "cpu",
 ) -> None:
     """SalNAS's seven measures for one subnet: FLOPs, params, size, emission, power, latency, throughput."""
-    check_early(space=space_name, devices=[device], devices_dir=devices_dir)
+    check_early(space=space_name, devices=[device], devices_dir=devices_dir, torch_device=torch_device)
     from hwnas.deploy.report import report as run_report
     from hwnas.files import atomic_write_json, writable_file
 
@@ -58,6 +60,7 @@ def report(
             result = run_report(
                 device, arch_pick, space=space_name, supernet=supernet, task=task, lut=lut_path, batch=batch,
                 passes=passes, region=region, meter=meter, rounds=rounds, devices_dir=devices_dir,
+                torch_device=torch_device,
             )  # fmt: skip
         if json_out is not None:
             atomic_write_json(json_out, result.to_dict())
@@ -107,11 +110,12 @@ def export(
     ] = None,
     rounds: RoundsOpt = 3,
     devices_dir: DevicesDirOpt = None,
+    torch_device: TorchDeviceOpt = "cpu",
 ) -> None:
     """Export a subnet to runtime artifacts with manifests; verify numerics and latency where they run."""
     from hwnas.deploy.formats import parse_formats
 
-    check_early(devices=[device] if device else [], devices_dir=devices_dir)
+    check_early(devices=[device] if device else [], devices_dir=devices_dir, torch_device=torch_device)
     with user_errors():
         parse_formats(formats)
     from hwnas.deploy.export import export as run_export
@@ -120,7 +124,7 @@ def export(
         result = run_export(
             supernet, arch_pick, formats=formats, device=device, out=out_dir, name=name, verify=verify,
             exporter=exporter, opset=opset, data=data, lut=lut_path, rounds=rounds, devices_dir=devices_dir,
-            progress=lambda label: status.update(label),
+            progress=lambda label: status.update(label), torch_device=torch_device,
         )  # fmt: skip
     _render_export(result)
     if result.failed:

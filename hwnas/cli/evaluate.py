@@ -10,7 +10,17 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from hwnas.cli.common import ArchPickOpt, CheckpointOpt, out, progress_bar, say, user_errors
+from hwnas.cli.common import (
+    ArchPickOpt,
+    CheckpointOpt,
+    EvalBatchOpt,
+    TorchDeviceOpt,
+    check_early,
+    out,
+    progress_bar,
+    say,
+    user_errors,
+)
 
 
 def evaluate(
@@ -36,8 +46,11 @@ def evaluate(
         str | None, typer.Option(help="training images for BN recalibration (default: the dataset's train split)")
     ] = None,
     json_out: Annotated[Path | None, typer.Option("--json", help="also write the scores as JSON")] = None,
+    torch_device: TorchDeviceOpt = "cpu",
+    batch_size: EvalBatchOpt = 64,
 ) -> None:
     """Score one subnet on a dataset with every metric of its task, as the benchmarks compute them."""
+    check_early(torch_device=torch_device, batch_size=batch_size)
     from hwnas.files import atomic_write_json, writable_file
     from hwnas.train.evaluation import evaluate_checkpoint
 
@@ -46,7 +59,7 @@ def evaluate(
             writable_file(json_out, what="--json file")
         result = evaluate_checkpoint(
             supernet, arch_pick, data, which=split, original=original, shuffle=sauc, submission=submission,
-            bn_data=bn_data, progress=bar.counter,
+            bn_data=bn_data, progress=bar.counter, device=torch_device, batch_size=batch_size,
         )  # fmt: skip
         if json_out is not None:
             atomic_write_json(json_out, result.to_dict())

@@ -11,8 +11,10 @@ from rich.table import Table
 
 from hwnas.cli.common import (
     DevicesDirOpt,
+    EvalBatchOpt,
     SeedOpt,
     SpaceOpt,
+    TorchDeviceOpt,
     check_early,
     err,
     flag,
@@ -95,10 +97,13 @@ def search(
     ] = None,
     fresh: Annotated[bool, flag("--fresh", help="ignore an archive.json in --out instead of resuming it")] = False,
     devices_dir: DevicesDirOpt = None,
+    torch_device: TorchDeviceOpt = "cpu",
+    batch_size: EvalBatchOpt = 64,
 ) -> None:
     """Search the most accurate subnets under a budget; write archive.json, best.json and pareto.png."""
     on_benchmark = space_name == "nb201" or benchmark is not None  # --device names a column of the table
-    check_early(space=space_name, budgets=budget, devices=[] if on_benchmark else device, devices_dir=devices_dir)
+    check_early(space=space_name, budgets=budget, devices=[] if on_benchmark else device, devices_dir=devices_dir,
+                torch_device=torch_device, batch_size=batch_size)  # fmt: skip
     from hwnas.search import run
 
     with user_errors(resume="from the subnets already in archive.json"), progress_bar() as bar:
@@ -108,12 +113,15 @@ def search(
             benchmark=benchmark, metric=metric,
             algorithm=algo, evaluations=evals, settings=settings, predictor=predictor,
             objectives=objectives.split(",") if objectives else None, adapt_epochs=adapt_epochs, data=data,
-            seed=seed, out=out_dir, fresh=fresh, devices_dir=devices_dir,
+            seed=seed, out=out_dir, fresh=fresh, devices_dir=devices_dir, torch_device=torch_device,
+            batch_size=batch_size,
             progress=lambda d, n, k: bar.update(job, completed=d, total=n, label=f"{k} subnets evaluated"),
             on_resume=lambda path, n: err.print(
                 f"resuming {path}: {n} subnets were already evaluated", highlight=False, soft_wrap=True
             ),
         )  # fmt: skip
+    if result is None:  # a rank other than 0 under torchrun: it scored its shares, rank 0 reports
+        return
     for note in result.warnings:
         print_warning(note)
     for note in result.notes:

@@ -7,7 +7,17 @@ from typing import Annotated
 
 import typer
 
-from hwnas.cli.common import SeedOpt, SpaceOpt, check_early, err, flag, progress_bar, say, user_errors
+from hwnas.cli.common import (
+    SeedOpt,
+    SpaceOpt,
+    TorchDeviceOpt,
+    check_early,
+    err,
+    flag,
+    progress_bar,
+    say,
+    user_errors,
+)
 from hwnas.space.tasks import TASKS, head_task
 
 DataOpt = Annotated[
@@ -39,7 +49,6 @@ MaxStepsOpt = Annotated[int, typer.Option(help="cap on steps per epoch (0: the w
 SizeOpt = Annotated[int, typer.Option(help="synthetic data: training images")]
 ValSizeOpt = Annotated[int, typer.Option(help="synthetic data: validation images")]
 FreshOpt = Annotated[bool, flag("--fresh", help="ignore an existing checkpoint at --out and start over")]
-TorchDeviceOpt = Annotated[str, typer.Option("--torch-device", help="where to train: cpu or cuda[:N]")]
 AmpOpt = Annotated[bool, flag("--amp", help="SalNAS's mixed precision: the same as --precision fp16 (CUDA only)")]
 PrecisionOpt = Annotated[
     str, typer.Option(help="fp32, bf16 (autocast, CPU or CUDA) or fp16 (autocast with loss scaling, CUDA only)")
@@ -160,7 +169,7 @@ def train_supernet(
     ] = None,
 ) -> None:
     """Train a weight-sharing supernet with the sandwich rule, inplace KD and optional Self-KD (resumable)."""
-    check_early(space=space_name, task=task)
+    check_early(space=space_name, task=task, torch_device=torch_device, batch_size=batch_size)
     from hwnas.train.runner import train_supernet
 
     with user_errors(resume=RESUME):
@@ -231,6 +240,7 @@ def train_selfkd(
     ] = "auto",
 ) -> None:
     """Train one subnet with Self-KD (SalNAS Algorithm 1) or a comparison method (resumable)."""
+    check_early(space=space_name, task=task, torch_device=torch_device, batch_size=batch_size)
     from hwnas.train.runner import train_subnet
 
     with user_errors(resume=RESUME):
@@ -258,8 +268,10 @@ def train_postprocess(
     ckpt: Annotated[
         Path | None, typer.Option("--out", "-o", help="checkpoint (default: ARCH-postprocessed.pt)")
     ] = None,
+    torch_device: TorchDeviceOpt = "cpu",
 ) -> None:
     """NATv2 post-processing: find the best epoch count on val, fine-tune on train+val, report the test score."""
+    check_early(torch_device=torch_device, batch_size=batch_size)
     from hwnas.train.postprocess import post_process
     from hwnas.train.trainer import EpochEvent, ResumeEvent
 
@@ -275,7 +287,7 @@ def train_postprocess(
         result = post_process(
             supernet, arch_pick, out=ckpt, max_epochs=max_epochs, patience=patience,
             method="selfkd" if selfkd else "baseline", batch_size=batch_size, lr=lr, seed=seed,
-            max_steps=max_steps, data=data, on_event=report,
+            max_steps=max_steps, data=data, on_event=report, device=torch_device,
         )  # fmt: skip
     m = result.metric
     say("phase 1 (val): " + ", ".join(f"epoch {r['epoch']} {m} {r[m]:.4f}" for r in result.phase1))

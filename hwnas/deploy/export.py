@@ -105,13 +105,16 @@ def export(
     protocol: Protocol | None = None,
     devices_dir: str | Path | None = None,
     progress: Callable[[str], None] | None = None,
+    torch_device: str = "cpu",
 ) -> ExportReport:
     """Export `arch` (min, max, an Arch JSON file) of `checkpoint` to each format and verify it.
 
     `device` replaces the default target of the format with its backend (onnx: cpu, tflite:
     cpu-tflite, coreml: m2, tensorrt: rtx4090); `lut` is the table to compare measured latency with
     (default `lut_dir/<device>-<space>.parquet`). Numerics use 3 seeded inputs; latency uses the
-    shared protocol in `rounds` rounds. Raises `HwnasError` for any bad input before writing.
+    shared protocol in `rounds` rounds. A supernet's subnet is extracted and its BN recalibrated on
+    `torch_device`; the exporters take it on the CPU. Raises `HwnasError` for any bad input before
+    writing.
     """
     names = parse_formats(formats)
     devices, chosen_format = target_devices(names, device, devices_dir)
@@ -130,7 +133,7 @@ def export(
     folder = writable_folder(out)
     step = progress or (lambda label: None)
     step("extracting the subnet")
-    subnet, source = load_source(checkpoint, arch, data=data)
+    subnet, source = load_source(checkpoint, arch, data=data, device=torch_device)
     w, h = source.arch.resolution
     job = Job(
         subnet, space, source.arch, source.task, (1, 3, h, w), num_classes=source.num_classes, exporter=exporter,

@@ -80,13 +80,15 @@ def report(
     rounds: int = 3,
     devices_dir: str | Path | None = None,
     protocol: Protocol | None = None,
+    torch_device: str = "cpu",
 ) -> Report:
     """`hwnas report`: the seven measures of `arch` (min, max, random, an arch line or .json, or an
     `Arch`) on `device` (which must run here). With `supernet`, the subnet's weights (BN
     recalibrated as the search scored it), task and class count are the checkpoint's, and `space`
     defaults to its space; else the subnet has fresh weights (latency and energy do not depend on
     weight values). `lut` (default `lut/DEVICE-SPACE.parquet` when it exists) adds the table's
-    predicted latency."""
+    predicted latency. The supernet's subnet is extracted and recalibrated on `torch_device`.
+    """
     from hwnas.nn.checkpoint import resolve_space
     from hwnas.train.source import arch_search_context, load_source
 
@@ -98,7 +100,7 @@ def report(
     table = LatencyTable.load(path, sp) if lut is not None or path.exists() else None
     subnet, weights, classes = None, "untrained (latency and energy do not depend on weight values)", None
     if supernet is not None:
-        subnet, source = load_source(supernet, chosen)
+        subnet, source = load_source(supernet, chosen, device=torch_device)
         weights, task, classes = f"{supernet} ({source.bn})", source.task, source.num_classes
     budget = ((arch_search_context(arch) or {}).get("latency_budget_ms") or {}).get(spec.name)
     return subnet_report(

@@ -10,7 +10,13 @@ CPU (`CI`, what the tests run).
 3. `train_step`: `hwnas train supernet` of a mini supernet for one epoch under
    `torch.distributed.run` with 2 processes (NCCL with a GPU each, gloo through the host where they
    share one), `--precision bf16 --channels-last --check-replicas`, images/s from the checkpoint;
-4. `tensorrt_step`: an engine of a mini subnet built and timed with hwnas's TensorRT backend, its
+4. `search_step`: `hwnas search` on mini with each subnet's accuracy scored on the torch device (16
+   evaluations of the supernet the train step wrote, on the table the table step wrote);
+5. `evaluate_step`: `hwnas evaluate` of its largest subnet on the torch device;
+6. `subnet_step`: `hwnas train selfkd` of one subnet on the torch device (validation included);
+7. `sharded_search_step`: the search of step 4 under torchrun with 2 processes, each scoring its
+   share on the device, and whether its archive is the one-process archive;
+8. `tensorrt_step`: an engine of a mini subnet built and timed with hwnas's TensorRT backend, its
    output against PyTorch's.
 
 `run_steps` times each step; a step that fails is a row with its error, and the others still run.
@@ -133,17 +139,9 @@ def train_step(size: Size, folder: Path, *, torch_device: str, port: int = 29533
 
     out = folder / "gpu-check-supernet.pt"
     out.unlink(missing_ok=True)
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", str(port)]
-    cmd += ["-m", "hwnas.cli", "train", "supernet", "--space", "mini", "--epochs", "1", *size.train_args]
-    cmd += ["--precision", "bf16", "--channels-last", "--check-replicas", "--torch-device", torch_device]
-    cmd += ["--out", str(out)]
-    path = os.pathsep.join(p for p in (str(SOURCE), os.environ.get("PYTHONPATH")) if p)
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": path}
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=420, env=env, cwd=folder)
-    if proc.returncode != 0:  # torchrun ends with a banner: name the first error line, keep the tail
-        lines = (proc.stderr + proc.stdout).strip().splitlines()
-        errors = [line for line in lines if "Error" in line or line.startswith("error:")]
-        raise StepFailed(f"exit {proc.returncode}: {(errors or lines or [''])[0][:300]}", "\n".join(lines[-40:]))
+    args = ["train", "supernet", "--space", "mini", "--epochs", "1", *size.train_args]
+    args += ["--precision", "bf16", "--channels-last", "--check-replicas", "--torch-device", torch_device]
+    proc = _hwnas([*args, "--out", str(out)], folder, processes=2, port=port)
     record = load(out).data["history"][-1]
     return {
         "images_per_s": round(record["images_per_s"], 1),
@@ -152,6 +150,83 @@ def train_step(size: Size, folder: Path, *, torch_device: str, port: int = 29533
         "replica_checks": record["replica_checks"],
         "processes": 2 if "2 process(es)" in proc.stdout else None,
     }
+
+
+def _hwnas(args: list[str], folder: Path, *, processes: int = 1, port: int = 29533) -> subprocess.CompletedProcess:
+    """`hwnas ARGS` in `folder`, as a user runs it (under torchrun with `processes` > 1, one thread
+    each); a failure is a `StepFailed` naming its first error line."""
+    cmd = [sys.executable, "-m", "hwnas"]
+    if processes > 1:
+        cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", str(processes)]
+        cmd += ["--master_port", str(port), "-m", "hwnas"]
+    path = os.pathsep.join(p for p in (str(SOURCE), os.environ.get("PYTHONPATH")) if p)
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": path, "COLUMNS": "200"}
+    proc = subprocess.run([*cmd, *args], capture_output=True, text=True, timeout=420, env=env, cwd=folder)
+    if proc.returncode != 0:  # torchrun ends with a banner: name the first error line, keep the tail
+        lines = (proc.stderr + proc.stdout).strip().splitlines()
+        errors = [line for line in lines if "Error" in line or line.startswith("error:")]
+        raise StepFailed(f"exit {proc.returncode}: {(errors or lines or [''])[0][:300]}", "\n".join(lines[-40:]))
+    return proc
+
+
+def _search_args(size: Size, folder: Path, out: Path, torch_device: str) -> list[str]:
+    """`hwnas search` of 16 subnets of the train step's supernet, on the table step's mini table."""
+    from hwnas.hardware.table import LatencyTable
+    from hwnas.space import SearchSpace
+
+    mini = SearchSpace.load("mini")
+    lut = folder / f"{size.device}-mini.parquet"
+    budget = f"{LatencyTable.load(lut, mini).predict(mini.min()) * 2.5:.6f}ms"
+    return ["search", "--device", size.device, "--space", "mini", "--lut", str(lut), "--supernet",
+            str(folder / "gpu-check-supernet.pt"), "--budget", budget, "--evals", "16", "--set", "per_generation=4",
+            "--torch-device", torch_device, "--out", str(out)]  # fmt: skip
+
+
+def _archive(folder: Path) -> list:
+    import json
+
+    return [(r["arch"], r["values"]) for r in json.loads((folder / "archive.json").read_text())["records"]]
+
+
+def search_step(size: Size, folder: Path, *, torch_device: str) -> dict:
+    """16 subnets of the train step's supernet scored on `torch_device` by `hwnas search`."""
+    out = folder / "gpu-check-search-1"
+    start = time.perf_counter()
+    _hwnas(_search_args(size, folder, out, torch_device), folder)
+    return {"evaluated": len(_archive(out)), "seconds": round(time.perf_counter() - start, 1)}
+
+
+def sharded_search_step(size: Size, folder: Path, *, torch_device: str, port: int = 29534) -> dict:
+    """The search step's search under torchrun with 2 processes; its archive against the step's."""
+    out = folder / "gpu-check-search-2"
+    start = time.perf_counter()
+    _hwnas(_search_args(size, folder, out, torch_device), folder, processes=2, port=port)
+    seconds = round(time.perf_counter() - start, 1)
+    return {"evaluated": len(_archive(out)), "same_archive": _archive(out) == _archive(folder / "gpu-check-search-1"),
+            "seconds": seconds}  # fmt: skip
+
+
+def evaluate_step(size: Size, folder: Path, *, torch_device: str) -> dict:
+    """`hwnas evaluate` of the supernet's largest subnet on `torch_device`: its scores."""
+    import json
+
+    out = folder / "gpu-check-evaluate.json"
+    args = ["evaluate", "--supernet", str(folder / "gpu-check-supernet.pt"), "--arch", "max", "--input-size"]
+    _hwnas([*args, "--torch-device", torch_device, "--json", str(out)], folder)
+    row = json.loads(out.read_text())["rows"][0]
+    return {"images": row["images"], **{k: round(v, 4) for k, v in row["scores"].items() if k in ("cc", "kld", "nss")}}
+
+
+def subnet_step(size: Size, folder: Path, *, torch_device: str) -> dict:
+    """One subnet trained a short epoch with Self-KD on `torch_device`, validated there."""
+    from hwnas.nn.checkpoint import load
+
+    out = folder / "gpu-check-subnet.pt"
+    out.unlink(missing_ok=True)
+    args = ["train", "selfkd", "--space", "mini", "--epochs", "1", *size.train_args, "--torch-device", torch_device]
+    _hwnas([*args, "--out", str(out)], folder)
+    record = load(out).data["history"][-1]
+    return {"images_per_s": round(record["images_per_s"], 1), "val_cc": round(record["val"]["subnet"]["cc"], 4)}
 
 
 def tensorrt_step(folder: Path) -> dict:
@@ -211,6 +286,10 @@ def steps_for(size: Size, folder: Path, *, torch_device: str) -> list[tuple[str,
         )  # noqa: E501
     steps.append(("energy", lambda: energy_step(size, folder)))
     steps.append(("train ddp bf16", lambda: train_step(size, folder, torch_device=torch_device)))
+    steps.append(("search on device", lambda: search_step(size, folder, torch_device=torch_device)))
+    steps.append(("evaluate on device", lambda: evaluate_step(size, folder, torch_device=torch_device)))
+    steps.append(("train subnet selfkd", lambda: subnet_step(size, folder, torch_device=torch_device)))
+    steps.append(("search 2 processes", lambda: sharded_search_step(size, folder, torch_device=torch_device)))
 
     def tensorrt() -> dict:
         if torch_device != "cuda" or importlib.util.find_spec("tensorrt") is None:

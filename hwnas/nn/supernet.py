@@ -35,6 +35,7 @@ from hwnas.nn.static import build_block
 from hwnas.space import Arch, SearchSpace
 from hwnas.space.signature import BlockSignature
 from hwnas.space.tasks import SodHead, check_task, default_classes, has_aux, is_sod
+from hwnas.torch_device import device_of
 
 
 def encode(
@@ -390,11 +391,16 @@ class Supernet(nn.Module):
 
     # ---- extraction ---------------------------------------------------------------------
     def extract(self, arch: Arch | None = None) -> SubNet | SodSubNet:
-        """A static `SubNet` for `arch` (default: the active one) with copied weights."""
+        """A static `SubNet` for `arch` (default: the active one) with copied weights, built on the
+        supernet's own device (a CUDA supernet's subnet never passes through the CPU)."""
         if arch is not None:
             self.set_active(arch)
+        with torch.device(device_of(self)):  # every layer the extraction creates is made there
+            return self._extract().train(self.training)
+
+    def _extract(self) -> SubNet | SodSubNet:
         if hasattr(self, "sod"):
-            return self._extract_sod().train(self.training)
+            return self._extract_sod()
         sigs = self._sigs
         blocks = self._active_blocks()
         n_enc = 2 + len(blocks)
@@ -412,7 +418,7 @@ class Supernet(nn.Module):
             if hasattr(self, "aux")
             else None,
         )
-        return net.train(self.training)
+        return net
 
     def _extract_sod(self) -> SodSubNet:
         sigs = self._parts()

@@ -14,7 +14,8 @@ from hwnas.errors import CheckpointError
 from hwnas.nn.checkpoint import file_digest, load
 from hwnas.search.objectives import Costs
 from hwnas.space import Arch, SearchSpace
-from hwnas.train.evaluation import evaluate
+from hwnas.torch_device import torch_device
+from hwnas.train.evaluation import BN_BATCH, evaluate
 from hwnas.train.source import bn_batches as checkpoint_bn_batches
 from hwnas.train.source import checkpoint_data
 from hwnas.train.task import make_task
@@ -32,13 +33,18 @@ class SupernetEvaluator:
         *,
         data: str | None = None,
         bn_batches: int | None = None,
+        device: str = "cpu",
+        batch_size: int = BN_BATCH,
     ):
+        if batch_size < 1:
+            raise CheckpointError(f"--batch-size must be at least 1, got {batch_size}")
         ckpt = load(checkpoint, space=space)
         self.checkpoint, self.config = Path(checkpoint), dict(ckpt.data.get("config", {}))
         if ckpt.kind != "supernet":
             raise CheckpointError(f"{checkpoint} holds a single subnet; search needs a supernet checkpoint")
         self.space, self.task_name = space, ckpt.task
-        self.model = ckpt.model()
+        self.device, self.batch_size = torch_device(device), batch_size
+        self.model = ckpt.model().to(self.device)  # extraction, recalibration and prediction run there
         self.task = make_task(ckpt.task, ckpt.num_classes)
         self.data = checkpoint_data(ckpt, data)
         self.bn_batches = bn_batches or checkpoint_bn_batches(ckpt)
@@ -51,7 +57,10 @@ class SupernetEvaluator:
         key = str(arch)
         if key not in self.cache:
             with torch.random.fork_rng(devices=[]):
-                scores = evaluate(self.model, self.data, self.task, arch=arch, bn_batches=self.bn_batches)
+                scores = evaluate(
+                    self.model, self.data, self.task, arch=arch, bn_batches=self.bn_batches,
+                    batch_size=self.batch_size,
+                )  # fmt: skip
             self.cache[key] = float(scores[self.metric])
         return self.cache[key]
 
@@ -75,7 +84,7 @@ class SupernetEvaluator:
         pool = ArchPool(tuple(archs), k=base.sandwich + 2, round=round)
         with torch.random.fork_rng(devices=[]):
             fit(self.model, space=self.space, data=self.data, task=self.task, config=config, out=out, resume=False,
-                pool=pool)  # fmt: skip
+                pool=pool, device=str(self.device))  # fmt: skip
         self.model.eval()
         self.checkpoint, self.config = Path(out), asdict(config)
         self.identity = f"supernet {file_digest(out)} on {self.data.name}"

@@ -17,9 +17,12 @@ import numpy as np
 from hwnas.errors import HwnasError
 from hwnas.files import atomic_write_json, writable_file
 from hwnas.nn.checkpoint import resolve_space
+from hwnas.process_group import init_distributed
 from hwnas.search.archive import Archive, Record
 from hwnas.search.budget import Budget, base, device_of, parse_budgets
+from hwnas.search.sharding import ShardedEvaluator, serve
 from hwnas.space.tasks import is_segmentation
+from hwnas.torch_device import torch_device as check_device
 
 
 @dataclass
@@ -84,7 +87,9 @@ def default_cache_dir() -> Path:
     return Path(os.environ.get("HWNAS_CACHE") or Path.home() / ".cache" / "hwnas")
 
 
-def _supernet_setup(devices, space, supernet, proxy, luts, data, devices_dir) -> _Setup:
+def _supernet_setup(
+    devices, space, supernet, proxy, luts, data, devices_dir, *, torch_device: str = "cpu", batch_size: int = 64
+) -> _Setup:
     """A SalNAS space: each device's latency table, a supernet (or a labelled proxy) for accuracy."""
     from hwnas.hardware.device import load_device
     from hwnas.hardware.table import LatencyTable, default_path
@@ -123,7 +128,7 @@ def _supernet_setup(devices, space, supernet, proxy, luts, data, devices_dir) ->
         raise HwnasError(f"the latency tables are for different class counts: {[t.classes for t in tables]}")
     accuracy = None
     if supernet is not None:
-        accuracy = SupernetEvaluator(supernet, sp, data=data)
+        accuracy = SupernetEvaluator(supernet, sp, data=data, device=torch_device, batch_size=batch_size)
         if accuracy.task_name != task:
             raise HwnasError(f"the supernet is a {accuracy.task_name} model but the table is for the {task} head")
         if is_segmentation(task) and accuracy.task.num_classes != classes:
@@ -207,7 +212,9 @@ def run(
     progress: Callable[[int, int, int], None] | None = None,
     on_resume: Callable[[Path, int], None] | None = None,
     cache_dir: str | Path | None = None,
-) -> SearchResult:
+    torch_device: str = "cpu",
+    batch_size: int = 64,
+) -> SearchResult | None:
     """Search the most accurate subnet under `budgets` on `device`; `progress(done, total, evaluated)`
     as it goes, `on_resume(archive_path, n_evaluated)` when it continues an earlier archive.
 
@@ -219,19 +226,69 @@ def run(
     Several devices (a list, one `lut` per device): each device's latency is an objective (NSGA-III
     for 3+ objectives in mosegnas and natv2), budgets name their device (`pixel3:12ms`), and the
     chosen arch meets every budget.
+    A supernet's subnets are extracted, recalibrated and scored on `torch_device` (cpu, cuda[:N],
+    mps), `batch_size` images per prediction batch. Under `torchrun` (several processes) rank 0
+    searches and every rank scores a share of each generation on its own device
+    (`hwnas.search.sharding`); the other ranks return None, having written nothing.
     """
-    from hwnas.search.driver import search
-    from hwnas.search.plot import pareto_png
+    from hwnas.search import driver  # noqa: F401 - it needs pymoo, whose absence is said before any file is read
 
+    check_device(torch_device)  # before any table or checkpoint is read, whether or not a network runs
+    if batch_size < 1:
+        raise HwnasError(f"--batch-size must be at least 1, got {batch_size}")
     budgets = parse_budgets(budgets) if budgets and isinstance(budgets[0], str) else list(budgets)
     devices = list(dict.fromkeys(device if isinstance(device, list | tuple) else [device]))
     luts = lut if isinstance(lut, list | tuple) else ([lut] if lut is not None else None)
     if space == "nb201" or benchmark is not None:
         if space not in (None, "nb201"):
             raise HwnasError(f"--benchmark goes with --space nb201, not --space {space}")
+        rank, world, _ = init_distributed("cpu")  # under torchrun only to refuse it: a table scores nothing
         setup = _benchmark_setup(devices, benchmark, metric, supernet, proxy, luts)
     else:
-        setup = _supernet_setup(devices, space, supernet, proxy, luts, data, devices_dir)
+        rank, world, torch_device = init_distributed(torch_device)
+        setup = _supernet_setup(
+            devices, space, supernet, proxy, luts, data, devices_dir, torch_device=torch_device, batch_size=batch_size
+        )
+    if world > 1:
+        _check_sharded(setup, world, adapt_epochs)
+        if rank != 0:
+            serve(setup.accuracy, rank=rank, world=world)
+            return None
+        setup.accuracy = ShardedEvaluator(setup.accuracy, world=world)
+    try:
+        return _search_and_write(
+            setup, budgets=budgets, devices=devices, objectives=objectives, algorithm=algorithm,
+            evaluations=evaluations, settings=settings, predictor=predictor, adapt_epochs=adapt_epochs, seed=seed,
+            out=out, fresh=fresh, progress=progress, on_resume=on_resume, cache_dir=cache_dir,
+        )  # fmt: skip
+    finally:
+        if world > 1:
+            setup.accuracy.close()
+
+
+def _check_sharded(setup: _Setup, world: int, adapt_epochs: int) -> None:
+    """What a search spread over `world` processes needs: supernet evaluations to share, and a
+    supernet that stays as it is (NATv2's adaptation retrains it between iterations)."""
+    from hwnas.search.accuracy import SupernetEvaluator
+
+    if not isinstance(setup.accuracy, SupernetEvaluator):
+        raise HwnasError(
+            f"this search runs in {world} processes (torchrun) but evaluates nothing on a supernet "
+            f"({setup.accuracy.source}): run it as one process"
+        )
+    if adapt_epochs:
+        raise HwnasError(f"--adapt-epochs retrains the supernet between iterations; run it as one process, not {world}")
+
+
+def _search_and_write(
+    setup: _Setup, *, budgets, devices, objectives, algorithm, evaluations, settings, predictor, adapt_epochs, seed,
+    out, fresh, progress, on_resume, cache_dir,
+) -> SearchResult:  # fmt: skip
+    """`run` from its setup on: the search (resumed from `out`'s archive unless `fresh`), then
+    archive.json, best.json and pareto.png."""
+    from hwnas.search.driver import search
+    from hwnas.search.plot import pareto_png
+
     objectives = _objectives(devices, budgets, objectives)
     sp = setup.space
     folder = Path(out) if out is not None else Path("runs") / f"{sp.name}-search-{setup.device}"

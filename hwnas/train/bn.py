@@ -16,6 +16,7 @@ from torch import nn
 from hwnas.data import DataSet
 from hwnas.errors import HwnasError
 from hwnas.space import Arch
+from hwnas.torch_device import device_of
 
 
 def recalibrate_bn(model: nn.Module, batches: Iterable[torch.Tensor | tuple]) -> int:
@@ -53,7 +54,8 @@ def recalibrated_subnet(
     `bn_batches` training batches at its resolution), or `model` itself if it is already static."""
     if not hasattr(model, "extract"):
         return model.eval()
-    net = model.extract(arch)
-    train = data.split("train", net.arch.resolution)
-    recalibrate_bn(net, (b["image"] for b in itertools.islice(data.batches(train, batch_size), bn_batches)))
+    net = model.extract(arch)  # on the supernet's device
+    train, device = data.split("train", net.arch.resolution), device_of(model)
+    batches = itertools.islice(data.batches(train, batch_size), bn_batches)
+    recalibrate_bn(net, (b["image"].to(device, non_blocking=True) for b in batches))
     return net.eval()

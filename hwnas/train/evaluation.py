@@ -40,6 +40,7 @@ from hwnas.errors import HwnasError
 from hwnas.files import nan_to_none
 from hwnas.space import Arch
 from hwnas.space.tasks import base_task
+from hwnas.torch_device import device_of, on_device, torch_device
 from hwnas.train.bn import recalibrated_subnet
 from hwnas.train.task import SaliencyTask, Task
 
@@ -58,16 +59,18 @@ def predict(
     batch_size: int = 64,
     progress: Callable[[int], None] | None = None,
 ) -> tuple[torch.Tensor, float | None]:
-    """The task's predictions for the `which` split at the net's resolution, and the mean loss
-    (None for a split without ground truth, such as SALICON's test images)."""
+    """The task's predictions for the `which` split at the net's resolution (computed on the net's
+    device, returned on the host), and the mean loss (None for a split without ground truth, such as
+    SALICON's test images)."""
     split = data.split(which, net.arch.resolution)
-    outputs, total, labelled = [], 0.0, bool(split.fields)
+    outputs, total, labelled, device = [], 0.0, bool(split.fields), device_of(net)
     with torch.no_grad():
         for batch in data.batches(split, batch_size):
+            batch = on_device(batch, device)
             out = net(batch["image"])
             if labelled:
                 total += float(task.loss(out, task.gt(batch), batch)) * len(batch["image"])
-            outputs.append(task.prediction(out))
+            outputs.append(task.prediction(out).cpu())  # scored on the host
             if progress is not None:
                 progress(len(batch["image"]))
     return torch.cat(outputs), (total / len(split) if labelled else None)
@@ -88,11 +91,13 @@ def evaluate(
     """Loss and task metrics of `arch` (a supernet's subnet) or of a static subnet on a split.
 
     A supernet's subnet is extracted (the supernet is left untouched) and its BN statistics are
-    re-estimated on the first `bn_batches` training batches (once-for-all, AttentiveNAS); a static
-    subnet is scored with its own statistics. Saliency's IG is against the training split's centre
-    bias; `shuffle` picks sAUC's negatives (`hwnas.data.metrics.saliency.score_saliency`).
+    re-estimated on the first `bn_batches` training batches of `BN_BATCH` images (once-for-all,
+    AttentiveNAS); a static subnet is scored with its own statistics. The work runs on the model's
+    device; `batch_size` (images per prediction batch) changes the speed, not the scores (beyond
+    float rounding). Saliency's IG is against the training split's centre bias; `shuffle` picks
+    sAUC's negatives (`hwnas.data.metrics.saliency.score_saliency`).
     """
-    net = recalibrated_subnet(model, data, arch, bn_batches=bn_batches, batch_size=batch_size)
+    net = recalibrated_subnet(model, data, arch, bn_batches=bn_batches, batch_size=BN_BATCH)
     predictions, loss = predict(net, data, task, which, batch_size=batch_size)
     scores = score(task, data, predictions, which, resolution=net.arch.resolution, original=original, shuffle=shuffle)
     return {"loss": loss, **scores}
@@ -258,16 +263,21 @@ def evaluate_checkpoint(
     submission: Path | None = None,
     bn_data: str | None = None,
     progress: Progress = None,
+    device: str = "cpu",
+    batch_size: int = BN_BATCH,
 ) -> Evaluation:
     """Score `arch` of `checkpoint` on the `which` split of `data` (default: the data it trained on,
-    when that is a built-in set). Every problem with an input is an `HwnasError` raised before any
-    model runs."""
+    when that is a built-in set), the network on `device` (a `--torch-device`), `batch_size` images
+    per prediction batch. Every problem with an input is an `HwnasError` raised before any model runs."""
     from hwnas.nn.checkpoint import load
     from hwnas.train.source import bn_batches, checkpoint_data, resolve_arch
     from hwnas.train.task import make_task
 
     start = time.perf_counter()
     _check_inputs(which, shuffle, submission)
+    if batch_size < 1:
+        raise HwnasError(f"--batch-size must be at least 1, got {batch_size}")
+    where = torch_device(device)
     ckpt = load(checkpoint)
     path, chosen = ckpt.path, resolve_arch(ckpt, arch)
     task = make_task(ckpt.task, ckpt.num_classes)
@@ -291,7 +301,7 @@ def evaluate_checkpoint(
             )
     if submission is not None and len(sets) > 1:
         raise HwnasError(f"--submission writes one dataset's maps; {data} holds {len(sets)}: pass one of them")
-    model = ckpt.model()
+    model = ckpt.model().to(where)
     nets: dict[int, tuple] = {}  # one recalibration per training split
 
     def subnet_for(dataset: DataSet) -> tuple:
@@ -314,7 +324,7 @@ def evaluate_checkpoint(
         net, bn = subnet_for(dataset)
         split = dataset.val
         step = progress(f"{name} {which}: predicting", len(split)) if progress else None
-        predictions, _ = predict(net, dataset, task, "val", progress=step)
+        predictions, _ = predict(net, dataset, task, "val", batch_size=batch_size, progress=step)
         scores: dict[str, float] = {}
         if split.fields:
             step = progress(f"{name} {which}: scoring", len(split)) if progress else None

@@ -19,6 +19,7 @@ from hwnas.errors import CheckpointError, HwnasError
 from hwnas.files import atomic_write_json, nan_to_none, writable_file
 from hwnas.nn.checkpoint import file_digest, load
 from hwnas.space import Arch
+from hwnas.torch_device import torch_device
 from hwnas.train.evaluation import evaluate
 from hwnas.train.source import bn_batches, checkpoint_data
 from hwnas.train.task import higher_is_better, make_task
@@ -50,11 +51,14 @@ def post_process(
     max_steps: int = 0,
     data: str | None = None,
     on_event=None,
+    device: str = "cpu",
 ) -> PostProcessResult:
     """`hwnas train postprocess`: fine-tune `arch` (best.json, min, max, an arch line or an `Arch`)
     of `supernet` in NATv2's two phases; the phase-2 subnet is saved to `out` (a subnet checkpoint
     that `hwnas export` takes; default `ARCH-postprocessed.pt` beside an arch file, else
-    `subnet-postprocessed.pt`) and a JSON report beside it. Everything is checked before training."""
+    `subnet-postprocessed.pt`) and a JSON report beside it. Everything runs on `device` (a
+    `--torch-device`) and is checked before training."""
+    where = torch_device(device)
     ckpt = load(supernet)
     space = ckpt.space
     chosen = space.validate(arch) if isinstance(arch, Arch) else space.pick(str(arch), seed)
@@ -69,17 +73,17 @@ def post_process(
     config = TrainConfig(
         epochs=max_epochs, t0=max_epochs, batch_size=batch_size, lr=lr, seed=seed, max_steps=max_steps, method=method
     ).validate()
-    inherited = evaluate(ckpt.model(), test_data, task, arch=arch, bn_batches=bn_batches(ckpt))
+    inherited = evaluate(ckpt.model().to(where), test_data, task, arch=arch, bn_batches=bn_batches(ckpt))
 
     def start():
         return initial_subnet(space, arch, task=task.name, num_classes=dataset.num_classes, seed=seed, init=supernet)
 
-    phase1 = _phase1(start(), space, dataset, task, config, patience, on_event)
+    phase1 = _phase1(start(), space, dataset, task, config, patience, on_event, str(where))
     sign = 1 if higher_is_better(task.primary) else -1
     best = max(phase1, key=lambda row: (sign * row[task.primary], -row["epoch"]))["epoch"]
     model = start()
     fit(model, space=space, data=dataset.with_val_in_train(), task=task, config=config, out=out, resume=False,
-        on_event=on_event, until=best)  # fmt: skip
+        on_event=on_event, until=best, device=str(where))  # fmt: skip
     test = evaluate(model, test_data, task)
     report = {
         "supernet": str(supernet),
@@ -113,7 +117,7 @@ def default_out(arch: str | Path | Arch) -> Path:
     return Path("subnet-postprocessed.pt")
 
 
-def _phase1(model, space, dataset, task, config, patience, on_event) -> list[dict[str, Any]]:
+def _phase1(model, space, dataset, task, config, patience, on_event, device: str) -> list[dict[str, Any]]:
     """Fine-tune on train, score on val after each epoch, stop `patience` epochs after the best."""
     sign = 1 if higher_is_better(task.primary) else -1
     rows: list[dict[str, Any]] = []
@@ -121,7 +125,7 @@ def _phase1(model, space, dataset, task, config, patience, on_event) -> list[dic
         path = Path(tmp) / "phase1.pt"
         for epoch in range(1, config.epochs + 1):
             result = fit(model, space=space, data=dataset, task=task, config=config, out=path, resume=epoch > 1,
-                         on_event=on_event, until=epoch)  # fmt: skip
+                         on_event=on_event, until=epoch, device=device)  # fmt: skip
             score = result.history[-1]["val"]["subnet"]
             rows.append({"epoch": epoch, task.primary: float(score[task.primary]), "loss": float(score["loss"])})
             best = max(rows, key=lambda row: (sign * row[task.primary], -row["epoch"]))["epoch"]

@@ -21,10 +21,12 @@ import torch
 from hwnas.errors import HwnasError
 from hwnas.files import writable_file
 from hwnas.nn.factory import create
+from hwnas.process_group import init_distributed
 from hwnas.space import DEFAULT_SPACE, Arch, SearchSpace
 from hwnas.space.tasks import check_task
+from hwnas.torch_device import torch_device
 from hwnas.train.recipe import recipe_settings
-from hwnas.train.trainer import TrainConfig, TrainResult, check_precision, fit, init_distributed, initial_subnet
+from hwnas.train.trainer import TrainConfig, TrainResult, check_precision, fit, initial_subnet
 
 RECIPE = ("optimizer", "lr", "weight_decay", "batch_size", "augment")  # from the task's recipe unless given
 RUN = ("method", "inplace_kd")  # set by the verb itself
@@ -171,12 +173,9 @@ def _train(
     from hwnas.data import load_data
     from hwnas.train.task import make_task
 
-    if device != "cpu" and not device.startswith("cuda"):
-        raise HwnasError(f"--torch-device must be cpu or cuda[:N], got '{device}'")
+    torch_device(device)
     config.validate()
     check_precision(config.precision, device)
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise HwnasError(f"--torch-device {device}: this host has no CUDA GPU (torch {torch.__version__}); use cpu")
     writable_file(out, what="checkpoint")
     rank, world, device = init_distributed(device)
     w, h = size

@@ -21,6 +21,7 @@ from hwnas.files import read_json
 from hwnas.nn.checkpoint import Checkpoint, file_digest, load
 from hwnas.space import Arch, SearchSpace
 from hwnas.space.arch import search_context
+from hwnas.torch_device import torch_device
 from hwnas.train.bn import recalibrated_subnet
 
 EXTREMES = ("min", "max")
@@ -113,12 +114,14 @@ def arch_label(arch: str | Path | Arch | None) -> str:
 
 
 def load_source(
-    checkpoint: str | Path, arch: str | Path | Arch | None, *, data: str | None = None
+    checkpoint: str | Path, arch: str | Path | Arch | None, *, data: str | None = None, device: str = "cpu"
 ) -> tuple[nn.Module, Source]:
-    """The static subnet of `arch` in `checkpoint` (eval mode) and the `Source` describing it."""
+    """The static subnet of `arch` in `checkpoint` (eval mode, on the CPU, where exporters and runtimes
+    take it) and the `Source` describing it; a supernet's subnet is extracted and recalibrated on
+    `device` (a `--torch-device`)."""
     ckpt = load(checkpoint)
     chosen = resolve_arch(ckpt, arch)
-    model = ckpt.model()
+    model = ckpt.model().to(torch_device(device))
     if ckpt.kind == "supernet":
         dataset = checkpoint_data(ckpt, data)
         batches = bn_batches(ckpt)
@@ -143,7 +146,7 @@ def load_source(
         data={"name": ckpt.data.get("data"), "size": ckpt.data.get("data_size")},
         search=arch_search_context(arch),
     )
-    return subnet.eval(), source
+    return subnet.cpu().eval(), source
 
 
 def arch_search_context(arch: str | Path | Arch | None) -> dict[str, Any] | None:

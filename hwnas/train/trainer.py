@@ -35,6 +35,7 @@ from hwnas.data import DataSet
 from hwnas.errors import CheckpointError, HwnasError
 from hwnas.nn.checkpoint import load, save_checkpoint
 from hwnas.nn.factory import create
+from hwnas.process_group import rank_world
 from hwnas.space import Arch, SearchSpace
 from hwnas.space.tasks import base_task
 from hwnas.train.evaluation import evaluate
@@ -208,41 +209,6 @@ class ArchPool:
         return [self.archs[i] for i in picked]
 
 
-def dist_backend(device: str, local_world: int, gpus: int) -> str:
-    """The process-group backend: NCCL when every process on this host has a GPU of its own, gloo
-    on a CPU and when processes share a GPU (NCCL refuses two ranks on one device; gloo reduces
-    CUDA tensors through the host)."""
-    return "nccl" if device.startswith("cuda") and 0 < local_world <= gpus else "gloo"
-
-
-def rank_device(device: str, local_rank: int, gpus: int) -> str:
-    """The device one process trains on: `cuda` becomes `cuda:LOCAL_RANK` (modulo the GPUs, so
-    processes may share one); an explicit `cuda:N` or `cpu` stays."""
-    return f"cuda:{local_rank % max(gpus, 1)}" if device == "cuda" else device
-
-
-def init_distributed(device: str = "cpu") -> tuple[int, int, str]:
-    """Join the process group `torchrun` describes (`dist_backend`); (rank, world size, this
-    process's device `rank_device`)."""
-    import os
-
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
-    gpus = torch.cuda.device_count() if device.startswith("cuda") else 0
-    mine = rank_device(device, local_rank, gpus) if world > 1 else device
-    if world > 1 and mine.startswith("cuda"):
-        torch.cuda.set_device(torch.device(mine))  # NCCL and object collectives use the current device
-    if world > 1 and not dist.is_initialized():
-        local_world = int(os.environ.get("LOCAL_WORLD_SIZE", str(world)))
-        dist.init_process_group(backend=dist_backend(device, local_world, gpus))
-    rank, world = (dist.get_rank(), dist.get_world_size()) if dist.is_initialized() else (0, 1)
-    return rank, world, mine
-
-
-def _rank_world() -> tuple[int, int]:
-    return (dist.get_rank(), dist.get_world_size()) if dist.is_initialized() else (0, 1)
-
-
 def _reinitialise(model: nn.Module, seed: int) -> nn.Module:
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
@@ -259,7 +225,7 @@ class _Run:
         self.model, self.space, self.data, self.task, self.config = model, space, data, task, config
         self.pool: ArchPool | None = pool
         self.out, self.device = Path(out), torch.device(device)
-        self.rank, self.world = _rank_world()
+        self.rank, self.world = rank_world()
         self.supernet = hasattr(model, "set_active")
         self.model.to(self.device)
         if config.channels_last:
@@ -443,7 +409,9 @@ class _Run:
     def autocast(self) -> contextlib.AbstractContextManager:
         """Mixed precision as `config.precision` says (nothing for fp32)."""
         precision = self.config.precision
-        return torch.autocast(self.device.type, dtype=PRECISIONS[precision], enabled=precision != "fp32")
+        if precision == "fp32":  # no autocast at all: torch knows it for cpu, cuda and mps only
+            return contextlib.nullcontext()
+        return torch.autocast(self.device.type, dtype=PRECISIONS[precision])
 
     def regularization(self, arch: Arch | None) -> contextlib.AbstractContextManager:
         """Dropout and drop-connect on the largest subnet of a supernet step, as SalNAS trains
