@@ -1,7 +1,7 @@
 """Rerun every benchmark, then print one summary table of the figures the README quotes.
 
 Usage: python -m bench.run_all [--only lut_fidelity,lut_calibration,lut_predict,search,selfkd,export,sod_ablation,
-       segmentation_front,profile_speed,first_hour]
+       segmentation_front,profile_speed,first_hour,sharded_search]
        [--summary]
 `--summary` prints the table from the results already in bench/out/ without rerunning anything.
 The whole set takes about an hour and a half on this 2-core machine; run it on an idle machine.
@@ -31,6 +31,7 @@ STEPS = {
     "segmentation_front": [],
     "profile_speed": [],
     "first_hour": [],
+    "sharded_search": [],
 }
 
 
@@ -126,6 +127,10 @@ def rows() -> list[tuple[str, str, str, str]]:
             value += f", HV {r['hv_ratio']:.4f}, regret p50 {r['regret_val_p50']:.2f}"
         target = first["targets"].get(r["what"])
         out.append(("first_hour", r["what"], value, "" if target is None else f"< {target:.0f} s"))
+    sharded = _load("sharded_search.json") or {}
+    for r in sharded.get("rows", []):
+        speedup = f", torchrun {r['speedup_of_torchrun']:.2f}x faster" if r["speedup_of_torchrun"] != 1 else ""
+        out.append(("sharded_search", r["run"], f"{r['seconds']:.1f} s{speedup}", ""))
     for name in STEPS:
         if not any(r[0] == name for r in out):
             out.append((name, "not run yet", "-", ""))

@@ -233,3 +233,53 @@ def test_the_wire_protocol_is_the_measurement_protocol():
 
     wire = next(a for a in typing.get_args(schemas().model_fields["protocol"].annotation) if a is not type(None))
     assert wire().model_dump() == Protocol().to_dict()
+
+
+@pytest.mark.slow
+def test_several_devices_profile_at_once_each_on_its_agent(tmp_path, monkeypatch):
+    """Two agents on loopback, `cpu` on one and `cpu-torch` on the other: both tables are built in
+    the same call, concurrently (each device's progress moves while the other's does), and each is
+    a table of its own device that a later call resumes on its own."""
+    from hwnas.hardware.profiling import profile_devices
+    from hwnas.hardware.table import LatencyTable
+
+    ports = [free_port(), free_port()]
+    agents = [start_agent(port) for port in ports]
+    urls = [f"http://127.0.0.1:{port}" for port in ports]
+    seen: dict[str, list[float]] = {"cpu": [], "cpu-torch": []}
+    monkeypatch.chdir(tmp_path)
+    try:
+        rows = profile_devices(
+            ["cpu", "cpu-torch"], urls, "mini", token=TOKEN, devices_dir=DEVICES, resolutions=["32x32"], rounds=1,
+            validate=False, progress_for=lambda d: lambda done, total, label: seen[d].append(time.monotonic()),
+        )  # fmt: skip
+        again = profile_devices(["cpu", "cpu-torch"], urls, "mini", token=TOKEN, devices_dir=DEVICES,
+                                resolutions=["32x32"], rounds=1, validate=False)  # fmt: skip
+    finally:
+        for proc in agents:
+            proc.kill()
+            proc.wait()
+    assert [r.error for r in rows] == [None, None]
+    mini = SearchSpace.load("mini")
+    for row, name, url in zip(rows, ("cpu", "cpu-torch"), urls, strict=True):
+        table = LatencyTable.load(tmp_path / "lut" / f"{name}-mini.parquet", mini)
+        assert table.meta["device"]["name"] == name and table.meta["measured_by"] == url
+        assert row.profile.measured == len(table) > 100
+    first, second = seen["cpu"], seen["cpu-torch"]
+    assert first[0] < second[-1] and second[0] < first[-1]  # each moved while the other was under way
+    assert [r.profile.measured for r in again] == [0, 0]  # each resumes its own table: nothing left to do
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    "extra, message",
+    [
+        (["--remote", "http://127.0.0.1:9"], "2 --device(s) need as many --remote agents"),
+        (["--remote", "http://127.0.0.1:9", "--remote", "http://127.0.0.1:9"], "each --remote once"),
+        (["--remote", "http://127.0.0.1:9", "--remote", "http://127.0.0.1:8", "--out", "t.parquet"], "--out names one"),
+    ],
+)
+def test_several_devices_are_checked_before_anything_is_measured(tmp_path, extra, message):
+    args = ["profile", "--device", "cpu", "--device", "cpu-torch", "--space", "mini", "--devices-dir", DEVICES]
+    assert message in one_error_line(run_cli(*args, *extra, check=False, cwd=tmp_path))
+    assert list(tmp_path.iterdir()) == []

@@ -58,7 +58,16 @@ def devices(devices_dir: DevicesDirOpt = None) -> None:
 
 
 def profile(
-    device: DeviceOpt,
+    device: Annotated[
+        list[str],
+        typer.Option(
+            "--device",
+            "-d",
+            metavar="DEVICE",
+            help="device name (packaged, or in ./devices) or a spec .toml path; repeat, each with its --remote, "
+            "to profile several devices at once",
+        ),
+    ],  # fmt: skip
     space_name: SpaceOpt = None,
     task: Annotated[
         str,
@@ -94,12 +103,27 @@ def profile(
         ),
     ] = True,
     meter: MeterOpt = None,
-    remote: RemoteOpt = None,
+    remote: Annotated[
+        list[str] | None,
+        typer.Option(
+            metavar="URL",
+            help="measure on an agent (`hwnas agent` on the device), e.g. http://mac:8765; one per --device",
+        ),
+    ] = None,
     token: TokenOpt = None,
     devices_dir: DevicesDirOpt = None,
 ) -> None:
     """Measure every block of the space on the device into a latency table (resumable)."""
-    check_early(space=space_name, devices=[device], devices_dir=devices_dir, resolutions=resolution, task=task)
+    check_early(space=space_name, devices=device, devices_dir=devices_dir, resolutions=resolution, task=task)
+    if len(device) > 1:
+        _profile_several(device, remote or [], space_name, devices_dir, token, lut_out=lut_out, task=task,
+                         classes=classes, resolutions=resolution, rounds=rounds, statistic=statistic, energy=energy,
+                         validate=validate)  # fmt: skip
+        return
+    if remote and len(remote) > 1:
+        with user_errors():
+            raise HwnasError(f"one --device is measured on one --remote agent, not {len(remote)}")
+    device, remote = device[0], (remote[0] if remote else None)
     from hwnas.hardware.profiling import profile as run_profile
 
     with user_errors(resume="the table from the blocks already measured"), progress_bar() as bar:
@@ -119,6 +143,11 @@ def profile(
     if table.energy_source is not None:
         label = "ESTIMATED" if table.energy_source.startswith("estimated") else "measured"
         say(f"energy column: {label} ({table.energy_source})")
+    _say_profile(result, energy=energy, validate=validate)
+
+
+def _say_profile(result, *, energy: bool, validate: bool) -> None:
+    table = result.table
     what = f"wrote {result.path}"
     if result.measured == 0 and not energy:
         what = f"{result.path} already had every block at {result.rounds} rounds: nothing measured"
@@ -130,6 +159,33 @@ def profile(
         _say_check(result.validation)
     elif not validate:
         warn("not validated (--no-validate): searches will trust raw block sums; `hwnas lut validate` checks them")
+
+
+def _profile_several(devices, remotes, space_name, devices_dir, token, *, lut_out, **options) -> None:
+    """Several devices at once, each on its agent: a bar per device, a summary per device; exit 1
+    if any device failed (the others' tables are written)."""
+    from hwnas.hardware.profiling import profile_devices
+
+    with user_errors(resume="each table from the blocks already measured"), progress_bar() as bar:
+        jobs = {d: bar.add_task(f"profiling {Path(d).stem}", total=None, label="") for d in devices}
+
+        def progress_for(device: str):
+            return lambda done, total, label: bar.update(jobs[device], completed=done, total=total, label=label[:40])
+
+        results = profile_devices(
+            devices, remotes, space_name, token=token, devices_dir=devices_dir, progress_for=progress_for,
+            out=lut_out, **options,
+            on_resume=lambda path, done, total: err.print(
+                f"resuming {path}: {done} of {total} measurements already done", highlight=False
+            ),
+        )  # fmt: skip
+    for row in results:
+        if row.profile is not None:
+            _say_profile(row.profile, energy=False, validate=options["validate"])
+        else:
+            err.print(f"[red]error:[/red] {escape(row.device)} on {escape(row.remote)}: {escape(row.error)}")
+    if any(row.profile is None for row in results):
+        raise typer.Exit(1)
 
 
 def _say_check(result) -> None:

@@ -13,6 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+from hwnas.errors import HwnasError
 from hwnas.files import writable_file
 from hwnas.hardware.agent.client import measurer_for
 from hwnas.hardware.backends import Protocol, get_backend
@@ -133,23 +134,10 @@ def profile(
     last one stopped (`on_resume(path, done, total)` is told) and never repeats a finished one.
     """
     rounds = DEFAULT_ROUNDS if rounds is None else rounds
-    check_task(task)
-    spec = device if isinstance(device, Device) else load_device(device, devices_dir)
-    sp = space if isinstance(space, SearchSpace) else SearchSpace.load(space or DEFAULT_SPACE)
-    chosen = (
-        list(sp.resolutions) if not resolutions else [sp.check_resolution(parse_resolution(r)) for r in resolutions]
-    )
-    if rounds < 1:
-        raise LutError(f"--rounds must be at least 1, got {rounds}")
-    if classes is not None and (classes < 1 or base_task(task) not in ("classification", "segmentation")):
-        raise LutError(
-            f"--classes is a positive class count for the segmentation or classification head; got {classes} for {task}"
-        )
-    if statistic not in STATISTICS:
-        raise LutError(f"unknown --statistic '{statistic}'; allowed: {', '.join(STATISTICS)}")
-    if energy and (remote is not None or (measurer is not None and measurer.where != "local")):
-        raise LutError("--energy with --remote is not supported yet: profile energy on the device itself")
-    path = writable_file(out or default_path(spec.name, sp.name), what="latency table")
+    spec, sp, chosen, path = _checked(
+        device, space, task=task, classes=classes, resolutions=resolutions, out=out, rounds=rounds,
+        statistic=statistic, energy=energy, remote=remote, measurer=measurer, devices_dir=devices_dir,
+    )  # fmt: skip
     measurer = measurer or measurer_for(spec, remote, token)
     if energy:
         meter = meter if isinstance(meter, EnergyMeter) else choose_meter(spec, kind=meter, region=spec.region)
@@ -189,6 +177,98 @@ def profile(
         table.save(path)
         checked = replace(checked, table_path=str(path))
     return Profile(table, path, rounds, done - found, found, checked)
+
+
+def _checked(
+    device, space, *, task, classes, resolutions, out, rounds, statistic, energy, remote, measurer, devices_dir
+) -> tuple[Device, SearchSpace, list[tuple[int, int]], Path]:
+    """`profile`'s inputs checked, before any measurement: (spec, space, resolutions, table path)."""
+    check_task(task)
+    spec = device if isinstance(device, Device) else load_device(device, devices_dir)
+    sp = space if isinstance(space, SearchSpace) else SearchSpace.load(space or DEFAULT_SPACE)
+    chosen = (
+        list(sp.resolutions) if not resolutions else [sp.check_resolution(parse_resolution(r)) for r in resolutions]
+    )
+    if rounds < 1:
+        raise LutError(f"--rounds must be at least 1, got {rounds}")
+    if classes is not None and (classes < 1 or base_task(task) not in ("classification", "segmentation")):
+        raise LutError(
+            f"--classes is a positive class count for the segmentation or classification head; got {classes} for {task}"
+        )
+    if statistic not in STATISTICS:
+        raise LutError(f"unknown --statistic '{statistic}'; allowed: {', '.join(STATISTICS)}")
+    if energy and (remote is not None or (measurer is not None and measurer.where != "local")):
+        raise LutError("--energy with --remote is not supported yet: profile energy on the device itself")
+    return spec, sp, chosen, writable_file(out or default_path(spec.name, sp.name), what="latency table")
+
+
+@dataclass(frozen=True)
+class DeviceProfile:
+    """One device's part of `profile_devices`: its `Profile`, or the error that stopped it."""
+
+    device: str
+    remote: str
+    profile: Profile | None
+    error: str | None = None
+
+
+def profile_devices(
+    devices: list[str],
+    remotes: list[str],
+    space: str | Path | SearchSpace | None = None,
+    *,
+    token: str | None = None,
+    progress_for: Callable[[str], Progress] | None = None,
+    on_resume: Callable[[Path, int, int], None] | None = None,
+    devices_dir: str | Path | None = None,
+    **options,
+) -> list[DeviceProfile]:
+    """`hwnas profile` of several devices at once, each on its own agent (`remotes[i]` measures
+    `devices[i]`), concurrently: one thread per device, each writing its own table
+    (`lut/DEVICE-SPACE.parquet`) as `profile` does, so each resumes on its own. `options` are
+    `profile`'s (task, classes, resolutions, rounds, statistic, validate, protocol). Every input of
+    every device is checked before any is measured; then a device that fails (its agent gone for
+    good) is its row's `error` and the others finish. `progress_for(device)` gives each its own
+    progress callback."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    if len(devices) < 2:
+        raise LutError("profile_devices is for several devices; one is `profile`")
+    if len(remotes) != len(devices):
+        raise LutError(
+            f"{len(devices)} --device(s) need as many --remote agents, one each in order (got {len(remotes)}): "
+            "devices measured on this host would time each other; profile those one at a time"
+        )
+    if options.get("out") is not None:
+        raise LutError("--out names one table; several devices each write lut/DEVICE-SPACE.parquet")
+    for what, values in (("--device", devices), ("--remote", remotes)):
+        if len(set(values)) != len(values):
+            raise LutError(f"each {what} once: {', '.join(values)}")
+    if options.get("energy"):
+        raise LutError("--energy with --remote is not supported yet: profile energy on the device itself")
+    rounds = options.get("rounds") or DEFAULT_ROUNDS
+    checks = {k: options.get(k) for k in ("classes", "resolutions")}
+    measurers = []
+    for device, remote in zip(devices, remotes, strict=True):
+        spec, *_ = _checked(
+            device, space, task=options.get("task", "saliency"), **checks, out=None, rounds=rounds,
+            statistic=options.get("statistic", DEFAULT_STATISTIC), energy=False, remote=remote, measurer=None,
+            devices_dir=devices_dir,
+        )  # fmt: skip
+        measurers.append(measurer_for(spec, remote, token))  # the agent reached, the device there, the token taken
+
+    def one(device: str, remote: str, measurer: Measurer) -> DeviceProfile:
+        try:
+            done = profile(
+                device, space, measurer=measurer, devices_dir=devices_dir, on_resume=on_resume,
+                progress=progress_for(device) if progress_for else no_progress, **options,
+            )  # fmt: skip
+        except HwnasError as error:
+            return DeviceProfile(device, remote, None, str(error))
+        return DeviceProfile(device, remote, done)
+
+    with ThreadPoolExecutor(max_workers=len(devices), thread_name_prefix="hwnas-profile") as pool:
+        return list(pool.map(one, devices, remotes, measurers))
 
 
 def profile_energy(
