@@ -2,9 +2,10 @@
 scores), and `hwnas evaluate` on whole datasets as the benchmarks score.
 
 `evaluate(model, data, task, arch=...)` extracts a supernet's subnet, re-estimates its BN statistics
-on training batches (`hwnas.train.bn.recalibrated_subnet`), predicts a split and scores it at its
-resolution (what training and search compare, fast) or, with `original=True`, as the benchmarks
-compute them: each prediction resized (bilinear) to its image's original size and scored on the
+on training batches (`hwnas.train.bn.recalibrated_subnet`), predicts a split batch by batch and
+scores each image as its batch arrives (`Predictions`: memory for a batch of predictions, not the
+split's), at its resolution (what training and search compare, fast) or, with `original=True`, as
+the benchmarks compute them: each prediction resized (bilinear) to its image's original size and scored on the
 original fixations, map or mask (`hwnas.data.truth`). The head's eval blur (SalNAS) is part of the
 model's output, so it is applied where the model applies it, at the output resolution, before the
 resize.
@@ -27,7 +28,7 @@ from __future__ import annotations
 
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -50,30 +51,35 @@ BN_BATCH = 64  # images per BN-recalibration batch, as the search's `evaluate`
 Progress = Callable[[str, int], Callable[[int], None]] | None  # (label, total) -> advance by n
 
 
-def predict(
-    net: nn.Module,
-    data: DataSet,
-    task: Task,
-    which: str = "val",
-    *,
-    batch_size: int = 64,
-    progress: Callable[[int], None] | None = None,
-) -> tuple[torch.Tensor, float | None]:
-    """The task's predictions for the `which` split at the net's resolution (computed on the net's
-    device, returned on the host), and the mean loss (None for a split without ground truth, such as
+class Predictions:
+    """The task's prediction of each image of the `which` split at the net's resolution, one batch
+    computed at a time as it is iterated (on the net's device; each image's prediction handed to
+    the host), so that scoring as they come needs memory for a batch, not for the split. Iterate
+    once; then `loss` is the split's mean loss (None for a split without ground truth, such as
     SALICON's test images)."""
-    split = data.split(which, net.arch.resolution)
-    outputs, total, labelled, device = [], 0.0, bool(split.fields), device_of(net)
-    with torch.no_grad():
-        for batch in data.batches(split, batch_size):
-            batch = on_device(batch, device)
-            out = net(batch["image"])
-            if labelled:
-                total += float(task.loss(out, task.gt(batch), batch)) * len(batch["image"])
-            outputs.append(task.prediction(out).cpu())  # scored on the host
-            if progress is not None:
-                progress(len(batch["image"]))
-    return torch.cat(outputs), (total / len(split) if labelled else None)
+
+    def __init__(self, net: nn.Module, data: DataSet, task: Task, which: str = "val", *, batch_size: int = 64,
+                 progress: Callable[[int], None] | None = None):  # fmt: skip
+        self.net, self.data, self.task, self.batch_size, self.progress = net, data, task, batch_size, progress
+        self.split = data.split(which, net.arch.resolution)
+        self.loss: float | None = None
+
+    def __len__(self) -> int:
+        return len(self.split)
+
+    def __iter__(self) -> Iterator[torch.Tensor]:
+        total, labelled, device = 0.0, bool(self.split.fields), device_of(self.net)
+        for batch in self.data.batches(self.split, self.batch_size):
+            with torch.no_grad():
+                batch = on_device(batch, device)
+                out = self.net(batch["image"])
+                if labelled:
+                    total += float(self.task.loss(out, self.task.gt(batch), batch)) * len(batch["image"])
+                predictions = self.task.prediction(out).cpu()  # scored on the host
+            yield from predictions
+            if self.progress is not None:
+                self.progress(len(predictions))
+        self.loss = total / len(self.split) if labelled else None
 
 
 def evaluate(
@@ -98,15 +104,15 @@ def evaluate(
     sAUC's negatives (`hwnas.data.metrics.saliency.score_saliency`).
     """
     net = recalibrated_subnet(model, data, arch, bn_batches=bn_batches, batch_size=BN_BATCH)
-    predictions, loss = predict(net, data, task, which, batch_size=batch_size)
+    predictions = Predictions(net, data, task, which, batch_size=batch_size)
     scores = score(task, data, predictions, which, resolution=net.arch.resolution, original=original, shuffle=shuffle)
-    return {"loss": loss, **scores}
+    return {"loss": predictions.loss, **scores}  # scored as the batches came: the loss is known now
 
 
 def score(
     task: Task,
     data: DataSet,
-    predictions: torch.Tensor,
+    predictions: torch.Tensor | Iterable[torch.Tensor],
     which: str = "val",
     *,
     resolution: tuple[int, int],
@@ -116,7 +122,8 @@ def score(
 ) -> dict[str, float]:
     """The task's metrics of a split's predictions made at `resolution` (width, height): against
     each image's original-size ground truth (`original`), or against the split's fields at that
-    resolution."""
+    resolution. `predictions` is a stacked tensor or any iterable of each image's (`Predictions`),
+    read once, one image at a time."""
     if not getattr(data, which).fields:
         raise DataError(f"the {which} split of '{data.name}' has no ground truth (images only): nothing to score")
     if original:
@@ -234,22 +241,48 @@ def _submission_png(prediction: np.ndarray) -> np.ndarray:
     return np.round(scaled * 255).astype(np.uint8)
 
 
-def write_submission(predictions: torch.Tensor, split: Split, folder: Path) -> Path:
-    """Each prediction at its image's original size as a grey PNG named after the image, written to
-    a staged folder that then becomes `folder`."""
-    from PIL import Image
+class Submission:
+    """Each prediction at its image's original size as a grey PNG named after the image, written as
+    it passes (`passing`, while it is scored) into a staged folder that `finish` makes `folder`."""
 
-    from hwnas.files import atomic_replace_dir
-    from hwnas.train.task import at_truth_sizes
+    def __init__(self, split: Split, folder: Path):
+        self.truths, self.folder = split.ground_truth(original=True), folder
+        folder.parent.mkdir(parents=True, exist_ok=True)
+        self.staged = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
 
-    truths = split.ground_truth(original=True)
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    staged = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
-    for pred, truth in zip(at_truth_sizes(predictions, truths), truths, strict=True):
-        target = staged / f"{truth.name}.png"
-        target.parent.mkdir(parents=True, exist_ok=True)
-        Image.fromarray(_submission_png(pred)).save(target)
-    return atomic_replace_dir(staged, folder)
+    def passing(self, predictions: Iterable[torch.Tensor]) -> Iterator[torch.Tensor]:
+        from PIL import Image
+
+        from hwnas.train.task import at_truth_sizes
+
+        for pred, truth in zip(predictions, self.truths, strict=True):
+            target = self.staged / f"{truth.name}.png"
+            target.parent.mkdir(parents=True, exist_ok=True)
+            Image.fromarray(_submission_png(next(at_truth_sizes([pred], [truth])))).save(target)
+            yield pred
+
+    def finish(self) -> Path:
+        from hwnas.files import atomic_replace_dir
+
+        return atomic_replace_dir(self.staged, self.folder)
+
+    def discard(self) -> None:
+        """Nothing half-written: the staged maps go when scoring fails."""
+        import shutil
+
+        shutil.rmtree(self.staged, ignore_errors=True)
+
+
+def write_submission(predictions: torch.Tensor | Iterable[torch.Tensor], split: Split, folder: Path) -> Path:
+    """`Submission` of all of `predictions` at once: the folder written whole or not at all."""
+    submission = Submission(split, folder)
+    try:
+        for _ in submission.passing(predictions):
+            pass
+    except BaseException:
+        submission.discard()
+        raise
+    return submission.finish()
 
 
 def evaluate_checkpoint(
@@ -323,16 +356,24 @@ def evaluate_checkpoint(
     for name, dataset in sets:
         net, bn = subnet_for(dataset)
         split = dataset.val
-        step = progress(f"{name} {which}: predicting", len(split)) if progress else None
-        predictions, _ = predict(net, dataset, task, "val", batch_size=batch_size, progress=step)
+        step = progress(f"{name} {which}: predicting and scoring", len(split)) if progress else None
+        flow = Predictions(net, dataset, task, "val", batch_size=batch_size, progress=step)  # a batch at a time
+        writer = Submission(split, submission) if submission is not None else None
+        passing = writer.passing(flow) if writer is not None else flow
         scores: dict[str, float] = {}
-        if split.fields:
-            step = progress(f"{name} {which}: scoring", len(split)) if progress else None
-            scores = score(
-                task, dataset, predictions, "val", resolution=chosen.resolution, original=original,
-                shuffle=shuffle, progress=step,
-            )  # fmt: skip
-        written = write_submission(predictions, split, submission) if submission is not None else None
+        try:
+            if split.fields:
+                scores = score(
+                    task, dataset, passing, "val", resolution=chosen.resolution, original=original, shuffle=shuffle
+                )  # fmt: skip
+            else:
+                for _ in passing:  # nothing to score: the maps are written as they come
+                    pass
+        except BaseException:
+            if writer is not None:
+                writer.discard()
+            raise
+        written = writer.finish() if writer is not None else None
         rows.append(Row(name, which, len(split), scores, bn, written))
     notes = [] if any(r.scores for r in rows) else [f"the {which} split has no ground truth: nothing to score"]
     return Evaluation(
@@ -342,4 +383,4 @@ def evaluate_checkpoint(
     )  # fmt: skip
 
 
-__all__ = ["Evaluation", "Row", "evaluate_checkpoint", "write_submission"]
+__all__ = ["Evaluation", "Predictions", "Row", "Submission", "evaluate_checkpoint", "write_submission"]

@@ -114,7 +114,8 @@ class ClassificationTask:
         return soft_cross_entropy(output, target)
 
     def scores(self, predictions: torch.Tensor, truths: Sequence[Truth], progress: Progress = None) -> dict[str, float]:
-        return {"top1": top1(predictions.float().numpy(), [t.label for t in truths])}
+        logits = predictions if isinstance(predictions, torch.Tensor) else torch.stack(list(predictions))
+        return {"top1": top1(logits.float().numpy(), [t.label for t in truths])}
 
 
 @dataclass(frozen=True)
