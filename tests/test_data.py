@@ -95,13 +95,14 @@ def _folder(tmp_path, sizes=((40, 30), (64, 48))):
 
 def test_salicon_folder_of_mixed_sizes_is_resized(tmp_path):
     root = _folder(tmp_path)
-    data = load_data(str(root), task="saliency", size=(24, 32))
-    assert data.train.images.shape == (2, 3, 24, 32) and data.val.fields["map"].shape == (2, 1, 24, 32)
-    assert data.train.fields["fix"].sum((1, 2, 3)).tolist() == [2, 2]
+    data = load_data(str(root), task="saliency", size=(24, 32))  # streamed from disk: rows read as asked for
+    train, val = data.train.rows(slice(None)), data.val.rows(slice(None))
+    assert train["image"].shape == (2, 3, 24, 32) and val["map"].shape == (2, 1, 24, 32)
+    assert train["fix"].sum((1, 2, 3)).tolist() == [2, 2]
     with pytest.raises(DataError, match="has no test split"):
         data.scored_on_test()
     _write(root, "test", "te0")
-    assert load_data(str(root), task="saliency", size=(24, 32)).test.images.shape == (1, 3, 24, 32)
+    assert load_data(str(root), task="saliency", size=(24, 32)).test.rows([0])["image"].shape == (1, 3, 24, 32)
 
 
 def test_salicon_missing_maps_are_named(tmp_path):

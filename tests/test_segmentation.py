@@ -132,12 +132,12 @@ def test_cityscapes_reader_maps_label_ids_to_train_ids(tmp_path):
     write_cityscapes(tmp_path, test=True)
     data = load_data(str(tmp_path), task="segmentation", size=(8, 16))
     assert data.num_classes == 19 and data.class_names == CITYSCAPES_CLASSES
-    assert (len(data.train), len(data.val), len(data.test)) == (4, 2, 1) and not data.test.fields
+    assert (len(data.train), len(data.val), len(data.test)) == (4, 2, 1) and not data.test.labelled
     truths = data.val.ground_truth(original=True)
     assert [t.name for t in truths] == ["frankfurt/frankfurt_000000_000000", "frankfurt/frankfurt_000000_000001"]
     expected = np.vectorize(CITYSCAPES_IDS.get)(cityscapes_labels(32, 16, shift=0))
     assert truths[0].size == (16, 32) and np.array_equal(truths[0].array(), expected)
-    assert set(np.unique(data.train.fields["seg"]).tolist()) == {0, 13, 10, 255, 18}
+    assert set(np.unique(data.train.rows(slice(None))["seg"]).tolist()) == {0, 13, 10, 255, 18}
     assert CITYSCAPES_TRAIN_IDS[26] == 13 and CITYSCAPES_CLASSES[13] == "car"
     proc = run_cli("data", "check", str(tmp_path))
     assert "Cityscapes (segmentation)" in proc.stdout and "4 of 19" in proc.stdout and "road, sidewalk" in proc.stdout
@@ -147,7 +147,7 @@ def test_images_masks_reader_takes_palette_indices_and_the_class_list(tmp_path):
     write_images_masks(tmp_path, classes=["sky", "tree", "road"])
     data = load_data(str(tmp_path), task="segmentation", size=(12, 16))
     assert data.num_classes == 3 and data.class_names == ("sky", "tree", "road")
-    assert set(np.unique(data.train.fields["seg"]).tolist()) == {0, 1, 2, 255}
+    assert set(np.unique(data.train.rows(slice(None))["seg"]).tolist()) == {0, 1, 2, 255}
     with pytest.raises(DataError, match="for the segmentation task, not sod"):
         load_data(str(tmp_path), task="sod", size=(12, 16))
 
@@ -172,7 +172,18 @@ def test_bad_segmentation_data_stops_training_in_one_line(tmp_path, case, messag
         write_cityscapes(tmp_path, skip_labels="bochum")
     else:
         write_images_masks(tmp_path, classes=["a", "b", "c"], bad_id=7)
-    args = ["train", "supernet", "--space", "mini", "--task", "segmentation", "--data", str(tmp_path)]
+    args = [
+        "train",
+        "supernet",
+        "--space",
+        "mini",
+        "--task",
+        "segmentation",
+        "--data",
+        str(tmp_path),
+        "--batch-size",
+        "2",
+    ]
     line = one_error_line(run_cli(*args, "--out", str(tmp_path / "x.pt"), check=False))
     assert message in line and not (tmp_path / "x.pt").exists()
 
@@ -193,8 +204,11 @@ def test_mini_segmentation_trains_searches_under_a_budget_and_exports_verified(t
     table = LatencyTable.load(lut)
     assert table.classes == 4 and table.meta["task"] == "segmentation+aux"
     space = table.space
-    largest = table.predict(replace(space.max(), resolution=(32, 32)))
-    budget = f"{0.8 * largest:.3f}ms"
+    rng = np.random.default_rng(0)  # a budget three random subnets in four meet, however the timings fell
+    limit = float(
+        np.quantile([table.predict(replace(space.sample(rng), resolution=(32, 32))) for _ in range(200)], 0.75)
+    )
+    budget = f"{limit:.3f}ms"
     out = tmp_path / "search"
     proc = run_cli(
         "search", "--device", "cpu", "--budget", budget, "--supernet", str(ckpt), "--lut", str(lut), "--algo",
@@ -202,7 +216,7 @@ def test_mini_segmentation_trains_searches_under_a_budget_and_exports_verified(t
     )  # fmt: skip
     best = json.loads((out / "best.json").read_text())
     chosen = space.arch_from_dict(best)
-    assert table.predict(chosen) <= 0.8 * largest * 1.001 and "miou (supernet)" in proc.stdout
+    assert table.predict(chosen) <= float(budget[:-2]) * 1.001 and "miou (supernet)" in proc.stdout
     exported = tmp_path / "export"
     run_cli(
         "export", "--supernet", str(ckpt), "--arch", str(out / "best.json"), "--format", "onnx,tflite", "--device",

@@ -84,21 +84,22 @@ def test_duts_folder_reads_with_a_seeded_split(tmp_path):
     for i in range(3):
         _write(tmp_path, "DUTS-TE", f"te{i}", size=(40, 30), suffix=".jpg")  # DUTS's form, another size
     data = load_data(str(tmp_path), task="sod", size=(24, 32))
-    train, val = data.train, data.val
-    assert (len(train), len(val)) == (9, 1)  # 10% of 10, at least 1
-    assert train.images.shape == (9, 3, 24, 32) and val.fields["mask"].shape == (1, 1, 24, 32)
+    assert (len(data.train), len(data.val)) == (9, 1)  # 10% of 10, at least 1
+    train, val = data.train.rows(slice(None)), data.val.rows(slice(None))  # streamed: read as asked for
+    assert train["image"].shape == (9, 3, 24, 32) and val["mask"].shape == (1, 1, 24, 32)
     expected = torch.zeros(24, 32, dtype=torch.uint8)
     expected[6:12, 8:16] = 255  # at the stored size a mask comes back unchanged
-    assert all(torch.equal(m[0], expected) for m in train.fields["mask"])
-    assert not any(torch.equal(val.images[0], img) for img in train.images)  # a partition
-    t = data.test
-    assert t.images.shape == (3, 3, 24, 32) and set(t.fields["mask"].unique().tolist()) == {0, 255}
-    assert [truth.size for truth in t.truths] == [(30, 40)] * 3  # the original size, for scoring
-    val2 = load_data(str(tmp_path), task="sod", size=(24, 32), seed=1).val
-    assert torch.equal(load_data(str(tmp_path), task="sod", size=(24, 32), seed=1).val.images, val2.images)  # seeded
-    assert not torch.equal(val2.images, val.images)
+    assert all(torch.equal(m[0], expected) for m in train["mask"])
+    assert not any(torch.equal(val["image"][0], img) for img in train["image"])  # a partition
+    t = data.test.rows(slice(None))
+    assert t["image"].shape == (3, 3, 24, 32) and set(t["mask"].unique().tolist()) == {0, 255}
+    assert [truth.size for truth in data.test.truths] == [(30, 40)] * 3  # the original size, for scoring
+    def names(seed: int) -> list[str]:
+        return [item.name for item in load_data(str(tmp_path), task="sod", size=(24, 32), seed=seed).val.items]
+
+    assert names(1) == names(1) and names(1) != names(0)  # seeded
     data = load_data(str(tmp_path), task="sod+focus", size=(12, 16), seed=0)
-    assert data.name == tmp_path.name and len(data.train) == 9 and data.test.images.shape == (3, 3, 12, 16)
+    assert data.name == tmp_path.name and len(data.train) == 9 and data.test.rows([0])["image"].shape == (1, 3, 12, 16)
 
 
 def test_duts_masks_0_1_and_anti_aliased_edges_become_0_255(tmp_path):
@@ -110,8 +111,7 @@ def test_duts_masks_0_1_and_anti_aliased_edges_become_0_255(tmp_path):
     _write(tmp_path, "DUTS-TR", "a", mask=ones)
     _write(tmp_path, "DUTS-TR", "b", mask=soft)
     data = load_data(str(tmp_path), task="sod", size=(24, 32))
-    train, val = data.train, data.val
-    got = sorted((s.fields["mask"][0, 0] for s in (train, val)), key=lambda m: int((m > 0).sum()))  # 48, 54 px
+    got = sorted((s.rows([0])["mask"][0, 0] for s in (data.train, data.val)), key=lambda m: int((m > 0).sum()))
     assert torch.equal(got[0], torch.from_numpy(ones * 255))
     expected = ones * 255
     expected[1, 3:9] = 255
@@ -121,8 +121,10 @@ def test_duts_masks_0_1_and_anti_aliased_edges_become_0_255(tmp_path):
 def test_duts_non_binary_mask_is_refused(tmp_path):
     _write(tmp_path, "DUTS-TR", "good")
     _write(tmp_path, "DUTS-TR", "grey", mask=(np.arange(24 * 32) % 256).astype(np.uint8).reshape(24, 32))
+    data = load_data(str(tmp_path), task="sod", size=(24, 32))  # streamed: a mask's values are read with its row
     with pytest.raises(DataError, match=r"mask grey.png is not binary: it has 256 distinct values \(0\.\.255\)"):
-        load_data(str(tmp_path), task="sod", size=(24, 32))
+        for split in (data.train, data.val):
+            list(data.batches(split, 1))  # read by a worker process: its error comes out as itself
 
 
 def test_duts_mask_of_another_size_is_refused(tmp_path):

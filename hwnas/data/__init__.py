@@ -8,14 +8,21 @@ from pathlib import Path
 from hwnas.data.split import DataError, DataSet, Split
 from hwnas.space.tasks import base_task
 
-__all__ = ["DataError", "DataSet", "Split", "load_data", "load_folder", "SOURCES"]
+__all__ = ["DataError", "DataSet", "Split", "load_data", "load_folder", "read_folder_split", "SOURCES"]
 
 # built-in source -> its tasks
 SOURCES = {"synthetic": ("saliency", "sod", "segmentation"), "digits": ("classification",)}
 
 
 def load_data(
-    source: str, *, task: str, size: tuple[int, int], seed: int = 0, train_size: int = 512, val_size: int = 128
+    source: str,
+    *,
+    task: str,
+    size: tuple[int, int],
+    seed: int = 0,
+    train_size: int = 512,
+    val_size: int = 128,
+    stream: bool = True,
 ) -> DataSet:
     """A `DataSet` at (height, width) `size`.
 
@@ -25,7 +32,9 @@ def load_data(
     CAT2000, OSIE for saliency; DUTS for sod: train and validation from DUTS-TR, test DUTS-TE;
     Cityscapes or images + masks for segmentation).
 
-    A SOD variant ("sod/unet", "sod+focus", ...) is served as "sod"; the `DataSet` keeps `task` as given.
+    A folder's splits are streamed from disk unless `stream` is false (`load_folder`); the built-in
+    sets are made in memory. A SOD variant ("sod/unet", "sod+focus", ...) is served as "sod"; the
+    `DataSet` keeps `task` as given.
     """
     base = base_task(task)
     if source in SOURCES:
@@ -54,16 +63,24 @@ def load_data(
 
         train, val, test = digits(size, seed)
         return DataSet(name="digits", task=task, train=train, val=val, num_classes=10, make_test=lambda: test)
-    return load_folder(Path(source), task=task, size=size, seed=seed)
+    return load_folder(Path(source), task=task, size=size, seed=seed, stream=stream)
 
 
 def load_folder(
-    root: Path, *, task: str, size: tuple[int, int], seed: int = 0, train_limit: int | None = None
+    root: Path,
+    *,
+    task: str,
+    size: tuple[int, int],
+    seed: int = 0,
+    train_limit: int | None = None,
+    stream: bool = True,
 ) -> DataSet:
     """A `DataSet` of the dataset folder at `root` (any format of `hwnas.data.layout`) at (height,
     width) `size`; its test split is read when first asked for (a `DataError` if it has none).
     `train_limit` reads only the first so many training images (enough to re-estimate BN statistics
-    for scoring); IG's centre bias then still comes from every training fixation."""
+    for scoring); IG's centre bias then still comes from every training fixation. Its splits are
+    read from disk as they are used (`stream`, `hwnas.data.stream.FolderSplit`) or whole into memory
+    now (`stream=False`, faster for a set that fits); the results are the same."""
     from hwnas.data.layout import detect
 
     if not root.is_dir():
@@ -78,10 +95,12 @@ def load_folder(
                 f"{layout.format} dataset {root} has no labelled {which} split; "
                 + ("train on DUTS-TR" if base == "sod" else "it cannot be trained on")
             )
-    read = read_reader(layout)
+
+    def read(which: str, limit: int | None = None) -> Split:
+        return read_folder_split(layout, which, size, limit=limit, stream=stream)
 
     def test() -> Split:
-        return read(layout, "test", size)
+        return read("test")
 
     bias = None
     if train_limit is not None and layout.task == "saliency":  # IG's baseline: every training fixation
@@ -90,22 +109,21 @@ def load_folder(
 
         bias = CenterBias.from_points(*fixations_only(layout, "train"))
     return DataSet(
-        name=root.name, task=task, train=read(layout, "train", size, limit=train_limit),
-        val=read(layout, "val", size), make_test=test, bias=bias,
+        name=root.name, task=task, train=read("train", train_limit), val=read("val"), make_test=test, bias=bias,
         num_classes=max(len(layout.classes), 1), class_names=layout.classes,
     )  # fmt: skip
 
 
-def read_reader(layout):
-    """The split reader of a layout's task: `read_saliency`, `read_sod` or `read_segmentation`."""
-    if layout.task == "sod":
-        from hwnas.data.sod import read_sod
+def read_folder_split(layout, which: str, size: tuple[int, int], *, limit: int | None = None, stream: bool = True):
+    """The `which` split of `layout` at (height, width) `size`: a `FolderSplit` read from disk as it
+    is used (`stream`), or a `Split` read whole into memory now; the same rows either way."""
+    items = layout.items(which)[:limit] if limit else layout.items(which)
+    if stream:
+        from hwnas.data.stream import FolderSplit, item_reader
 
-        return read_sod
-    if layout.task == "segmentation":
-        from hwnas.data.segmentation import read_segmentation
+        return FolderSplit.read(item_reader(layout, which), items, stored=size, labelled=which in layout.labelled)
+    from hwnas.data.split import read_split
+    from hwnas.data.stream import item_reader
 
-        return read_segmentation
-    from hwnas.data.saliency import read_saliency
-
-    return read_saliency
+    reader = item_reader(layout, which)
+    return read_split(items, size, reader.load, reader.fields)

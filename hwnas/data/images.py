@@ -20,6 +20,17 @@ def read_image(path: Path, mode: str) -> np.ndarray:
         raise DataError(f"cannot read image {path}: {exc}") from None
 
 
+def image_size(path: Path) -> tuple[int, int]:
+    """(height, width) of an image file, from its header."""
+    from PIL import Image
+
+    try:
+        with Image.open(path) as img:
+            return img.height, img.width
+    except OSError as exc:
+        raise DataError(f"cannot read image {path}: {exc}") from None
+
+
 def size_text(shape: tuple[int, ...]) -> str:
     """(height, width, ...) as the usual WIDTHxHEIGHT."""
     return f"{shape[1]}x{shape[0]}"
@@ -36,4 +47,4 @@ def check_same_size(
         )
 
 
-__all__ = ["check_same_size", "read_image", "size_text"]
+__all__ = ["check_same_size", "image_size", "read_image", "size_text"]

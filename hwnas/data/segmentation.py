@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from hwnas.data.images import check_same_size, read_image
+from hwnas.data.images import check_same_size, image_size, read_image
 from hwnas.data.layout import Item, Layout
 from hwnas.data.sod import random_shape
 from hwnas.data.split import DataError, Split, read_split, resize_labels
@@ -118,27 +118,45 @@ def read_labels(layout: Layout, path: Path) -> np.ndarray:
     return raw.astype(np.uint8)
 
 
-def load_item(layout: Layout, item: Item) -> tuple[np.ndarray, Truth]:
+def truth_of(layout: Layout, item: Item, labelled: bool = True, size: tuple[int, int] | None = None) -> Truth:
+    """An image's original-size `Truth` (its label map read when scored; none for an image without
+    one), reading the image's header only (or nothing, given its (height, width) `size`) and its
+    ground truth's, checked."""
+    size = size or image_size(item.image)
+    if item.target is None or not labelled:
+        return Truth(item.name, size)
+    check_same_size(layout, item.image, size, item.target, image_size(item.target), "label map")
+    return Truth(item.name, size, dense=partial(read_labels, layout, item.target))
+
+
+def load_item(layout: Layout, item: Item, labelled: bool = True) -> tuple[np.ndarray, Truth]:
     """One image (uint8 H x W x 3) and its original-size label map as a `Truth`, checked."""
     img = read_image(item.image, "RGB")
-    if item.target is None:
-        return img, Truth(item.name, img.shape[:2])
-    check_same_size(layout, item.image, img.shape, item.target, read_labels(layout, item.target).shape, "label map")
-    return img, Truth(item.name, img.shape[:2], dense=partial(read_labels, layout, item.target))
+    truth = truth_of(layout, item, labelled, img.shape[:2])
+    if truth.dense is not None:
+        check_same_size(layout, item.image, img.shape, item.target, truth.array().shape, "label map")
+    return img, truth
+
+
+def fields_of(truth: Truth, size: tuple[int, int]) -> dict[str, torch.Tensor]:
+    """A segmentation truth's stored field at (height, width) `size`: "seg", uint8 class ids by
+    nearest neighbour; none for an image without a label map."""
+    if truth.dense is None:
+        return {}
+    return {"seg": resize_labels(torch.from_numpy(truth.array())[None, None], size)[0]}
 
 
 def read_segmentation(
     layout: Layout, which: str, size: tuple[int, int], *, limit: int | None = None, progress=None
 ) -> Split:
-    """The `which` split of `layout` at (height, width) `size`, with original-size truths (none for
-    a split without labels, such as Cityscapes' test images)."""
+    """The `which` split of `layout` at (height, width) `size`, in memory, with original-size truths
+    (none for a split without labels, such as Cityscapes' test images)."""
     items = layout.items(which)[:limit] if limit else layout.items(which)
-    field = "seg" if which in layout.labelled else None
-    return read_split(items, size, partial(load_item, layout), field, _resize_labels, progress=progress)
+    load = partial(load_item, layout, labelled=which in layout.labelled)
+    return read_split(items, size, load, fields_of, progress=progress)
 
 
-def _resize_labels(labels: np.ndarray, size: tuple[int, int]) -> torch.Tensor:
-    return resize_labels(torch.from_numpy(labels)[None, None], size)[0]
-
-
-__all__ = ["IGNORE", "SYNTHETIC_CLASSES", "load_item", "read_labels", "read_segmentation", "synthetic_segmentation"]
+__all__ = [
+    "IGNORE", "SYNTHETIC_CLASSES", "fields_of", "load_item", "read_labels", "read_segmentation",
+    "synthetic_segmentation", "truth_of",
+]  # fmt: skip

@@ -21,7 +21,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from hwnas.data.images import check_same_size, read_image
+from hwnas.data.images import check_same_size, image_size, read_image
 from hwnas.data.layout import Item, Layout
 from hwnas.data.split import DataError, Split, read_split
 from hwnas.data.synthetic import render_scenes, smooth_background
@@ -108,19 +108,32 @@ def _resize_mask(mask: np.ndarray, size: tuple[int, int]) -> torch.Tensor:
     return (m[0] * 255).to(torch.uint8)
 
 
-def _mask_reader(layout: Layout, path: Path):
-    return lambda: binary_mask(layout, path, read_image(path, "L"))
+def _read_mask(layout: Layout, path: Path) -> np.ndarray:
+    return binary_mask(layout, path, read_image(path, "L"))
 
 
-def load_item(layout: Layout, item: Item) -> tuple[np.ndarray, Truth]:
+def truth_of(layout: Layout, item: Item, labelled: bool = True, size: tuple[int, int] | None = None) -> Truth:
+    """An image's original-size `Truth` (its mask read when scored), reading the image's header
+    only (or nothing, given its (height, width) `size`) and its mask's, checked."""
+    size = size or image_size(item.image)
+    check_same_size(layout, item.image, size, item.target, image_size(item.target), "mask")
+    return Truth(item.name, size, dense=partial(_read_mask, layout, item.target))
+
+
+def load_item(layout: Layout, item: Item, labelled: bool = True) -> tuple[np.ndarray, Truth]:
     """One image (uint8 H x W x 3) and its original-size mask as a `Truth`, checked."""
     img = read_image(item.image, "RGB")
-    reader = _mask_reader(layout, item.target)
-    check_same_size(layout, item.image, img.shape, item.target, reader().shape, "mask")
-    return img, Truth(item.name, img.shape[:2], dense=reader)
+    truth = truth_of(layout, item, labelled, img.shape[:2])
+    check_same_size(layout, item.image, img.shape, item.target, truth.array().shape, "mask")
+    return img, truth
+
+
+def fields_of(truth: Truth, size: tuple[int, int]) -> dict[str, torch.Tensor]:
+    """A SOD truth's stored field at (height, width) `size`: "mask", uint8 0/255."""
+    return {"mask": _resize_mask(truth.array(), size)}
 
 
 def read_sod(layout: Layout, which: str, size: tuple[int, int], *, limit: int | None = None, progress=None) -> Split:
-    """The `which` split of `layout` at (height, width) `size`, with original-size truths."""
+    """The `which` split of `layout` at (height, width) `size`, in memory, with original-size truths."""
     items = layout.items(which)[:limit] if limit else layout.items(which)
-    return read_split(items, size, partial(load_item, layout), "mask", _resize_mask, progress=progress)
+    return read_split(items, size, partial(load_item, layout), fields_of, progress=progress)

@@ -57,27 +57,51 @@ def read_split(
     items: list,
     size: tuple[int, int],
     load: Callable,
-    name: str | None,
-    resize: Callable,
+    fields: Callable,
     *,
     progress: Callable[[int], None] | None = None,
 ) -> Split:
-    """A `Split` of dataset items at (height, width) `size`: `load(item)` gives an image (uint8
-    H x W x 3) and its original-size `Truth`; images are resized bilinearly, each truth's array by
-    `resize(array, size)` into the (1, h, w) uint8 field `name` (None: images only)."""
+    """A `Split` of dataset items at (height, width) `size`, all in memory: `load(item)` gives an
+    image (uint8 H x W x 3) and its original-size `Truth`, `fields(truth, size)` the truth's stored
+    fields, each (1, h, w), at `size` (none for an image without ground truth); images are resized
+    bilinearly. `hwnas.data.stream.FolderSplit` reads the same items one at a time with the same two
+    functions."""
     h, w = size
     images = torch.empty((len(items), 3, h, w), dtype=torch.uint8)
-    targets = torch.empty((len(items), 1, h, w), dtype=torch.uint8)
+    stored: dict[str, torch.Tensor] = {}
     truths = []
     for i, item in enumerate(items):
         img, truth = load(item)
-        images[i] = resize_uint8(torch.from_numpy(img).permute(2, 0, 1)[None], size)[0]
-        if name is not None:
-            targets[i] = resize(truth.array(), size)
+        images[i] = image_at(img, size)
+        for name, value in fields(truth, size).items():
+            if name not in stored:
+                stored[name] = torch.empty((len(items), *value.shape), dtype=value.dtype)
+            stored[name][i] = value
         truths.append(truth)
         if progress is not None:
             progress(1)
-    return Split(images, {name: targets} if name is not None else {}, truths=tuple(truths))
+    return Split(images, stored, truths=tuple(truths))
+
+
+def image_at(img: np.ndarray, size: tuple[int, int]) -> torch.Tensor:
+    """A uint8 H x W x 3 image as a uint8 (3, h, w) tensor at (height, width) `size`."""
+    return resize_uint8(torch.from_numpy(img).permute(2, 0, 1)[None], size)[0]
+
+
+def resize_fields(fields: dict[str, torch.Tensor], size: tuple[int, int]) -> dict[str, torch.Tensor]:
+    """Stored (N, 1, H, W) fields at (height, width) `size`: fixations moved to their scaled pixels,
+    class ids by nearest neighbour, maps and masks bilinearly; per-image values (labels) as they are."""
+    out = {}
+    for name, value in fields.items():
+        if name == "fix":
+            out[name] = resize_fixations(value, size)
+        elif name == "seg":
+            out[name] = resize_labels(value, size)
+        elif value.dim() == 4:
+            out[name] = resize_uint8(value, size)
+        else:
+            out[name] = value
+    return out
 
 
 @dataclass(frozen=True)
@@ -98,21 +122,22 @@ class Split:
         """(height, width) of the stored images."""
         return int(self.images.shape[-2]), int(self.images.shape[-1])
 
+    @property
+    def labelled(self) -> bool:
+        """Whether the split has ground truth (not, say, SALICON's test images)."""
+        return bool(self.fields)
+
     def resized(self, size: tuple[int, int]) -> Split:
         """A copy at (height, width)."""
         if tuple(size) == self.size:
             return self
-        fields = {}
-        for name, value in self.fields.items():
-            if name == "fix":
-                fields[name] = resize_fixations(value, size)
-            elif name == "seg":
-                fields[name] = resize_labels(value, size)
-            elif value.dim() == 4:
-                fields[name] = resize_uint8(value, size)
-            else:
-                fields[name] = value
-        return Split(resize_uint8(self.images, size), fields, self.truths)
+        return Split(resize_uint8(self.images, size), resize_fields(self.fields, size), self.truths)
+
+    def rows(self, index: np.ndarray | list[int] | slice) -> dict[str, torch.Tensor]:
+        """The uint8 images ("image") and stored fields of the given rows."""
+        if not isinstance(index, slice):
+            index = torch.as_tensor(np.asarray(index, dtype=np.int64))
+        return {"image": self.images[index], **{k: v[index] for k, v in self.fields.items()}}
 
     def subset(self, indices: np.ndarray | list[int]) -> Split:
         rows = np.asarray(indices, dtype=np.int64)
@@ -200,21 +225,44 @@ class DataSet:
 
     def batch(self, split: Split, indices: np.ndarray | list[int] | slice) -> dict[str, torch.Tensor]:
         """Float, normalised images and float targets for the given rows."""
-        index = indices if isinstance(indices, slice) else torch.as_tensor(np.asarray(indices, dtype=np.int64))
+        return self.normalised(split.rows(indices))
+
+    def normalised(self, rows: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """Rows as stored (uint8 images and fields) as a batch: float images normalised by the
+        set's mean and std, maps in [0, 1], masks thresholded back to 0/1 (bilinear-resized 0/255)."""
         mean = torch.tensor(self.mean).view(1, 3, 1, 1)
         std = torch.tensor(self.std).view(1, 3, 1, 1)
-        out = {"image": (split.images[index].float() / 255 - mean) / std}
-        for name, value in split.fields.items():
-            value = value[index]
+        out = {"image": (rows["image"].float() / 255 - mean) / std}
+        for name, value in rows.items():
             if name == "map":
                 out[name] = value.float() / 255
-            elif name == "mask":  # 0/255, bilinear-resized by `Split.resized`: threshold back to 0/1
+            elif name == "mask":
                 out[name] = (value > 127).float()
-            else:
+            elif name != "image":
                 out[name] = value.float() if name == "fix" else value
         return out
 
-    def batches(self, split: Split, batch_size: int) -> Iterator[dict[str, torch.Tensor]]:
-        """The whole split in order, `batch_size` rows at a time."""
-        for start in range(0, len(split), batch_size):
-            yield self.batch(split, slice(start, start + batch_size))
+    def batches(self, split: Split, batch_size: int, *, pin: bool = False) -> Iterator[dict[str, torch.Tensor]]:
+        """The whole split in order, `batch_size` rows at a time: sliced from memory, or read from
+        disk by worker processes (`hwnas.data.stream.FolderSplit`, in pinned memory with `pin`)."""
+        if isinstance(split, Split):
+            for start in range(0, len(split), batch_size):
+                yield self.batch(split, slice(start, start + batch_size))
+            return
+        for rows in split.loader(batch_size, pin=pin):
+            yield self.normalised(rows)
+
+    def training_batches(
+        self, plan: list[tuple[np.ndarray, list[tuple[int, int]]]]
+    ) -> Iterator[dict[tuple[int, int], dict[str, torch.Tensor]]]:
+        """For each step of `plan` (its training rows and the resolutions (width, height) its subnets
+        run at), those rows at each resolution: sliced from memory, or decoded once per row and
+        resized in worker processes for a split read from disk, a step ahead of the trainer."""
+        if isinstance(self.train, Split):
+            for rows, resolutions in plan:
+                yield {r: self.batch(self.split("train", r), rows) for r in resolutions}
+            return
+        from hwnas.data.stream import step_loader
+
+        for step in step_loader(self.train, plan):
+            yield {r: self.normalised(rows) for r, rows in step.items()}

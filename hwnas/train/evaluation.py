@@ -68,8 +68,8 @@ class Predictions:
         return len(self.split)
 
     def __iter__(self) -> Iterator[torch.Tensor]:
-        total, labelled, device = 0.0, bool(self.split.fields), device_of(self.net)
-        for batch in self.data.batches(self.split, self.batch_size):
+        total, labelled, device = 0.0, self.split.labelled, device_of(self.net)
+        for batch in self.data.batches(self.split, self.batch_size, pin=device.type == "cuda"):
             with torch.no_grad():
                 batch = on_device(batch, device)
                 out = self.net(batch["image"])
@@ -124,7 +124,7 @@ def score(
     each image's original-size ground truth (`original`), or against the split's fields at that
     resolution. `predictions` is a stacked tensor or any iterable of each image's (`Predictions`),
     read once, one image at a time."""
-    if not getattr(data, which).fields:
+    if not getattr(data, which).labelled:
         raise DataError(f"the {which} split of '{data.name}' has no ground truth (images only): nothing to score")
     if original:
         truths = getattr(data, which).ground_truth(original=True)
@@ -195,7 +195,7 @@ def _folder_sets(
     root: Path, task: str, which: str, size: tuple[int, int], *, bn_images: int, seed: int, bn_data: str | None
 ) -> list[tuple[str, DataSet]]:
     """(name, DataSet whose `val` is the split to score) for each dataset at `root` with that split."""
-    from hwnas.data import load_folder, read_reader
+    from hwnas.data import load_folder, read_folder_split
     from hwnas.data.layout import detect, find_all
 
     layouts = [lay for lay in find_all(root, seed=seed) if lay.task == base_task(task)]
@@ -224,7 +224,7 @@ def _folder_sets(
         if own and which == "val":  # load_folder has read it already
             split = train_set.val
         else:
-            split = read_reader(lay)(lay, which, size)
+            split = read_folder_split(lay, which, size)
         train = train_set.train if train_set is not None else split
         bias = train_set.bias if train_set is not None else None
         name = train_set.name if train_set is not None else lay.format
@@ -362,7 +362,7 @@ def evaluate_checkpoint(
         passing = writer.passing(flow) if writer is not None else flow
         scores: dict[str, float] = {}
         try:
-            if split.fields:
+            if split.labelled:
                 scores = score(
                     task, dataset, passing, "val", resolution=chosen.resolution, original=original, shuffle=shuffle
                 )  # fmt: skip

@@ -370,14 +370,21 @@ class _Run:
         self.epoch, self.history = int(data["epoch"]), list(data["history"])
 
     # ---- one step -------------------------------------------------------------------------
-    def step(self, rows: np.ndarray, archs: list[Arch | None], where: str) -> float:
+    def resolutions(self, archs: list[Arch | None]) -> list[tuple[int, int]]:
+        """The distinct (width, height) a step's subnets run at, in order."""
+        return list(dict.fromkeys((arch or self.model.arch).resolution for arch in archs))
+
+    def step(
+        self, rows: np.ndarray, archs: list[Arch | None], where: str, batches: dict[tuple[int, int], dict]
+    ) -> float:
+        """One optimiser step of `archs` on the training `rows`, given at each resolution in `batches`."""
         task, c = self.task, self.config
         self.optimizer.zero_grad(set_to_none=True)
         inplace_target, total = None, 0.0
         augmentation = Augmentation.draw(c.augment, len(rows)) if c.augment else None  # one per step: all subnets
         for i, arch in enumerate(archs):
             w, h = (arch or self.model.arch).resolution
-            batch = {k: v.to(self.device) for k, v in self.data.batch(self.data.split("train", (w, h)), rows).items()}
+            batch = {k: v.to(self.device, non_blocking=True) for k, v in batches[(w, h)].items()}
             if c.channels_last:
                 batch["image"] = batch["image"].contiguous(memory_format=torch.channels_last)
             if augmentation is not None:
@@ -452,11 +459,15 @@ class _Run:
         order = np.random.default_rng([c.seed, self.epoch]).permutation(len(self.data.train))
         self.model.train()
         start, losses, checked = time.perf_counter(), [], 0
-        for s in range(steps):
-            rows = order[s * per_step : (s + 1) * per_step][self.rank :: self.world]
+        draws = [self.archs(self.epoch * steps + s) for s in range(steps)]
+        plan = [
+            (order[s * per_step : (s + 1) * per_step][self.rank :: self.world], self.resolutions(archs))
+            for s, archs in enumerate(draws)
+        ]
+        batches = self.data.training_batches(plan)  # a split on disk: read by workers ahead of the steps
+        for s, ((rows, _), archs) in enumerate(zip(plan, draws, strict=True)):
             t0 = time.perf_counter()
-            archs = self.archs(self.epoch * steps + s)
-            losses.append(self.step(rows, archs, f"epoch {self.epoch + 1} step {s + 1}"))
+            losses.append(self.step(rows, archs, f"epoch {self.epoch + 1} step {s + 1}", next(batches)))
             if c.check_replicas and self.world > 1:
                 self.check_replicas()
                 checked += 1

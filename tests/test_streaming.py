@@ -1,0 +1,100 @@
+"""A dataset folder streamed from disk (`FolderSplit`, read by DataLoader worker processes) gives
+what the same files read whole into memory give: the same rows at every resolution, the same
+training batches, the same ground truth and the same scores, for saliency, SOD and segmentation."""
+
+from dataclasses import replace
+
+import numpy as np
+import pytest
+import torch
+
+from hwnas.data import load_data
+from hwnas.data.split import Split
+from hwnas.data.stream import FolderSplit
+from hwnas.nn.factory import create
+from hwnas.space import SearchSpace
+from hwnas.train.evaluation import evaluate
+from hwnas.train.task import make_task
+from tests.formats import write_duts, write_salicon
+from tests.segdata import write_images_masks
+
+SIZE = (24, 32)  # (height, width) the sets are stored at
+OTHER = (20, 28)  # (width, height) of a subnet at another resolution
+
+
+def _write(root, task):
+    if task == "saliency":
+        write_salicon(root, counts=(("train", 6), ("val", 5)), test=0)
+    elif task == "sod":
+        write_duts(root, train=10, test=0)
+    else:
+        write_images_masks(root, classes=["sky", "tree", "road"], n=10, size=(40, 30))
+
+
+@pytest.fixture(scope="module", params=["saliency", "sod", "segmentation"])
+def both(request, tmp_path_factory):
+    root = tmp_path_factory.mktemp(request.param)
+    _write(root, request.param)
+    streamed = load_data(str(root), task=request.param, size=SIZE)
+    streamed.train, streamed.val = (replace(s, workers=2) for s in (streamed.train, streamed.val))  # real workers
+    in_memory = load_data(str(root), task=request.param, size=SIZE, stream=False)
+    return request.param, streamed, in_memory
+
+
+def _equal(a: dict, b: dict) -> None:
+    assert a.keys() == b.keys()
+    for key in a:
+        assert a[key].dtype == b[key].dtype and torch.equal(a[key], b[key]), key
+
+
+def test_a_folder_is_streamed_by_default_and_read_whole_on_request(both):
+    _, streamed, in_memory = both
+    assert isinstance(streamed.train, FolderSplit) and isinstance(streamed.val, FolderSplit)
+    assert isinstance(in_memory.train, Split) and isinstance(in_memory.val, Split)
+    assert (len(streamed.train), len(streamed.val)) == (len(in_memory.train), len(in_memory.val))
+
+
+def test_streamed_batches_equal_the_in_memory_ones_at_every_resolution(both):
+    _, streamed, in_memory = both
+    for resolution in ((SIZE[1], SIZE[0]), OTHER):
+        a = list(streamed.batches(streamed.split("val", resolution), 2))
+        b = list(in_memory.batches(in_memory.split("val", resolution), 2))
+        assert len(a) == len(b) == -(-len(streamed.val) // 2)
+        for x, y in zip(a, b, strict=True):
+            _equal(x, y)
+
+
+def test_streamed_training_steps_equal_the_in_memory_ones(both):
+    _, streamed, in_memory = both
+    plan = [(np.array([3, 0, 5]), [(SIZE[1], SIZE[0]), OTHER]), (np.array([1, 2]), [OTHER])]
+    a, b = list(streamed.training_batches(plan)), list(in_memory.training_batches(plan))
+    assert [list(step) for step in a] == [list(step) for step in b] == [[(32, 24), OTHER], [OTHER]]
+    for x, y in zip(a, b, strict=True):
+        for resolution in x:
+            _equal(x[resolution], y[resolution])
+
+
+def test_streamed_ground_truth_equals_the_in_memory_one(both):
+    task, streamed, in_memory = both
+    for original in (True, False):
+        a = streamed.split("val", OTHER).ground_truth(original=original)
+        b = in_memory.split("val", OTHER).ground_truth(original=original)
+        assert len(a) == len(b)
+        for s, m in zip(a, b, strict=True):
+            assert s.size == m.size and np.array_equal(s.array(), m.array())
+            if task == "saliency":
+                assert np.array_equal(s.points, m.points)
+
+
+def test_scores_on_streamed_data_equal_the_in_memory_ones(both):
+    task_name, streamed, in_memory = both
+    mini = SearchSpace.load("mini")
+    classes = streamed.num_classes if task_name == "segmentation" else 1
+    supernet = create(mini, task=task_name, num_classes=classes, seed=0)
+    task = make_task(task_name, num_classes=classes)
+    for original in (True, False):
+        a = evaluate(supernet, streamed, task, arch=mini.min(), bn_batches=1, batch_size=3, original=original)
+        b = evaluate(supernet, in_memory, task, arch=mini.min(), bn_batches=1, batch_size=3, original=original)
+        assert a.keys() == b.keys() and len(a) > 2
+        for key in a:
+            assert a[key] == pytest.approx(b[key], rel=1e-6, abs=1e-9, nan_ok=True), key
