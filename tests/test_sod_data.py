@@ -94,6 +94,7 @@ def test_duts_folder_reads_with_a_seeded_split(tmp_path):
     t = data.test.rows(slice(None))
     assert t["image"].shape == (3, 3, 24, 32) and set(t["mask"].unique().tolist()) == {0, 255}
     assert [truth.size for truth in data.test.truths] == [(30, 40)] * 3  # the original size, for scoring
+
     def names(seed: int) -> list[str]:
         return [item.name for item in load_data(str(tmp_path), task="sod", size=(24, 32), seed=seed).val.items]
 
