@@ -262,7 +262,5 @@ class DataSet:
             for rows, resolutions in plan:
                 yield {r: self.batch(self.split("train", r), rows) for r in resolutions}
             return
-        from hwnas.data.stream import step_loader
-
-        for step in step_loader(self.train, plan):
+        for step in self.train.steps(plan):
             yield {r: self.normalised(rows) for r, rows in step.items()}

@@ -134,6 +134,10 @@ class FolderSplit(Dataset):
         for a CUDA device with `pin`)."""
         return _one_line(DataLoader(self, batch_size=batch_size, num_workers=self.workers, pin_memory=pin))
 
+    def steps(self, plan: list[tuple[np.ndarray, list[tuple[int, int]]]]) -> Iterator[dict]:
+        """Each training step of `plan` (`DataSet.training_batches`), read by worker processes."""
+        return step_loader(self, plan)
+
     def ground_truth(self, *, original: bool = True) -> Sequence:
         """Each image's ground truth at its original size, or (`original=False`) at `size`, read
         an image at a time as the sequence is used (`Split.ground_truth`)."""
