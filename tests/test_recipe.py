@@ -22,6 +22,9 @@ def test_sod_defaults_to_focusnets_recipe_and_flags_override_it():
     assert FOCUSNET.optimizer == "adam" and SALNAS.optimizer == "sgd"
     with pytest.raises(HwnasError, match="not a list of distinct flip, blur .or none. for saliency"):
         parse_augment("rotate", "saliency")  # fixations are single pixels
+    assert recipe_settings("segmentation")["augment"] == ("flip", "scale")  # MoSegNAS's scale-and-crop
+    with pytest.raises(HwnasError, match="not a list of distinct flip, rotate, blur .or none. for sod"):
+        parse_augment("scale", "sod")  # a mask would be cropped, scale-and-crop is segmentation's
     with pytest.raises(HwnasError, match="unknown optimizer 'rmsprop'; allowed: sgd, adam"):
         recipe_settings("sod", optimizer="rmsprop")
 

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 import torch
 
-from hwnas.data import load_data
-from hwnas.data.split import Split
+from hwnas.data import Step, load_data
+from hwnas.data.split import Split, scaled_crop
 from hwnas.data.stream import FolderSplit
 from hwnas.nn.factory import create
 from hwnas.space import SearchSpace
@@ -65,8 +65,9 @@ def test_streamed_batches_equal_the_in_memory_ones_at_every_resolution(both):
 
 
 def test_streamed_training_steps_equal_the_in_memory_ones(both):
-    _, streamed, in_memory = both
-    plan = [(np.array([3, 0, 5]), [(SIZE[1], SIZE[0]), OTHER]), (np.array([1, 2]), [OTHER])]
+    task, streamed, in_memory = both
+    crop = 7 if task == "segmentation" else None  # MoSegNAS's scale-and-crop, where the rows are read
+    plan = [Step(np.array([3, 0, 5]), [(SIZE[1], SIZE[0]), OTHER], crop), Step(np.array([1, 2]), [OTHER], crop)]
     a, b = list(streamed.training_batches(plan)), list(in_memory.training_batches(plan))
     assert [list(step) for step in a] == [list(step) for step in b] == [[(32, 24), OTHER], [OTHER]]
     for x, y in zip(a, b, strict=True):
@@ -98,3 +99,22 @@ def test_scores_on_streamed_data_equal_the_in_memory_ones(both):
         assert a.keys() == b.keys() and len(a) > 2
         for key in a:
             assert a[key] == pytest.approx(b[key], rel=1e-6, abs=1e-9, nan_ok=True), key
+
+
+def test_scale_and_crop_keeps_the_size_and_pairs_each_label_with_its_pixel():
+    """A row whose pixel values encode their class: after any scale and crop, every labelled pixel
+    still shows its class's value (nearest labels and bilinear pixels stay aligned), padding is
+    ignored (255) and black, and scales and places vary."""
+    seg = torch.zeros((1, 12, 16), dtype=torch.uint8)
+    seg[:, :, 8:] = 1
+    image = (seg * 200).repeat(3, 1, 1)
+    sizes, padded = set(), False
+    for seed in range(40):
+        out = scaled_crop({"image": image, "seg": seg}, np.random.default_rng(seed))
+        assert out["image"].shape == (3, 12, 16) and out["seg"].shape == (1, 12, 16)
+        inside = out["seg"][0] != 255
+        left, right = inside & (out["seg"][0] == 0), inside & (out["seg"][0] == 1)
+        assert (out["image"][0][left] < 150).all() and (out["image"][0][right] > 50).all()  # blends at the edge
+        padded |= bool((~inside).any()) and bool((out["image"][:, ~inside] == 0).all())
+        sizes.add((int(inside.sum()), int(right.sum())))
+    assert padded and len(sizes) > 2

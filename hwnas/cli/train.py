@@ -39,8 +39,8 @@ WeightDecayOpt = Annotated[float | None, typer.Option(help="weight decay (defaul
 AugmentOpt = Annotated[
     str | None,
     typer.Option(
-        help="flip,rotate,blur or none, drawn per image and step (default: none; sod: all three, FocusNet's; "
-        "segmentation: flip)"
+        help="flip,rotate,blur,scale or none, drawn per image and step (default: none; sod: flip,rotate,blur, "
+        "FocusNet's; segmentation: flip,scale, MoSegNAS's scale 0.75-2.0 and crop)"
     ),
 ]
 T0Opt = Annotated[int, typer.Option("--t0", help="epochs between warm restarts of the cosine schedule")]

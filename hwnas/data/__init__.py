@@ -5,10 +5,10 @@ from __future__ import annotations
 from functools import partial
 from pathlib import Path
 
-from hwnas.data.split import DataError, DataSet, Split
+from hwnas.data.split import DataError, DataSet, Split, Step
 from hwnas.space.tasks import base_task
 
-__all__ = ["DataError", "DataSet", "Split", "load_data", "load_folder", "read_folder_split", "SOURCES"]
+__all__ = ["DataError", "DataSet", "Split", "Step", "load_data", "load_folder", "read_folder_split", "SOURCES"]
 
 # built-in source -> its tasks
 SOURCES = {"synthetic": ("saliency", "sod", "segmentation"), "digits": ("classification",)}

@@ -20,6 +20,7 @@ from hwnas.errors import HwnasError
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
+RESIZE_ROWS = 256  # images resized at a time
 
 
 class DataError(HwnasError):
@@ -39,11 +40,16 @@ def resize_fixations(fix: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
 
 
 def resize_uint8(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
-    """Bilinear (antialiased when shrinking) resize of a uint8 (N, C, H, W) tensor."""
+    """Bilinear (antialiased when shrinking) resize of a uint8 (N, C, H, W) tensor, `RESIZE_ROWS`
+    images at a time (the float copy of a whole split would need four times its memory)."""
     if tuple(x.shape[-2:]) == tuple(size):
         return x
-    y = F.interpolate(x.float(), size=size, mode="bilinear", align_corners=False, antialias=True)
-    return y.round().clamp(0, 255).to(torch.uint8)
+    out = torch.empty((*x.shape[:-2], *size), dtype=torch.uint8)
+    for start in range(0, len(x), RESIZE_ROWS):
+        y = F.interpolate(x[start : start + RESIZE_ROWS].float(), size=size, mode="bilinear", align_corners=False,
+                          antialias=True)  # fmt: skip
+        out[start : start + RESIZE_ROWS] = y.round().clamp(0, 255).to(torch.uint8)
+    return out
 
 
 def resize_labels(labels: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
@@ -102,6 +108,55 @@ def resize_fields(fields: dict[str, torch.Tensor], size: tuple[int, int]) -> dic
         else:
             out[name] = value
     return out
+
+
+SCALES = (0.75, 1.0, 1.25, 1.5, 1.75, 2.0)  # MoSegNAS's random scales (Section IV-C, after BiSeNet)
+
+
+def scaled_crop(row: dict[str, torch.Tensor], rng: np.random.Generator) -> dict[str, torch.Tensor]:
+    """One stored row ("image" (3, H, W) and "seg" (1, H, W)) scaled by a random factor of `SCALES`
+    (bilinear, nearest for class ids) and cropped back to (H, W) at a random place; a smaller scale
+    is padded, with 0 and the ignore label 255 (MoSegNAS's training, as BiSeNet's and mmseg's)."""
+    if set(row) - {"image", "seg"}:
+        raise HwnasError(
+            f"scale-and-crop augments segmentation rows only, not {', '.join(sorted(set(row) - {'image', 'seg'}))}"
+        )
+    h, w = row["image"].shape[-2:]
+    factor = SCALES[int(rng.integers(len(SCALES)))]
+    size = (max(round(h * factor), 1), max(round(w * factor), 1))
+    image, seg = resize_uint8(row["image"][None], size)[0], resize_labels(row["seg"][None], size)[0]
+    top, left = int(rng.integers(0, max(size[0] - h, 0) + 1)), int(rng.integers(0, max(size[1] - w, 0) + 1))
+    out = {"image": torch.zeros((3, h, w), dtype=torch.uint8), "seg": torch.full((1, h, w), 255, dtype=torch.uint8)}
+    ch, cw = min(h, size[0]), min(w, size[1])
+    out["image"][:, :ch, :cw] = image[:, top : top + ch, left : left + cw]
+    out["seg"][:, :ch, :cw] = seg[:, top : top + ch, left : left + cw]
+    return out
+
+
+@dataclass(frozen=True)
+class Step:
+    """One training step's data: its `rows` of the training split, the `resolutions` (width,
+    height) its subnets run at, and, to scale and crop each row (`scaled_crop`), a `crop_seed`."""
+
+    rows: np.ndarray
+    resolutions: list[tuple[int, int]]
+    crop_seed: int | None = None
+
+    def at_sizes(self, stored: dict[str, torch.Tensor]) -> dict[tuple[int, int], dict[str, torch.Tensor]]:
+        """The step's rows as stored (uint8, stacked), scaled and cropped where asked, at each
+        resolution as (height, width)."""
+        if self.crop_seed is not None:
+            rows = [
+                scaled_crop({k: v[j] for k, v in stored.items()}, np.random.default_rng([self.crop_seed, int(row)]))
+                for j, row in enumerate(self.rows)
+            ]
+            stored = {k: torch.stack([r[k] for r in rows]) for k in stored}
+        sizes = [(h, w) for w, h in self.resolutions]
+        return {
+            size: {"image": resize_uint8(stored["image"], size), **resize_fields({k: v for k, v in stored.items()
+                                                                                  if k != "image"}, size)}
+            for size in sizes
+        }  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -252,15 +307,14 @@ class DataSet:
         for rows in split.loader(batch_size, pin=pin):
             yield self.normalised(rows)
 
-    def training_batches(
-        self, plan: list[tuple[np.ndarray, list[tuple[int, int]]]]
-    ) -> Iterator[dict[tuple[int, int], dict[str, torch.Tensor]]]:
-        """For each step of `plan` (its training rows and the resolutions (width, height) its subnets
-        run at), those rows at each resolution: sliced from memory, or decoded once per row and
-        resized in worker processes for a split read from disk, a step ahead of the trainer."""
+    def training_batches(self, plan: list[Step]) -> Iterator[dict[tuple[int, int], dict[str, torch.Tensor]]]:
+        """For each `Step` of `plan`, its training rows at each of its resolutions: from memory, or
+        decoded once per row, scaled and cropped, and resized in worker processes for a split read
+        from disk, ahead of the trainer."""
         if isinstance(self.train, Split):
-            for rows, resolutions in plan:
-                yield {r: self.batch(self.split("train", r), rows) for r in resolutions}
+            for step in plan:
+                at = step.at_sizes(self.train.rows(step.rows))
+                yield {r: self.normalised(at[(r[1], r[0])]) for r in step.resolutions}
             return
         for step in self.train.steps(plan):
             yield {r: self.normalised(rows) for r, rows in step.items()}

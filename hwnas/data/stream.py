@@ -20,7 +20,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, default_collate
 
-from hwnas.data.split import DataError, image_at, resize_fields, resize_uint8
+from hwnas.data.split import DataError, Step, image_at, resize_fields, resize_uint8
 
 MAX_WORKERS = 8  # decoding processes per loader
 
@@ -134,7 +134,7 @@ class FolderSplit(Dataset):
         for a CUDA device with `pin`)."""
         return _one_line(DataLoader(self, batch_size=batch_size, num_workers=self.workers, pin_memory=pin))
 
-    def steps(self, plan: list[tuple[np.ndarray, list[tuple[int, int]]]]) -> Iterator[dict]:
+    def steps(self, plan: list[Step]) -> Iterator[dict]:
         """Each training step of `plan` (`DataSet.training_batches`), read by worker processes."""
         return step_loader(self, plan)
 
@@ -147,22 +147,22 @@ class FolderSplit(Dataset):
 
 
 class _Steps(Dataset):
-    """A training plan's steps as items: step s is its rows at each of its resolutions (width, height)."""
+    """A training plan's `Step`s as items: each its rows, decoded once, at each of its resolutions."""
 
-    def __init__(self, split: FolderSplit, plan: list[tuple[np.ndarray, list[tuple[int, int]]]]):
+    def __init__(self, split: FolderSplit, plan: list[Step]):
         self.split, self.plan = split, plan
 
     def __len__(self) -> int:
         return len(self.plan)
 
     def __getitem__(self, s: int) -> dict[tuple[int, int], dict[str, torch.Tensor]]:
-        rows, resolutions = self.plan[s]
-        sizes = [(h, w) for w, h in resolutions]
-        read = [self.split.row_at(int(i), sizes) for i in rows]
-        return {r: default_collate([row[(h, w)] for row in read]) for r, (h, w) in zip(resolutions, sizes, strict=True)}
+        step = self.plan[s]
+        at = step.at_sizes(default_collate([self.split.row_at(int(i), [self.split.stored])[self.split.stored]
+                                            for i in step.rows]))  # fmt: skip
+        return {r: at[(r[1], r[0])] for r in step.resolutions}
 
 
-def step_loader(split: FolderSplit, plan: list[tuple[np.ndarray, list[tuple[int, int]]]]) -> Iterator[dict]:
+def step_loader(split: FolderSplit, plan: list[Step]) -> Iterator[dict]:
     """Each step of `plan` read by `split.workers` worker processes, in order (`DataSet.training_batches`)."""
     return _one_line(DataLoader(_Steps(split, plan), batch_size=None, num_workers=split.workers))
 

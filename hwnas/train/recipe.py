@@ -8,8 +8,10 @@
   of at most 5 px) and a rotation of up to `MAX_ROTATION` degrees (TRACER turns by multiples of
   90, which would change a non-square input's shape);
 - segmentation (MoSegNAS Section IV-C, its post-search training after BiSeNet): SGD, momentum 0.9,
-  lr 0.01, weight decay 1e-5, batch 8, horizontal flips (its scale-and-crop is not offered; the
-  schedule is hwnas's cosine with restarts, not its "poly").
+  lr 0.01, weight decay 1e-5, batch 8, horizontal flips and its scale-and-crop ("scale": each image
+  scaled by one of 0.75, 1.0, ..., 2.0 and cropped back to the training size, `hwnas.data.split.
+  scaled_crop`, done where the rows are read: in the DataLoader workers for a folder); the schedule
+  is hwnas's cosine with restarts, not its "poly").
 
 `Augmentation.draw` picks one transform per image for a training step and `apply` runs it on a
 batch at any resolution, so every subnet of a sandwich step sees the same augmented images (and
@@ -29,7 +31,7 @@ from hwnas.errors import HwnasError
 from hwnas.space.tasks import base_task
 
 OPTIMIZERS = ("sgd", "adam")
-AUGMENTATIONS = ("flip", "rotate", "blur")
+AUGMENTATIONS = ("flip", "rotate", "blur", "scale")
 PROBABILITY = 0.5  # of each augmentation, per image (TRACER's)
 MAX_ROTATION = 15.0  # degrees either way
 BLUR_KERNEL = 5  # TRACER's GaussianBlur(blur_limit=5)
@@ -48,8 +50,8 @@ class Recipe:
 
 
 SALNAS = Recipe("sgd", 0.05, 1e-5, 32, ())
-FOCUSNET = Recipe("adam", 1e-4, 1e-4, 16, AUGMENTATIONS)
-MOSEGNAS = Recipe("sgd", 0.01, 1e-5, 8, ("flip",))
+FOCUSNET = Recipe("adam", 1e-4, 1e-4, 16, ("flip", "rotate", "blur"))
+MOSEGNAS = Recipe("sgd", 0.01, 1e-5, 8, ("flip", "scale"))
 
 
 def recipe_for(task: str) -> Recipe:
@@ -60,13 +62,16 @@ def recipe_for(task: str) -> Recipe:
 def parse_augment(text: str | None, task: str) -> tuple[str, ...]:
     """'flip,rotate,blur' or 'none' -> the augmentations, checked against what the task allows
     (saliency cannot rotate: its fixations are single pixels; segmentation does not: a turned
-    label map's corners would need a label)."""
+    label map's corners would need a label; only segmentation scales and crops)."""
     if text is None:
         return recipe_for(task).augment
     names = tuple(n.strip() for n in text.split(",") if n.strip())
     if names in ((), ("none",)):
         return ()
-    allowed = tuple(a for a in AUGMENTATIONS if not (a == "rotate" and base_task(task) in ("saliency", "segmentation")))
+    base = base_task(task)
+    refused = {"rotate"} if base in ("saliency", "segmentation") else set()
+    refused |= {"scale"} if base != "segmentation" else set()
+    allowed = tuple(a for a in AUGMENTATIONS if a not in refused)
     unknown = [n for n in names if n not in allowed]
     if unknown or len(set(names)) != len(names):
         raise HwnasError(f"--augment '{text}' is not a list of distinct {', '.join(allowed)} (or none) for {task}")

@@ -31,7 +31,7 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
-from hwnas.data import DataSet
+from hwnas.data import DataSet, Step
 from hwnas.errors import CheckpointError, HwnasError
 from hwnas.nn.checkpoint import load, save_checkpoint
 from hwnas.nn.factory import create
@@ -460,14 +460,18 @@ class _Run:
         self.model.train()
         start, losses, checked = time.perf_counter(), [], 0
         draws = [self.archs(self.epoch * steps + s) for s in range(steps)]
+        scale = "scale" in c.augment  # MoSegNAS's scale-and-crop, per row, where the rows are read
         plan = [
-            (order[s * per_step : (s + 1) * per_step][self.rank :: self.world], self.resolutions(archs))
+            Step(
+                order[s * per_step : (s + 1) * per_step][self.rank :: self.world], self.resolutions(archs),
+                int(np.random.SeedSequence([c.seed, self.epoch, s]).generate_state(1)[0]) if scale else None,
+            )
             for s, archs in enumerate(draws)
-        ]
+        ]  # fmt: skip
         batches = self.data.training_batches(plan)  # a split on disk: read by workers ahead of the steps
-        for s, ((rows, _), archs) in enumerate(zip(plan, draws, strict=True)):
+        for s, (step, archs) in enumerate(zip(plan, draws, strict=True)):
             t0 = time.perf_counter()
-            losses.append(self.step(rows, archs, f"epoch {self.epoch + 1} step {s + 1}", next(batches)))
+            losses.append(self.step(step.rows, archs, f"epoch {self.epoch + 1} step {s + 1}", next(batches)))
             if c.check_replicas and self.world > 1:
                 self.check_replicas()
                 checked += 1
