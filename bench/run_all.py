@@ -32,6 +32,7 @@ STEPS = {
     "profile_speed": [],
     "first_hour": [],
     "sharded_search": [],
+    "streaming": [],
 }
 
 
@@ -131,6 +132,14 @@ def rows() -> list[tuple[str, str, str, str]]:
     for r in sharded.get("rows", []):
         speedup = f", torchrun {r['speedup_of_torchrun']:.2f}x faster" if r["speedup_of_torchrun"] != 1 else ""
         out.append(("sharded_search", r["run"], f"{r['seconds']:.1f} s{speedup}", ""))
+    streaming = _load("streaming.json") or {}
+    for r in streaming.get("rows", []):
+        how = "streamed" if r["stream"] else "in memory"
+        peak = f"peak RSS {r['peak_rss_mb']:.0f} MB"
+        if r["stream"]:
+            peak += f" (+ each worker {r['worker_peak_rss_mb']:.0f} MB)"
+        value = f"{r['images_per_s']:.0f} img/s, {peak}"
+        out.append(("streaming", f"evaluate {r['images']} images at {streaming['size']}, {how}", value, ""))
     for name in STEPS:
         if not any(r[0] == name for r in out):
             out.append((name, "not run yet", "-", ""))
