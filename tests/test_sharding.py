@@ -65,3 +65,18 @@ def test_a_launch_whose_numbers_do_not_fit_is_one_line(mini_run, tmp_path, env):
                           capture_output=True, text=True, timeout=300)  # fmt: skip
     assert "torchrun's environment" in one_error_line(proc)
     assert not (tmp_path / "bad").exists()
+
+
+@pytest.mark.slow
+def test_evaluate_over_two_processes_gives_the_scores_of_one(mini_run, tmp_path):
+    args = ["evaluate", "--supernet", str(mini_run["ckpt"]), "--arch", "max", "--input-size", "--batch-size", "5"]
+    runs = {}
+    for name, launcher in (("one", HWNAS), ("two", TORCHRUN)):
+        proc = subprocess.run([*launcher, *args, "--json", str(tmp_path / f"{name}.json")], env=ONE_THREAD,
+                              capture_output=True, text=True, timeout=600)  # fmt: skip
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+        runs[name] = json.loads((tmp_path / f"{name}.json").read_text())
+        assert proc.stdout.count("; scored at ") == 1  # rank 0 reports; rank 1 computed its share quietly
+    one, two = (runs[k]["rows"] for k in ("one", "two"))
+    assert [r["images"] for r in one] == [r["images"] for r in two] and one[0]["images"] % 5 != 0  # a short last batch
+    assert [r["scores"] for r in two] == [r["scores"] for r in one]  # batches split over the ranks, scored by rank 0

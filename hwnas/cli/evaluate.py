@@ -61,6 +61,8 @@ def evaluate(
             supernet, arch_pick, data, which=split, original=original, shuffle=sauc, submission=submission,
             bn_data=bn_data, progress=bar.counter, device=torch_device, batch_size=batch_size,
         )  # fmt: skip
+        if result is None:  # a torchrun rank other than 0: its share is computed, rank 0 reports
+            return
         if json_out is not None:
             atomic_write_json(json_out, result.to_dict())
     _render(result)

@@ -39,6 +39,7 @@ from torch import nn
 from hwnas.data import SOURCES, DataError, DataSet, Split
 from hwnas.errors import HwnasError
 from hwnas.files import nan_to_none
+from hwnas.process_group import init_distributed
 from hwnas.space import Arch
 from hwnas.space.tasks import base_task
 from hwnas.torch_device import device_of, on_device, torch_device
@@ -56,30 +57,60 @@ class Predictions:
     computed at a time as it is iterated (on the net's device; each image's prediction handed to
     the host), so that scoring as they come needs memory for a batch, not for the split. Iterate
     once; then `loss` is the split's mean loss (None for a split without ground truth, such as
-    SALICON's test images)."""
+    SALICON's test images).
+
+    Under torchrun (`world` > 1) every rank iterates: batch b is computed by rank b % `world` on its
+    own device, and rank 0 gathers each round of batches and yields every image in order (the
+    other ranks yield nothing); rank 0's `loss` is the whole split's."""
 
     def __init__(self, net: nn.Module, data: DataSet, task: Task, which: str = "val", *, batch_size: int = 64,
-                 progress: Callable[[int], None] | None = None):  # fmt: skip
+                 progress: Callable[[int], None] | None = None, rank: int = 0, world: int = 1):  # fmt: skip
         self.net, self.data, self.task, self.batch_size, self.progress = net, data, task, batch_size, progress
         self.split = data.split(which, net.arch.resolution)
+        self.rank, self.world = rank, world
         self.loss: float | None = None
 
     def __len__(self) -> int:
         return len(self.split)
 
     def __iter__(self) -> Iterator[torch.Tensor]:
-        total, labelled, device = 0.0, self.split.labelled, device_of(self.net)
-        for batch in self.data.batches(self.split, self.batch_size, pin=device.type == "cuda"):
-            with torch.no_grad():
-                batch = on_device(batch, device)
-                out = self.net(batch["image"])
-                if labelled:
-                    total += float(self.task.loss(out, self.task.gt(batch), batch)) * len(batch["image"])
-                predictions = self.task.prediction(out).cpu()  # scored on the host
+        total = 0.0
+        for predictions, loss in self._gathered() if self.world > 1 else self._computed(self.split):
+            total += loss
             yield from predictions
             if self.progress is not None:
                 self.progress(len(predictions))
-        self.loss = total / len(self.split) if labelled else None
+        self.loss = total / len(self.split) if self.split.labelled and self.rank == 0 else None
+
+    def _computed(self, split) -> Iterator[tuple[torch.Tensor, float]]:
+        """Each batch of `split`: its predictions on the host and its summed loss (0 unlabelled)."""
+        device = device_of(self.net)
+        for batch in self.data.batches(split, self.batch_size, pin=device.type == "cuda"):
+            with torch.no_grad():
+                batch = on_device(batch, device)
+                out = self.net(batch["image"])
+                loss = (
+                    float(self.task.loss(out, self.task.gt(batch), batch)) * len(batch["image"])
+                    if split.labelled
+                    else 0.0
+                )
+                yield self.task.prediction(out).cpu(), loss  # scored on the host
+
+    def _gathered(self) -> Iterator[tuple[torch.Tensor, float]]:
+        """This rank's batches computed here; on rank 0, every rank's, gathered round by round."""
+        import torch.distributed as dist
+
+        n, size = len(self.split), self.batch_size
+        count = -(-n // size)
+        mine = [i for b in range(self.rank, count, self.world) for i in range(b * size, min((b + 1) * size, n))]
+        computed = self._computed(self.split.subset(mine)) if mine else iter(())
+        for first in range(0, count, self.world):
+            part = next(computed) if first + self.rank < count else None
+            parts = [None] * self.world if self.rank == 0 else None
+            dist.gather_object(part, parts, dst=0)
+            for gathered in parts or []:
+                if gathered is not None:
+                    yield gathered
 
 
 def evaluate(
@@ -298,10 +329,13 @@ def evaluate_checkpoint(
     progress: Progress = None,
     device: str = "cpu",
     batch_size: int = BN_BATCH,
-) -> Evaluation:
+) -> Evaluation | None:
     """Score `arch` of `checkpoint` on the `which` split of `data` (default: the data it trained on,
     when that is a built-in set), the network on `device` (a `--torch-device`), `batch_size` images
-    per prediction batch. Every problem with an input is an `HwnasError` raised before any model runs."""
+    per prediction batch. Every problem with an input is an `HwnasError` raised before any model runs.
+
+    Under torchrun every rank recalibrates the same subnet and predicts its share of the batches
+    (`Predictions`); rank 0 scores, writes and returns the `Evaluation`, the others None."""
     from hwnas.nn.checkpoint import load
     from hwnas.train.source import bn_batches, checkpoint_data, resolve_arch
     from hwnas.train.task import make_task
@@ -310,6 +344,7 @@ def evaluate_checkpoint(
     _check_inputs(which, shuffle, submission)
     if batch_size < 1:
         raise HwnasError(f"--batch-size must be at least 1, got {batch_size}")
+    rank, world, device = init_distributed(device)  # under torchrun: this rank's device
     where = torch_device(device)
     ckpt = load(checkpoint)
     path, chosen = ckpt.path, resolve_arch(ckpt, arch)
@@ -356,8 +391,12 @@ def evaluate_checkpoint(
     for name, dataset in sets:
         net, bn = subnet_for(dataset)
         split = dataset.val
-        step = progress(f"{name} {which}: predicting and scoring", len(split)) if progress else None
-        flow = Predictions(net, dataset, task, "val", batch_size=batch_size, progress=step)  # a batch at a time
+        step = progress(f"{name} {which}: predicting and scoring", len(split)) if progress and rank == 0 else None
+        flow = Predictions(net, dataset, task, "val", batch_size=batch_size, progress=step, rank=rank, world=world)
+        if rank != 0:  # computes its share of the batches for rank 0, which scores and writes
+            for _ in flow:
+                pass
+            continue
         writer = Submission(split, submission) if submission is not None else None
         passing = writer.passing(flow) if writer is not None else flow
         scores: dict[str, float] = {}
@@ -375,6 +414,8 @@ def evaluate_checkpoint(
             raise
         written = writer.finish() if writer is not None else None
         rows.append(Row(name, which, len(split), scores, bn, written))
+    if rank != 0:
+        return None
     notes = [] if any(r.scores for r in rows) else [f"the {which} split has no ground truth: nothing to score"]
     return Evaluation(
         checkpoint=path, arch=chosen, task=ckpt.task, bn="; ".join(dict.fromkeys(r.bn for r in rows)),
