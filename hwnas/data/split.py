@@ -94,6 +94,12 @@ def image_at(img: np.ndarray, size: tuple[int, int]) -> torch.Tensor:
     return resize_uint8(torch.from_numpy(img).permute(2, 0, 1)[None], size)[0]
 
 
+def resize_rows(rows: dict[str, torch.Tensor], size: tuple[int, int]) -> dict[str, torch.Tensor]:
+    """Stacked rows (uint8 "image" (N, 3, H, W), if there, and stored fields) at (height, width)."""
+    out = resize_fields({k: v for k, v in rows.items() if k != "image"}, size)
+    return {"image": resize_uint8(rows["image"], size), **out} if "image" in rows else out
+
+
 def resize_fields(fields: dict[str, torch.Tensor], size: tuple[int, int]) -> dict[str, torch.Tensor]:
     """Stored (N, 1, H, W) fields at (height, width) `size`: fixations moved to their scaled pixels,
     class ids by nearest neighbour, maps and masks bilinearly; per-image values (labels) as they are."""
@@ -151,12 +157,7 @@ class Step:
                 for j, row in enumerate(self.rows)
             ]
             stored = {k: torch.stack([r[k] for r in rows]) for k in stored}
-        sizes = [(h, w) for w, h in self.resolutions]
-        return {
-            size: {"image": resize_uint8(stored["image"], size), **resize_fields({k: v for k, v in stored.items()
-                                                                                  if k != "image"}, size)}
-            for size in sizes
-        }  # fmt: skip
+        return {(h, w): resize_rows(stored, (h, w)) for w, h in self.resolutions}
 
 
 @dataclass(frozen=True)
@@ -186,7 +187,8 @@ class Split:
         """A copy at (height, width)."""
         if tuple(size) == self.size:
             return self
-        return Split(resize_uint8(self.images, size), resize_fields(self.fields, size), self.truths)
+        rows = resize_rows({"image": self.images, **self.fields}, size)
+        return Split(rows.pop("image"), rows, self.truths)
 
     def rows(self, index: np.ndarray | list[int] | slice) -> dict[str, torch.Tensor]:
         """The uint8 images ("image") and stored fields of the given rows."""

@@ -20,7 +20,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, default_collate
 
-from hwnas.data.split import DataError, Step, image_at, resize_fields, resize_uint8
+from hwnas.data.split import DataError, Step, image_at, resize_rows
 
 MAX_WORKERS = 8  # decoding processes per loader
 
@@ -89,24 +89,21 @@ class FolderSplit(Dataset):
 
     def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
         """Row `i`: its uint8 (3, h, w) image and stored fields, each (1, h, w), at `size`."""
-        return self.row_at(i, (self.size,))[self.size]
+        return self._at_size(self.stored_row(i))
 
-    def row_at(self, i: int, sizes: Sequence[tuple[int, int]]) -> dict[tuple[int, int], dict[str, torch.Tensor]]:
-        """Row `i` decoded once and resized to each (height, width) of `sizes`."""
+    def stored_row(self, i: int) -> dict[str, torch.Tensor]:
+        """Row `i` decoded and at the stored size, as the in-memory split holds it."""
         img, truth = self.reader.load(self.items[i])
-        image = image_at(img, self.stored)[None]
-        fields = {k: v[None] for k, v in self.reader.fields(truth, self.stored).items()}
-        out = {}
-        for size in sizes:
-            at = {"image": resize_uint8(image, size), **resize_fields(fields, size)} if size != self.stored else {
-                "image": image, **fields}  # fmt: skip
-            out[size] = {k: v[0] for k, v in at.items()}
-        return out
+        return {"image": image_at(img, self.stored), **self.reader.fields(truth, self.stored)}
 
     def fields_at(self, i: int) -> dict[str, torch.Tensor]:
         """Row `i`'s stored fields at `size`, read from its ground truth alone (no image decoded)."""
-        fields = {k: v[None] for k, v in self.reader.fields(self.truths[i], self.stored).items()}
-        return {k: v[0] for k, v in (resize_fields(fields, self.size) if self.size != self.stored else fields).items()}
+        return self._at_size(self.reader.fields(self.truths[i], self.stored))
+
+    def _at_size(self, row: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        if self.size == self.stored:
+            return row
+        return {k: v[0] for k, v in resize_rows({k: v[None] for k, v in row.items()}, self.size).items()}
 
     def resized(self, size: tuple[int, int]) -> FolderSplit:
         """The same rows at (height, width) `size`."""
@@ -118,8 +115,9 @@ class FolderSplit(Dataset):
 
     def __add__(self, other: FolderSplit) -> FolderSplit:
         """The rows of both splits (of one layout, both labelled or both not, at the same size)."""
-        if not isinstance(other, FolderSplit) or (other.stored, other.size, other.labelled) != (
-            self.stored, self.size, self.labelled):  # fmt: skip
+        same = isinstance(other, FolderSplit) and (other.stored, other.size, other.labelled) == (
+            self.stored, self.size, self.labelled)  # fmt: skip
+        if not same:
             raise ValueError("a split read from disk adds only to another of the same layout and size")
         return replace(self, items=self.items + other.items, truths=self.truths + other.truths)
 
@@ -157,8 +155,7 @@ class _Steps(Dataset):
 
     def __getitem__(self, s: int) -> dict[tuple[int, int], dict[str, torch.Tensor]]:
         step = self.plan[s]
-        at = step.at_sizes(default_collate([self.split.row_at(int(i), [self.split.stored])[self.split.stored]
-                                            for i in step.rows]))  # fmt: skip
+        at = step.at_sizes(default_collate([self.split.stored_row(int(i)) for i in step.rows]))
         return {r: at[(r[1], r[0])] for r in step.resolutions}
 
 
