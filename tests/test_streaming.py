@@ -118,3 +118,26 @@ def test_scale_and_crop_keeps_the_size_and_pairs_each_label_with_its_pixel():
         padded |= bool((~inside).any()) and bool((out["image"][:, ~inside] == 0).all())
         sizes.add((int(inside.sum()), int(right.sum())))
     assert padded and len(sizes) > 2
+
+
+@pytest.mark.slow
+def test_training_on_a_streamed_folder_gives_the_weights_of_the_in_memory_one(both, tmp_path):
+    """One epoch of a `mini` supernet (sandwich steps at several resolutions; segmentation with its
+    default flip and MoSegNAS scale-and-crop) on the same folder both ways: the same weights."""
+    from hwnas.train.recipe import recipe_for
+    from hwnas.train.trainer import TrainConfig, fit
+
+    task_name, streamed, in_memory = both
+    mini = SearchSpace.load("mini")
+    classes = streamed.num_classes if task_name == "segmentation" else 1
+    config = TrainConfig(epochs=1, batch_size=2, sandwich=1, bn_batches=1, augment=recipe_for(task_name).augment)
+    weights = []
+    for name, data in (("streamed", streamed), ("in_memory", in_memory)):
+        torch.manual_seed(0)
+        model = create(mini, task=task_name, num_classes=classes, seed=0)
+        fit(model, space=mini, data=data, task=make_task(task_name, num_classes=classes), config=config,
+            out=tmp_path / f"{name}.pt", resume=False)  # fmt: skip
+        weights.append(model.state_dict())
+    assert weights[0].keys() == weights[1].keys()
+    for key in weights[0]:
+        assert torch.equal(weights[0][key], weights[1][key]), key

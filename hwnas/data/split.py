@@ -309,14 +309,16 @@ class DataSet:
         for rows in split.loader(batch_size, pin=pin):
             yield self.normalised(rows)
 
-    def training_batches(self, plan: list[Step]) -> Iterator[dict[tuple[int, int], dict[str, torch.Tensor]]]:
+    def training_batches(
+        self, plan: list[Step], *, pin: bool = False
+    ) -> Iterator[dict[tuple[int, int], dict[str, torch.Tensor]]]:
         """For each `Step` of `plan`, its training rows at each of its resolutions: from memory, or
         decoded once per row, scaled and cropped, and resized in worker processes for a split read
-        from disk, ahead of the trainer."""
+        from disk, ahead of the trainer (in pinned memory with `pin`, for a CUDA device)."""
         if isinstance(self.train, Split):
             for step in plan:
                 at = step.at_sizes(self.train.rows(step.rows))
                 yield {r: self.normalised(at[(r[1], r[0])]) for r in step.resolutions}
             return
-        for step in self.train.steps(plan):
+        for step in self.train.steps(plan, pin=pin):
             yield {r: self.normalised(rows) for r, rows in step.items()}

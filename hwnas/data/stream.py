@@ -130,11 +130,11 @@ class FolderSplit(Dataset):
     def loader(self, batch_size: int, *, pin: bool = False) -> Iterator[dict[str, torch.Tensor]]:
         """Every row in order, `batch_size` at a time, read by `workers` worker processes (pinned
         for a CUDA device with `pin`)."""
-        return _one_line(DataLoader(self, batch_size=batch_size, num_workers=self.workers, pin_memory=pin))
+        return _one_line(_loader(self, batch_size=batch_size, num_workers=self.workers, pin_memory=pin))
 
-    def steps(self, plan: list[Step]) -> Iterator[dict]:
+    def steps(self, plan: list[Step], *, pin: bool = False) -> Iterator[dict]:
         """Each training step of `plan` (`DataSet.training_batches`), read by worker processes."""
-        return step_loader(self, plan)
+        return step_loader(self, plan, pin=pin)
 
     def ground_truth(self, *, original: bool = True) -> Sequence:
         """Each image's ground truth at its original size, or (`original=False`) at `size`, read
@@ -159,9 +159,16 @@ class _Steps(Dataset):
         return {r: at[(r[1], r[0])] for r in step.resolutions}
 
 
-def step_loader(split: FolderSplit, plan: list[Step]) -> Iterator[dict]:
+def step_loader(split: FolderSplit, plan: list[Step], *, pin: bool = False) -> Iterator[dict]:
     """Each step of `plan` read by `split.workers` worker processes, in order (`DataSet.training_batches`)."""
-    return _one_line(DataLoader(_Steps(split, plan), batch_size=None, num_workers=split.workers))
+    return _one_line(_loader(_Steps(split, plan), batch_size=None, num_workers=split.workers, pin_memory=pin))
+
+
+def _loader(dataset: Dataset, **options) -> DataLoader:
+    """A DataLoader with a generator of its own: making its iterator draws a seed for the workers,
+    which from torch's global generator would shift the trainer's dropout and augmentation draws
+    (the rows need no randomness: scale-and-crop is seeded by its `Step`)."""
+    return DataLoader(dataset, generator=torch.Generator().manual_seed(0), **options)
 
 
 def _one_line(loader: DataLoader) -> Iterator:

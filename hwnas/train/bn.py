@@ -10,6 +10,7 @@ from __future__ import annotations
 import itertools
 from collections.abc import Iterable
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -56,6 +57,8 @@ def recalibrated_subnet(
         return model.eval()
     net = model.extract(arch)  # on the supernet's device
     train, device = data.split("train", net.arch.resolution), device_of(model)
-    batches = itertools.islice(data.batches(train, batch_size), bn_batches)
+    if len(train) > bn_batches * batch_size:  # only the rows used: a loader reading ahead reads no more
+        train = train.subset(np.arange(bn_batches * batch_size))
+    batches = itertools.islice(data.batches(train, batch_size, pin=device.type == "cuda"), bn_batches)
     recalibrate_bn(net, (b["image"].to(device, non_blocking=True) for b in batches))
     return net.eval()

@@ -468,7 +468,7 @@ class _Run:
             )
             for s, archs in enumerate(draws)
         ]  # fmt: skip
-        batches = self.data.training_batches(plan)  # a split on disk: read by workers ahead of the steps
+        batches = self.data.training_batches(plan, pin=self.device.type == "cuda")  # on disk: read by workers
         for s, (step, archs) in enumerate(zip(plan, draws, strict=True)):
             t0 = time.perf_counter()
             losses.append(self.step(step.rows, archs, f"epoch {self.epoch + 1} step {s + 1}", next(batches)))
