@@ -10,7 +10,10 @@ import torch
 from hwnas.hardware.device import DeviceError, device_names, load_device, packaged_dir, parse_device
 
 DEVICES = packaged_dir()
-SHIPPED = ["ascend310", "cpu", "cpu-tflite", "cpu-torch", "cuda-torch", "m2", "rtx4090", "snapdragon8"]
+SHIPPED = [
+    "ascend310", "cpu", "cpu-int8", "cpu-tflite", "cpu-tflite-int8", "cpu-torch", "cuda-torch", "m2", "rtx4090",
+    "rtx4090-int8", "snapdragon8", "snapdragon8-int8",
+]  # fmt: skip
 
 GOOD = """
 name = "board"
@@ -34,6 +37,9 @@ def test_shipped_specs_load():
     assert specs["m2"].backend == "coreml" and specs["m2"].compute_units == "ALL"
     assert specs["ascend310"].provider == "CANNExecutionProvider"
     assert specs["rtx4090"].backend == "tensorrt" and specs["rtx4090"].power.active_w == 450.0
+    assert {n: specs[n].precision for n in SHIPPED if n.endswith("-int8")} == dict.fromkeys(
+        ["cpu-int8", "cpu-tflite-int8", "rtx4090-int8", "snapdragon8-int8"], "int8"
+    )
 
 
 @pytest.mark.slow
@@ -61,7 +67,7 @@ def test_spec_by_path(tmp_path):
 
 
 def test_unknown_device_lists_known():
-    with pytest.raises(DeviceError, match=r"unknown device 'gpu'; known in .*: ascend310, cpu, cpu-tflite"):
+    with pytest.raises(DeviceError, match=r"unknown device 'gpu'; known in .*: ascend310, cpu, cpu-int8, cpu-tflite"):
         load_device("gpu", DEVICES)
 
 

@@ -118,20 +118,22 @@ def compare(runnable: Runnable, reference: nn.Module, inputs: list[np.ndarray], 
         got = np.asarray(runnable.run([x])[0], dtype=np.float32).reshape(expected.shape)
         diff = np.abs(got - expected)
         max_abs, scale = max(max_abs, float(diff.max())), max(scale, float(np.abs(expected).max()))
-        passed &= bool(np.all(diff <= tolerance.atol + tolerance.rtol * np.abs(expected)))
+        passed &= bool(np.all(diff <= tolerance.bound(expected)))
     return Numerics(
         max_abs, max_abs / scale if scale > 0 else max_abs, tolerance.atol, tolerance.rtol, len(inputs), passed
     )
 
 
 def table_prediction(
-    path: Path, space: SearchSpace, arch: Arch, task: str, num_classes: int = 1000
+    path: Path, space: SearchSpace, arch: Arch, task: str, num_classes: int = 1000, precision: str = "fp32"
 ) -> tuple[float | None, str, str]:
     """(predicted ms or None, a note naming the table or why there is no prediction, its statistic)."""
     if not path.exists():
         return None, f"no table at {path}: `hwnas profile` builds one", DEFAULT_STATISTIC
     try:
         table = LatencyTable.load(path, space)
+        if table.precision != precision:
+            return None, f"{path} was measured at {table.precision}, not {precision}", table.statistic
         if table.meta.get("task") != task:
             return None, f"{path} profiles the {table.meta.get('task')} head, not {task}", table.statistic
         if is_segmentation(task) and table.classes != num_classes:
@@ -159,7 +161,7 @@ def measure_speed(
     """End-to-end latency of `artifact` on `device` in `rounds` interleaved rounds (as `lut validate`),
     aggregated with the table's statistic, beside the table's prediction for `arch` and the
     latency budget `budget_ms` it was searched under, if any."""
-    predicted, note, statistic = table_prediction(table_path, space, arch, task, num_classes)
+    predicted, note, statistic = table_prediction(table_path, space, arch, task, num_classes, device.precision)
     per_round = measure_rounds(get_backend(device), [artifact], rounds=rounds, statistic=statistic, protocol=protocol)
     measured = float(aggregate(per_round, statistic)[0])
     return Speed(device.name, measured, statistic, rounds, predicted, note, budget_ms)

@@ -14,7 +14,7 @@ import importlib.util
 import platform
 import re
 import shutil
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from importlib import resources
 from pathlib import Path
 
@@ -45,6 +45,29 @@ BACKENDS: Registry = Registry(
     },
     error=DeviceError,
 )
+
+
+# The precisions each runtime builds (hwnas/hardware/backends): ONNX Runtime and LiteRT quantize to
+# int8 themselves; ONNX Runtime's fp16 is the execution provider's own (CANN's, TensorRT's), not
+# the CPU provider's, which has no fp16 kernels for most of a network; torch eager runs fp32.
+BACKEND_PRECISIONS = {
+    "onnxruntime": ("fp32", "fp16", "int8"),
+    "tflite": ("fp32", "int8"),
+    "torch": ("fp32",),
+    "coreml": ("fp32", "fp16"),
+    "tensorrt": ("fp32", "fp16", "int8"),
+}
+
+
+def check_precision(backend: str, precision: str, provider: str = "CPUExecutionProvider") -> str:
+    """`precision` if `backend` builds it (one line naming what it builds if not)."""
+    allowed = BACKEND_PRECISIONS.get(backend, PRECISIONS)
+    if backend == "onnxruntime" and provider == "CPUExecutionProvider":
+        allowed = ("fp32", "int8")
+    if precision not in allowed:
+        where = f"{backend} with {provider}" if backend == "onnxruntime" else backend
+        raise DeviceError(f"precision {precision} is not built by {where}; it builds: {', '.join(allowed)}")
+    return precision
 
 
 @dataclass(frozen=True)
@@ -86,6 +109,16 @@ class Device:
                 f"device '{self.name}' cannot run on this host: {reason}. Run `hwnas agent` on the "
                 f"target and pass --remote, or pick a device that runs here (see `hwnas devices`)"
             )
+
+    def at_precision(self, precision: str | None) -> Device:
+        """This device building `precision` instead of its spec's (`--precision`), if its backend
+        builds it; the name gains the precision (`cpu` at int8 is `cpu-int8`) unless it is the spec's."""
+        if precision is None or precision == self.precision:
+            return self
+        if precision not in PRECISIONS:
+            raise DeviceError(f"unknown precision '{precision}'; allowed: {', '.join(PRECISIONS)}")
+        check_precision(self.backend, precision, self.provider)
+        return replace(self, name=f"{self.name}-{precision}", precision=precision)
 
     def options(self) -> dict:
         """The options that change a measurement, recorded in every latency table's sidecar."""
@@ -143,7 +176,7 @@ def parse_device(text: str, *, source: str) -> Device:
         name=name,
         backend=backend,
         threads=_positive_int(options, "threads", 1, source, "options."),
-        precision=_choice(options, "precision", PRECISIONS, "fp32", source, "options."),
+        precision=_precision(options, backend, provider, source),
         compute_units=_choice(options, "compute_units", COMPUTE_UNITS, "ALL", source, "options."),
         provider=provider,
         torch_device=torch_device,
@@ -158,6 +191,14 @@ def parse_device(text: str, *, source: str) -> Device:
         description=str(data.get("description", "")),
         source=source,
     )
+
+
+def _precision(options: dict, backend: str, provider: str, source: str) -> str:
+    precision = _choice(options, "precision", PRECISIONS, "fp32", source, "options.")
+    try:
+        return check_precision(backend, precision, provider)
+    except DeviceError as exc:
+        raise DeviceError(f"{source}: {exc}") from None
 
 
 def _optional_word(data: dict, key: str, source: str) -> str | None:

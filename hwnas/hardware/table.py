@@ -337,6 +337,19 @@ class LatencyTable:
             )
         return True, "checked against whole subnets: " + "; ".join(parts)
 
+    @property
+    def precision(self) -> str:
+        """The precision its blocks were built at (tables from before precisions: fp32)."""
+        return self.meta["device"].get("precision", "fp32")
+
+    def require_precision(self, precision: str, path: str | Path) -> None:
+        """A table predicts the model of its own precision only (an int8 model is not an fp32 one)."""
+        if self.precision != precision:
+            raise LutError(
+                f"latency table {path} was measured at {self.precision}, but the device runs {precision}: "
+                f"profile it at {precision} (`hwnas profile --device` with a {precision} spec)"
+            )
+
     def compatibility_warnings(self, device: dict, versions: dict) -> list[str]:
         """Differences between the table's device/runtime and the given ones (a warning each)."""
         notes = []

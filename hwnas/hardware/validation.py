@@ -143,6 +143,7 @@ def validate(
         sp = space if isinstance(space, SearchSpace) else SearchSpace.load(space or DEFAULT_SPACE)
         path = Path(table) if table is not None else default_path(spec.name, sp.name)
         table = LatencyTable.load(path, sp)
+    table.require_precision(spec.precision, path or "the table")
     if resolution is not None:
         resolution = table.space.check_resolution(parse_resolution(resolution))
     if rounds < 1:

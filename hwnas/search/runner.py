@@ -108,6 +108,7 @@ def _supernet_setup(
             raise HwnasError(f"latency table {path} does not exist; {_how_to_profile(spec, sp.name, path)}")
     tables = [LatencyTable.load(path, sp) for path in paths]
     for spec, path, table in zip(specs, paths, tables, strict=True):
+        table.require_precision(spec.precision, path)
         built_for = table.meta.get("device", {}).get("name")
         if built_for != spec.name:
             raise HwnasError(f"latency table {path} was built for device '{built_for}', not '{spec.name}'")

@@ -131,27 +131,75 @@ def measure(
     return best
 
 
+@dataclass(frozen=True)
+class Quantized:
+    """How an integer input or output of a quantized model stands for real values (the affine
+    scheme of ONNX's QuantizeLinear and LiteRT's int8 tensors): real = (q - zero_point) * scale."""
+
+    dtype: str  # "int8" or "uint8"
+    scale: float
+    zero_point: int
+
+    def quantize(self, x: np.ndarray) -> np.ndarray:
+        info = np.iinfo(self.dtype)
+        q = np.round(np.asarray(x, dtype=np.float32) / self.scale) + self.zero_point
+        return np.clip(q, info.min, info.max).astype(self.dtype)
+
+    def dequantize(self, q: np.ndarray) -> np.ndarray:
+        return ((np.asarray(q, dtype=np.float32) - self.zero_point) * self.scale).astype(np.float32)
+
+
+def calibration_inputs(
+    input_shapes: Sequence[tuple[int, ...]], count: int = 8, seed: int = 0
+) -> list[list[np.ndarray]]:
+    """`count` seeded standard-normal input sets: what a block is calibrated on for a latency table
+    (its timing depends on the integer kernels, not on the scales the samples set)."""
+    rng = np.random.default_rng(seed)
+    return [[rng.standard_normal(s).astype(np.float32) for s in input_shapes] for _ in range(count)]
+
+
 class Runnable(ABC):
-    """A compiled model on one runtime with fixed input shapes."""
+    """A compiled model on one runtime with fixed input shapes.
+
+    A full-integer model has integer inputs or outputs (`input_quant`/`output_quant` say how they
+    stand for real values, None where a tensor is float): `run` takes and returns real values,
+    quantizing and dequantizing at the edges; `bind` times it on integer inputs as they would
+    arrive from the block before."""
 
     def __init__(self, input_shapes: Sequence[tuple[int, ...]]):
         self.input_shapes = [tuple(s) for s in input_shapes]
+        self.input_quant: list[Quantized | None] = [None] * len(self.input_shapes)
+        self.output_quant: list[Quantized | None] = []
+
+    def native_inputs(self, inputs: Sequence[np.ndarray]) -> list[np.ndarray]:
+        """Real-valued `inputs` as the model takes them (quantized where its input is integer)."""
+        return [
+            np.ascontiguousarray(x, dtype=np.float32) if q is None else q.quantize(x)
+            for x, q in zip(inputs, self.input_quant, strict=True)
+        ]
+
+    def real_outputs(self, outputs: Sequence[np.ndarray]) -> list[np.ndarray]:
+        """The model's outputs as real values (dequantized where an output is integer)."""
+        quant = self.output_quant or [None] * len(outputs)
+        return [np.asarray(y) if q is None else q.dequantize(y) for y, q in zip(outputs, quant, strict=True)]
 
     @abstractmethod
     def run(self, inputs: Sequence[np.ndarray]) -> list[np.ndarray]:
-        """Outputs for float32 `inputs` (numerics checks)."""
+        """Real-valued outputs for real-valued float32 `inputs` (numerics checks, scoring)."""
 
     @abstractmethod
     def bind(self, inputs: Sequence[np.ndarray]) -> Callable[[], object]:
-        """A zero-argument call that runs the model once on `inputs` (what `measure` times)."""
+        """A zero-argument call that runs the model once on `inputs` in its own input types (what
+        `measure` times)."""
 
     def timer(self, call: Callable[[], object]) -> Callable[[], int] | None:
         """A device-specific timer for one call, or None for wall-clock timing."""
         return None
 
     def example_inputs(self, seed: int = 0) -> list[np.ndarray]:
+        """Seeded standard-normal inputs in the model's own input types."""
         rng = np.random.default_rng(seed)
-        return [rng.standard_normal(s).astype(np.float32) for s in self.input_shapes]
+        return self.native_inputs([rng.standard_normal(s).astype(np.float32) for s in self.input_shapes])
 
     def measure(self, protocol: Protocol = Protocol(), inputs: Sequence[np.ndarray] | None = None) -> Timing:
         call = self.bind(self.example_inputs() if inputs is None else inputs)
@@ -195,7 +243,9 @@ class Backend(ABC):
 
     @abstractmethod
     def prepare(self, module: nn.Module, input_shapes: Sequence[tuple[int, ...]]) -> Artifact:
-        """Convert `module` (eval mode, float32) for this runtime with the device's options."""
+        """Convert `module` (eval mode, float32) for this runtime with the device's options; at int8
+        quantized as a latency table times it (`calibration_inputs`: enough for timing, not for
+        accuracy; an export calibrates on images)."""
 
     @abstractmethod
     def load(self, artifact: Artifact) -> Runnable:

@@ -2,8 +2,13 @@
 
 TensorRT 10 sets precision with builder flags (`BuilderFlag.FP16`); TensorRT 11 removed them
 (networks are strongly typed), so FP16 comes from converting the ONNX model to float16 first.
-`build_plan` makes that choice and is unit-tested without a GPU; everything after it needs an
-NVIDIA GPU and the `tensorrt` package (`pip install 'hwnas[tensorrt]'` from NVIDIA's index).
+INT8 is explicit quantization on both: a QDQ ONNX with symmetric int8 activations and per-channel
+weights (`quantize_onnx(symmetric=True)`), built strongly typed with no precision flag, as NVIDIA's
+"Explicit Quantization" guide asks; the layers outside Q/DQ pairs run at fp32. The engine is built
+with detailed profiling verbosity so that its inspector says what each layer actually runs at
+(`layer_precisions`: a convolution whose input is not int8 fell back). `build_plan` and
+`layer_precisions` are unit-tested without a GPU; everything else needs an NVIDIA GPU and the
+`tensorrt` package (`pip install 'hwnas[tensorrt]'` from NVIDIA's index).
 """
 
 from __future__ import annotations
@@ -15,10 +20,11 @@ import numpy as np
 import torch
 from torch import nn
 
-from hwnas.hardware.backends.base import Artifact, Backend, Runnable
-from hwnas.hardware.backends.onnxruntime import to_onnx
+from hwnas.hardware.backends.base import Artifact, Backend, Runnable, calibration_inputs
+from hwnas.hardware.backends.onnxruntime import quantize_onnx, to_onnx
 from hwnas.hardware.backends.torch import cuda_event_timer
 from hwnas.hardware.device import DeviceError
+from hwnas.nn.blocks import folded
 
 WORKSPACE_BYTES = 1 << 30
 
@@ -34,11 +40,10 @@ class BuildPlan:
 
 def build_plan(precision: str, trt_version: str) -> BuildPlan:
     major = int(trt_version.split(".")[0])
-    if precision == "int8":
-        raise DeviceError(
-            "INT8 TensorRT engines need calibration data, which hwnas does not support yet; "
-            "use precision 'fp16' or 'fp32'"
-        )
+    if major < 10:
+        raise DeviceError(f"TensorRT {trt_version} is not supported; hwnas needs TensorRT 10 or 11")
+    if precision == "int8":  # explicit quantization: the QDQ graph sets every precision
+        return BuildPlan((), True, False)
     if major >= 11:
         return BuildPlan((), True, precision == "fp16")
     if major == 10:
@@ -69,8 +74,66 @@ def fp16_onnx(onnx_bytes: bytes) -> bytes:
     return model.SerializeToString()
 
 
+@dataclass(frozen=True)
+class LayerPrecisions:
+    """What an engine's layers run at, from its inspector's JSON: layers per input datatype, and
+    the compute layers (convolutions, matrix products) of an int8 engine that do not take int8."""
+
+    counts: dict[str, int]
+    compute: int
+    fallbacks: tuple[str, ...]
+
+    def line(self) -> str:
+        shown = ", ".join(f"{n} {k}" for k, n in sorted(self.counts.items()))
+        if not self.fallbacks:
+            return f"{self.compute} compute layers, none fell back ({shown})"
+        more = len(self.fallbacks) - 3
+        names = ", ".join(self.fallbacks[:3]) + (f" and {more} more" if more > 0 else "")
+        return f"{len(self.fallbacks)} of {self.compute} compute layers fell back from int8: {names} ({shown})"
+
+
+_DATATYPES = (("int8", "int8"), ("fp16", "half"), ("fp16", "fp16"), ("fp32", "float"), ("fp32", "fp32"))
+_COMPUTE = ("convolution", "conv", "gemm", "matrixmultiply", "fullyconnected")
+
+
+def _datatype(tensor: dict) -> str:
+    text = str(tensor.get("Format/Datatype", "")).lower()
+    return next((name for name, word in _DATATYPES if word in text), "other")
+
+
+def layer_precisions(info: dict) -> LayerPrecisions:
+    """Read `engine inspector` JSON (`Layers`, each with `Inputs` carrying `Format/Datatype`): a
+    layer counts at the datatype of its first input; a compute layer is one whose `LayerType` or
+    `ParameterType` names a convolution or matrix product."""
+    counts: dict[str, int] = {}
+    compute, fallbacks = 0, []
+    for layer in info.get("Layers", []):
+        if not isinstance(layer, dict):  # LAYER_NAMES_ONLY verbosity lists names only
+            raise DeviceError("the engine inspector listed layer names only: build with detailed profiling verbosity")
+        inputs = layer.get("Inputs") or [{}]
+        kind = _datatype(inputs[0])
+        counts[kind] = counts.get(kind, 0) + 1
+        what = f"{layer.get('LayerType', '')} {layer.get('ParameterType', '')}".lower()
+        if any(word in what for word in _COMPUTE):
+            compute += 1
+            if kind != "int8":
+                fallbacks.append(f"{layer.get('Name', '?')} ({kind})")
+    return LayerPrecisions(counts, compute, tuple(fallbacks))
+
+
+def inspect_engine(engine_bytes: bytes) -> dict:
+    """The built engine's inspector output as JSON (needs a GPU)."""
+    import json
+
+    import tensorrt as trt
+
+    engine = trt.Runtime(trt.Logger(trt.Logger.WARNING)).deserialize_cuda_engine(engine_bytes)
+    inspector = engine.create_engine_inspector()
+    return json.loads(inspector.get_engine_information(trt.LayerInformationFormat.JSON))
+
+
 def build_engine(onnx_bytes: bytes, precision: str) -> bytes:
-    """A serialized engine for `onnx_bytes` (needs a GPU)."""
+    """A serialized engine for `onnx_bytes` (a QDQ graph at int8; needs a GPU)."""
     import tensorrt as trt
 
     plan = build_plan(precision, trt.__version__)
@@ -86,6 +149,7 @@ def build_engine(onnx_bytes: bytes, precision: str) -> bytes:
         raise DeviceError(f"TensorRT could not parse the ONNX model: {errors}")
     config = builder.create_builder_config()
     config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, WORKSPACE_BYTES)
+    config.profiling_verbosity = trt.ProfilingVerbosity.DETAILED  # the inspector's per-layer datatypes
     for flag in plan.builder_flags:
         config.set_flag(getattr(trt.BuilderFlag, flag))
     engine = builder.build_serialized_network(network, config)
@@ -140,8 +204,14 @@ class TensorrtBackend(Backend):
     name = "tensorrt"
 
     def prepare(self, module: nn.Module, input_shapes: Sequence[tuple[int, ...]]) -> Artifact:
+        """The engine; at int8 from the symmetric QDQ graph calibrated on `calibration_inputs`, with
+        float I/O (a block then pays a quantize and a dequantize at its edges: not yet checked on a GPU)."""
         self.device.require_available()
+        int8 = self.device.precision == "int8"
+        module = folded(module) if int8 else module
         onnx_bytes = to_onnx(module, input_shapes, exporter=self.device.exporter, opset=self.device.opset)
+        if int8:
+            onnx_bytes = quantize_onnx(onnx_bytes, calibration_inputs(input_shapes), symmetric=True)
         return Artifact(build_engine(onnx_bytes, self.device.precision), tuple(tuple(s) for s in input_shapes))
 
     def load(self, artifact: Artifact) -> TensorrtRunnable:

@@ -1,0 +1,140 @@
+"""Int8 through the backends: each quantized path round-trips a block and a subnet (runs, right
+shapes, outputs close to fp32 within the stated int8 tolerance), block models take and return
+integers, precisions a backend does not build are refused in one line, a table of another precision
+is refused, and TensorRT's engine inspection is read from its inspector's JSON.
+
+ONNX Runtime's QDQ kernels and LiteRT's XNNPACK int8 kernels run for real here. TensorRT needs a
+GPU: its int8 build plan and its inspector reading are tested, on a hand-written inspector output
+(tests/data/tensorrt/README.md)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from hwnas.deploy.formats.base import TOLERANCES
+from hwnas.hardware.backends import get_backend
+from hwnas.hardware.backends.base import Quantized
+from hwnas.hardware.backends.tensorrt import BuildPlan, build_plan, layer_precisions
+from hwnas.hardware.device import DeviceError, load_device, packaged_dir, parse_device
+from hwnas.hardware.table import LatencyTable, LutError
+from hwnas.nn.factory import create
+from hwnas.nn.static import SignatureModel, signature_inputs
+from hwnas.space import SearchSpace
+from hwnas.space.signature import BlockSignature
+
+DEVICES = packaged_dir()
+DATA = Path(__file__).parent / "data" / "tensorrt"
+BLOCK = BlockSignature("mbconv", 16, 16, 16, 24, 5, 2, 4, True, "swish", out_h=8, out_w=8)
+DECODER = BlockSignature("dec", 8, 8, 24, 16, 3, act="swish", skip=24, out_h=16, out_w=16)
+
+
+def _close_to_fp32(runnable, model, shapes) -> None:
+    """The int8 model's real-valued outputs against fp32 torch on seeded inputs: within the int8
+    tolerance (10% of the output's range, `TOLERANCES['int8']`) and correlated above 0.99."""
+    rng = np.random.default_rng(1)
+    inputs = [rng.standard_normal(s).astype(np.float32) for s in shapes]
+    (got,) = runnable.run(inputs)
+    with torch.no_grad():
+        expected = model(*[torch.from_numpy(x) for x in inputs]).numpy()
+    assert got.shape == expected.shape and got.dtype == np.float32
+    assert np.all(np.abs(got - expected) <= TOLERANCES["int8"].bound(expected))
+    assert np.corrcoef(got.ravel(), expected.ravel())[0, 1] > 0.99
+    assert not np.array_equal(got, expected)  # it did run quantized
+
+
+def _integer_io(runnable) -> None:
+    """A table's block model takes and returns integers, with the scale each stands for."""
+    assert all(isinstance(q, Quantized) for q in runnable.input_quant + runnable.output_quant)
+    for x, q in zip(runnable.example_inputs(), runnable.input_quant, strict=True):
+        assert x.dtype == np.dtype(q.dtype)
+
+
+@pytest.mark.parametrize("device", ["cpu-int8", pytest.param("cpu-tflite-int8", marks=pytest.mark.slow)])
+def test_an_int8_block_round_trips_with_integer_io(device):
+    backend = get_backend(load_device(device, DEVICES))
+    for sig in (BLOCK, DECODER):
+        model = SignatureModel(sig).eval()
+        runnable = backend.compile(model, signature_inputs(sig))
+        _integer_io(runnable)
+        _close_to_fp32(runnable, model, signature_inputs(sig))
+        assert runnable.measure().median_ms > 0
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("device", ["cpu-int8", "cpu-tflite-int8"])
+def test_an_int8_subnet_round_trips(device):
+    """A whole mini subnet (the segmentation head: logits with a range to compare)."""
+    space = SearchSpace.load("mini")
+    arch = space.max()
+    w, h = arch.resolution
+    model = create(space, arch=arch, task="segmentation", seed=0).eval()
+    runnable = get_backend(load_device(device, DEVICES)).compile(model, [(1, 3, h, w)])
+    _close_to_fp32(runnable, model, [(1, 3, h, w)])
+
+
+def test_quantized_round_trip_by_hand():
+    q = Quantized("uint8", 0.5, 10)
+    assert q.quantize(np.array([0.0, 1.0, -5.0, -6.0, 200.0])).tolist() == [10, 12, 0, 0, 255]
+    assert q.dequantize(np.array([10, 12, 0], dtype=np.uint8)).tolist() == [0.0, 1.0, -5.0]
+
+
+def test_precisions_a_backend_does_not_build_are_refused_in_one_line():
+    with pytest.raises(DeviceError, match=r"precision fp16 is not built by onnxruntime with CPUExecutionProvider; "
+                                          r"it builds: fp32, int8"):  # fmt: skip
+        load_device("cpu", DEVICES).at_precision("fp16")
+    with pytest.raises(DeviceError, match="precision int8 is not built by torch; it builds: fp32"):
+        load_device("cpu-torch", DEVICES).at_precision("int8")
+    with pytest.raises(DeviceError, match="precision int8 is not built by coreml; it builds: fp32, fp16"):
+        load_device("m2", DEVICES).at_precision("int8")
+    text = 'name = "x"\nbackend = "tflite"\n[options]\nprecision = "fp16"\n'
+    with pytest.raises(DeviceError, match="^x.toml: precision fp16 is not built by tflite; it builds: fp32, int8$"):
+        parse_device(text, source="x.toml")
+    assert load_device("ascend310", DEVICES).precision == "fp16"  # CANN's own fp16
+    int8 = load_device("cpu", DEVICES).at_precision("int8")
+    assert (int8.name, int8.precision) == ("cpu-int8", "int8")
+    assert load_device("cpu-int8", DEVICES).options() == int8.options()
+
+
+def test_a_table_of_another_precision_is_refused(tmp_path):
+    from hwnas.hardware.backends.base import Timing
+
+    space = SearchSpace.load("mini")
+    fp32 = load_device("cpu", DEVICES)
+    table = LatencyTable.new(
+        device={"name": "cpu-int8", "backend": "onnxruntime", **fp32.options()}, versions={}, space=space,
+        task="saliency", resolutions=list(space.resolutions), overhead=Timing(0.01, 0.01, 0.01, 0.01, 0.0, 1),
+        protocol={},
+    )  # fmt: skip
+    assert table.precision == "fp32"
+    table.require_precision("fp32", "t.parquet")
+    with pytest.raises(LutError, match="latency table t.parquet was measured at fp32, but the device runs int8"):
+        table.require_precision("int8", "t.parquet")
+    path = table.save(tmp_path / "cpu-int8-mini.parquet")
+    from hwnas.search.runner import _supernet_setup
+
+    with pytest.raises(LutError, match="measured at fp32, but the device runs int8"):
+        _supernet_setup(["cpu-int8"], "mini", None, "flops", [str(path)], None, None)
+
+
+def test_tensorrt_int8_is_explicit_quantization():
+    """int8 engines come from a QDQ graph, strongly typed and without precision flags, on 10 and 11."""
+    assert build_plan("int8", "10.13.0") == BuildPlan((), True, False)
+    assert build_plan("int8", "11.4.0") == BuildPlan((), True, False)
+    with pytest.raises(DeviceError, match="needs TensorRT 10 or 11"):
+        build_plan("int8", "8.6.1")
+
+
+def test_tensorrt_inspector_names_the_layers_that_fell_back_from_int8():
+    info = json.loads((DATA / "inspector_int8.json").read_text())
+    found = layer_precisions(info)
+    assert found.counts == {"fp32": 3, "int8": 5}  # by each layer's first input
+    assert found.compute == 5
+    assert found.fallbacks == ("/blocks.0/se/reduce/Conv (fp32)", "/head/conv/Conv + /head/Sigmoid (fp32)")
+    assert found.line().startswith("2 of 5 compute layers fell back from int8: /blocks.0/se/reduce/Conv (fp32)")
+    with pytest.raises(DeviceError, match="detailed profiling verbosity"):
+        layer_precisions({"Layers": ["conv0", "relu0"]})
