@@ -187,6 +187,11 @@ def test_a_failing_conversion_leaves_earlier_artifacts_whole_and_no_partial_file
         (["--arch", "min", "--opset", "3"], "--opset must be between 7 and 23"),
         (["--arch", "min", "--format", "onnx,tflite", "--lut", "x.parquet"], "--lut names one table"),
         (["--arch", "min", "--name", "../up"], "--name must be a plain file name"),
+        (["--arch", "min", "--format", "coreml", "--precision", "int8"], "precision int8 is not built by coreml"),
+        (["--arch", "min", "--precision", "int8", "--calibration", "EMPTY"], "has no images (.jpg, .jpeg, .png)"),
+        (["--arch", "min", "--precision", "int8", "--max-drop", "acc=0.1"], "with METRIC one of this task's: auc_judd"),
+        (["--arch", "min", "--max-drop", "cc=0.1"], "--max-drop judges a quantized artifact"),
+        (["--arch", "min", "--precision", "int4"], "unknown --precision 'int4'; allowed: fp32, fp16, int8"),
     ],
 )
 def test_bad_export_inputs_are_one_line_and_write_nothing(tmp_path, mini_run, alphanet, args, message):
@@ -194,7 +199,9 @@ def test_bad_export_inputs_are_one_line_and_write_nothing(tmp_path, mini_run, al
     other.write_text(json.dumps(alphanet.arch_to_dict(alphanet.max())))
     a_file = tmp_path / "a_file"
     a_file.write_text("not a folder")
+    (tmp_path / "empty" / "sub").mkdir(parents=True)
     args = [str(other) if a == "ARCH_OTHER" else a.replace("A_FILE", str(a_file)) for a in args]
+    args = [str(tmp_path / "empty") if a == "EMPTY" else a for a in args]
     out = tmp_path / "out"
     full = ["export", "--supernet", str(mini_run["ckpt"]), *args]
     if "--out" not in args:

@@ -26,6 +26,7 @@ from hwnas.cli.common import (
     warn,
 )
 from hwnas.cli.common import DeviceOpt as TargetOpt
+from hwnas.errors import HwnasError
 
 
 def report(
@@ -111,6 +112,22 @@ def export(
     rounds: RoundsOpt = 3,
     devices_dir: DevicesDirOpt = None,
     torch_device: TorchDeviceOpt = "cpu",
+    precision: Annotated[
+        str | None,
+        typer.Option(help="fp32, fp16 or int8 for every format (default: each target device's own)"),
+    ] = None,
+    calibration: Annotated[
+        str | None,
+        typer.Option(
+            help="int8 calibration images: a built-in set, a dataset folder or a folder of images "
+            "(default: the checkpoint's training data)"
+        ),
+    ] = None,
+    calibration_images: Annotated[int, typer.Option(help="images to calibrate int8 activations on")] = 64,
+    max_drop: Annotated[
+        list[str] | None,
+        typer.Option(help="METRIC=VALUE: fail a quantized artifact whose task score drops more (repeatable)"),
+    ] = None,
 ) -> None:
     """Export a subnet to runtime artifacts with manifests; verify numerics and latency where they run."""
     from hwnas.deploy.formats import parse_formats
@@ -118,19 +135,62 @@ def export(
     check_early(devices=[device] if device else [], devices_dir=devices_dir, torch_device=torch_device)
     with user_errors():
         parse_formats(formats)
+        _check_precision_flags(precision, calibration, calibration_images)
     from hwnas.deploy.export import export as run_export
 
     with user_errors(), out.status("exporting") as status:
         result = run_export(
             supernet, arch_pick, formats=formats, device=device, out=out_dir, name=name, verify=verify,
             exporter=exporter, opset=opset, data=data, lut=lut_path, rounds=rounds, devices_dir=devices_dir,
-            progress=lambda label: status.update(label), torch_device=torch_device,
+            progress=lambda label: status.update(label), torch_device=torch_device, precision=precision,
+            calibration=calibration, calibration_images=calibration_images, max_drop=max_drop,
         )  # fmt: skip
     _render_export(result)
+    _render_accuracy(result)
     if result.failed:
         names = ", ".join(i.format for i in result.failed)
         err.print(f"[red]error:[/red] verification failed for {names}; see the manifests", highlight=False)
         raise typer.Exit(1)
+
+
+def _check_precision_flags(precision: str | None, calibration: str | None, images: int) -> None:
+    """The precision flags as text, before torch loads (the library checks them again)."""
+    from hwnas.hardware.device import PRECISIONS
+
+    if precision is not None and precision not in PRECISIONS:
+        raise HwnasError(f"unknown --precision '{precision}'; allowed: {', '.join(PRECISIONS)}")
+    if images < 1:
+        raise HwnasError(f"--calibration-images must be at least 1, got {images}")
+    if calibration is not None:
+        from hwnas.data import SOURCES
+
+        if calibration not in SOURCES:
+            from hwnas.deploy.calibration import image_files
+
+            image_files(Path(calibration))
+
+
+def _render_accuracy(result) -> None:
+    """The quantized artifacts' task scores beside fp32's, and how close the runtimes agree."""
+    if result.calibration is not None:
+        c = result.calibration
+        say(f"int8 calibrated on {c['images']} images of {c['data']} ({c['kind']})", style="dim")
+    scores = result.accuracy
+    if scores is None or not scores.scores:
+        return
+    formats = sorted(scores.scores)
+    table = Table("metric", "fp32", *[f"{f} (drop)" for f in formats])
+    for metric, reference in scores.reference.items():
+        cells = [f"{scores.scores[f][metric]:.4f} ({scores.drops[f][metric]:+.4f})" for f in formats]
+        table.add_row(metric, f"{reference:.4f}", *cells)
+    say(f"task scores on {scores.images} validation images of {scores.data} (drop: how much worse than fp32)")
+    out.print(table)
+    for pair, found in result.agreement.items():
+        say(
+            f"{pair.replace('~', ' vs ')}: outputs correlate {found['pearson']:.4f}, largest difference "
+            f"{100 * found['max_abs_of_range']:.1f}% of their range on {found['images']} images",
+            style="dim",
+        )
 
 
 def _render_export(result) -> None:

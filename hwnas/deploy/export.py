@@ -10,16 +10,30 @@ from __future__ import annotations
 
 import platform
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from importlib.metadata import version
+from itertools import combinations
 from pathlib import Path
 
+from hwnas.data import SOURCES
+from hwnas.deploy.accuracy import (
+    AGREEMENT_IMAGES,
+    RuntimeNet,
+    TaskScores,
+    agreement,
+    drop,
+    outputs_on,
+    parse_max_drops,
+    task_metrics,
+    task_scores,
+)
+from hwnas.deploy.calibration import DEFAULT_IMAGES, calibration_set, check_count, image_files
 from hwnas.deploy.formats import FORMATS, parse_formats
 from hwnas.deploy.formats.base import Format, Job, Written
 from hwnas.deploy.verify import FAILED, NOT_HERE, VERIFIED, Verification, compare, fixed_inputs, measure_speed
 from hwnas.errors import HwnasError
 from hwnas.files import atomic_write_json, writable_folder
-from hwnas.hardware.backends import Protocol
+from hwnas.hardware.backends import Protocol, Runnable
 from hwnas.hardware.device import Device, load_device
 from hwnas.hardware.table import default_path as default_lut_path
 from hwnas.hardware.table import now
@@ -54,6 +68,9 @@ class ExportReport:
     folder: Path
     source: Source
     items: list[ExportItem]
+    calibration: dict | None = None  # what the int8 artifacts were calibrated on
+    accuracy: TaskScores | None = None  # the quantized artifacts' task scores beside fp32's
+    agreement: dict[str, dict] = field(default_factory=dict)  # "onnx~tflite" -> how close their outputs are
 
     @property
     def failed(self) -> list[ExportItem]:
@@ -106,6 +123,10 @@ def export(
     devices_dir: str | Path | None = None,
     progress: Callable[[str], None] | None = None,
     torch_device: str = "cpu",
+    precision: str | None = None,
+    calibration: str | None = None,
+    calibration_images: int = DEFAULT_IMAGES,
+    max_drop: list[str] | None = None,
 ) -> ExportReport:
     """Export `arch` (min, max, an Arch JSON file) of `checkpoint` to each format and verify it.
 
@@ -115,9 +136,22 @@ def export(
     shared protocol in `rounds` rounds. A supernet's subnet is extracted and its BN recalibrated on
     `torch_device`; the exporters take it on the CPU. Raises `HwnasError` for any bad input before
     writing.
+
+    `precision` (fp32, fp16, int8) replaces each target's own, where its backend builds it. An int8
+    artifact is calibrated on `calibration_images` images of `calibration` (default: the checkpoint's
+    data; `hwnas.deploy.calibration`), checked on real images, and scored by the task's metric on the
+    validation split beside the fp32 extract (`hwnas.deploy.accuracy`); `max_drop` items
+    (`METRIC=VALUE`) fail an artifact whose drop exceeds one.
     """
     names = parse_formats(formats)
     devices, chosen_format = target_devices(names, device, devices_dir)
+    devices = {n: d.at_precision(precision) for n, d in devices.items()}
+    quantized = sorted({d.precision for d in devices.values()} - {"fp32"})
+    check_count(calibration_images)
+    if calibration is not None and calibration not in SOURCES:
+        image_files(Path(calibration))  # a folder with images, before any work
+    if calibration is not None and "int8" not in quantized:
+        raise HwnasError("--calibration calibrates int8 artifacts: pass --precision int8 or an int8 --device")
     if exporter not in ("dynamo", "torchscript"):
         raise HwnasError(f"unknown ONNX exporter '{exporter}'; allowed: dynamo, torchscript")
     if not 7 <= opset <= 23:
@@ -130,6 +164,9 @@ def export(
     ckpt = load(checkpoint)
     space = ckpt.space
     resolve_arch(ckpt, arch)  # fails fast, before any work
+    limits = parse_max_drops(max_drop or [], task_metrics(ckpt.task))
+    if limits and not quantized:
+        raise HwnasError("--max-drop judges a quantized artifact: pass --precision int8 (or an int8 --device)")
     folder = writable_folder(out)
     step = progress or (lambda label: None)
     step("extracting the subnet")
@@ -139,8 +176,17 @@ def export(
         subnet, space, source.arch, source.task, (1, 3, h, w), num_classes=source.num_classes, exporter=exporter,
         opset=opset,
     )  # fmt: skip
+    calibrated = None
+    if "int8" in quantized:
+        step("reading the calibration images")
+        calibrated = calibration_set(
+            calibration or _checkpoint_data(ckpt, data), task=source.task, resolution=(w, h), mean=source.mean,
+            std=source.std, count=calibration_images,
+        )  # fmt: skip
+        job.calibration = calibrated.input_sets()
+    judge = _Judge(ckpt, data, subnet, (w, h), limits) if quantized and verify else None
     name = name or f"{space.name}-{source.label}"
-    items = []
+    done = []
     for n in names:
         fmt, target = FORMATS.get(n)(), devices[n]
         job.input_shape = (target.batch, 3, h, w)
@@ -148,10 +194,78 @@ def export(
         written = fmt.write(job, target, folder, name)
         table = Path(lut) if n == lut_format else default_lut_path(target.name, space.name, lut_dir)
         budget = (source.search or {}).get("latency_budget_ms", {}).get(target.name)
-        verification = _verify(fmt, written, target, job, table, verify, rounds, protocol, step, budget)
-        manifest = _write_manifest(fmt, written, target, job, source, verification, name)
+        inputs = calibrated.images[:3] if calibrated is not None else None
+        verification, runnable = _verify(fmt, written, target, job, table, verify, rounds, protocol, step, budget,
+                                         inputs)  # fmt: skip
+        if judge is not None and runnable is not None and target.precision != "fp32":
+            step(f"{n}: scoring on the validation split")
+            verification = judge.score(n, runnable, verification)
+        done.append((n, fmt, target, written, verification))
+    accuracy = judge.scores if judge is not None else None
+    agreement = judge.agreement() if judge is not None else {}
+    items = []
+    for n, fmt, target, written, verification in done:
+        extra = {"precision": target.precision}
+        if target.precision == "int8" and calibrated is not None:
+            extra["calibration"] = calibrated.to_dict()
+        if accuracy is not None and n in accuracy.scores:
+            extra["accuracy"] = accuracy.of(n)
+            extra["agreement"] = {k: v for k, v in agreement.items() if n in k.split("~")}
+        manifest = _write_manifest(fmt, written, target, job, source, verification, name, extra)
         items.append(ExportItem(n, target.name, written.paths, manifest, verification, written.notes))
-    return ExportReport(name, folder, source, items)
+    return ExportReport(name, folder, source, items, calibrated.to_dict() if calibrated else None, accuracy, agreement)
+
+
+def _checkpoint_data(ckpt, data: str | None) -> str:
+    """The data a checkpoint trained on (or `data`): the default calibration set."""
+    chosen = data or ckpt.data.get("data")
+    if not chosen:
+        raise HwnasError(f"{ckpt.path} names no training data: pass --calibration with images to calibrate on")
+    return str(chosen)
+
+
+class _Judge:
+    """Scores each quantized artifact on the validation split beside the fp32 `subnet` (scored
+    once), keeps their outputs on the first images for the runtimes' agreement, applies `limits`."""
+
+    def __init__(self, ckpt, data: str | None, subnet, resolution: tuple[int, int], limits: dict[str, float]):
+        from hwnas.train.source import checkpoint_data
+        from hwnas.train.task import make_task
+
+        self.dataset = checkpoint_data(ckpt, data)
+        self.task = make_task(ckpt.task, ckpt.num_classes)
+        self.subnet, self.resolution, self.limits = subnet, resolution, limits
+        self.scores: TaskScores | None = None  # the fp32 reference is scored with the first artifact
+        self.outputs: dict[str, object] = {}
+
+    def score(self, fmt: str, runnable, verification: Verification) -> Verification:
+        """`verification` with the artifact's task scores recorded, failed if a drop exceeds its limit."""
+        if self.scores is None:
+            reference = task_scores(self.subnet, self.dataset, self.task, resolution=self.resolution)
+            self.scores = TaskScores(self.dataset.name, len(self.dataset.val), reference, max_drop=self.limits)
+            self.images = _first_images(self.dataset, self.resolution)
+        net = RuntimeNet(runnable, self.subnet.arch)
+        scores = task_scores(net, self.dataset, self.task, resolution=self.resolution)
+        self.scores.scores[fmt] = scores
+        self.scores.drops[fmt] = {m: drop(m, v, scores[m]) for m, v in self.scores.reference.items() if m in scores}
+        self.outputs[fmt] = outputs_on(runnable, self.images)
+        exceeded = self.scores.exceeded(fmt)
+        if exceeded:
+            reasons = [verification.reason] if verification.status == FAILED else []
+            return replace(verification, status=FAILED, reason="; ".join([*reasons, *exceeded]))
+        return verification
+
+    def agreement(self) -> dict[str, dict]:
+        names = sorted(self.outputs)
+        return {f"{a}~{b}": agreement(self.outputs[a], self.outputs[b]) for a, b in combinations(names, 2)}
+
+
+def _first_images(dataset, resolution: tuple[int, int]) -> list:
+    """The first `AGREEMENT_IMAGES` validation images, normalised, one (1, 3, h, w) array each."""
+    split = dataset.split("val", resolution)
+    rows = split.rows(slice(0, min(AGREEMENT_IMAGES, len(split))))
+    images = dataset.normalised(rows)["image"].numpy()
+    return [images[i : i + 1] for i in range(len(images))]
 
 
 def _lut_format(names: list[str], chosen: str | None, lut: str | Path | None) -> str | None:
@@ -163,25 +277,29 @@ def _lut_format(names: list[str], chosen: str | None, lut: str | Path | None) ->
     return chosen or names[0]
 
 
-def _verify(fmt, written, device, job, table, verify, rounds, protocol, step, budget_ms) -> Verification:
+def _verify(
+    fmt, written, device, job, table, verify, rounds, protocol, step, budget_ms, inputs
+) -> tuple[Verification, Runnable | None]:
+    """The artifact's verification, and the artifact loaded in its runtime where it runs here.
+    Numerics are compared on `inputs` (real images; default: seeded normal ones)."""
     if not written.verifiable:
-        return Verification(NOT_HERE, written.notes[-1] if written.notes else "no runnable artifact here")
+        return Verification(NOT_HERE, written.notes[-1] if written.notes else "no runnable artifact here"), None
     if not verify:
-        return Verification(NOT_HERE, "verification switched off (--no-verify)")
+        return Verification(NOT_HERE, "verification switched off (--no-verify)"), None
     reason = fmt.unavailable(device)
     if reason is not None:
-        return Verification(NOT_HERE, reason)
+        return Verification(NOT_HERE, reason), None
     step(f"{fmt.name}: checking numerics on {device.name}")
     runnable, artifact = fmt.load(written, device, job)
-    numerics = compare(runnable, job.subnet, fixed_inputs(job.input_shape), fmt.tolerance(device))
+    numerics = compare(runnable, job.subnet, inputs or fixed_inputs(job.input_shape), fmt.tolerance(device))
     if not numerics.passed:
-        return Verification(FAILED, "outputs differ from PyTorch beyond the tolerance", numerics)
+        return Verification(FAILED, "outputs differ from PyTorch beyond the tolerance", numerics), runnable
     step(f"{fmt.name}: measuring latency on {device.name}")
     speed = measure_speed(
         device, artifact, job.arch, job.space, job.task, table, num_classes=job.num_classes, rounds=rounds,
         protocol=protocol, budget_ms=budget_ms,
     )  # fmt: skip
-    return Verification(VERIFIED, "", numerics, speed)
+    return Verification(VERIFIED, "", numerics, speed), runnable
 
 
 def _target_options(device: Device) -> dict:
@@ -190,9 +308,17 @@ def _target_options(device: Device) -> dict:
 
 
 def _write_manifest(
-    fmt: Format, written: Written, device: Device, job: Job, source: Source, verification: Verification, name: str
+    fmt: Format,
+    written: Written,
+    device: Device,
+    job: Job,
+    source: Source,
+    verification: Verification,
+    name: str,
+    extra: dict,
 ) -> Path:
-    """`<name>.<format>.json` beside the artifact: everything needed to use and trust it."""
+    """`<name>.<format>.json` beside the artifact: everything needed to use and trust it; `extra`
+    (precision, and for a quantized artifact its calibration, task scores and agreement) on top."""
     w, h = job.arch.resolution
     manifest = {
         **MANIFEST,
@@ -230,7 +356,12 @@ def _write_manifest(
         "notes": written.notes,
         "tools": {**written.tools, "hwnas": version("hwnas"), "python": platform.python_version()},
         "verification": verification.to_dict(),
+        **extra,
     }
+    for side in ("input", "output"):
+        quantization = written.info.get(f"{side}_quantization")
+        if quantization:  # a full-integer model: the integers and what they stand for
+            manifest[side].update(dtype=quantization[0]["dtype"], quantization=quantization[0])
     return atomic_write_json(written.artifact.parent / f"{name}.{fmt.name}.json", manifest)
 
 

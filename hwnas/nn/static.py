@@ -68,3 +68,24 @@ class IdentityModel(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return x + 1.0
+
+
+class ChannelsLastIO(nn.Module):
+    """`module` taking and returning channels-last (NHWC) 4-D tensors: a runtime that computes
+    channels-last inside cancels these permutes against its own layout changes, as it does between
+    the blocks of a whole model, instead of paying them at every block model's edges."""
+
+    def __init__(self, module: nn.Module):
+        super().__init__()
+        self.module = module
+
+    def forward(self, *inputs: torch.Tensor):
+        outputs = self.module(*[x.permute(0, 3, 1, 2) if x.dim() == 4 else x for x in inputs])
+        if isinstance(outputs, tuple):
+            return tuple(y.permute(0, 2, 3, 1) if y.dim() == 4 else y for y in outputs)
+        return outputs.permute(0, 2, 3, 1) if outputs.dim() == 4 else outputs
+
+
+def channels_last_shapes(shapes: list[tuple[int, ...]]) -> list[tuple[int, ...]]:
+    """NCHW input shapes as `ChannelsLastIO` takes them (other ranks unchanged)."""
+    return [(s[0], s[2], s[3], s[1]) if len(s) == 4 else tuple(s) for s in shapes]

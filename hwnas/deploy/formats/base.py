@@ -31,7 +31,13 @@ class Job:
     num_classes: int = 1000
     exporter: str = "dynamo"
     opset: int = 18
+    calibration: list[list[Any]] | None = None  # input sets an int8 artifact is calibrated on
     cache: dict[Any, Any] = field(default_factory=dict)
+
+    def calibration_sets(self) -> list[list[Any]]:
+        if self.calibration is None:
+            raise ValueError("an int8 export needs calibration images (export sets them)")
+        return self.calibration
 
 
 @dataclass(frozen=True)
@@ -51,10 +57,11 @@ class Tolerance:
         return atol + self.rtol * np.abs(expected)
 
 
-# int8: every output within 10% of the fp32 output's range (an int8 tensor has 256 steps over its
-# range; a block or a mini subnet stayed within 8% on seeded inputs, tests/test_quantization.py);
-# what an int8 model is judged by is the task's metric on images (`export --max-drop`)
-TOLERANCES = {"fp32": Tolerance(1e-4, 1e-4), "fp16": Tolerance(1e-2, 1e-2), "int8": Tolerance(0.1, 0.0, True)}
+# int8: every output within a quarter of the fp32 output's range. An int8 tensor has 256 steps over
+# its calibrated range, and a value outside it is clipped: over 20 seeded blocks the mean difference
+# stayed under 0.4% of the range but single elements reached 17% (tests/test_quantization.py).
+# What an int8 model is judged by is the task's metric on images (`export --max-drop`).
+TOLERANCES = {"fp32": Tolerance(1e-4, 1e-4), "fp16": Tolerance(1e-2, 1e-2), "int8": Tolerance(0.25, 0.0, True)}
 
 
 @dataclass

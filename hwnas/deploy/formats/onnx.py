@@ -2,7 +2,8 @@
 
 onnxslim (constant folding, dead-node and redundant-op removal, pure Python) is kept only when it
 removes nodes and the result still passes the full checker; verification then runs the file that
-was written on ONNX Runtime.
+was written on ONNX Runtime. At int8 the file is the QDQ model of the BN-folded subnet calibrated
+on the export's images (`hwnas.hardware.backends.onnxruntime.quantize_onnx`), float in and out.
 """
 
 from __future__ import annotations
@@ -15,8 +16,9 @@ import torch
 from hwnas.deploy.formats.base import Format, Job, Written
 from hwnas.errors import HwnasError
 from hwnas.files import atomic_write_bytes
-from hwnas.hardware.backends.onnxruntime import to_onnx
+from hwnas.hardware.backends.onnxruntime import quantize_onnx, to_onnx
 from hwnas.hardware.device import Device
+from hwnas.nn.blocks import folded
 
 
 def onnx_model(job: Job) -> tuple[bytes, dict, list[str]]:
@@ -54,6 +56,16 @@ def _build(job: Job) -> tuple[bytes, dict, list[str]]:
     return raw, {**info, "nodes": len(model.graph.node), "slimmed": False}, notes
 
 
+def int8_onnx(job: Job, *, symmetric: bool) -> bytes:
+    """The QDQ int8 model of `job` (BN folded, calibrated on `job.calibration`, float I/O); cached.
+    `symmetric`: int8 activations with zero point 0 (TensorRT), else uint8 (ONNX Runtime's CPU)."""
+    key = ("int8", job.input_shape, symmetric)
+    if key not in job.cache:
+        raw = to_onnx(folded(job.subnet), [job.input_shape], exporter=job.exporter, opset=job.opset)
+        job.cache[key] = quantize_onnx(raw, job.calibration_sets(), symmetric=symmetric)
+    return job.cache[key]
+
+
 def tools() -> dict[str, str]:
     found = {"torch": torch.__version__}
     for package in ("onnx", "onnxscript", "onnxslim", "onnxruntime"):
@@ -71,6 +83,11 @@ class OnnxFormat(Format):
     suffix = ".onnx"
 
     def write(self, job: Job, device: Device, folder: Path, name: str) -> Written:
+        if device.precision == "int8":
+            symmetric = device.provider != "CPUExecutionProvider"
+            path = atomic_write_bytes(folder / self.filename(name), int8_onnx(job, symmetric=symmetric))
+            scheme = "QDQ, int8 per-channel weights, " + ("int8 symmetric" if symmetric else "uint8") + " activations"
+            return Written([path], tools(), {"quantization": scheme, "exporter": job.exporter, "opset": job.opset})
         data, info, notes = onnx_model(job)
         path = atomic_write_bytes(folder / self.filename(name), data)
         return Written([path], tools(), dict(info), list(notes))

@@ -3,7 +3,9 @@
 Without a GPU here, the export does not fail: it writes the ONNX and a `.trtexec.txt` with the
 exact `trtexec` lines that build the engine on the target (TensorRT 10 sets FP16 by a builder
 flag; TensorRT 11 networks are strongly typed, so FP16 comes from a float16 ONNX, written here
-when onnxconverter-common is installed), and the report says "not verified here".
+when onnxconverter-common is installed), and the report says "not verified here". At int8 the
+ONNX is the symmetric QDQ model calibrated on the export's images, built strongly typed; on a GPU
+the engine inspector's per-layer datatypes go in the manifest and any fallback from int8 is noted.
 """
 
 from __future__ import annotations
@@ -11,12 +13,19 @@ from __future__ import annotations
 from pathlib import Path
 
 from hwnas.deploy.formats.base import Format, Job, Written
-from hwnas.deploy.formats.onnx import onnx_model, tools
+from hwnas.deploy.formats.onnx import int8_onnx, onnx_model, tools
 from hwnas.errors import HwnasError
 from hwnas.files import atomic_write_bytes
 from hwnas.hardware.backends import Runnable
 from hwnas.hardware.backends.base import Artifact
-from hwnas.hardware.backends.tensorrt import TensorrtRunnable, build_engine, fp16_onnx, trtexec_command
+from hwnas.hardware.backends.tensorrt import (
+    TensorrtRunnable,
+    build_engine,
+    fp16_onnx,
+    inspect_engine,
+    layer_precisions,
+    trtexec_command,
+)
 from hwnas.hardware.device import Device
 
 
@@ -27,7 +36,10 @@ class TensorrtFormat(Format):
     suffix = ".engine"
 
     def write(self, job: Job, device: Device, folder: Path, name: str) -> Written:
-        data, info, shared_notes = onnx_model(job)
+        if device.precision == "int8":  # explicit quantization: the symmetric QDQ graph
+            data, info, shared_notes = int8_onnx(job, symmetric=True), {"quantization": "QDQ, symmetric int8"}, []
+        else:
+            data, info, shared_notes = onnx_model(job)
         notes = list(shared_notes)
         reason = device.availability()
         if reason is None:
@@ -35,7 +47,13 @@ class TensorrtFormat(Format):
 
             engine = atomic_write_bytes(folder / self.filename(name), build_engine(data, device.precision))
             versions = {**tools(), "tensorrt": tensorrt.__version__}
-            return Written([engine], versions, {**info, "precision": device.precision}, notes)
+            info = {**info, "precision": device.precision}
+            if device.precision == "int8":
+                layers = layer_precisions(inspect_engine(engine.read_bytes()))
+                info["layer_precisions"] = {"counts": layers.counts, "compute": layers.compute,
+                                            "fallbacks": list(layers.fallbacks)}  # fmt: skip
+                notes.append(f"engine inspector: {layers.line()}")
+            return Written([engine], versions, info, notes)
         onnx_path = atomic_write_bytes(folder / f"{name}.onnx", data)
         paths, lines = [onnx_path], [f"# build the {device.name} engine on the target, in this folder:"]
         lines += ["# TensorRT 10", trtexec_command(onnx_path.name, self.filename(name), device.precision, "10")]

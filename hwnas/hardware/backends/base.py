@@ -170,18 +170,23 @@ class Runnable(ABC):
         self.input_shapes = [tuple(s) for s in input_shapes]
         self.input_quant: list[Quantized | None] = [None] * len(self.input_shapes)
         self.output_quant: list[Quantized | None] = []
+        self.channels_last = False  # the model takes and returns NHWC (`hwnas.nn.static.ChannelsLastIO`)
 
     def native_inputs(self, inputs: Sequence[np.ndarray]) -> list[np.ndarray]:
-        """Real-valued `inputs` as the model takes them (quantized where its input is integer)."""
-        return [
-            np.ascontiguousarray(x, dtype=np.float32) if q is None else q.quantize(x)
-            for x, q in zip(inputs, self.input_quant, strict=True)
-        ]
+        """Real-valued NCHW `inputs` as the model takes them (quantized where its input is integer,
+        channels-last where it takes that)."""
+        out = []
+        for x, q in zip(inputs, self.input_quant, strict=True):
+            x = np.asarray(x, dtype=np.float32)
+            x = x.transpose(0, 2, 3, 1) if self.channels_last and x.ndim == 4 else x
+            out.append(np.ascontiguousarray(x) if q is None else np.ascontiguousarray(q.quantize(x)))
+        return out
 
     def real_outputs(self, outputs: Sequence[np.ndarray]) -> list[np.ndarray]:
-        """The model's outputs as real values (dequantized where an output is integer)."""
+        """The model's outputs as real NCHW values (dequantized where an output is integer)."""
         quant = self.output_quant or [None] * len(outputs)
-        return [np.asarray(y) if q is None else q.dequantize(y) for y, q in zip(outputs, quant, strict=True)]
+        real = [np.asarray(y) if q is None else q.dequantize(y) for y, q in zip(outputs, quant, strict=True)]
+        return [y.transpose(0, 3, 1, 2) if self.channels_last and y.ndim == 4 else y for y in real]
 
     @abstractmethod
     def run(self, inputs: Sequence[np.ndarray]) -> list[np.ndarray]:
@@ -211,7 +216,8 @@ class Artifact:
     """A model converted for one runtime (ONNX bytes, a flatbuffer, an mlprogram, an engine...)."""
 
     payload: Any
-    input_shapes: tuple[tuple[int, ...], ...]
+    input_shapes: tuple[tuple[int, ...], ...]  # NCHW, as the module was given
+    channels_last: bool = False  # the model takes and returns NHWC (`hwnas.nn.static.ChannelsLastIO`)
 
 
 class Backend(ABC):

@@ -11,9 +11,12 @@ the CPU provider fuses into QLinearConv/QLinearAdd/... kernels. Activations are 
 the CPU provider: on this machine's AVX-512 VNNI the int8-activation (S8S8) model of an alphanet
 subnet ran 2.3x slower (46 ms against 20 ms at 256x192); symmetric int8 activations (S8S8) for the
 providers that take only those (TensorRT's explicit quantization). A block model for a latency
-table has its boundary QuantizeLinear and DequantizeLinear removed (`integer_io`): inside a whole
-quantized model the tensors between blocks stay integer, so a block is timed from integer input to
-integer output and the sum of blocks adds up (`python -m bench.int8`).
+table is timed as it runs inside a whole int8 model: its boundary QuantizeLinear and
+DequantizeLinear removed (`integer_io`: between blocks the tensors stay integer) and its input and
+output channels-last (`ChannelsLastIO`: the CPU provider runs QLinearConv in NHWC and, in a whole
+model, transposes only at its ends; a block with NCHW edges paid two transposes the whole does not,
+and alphanet subnets' block sums came to 1.16-1.54x their measured time against 0.92-1.30x
+channels-last).
 """
 
 from __future__ import annotations
@@ -33,6 +36,7 @@ from torch import nn
 from hwnas.hardware.backends.base import Artifact, Backend, Quantized, Runnable, calibration_inputs
 from hwnas.hardware.device import DeviceError
 from hwnas.nn.blocks import folded
+from hwnas.nn.static import ChannelsLastIO, channels_last_shapes
 
 
 def to_onnx(
@@ -83,7 +87,11 @@ def _quiet_logger(name: str) -> Iterator[None]:
 
 
 def quantize_onnx(
-    onnx_bytes: bytes, calibration: Sequence[Sequence[np.ndarray]], *, symmetric: bool = False, integer_io: bool = False
+    onnx_bytes: bytes,
+    calibration: Sequence[Sequence[np.ndarray]],
+    *,
+    symmetric: bool = False,
+    integer_io: bool = False,
 ) -> bytes:
     """The QDQ int8 model of float `onnx_bytes`: per-channel int8 weights, activations calibrated
     (MinMax) on `calibration` (input sets), uint8 or, `symmetric`, int8 with zero point 0; with
@@ -133,12 +141,16 @@ def _strip_boundary(model) -> None:
     producers = {out: node for node in graph.node for out in node.output}
     meta: dict[str, str] = {}
     for i, value in enumerate(graph.input):
-        users = consumers.get(value.name, [])
-        if not users or any(n.op_type != "QuantizeLinear" for n in users) or len(users) > 1:
+        chain = _layout_chain(value.name, consumers)  # Transposes before the first QuantizeLinear
+        users = consumers.get(chain[-1].output[0] if chain else value.name, [])
+        if len(users) != 1 or users[0].op_type != "QuantizeLinear":
             continue
         q = users[0]
         zero = consts[q.input[2]]
-        value.name = q.output[0]
+        if chain:  # the layout ops move the integers instead: their last output is the Q's
+            chain[-1].output[0] = q.output[0]
+        else:
+            value.name = q.output[0]
         value.type.tensor_type.elem_type = onnx.helper.np_dtype_to_tensor_dtype(zero.dtype)
         graph.node.remove(q)
         meta[f"hwnas.input{i}"] = f"{zero.dtype.name},{float(consts[q.input[1]])},{int(zero)}"
@@ -153,6 +165,15 @@ def _strip_boundary(model) -> None:
         meta[f"hwnas.output{i}"] = f"{zero.dtype.name},{float(consts[dq.input[1]])},{int(zero)}"
     for key, text in meta.items():
         model.metadata_props.add(key=key, value=text)
+
+
+def _layout_chain(name: str, consumers: dict[str, list]) -> list:
+    """The Transpose nodes that alone follow tensor `name`, one after another."""
+    chain = []
+    while len(consumers.get(name, [])) == 1 and consumers[name][0].op_type == "Transpose":
+        chain.append(consumers[name][0])
+        name = chain[-1].output[0]
+    return chain
 
 
 def _boundary(session, which: str, count: int) -> list[Quantized | None]:
@@ -170,8 +191,9 @@ def _boundary(session, which: str, count: int) -> list[Quantized | None]:
 
 
 class OrtRunnable(Runnable):
-    def __init__(self, session, input_shapes):
+    def __init__(self, session, input_shapes, channels_last: bool = False):
         super().__init__(input_shapes)
+        self.channels_last = channels_last
         self.session = session
         self.input_names = [i.name for i in session.get_inputs()]
         self.input_quant = _boundary(session, "input", len(self.input_names))
@@ -214,18 +236,19 @@ class OnnxRuntimeBackend(Backend):
                 f"{', '.join(ort.get_available_providers())}"
             )
         session = ort.InferenceSession(artifact.payload, self.session_options(), providers=[self.device.provider])
-        return OrtRunnable(session, artifact.input_shapes)
+        return OrtRunnable(session, artifact.input_shapes, artifact.channels_last)
 
     def prepare(self, module: nn.Module, input_shapes: Sequence[tuple[int, ...]]) -> Artifact:
         """The float graph; at int8 its QDQ model as a latency table times it: calibrated on
         `calibration_inputs`, with integer I/O (an export calibrates on images: `quantize_onnx`)."""
-        int8 = self.device.precision == "int8"
-        module = folded(module) if int8 else module  # BN folded in torch: every conv's bias an initializer
+        if self.device.precision == "int8":  # BN folded in torch: every conv's bias is an initializer
+            shapes = channels_last_shapes(list(input_shapes))
+            onnx_bytes = to_onnx(ChannelsLastIO(folded(module)), shapes, exporter=self.device.exporter,
+                                 opset=self.device.opset)  # fmt: skip
+            onnx_bytes = quantize_onnx(onnx_bytes, calibration_inputs(shapes), symmetric=self.symmetric(),
+                                       integer_io=True)  # fmt: skip
+            return Artifact(onnx_bytes, tuple(tuple(s) for s in input_shapes), channels_last=True)
         onnx_bytes = to_onnx(module, input_shapes, exporter=self.device.exporter, opset=self.device.opset)
-        if int8:
-            onnx_bytes = quantize_onnx(
-                onnx_bytes, calibration_inputs(input_shapes), symmetric=self.symmetric(), integer_io=True
-            )
         return Artifact(onnx_bytes, tuple(tuple(s) for s in input_shapes))
 
     def symmetric(self) -> bool:

@@ -6,8 +6,8 @@ inputs and outputs), which XNNPACK runs with its int8 kernels. Chosen over liter
 quantizer by measurement (`python -m bench.int8 --converters`, docs/guides/quantization.md):
 both give int8 I/O; ai-edge-quantizer took seconds on top of the float conversion where PT2E's
 export, prepare, calibrate and convert took twice the float conversion, and its model ran faster
-at the same fidelity to fp32. Between blocks of a whole int8 model the tensors stay int8, as they
-do at a block model's own inputs and outputs, so the block sums add up without a correction.
+at the same fidelity to fp32. A table's block model is int8 and channels-last at its edges, as the
+tensors between the blocks of a whole int8 model are (NCHW edges cost two TRANSPOSE ops a block).
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ from torch import nn
 
 from hwnas.hardware.backends.base import Artifact, Backend, Quantized, Runnable, calibration_inputs, quiet_fds
 from hwnas.nn.blocks import folded
+from hwnas.nn.static import ChannelsLastIO, channels_last_shapes
 
 
 def to_tflite(module: nn.Module, input_shapes: Sequence[tuple[int, ...]]) -> bytes:
@@ -70,8 +71,9 @@ def _quantized(detail: dict) -> Quantized | None:
 
 
 class TfliteRunnable(Runnable):
-    def __init__(self, model: bytes, input_shapes, threads: int):
+    def __init__(self, model: bytes, input_shapes, threads: int, channels_last: bool = False):
         super().__init__(input_shapes)
+        self.channels_last = channels_last
         with quiet_fds():
             from ai_edge_litert.interpreter import Interpreter
 
@@ -110,15 +112,19 @@ class TfliteBackend(Backend):
     slow_prepare = True  # seconds per block, most of a minute per subnet: convert in worker processes
 
     def load(self, artifact: Artifact) -> TfliteRunnable:
-        return TfliteRunnable(artifact.payload, artifact.input_shapes, self.device.threads)
+        return TfliteRunnable(artifact.payload, artifact.input_shapes, self.device.threads, artifact.channels_last)
 
     def prepare(self, module: nn.Module, input_shapes: Sequence[tuple[int, ...]]) -> Artifact:
         """The float flatbuffer; at int8 its full-integer model calibrated on `calibration_inputs`
-        (an export calibrates on images: `quantize_tflite`)."""
-        model = to_tflite(module, input_shapes)
-        if self.device.precision == "int8":
-            model = quantize_tflite(model, calibration_inputs(input_shapes))
-        return Artifact(model, tuple(tuple(s) for s in input_shapes))
+        with NHWC edges (`ChannelsLastIO`: the converter's own layout transposes at a block's edges
+        cancel, as between the blocks of a whole model; an export calibrates on images and keeps
+        NCHW: `quantize_tflite`)."""
+        shapes = tuple(tuple(s) for s in input_shapes)
+        if self.device.precision == "int8":  # timed as inside a whole int8 model: int8, NHWC edges
+            nhwc = channels_last_shapes(list(input_shapes))
+            model = quantize_tflite(to_tflite(ChannelsLastIO(module), nhwc), calibration_inputs(nhwc))
+            return Artifact(model, shapes, channels_last=True)
+        return Artifact(to_tflite(module, input_shapes), shapes)
 
     def versions(self) -> dict[str, str]:
         found = {
