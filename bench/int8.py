@@ -63,7 +63,8 @@ def speed(samples: int, rounds: int) -> dict:
         convert_s = time.perf_counter() - start
         ms = []
         for _ in range(rounds):  # alternate the precisions round by round
-            ms.append([aggregate(measure_rounds(b, a, rounds=1), "median") for b, a in zip(backends, artifacts)])
+            pairs = zip(backends, artifacts, strict=True)
+            ms.append([aggregate(measure_rounds(b, a, rounds=1), "median") for b, a in pairs])
         per = np.median(np.asarray(ms), axis=0)  # (2, subnets)
         ratio = per[0] / per[1]
         out[fp32] = {
