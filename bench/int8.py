@@ -12,8 +12,10 @@ Three parts, each printed as a table and saved to bench/out/int8.json:
 - `accuracy`: `hwnas export --precision int8` of trained subnets, scored by the task's metric on the
   validation split beside fp32: `mini` trained as `make demo` trains it (saliency), and `mini` on the
   digits classification task; with the ONNX Runtime vs LiteRT int8 agreement.
+- `ranking`: random subnets of the saliency supernet scored at fp32, with int8 simulated in torch
+  (`search --quantized-accuracy`) and as ONNX Runtime's int8 export; Kendall tau between them.
 
-Usage: python -m bench.int8 [--part speed,converters,accuracy] [--samples 10] [--rounds 4]
+Usage: python -m bench.int8 [--part speed,converters,accuracy,ranking] [--samples 10] [--rounds 4]
 Run it on an otherwise idle machine.
 """
 
@@ -145,64 +147,104 @@ def _cli(*args: str, cwd: Path) -> None:
     subprocess.run([*HWNAS, *args], cwd=cwd, check=True, capture_output=True, text=True)
 
 
-def accuracy() -> dict:
-    """Train (as `make demo`; digits for classification), export min and max at int8, read the manifests."""
+TRAINED = {  # label -> (training flags, metrics reported)
+    "mini saliency (make demo)": (
+        ["--task", "saliency", "--data", "synthetic", "--epochs", "3", "--selfkd"],
+        ["cc", "kld", "nss", "sauc"],
+    ),
+    "mini digits classification": (["--task", "classification", "--data", "digits", "--epochs", "3"], ["top1"]),
+}
+
+
+def _trained(root: Path, label: str) -> Path:
+    """The supernet of `label`, trained once per run under `root`."""
+    ckpt = root / (label.split(" ")[1] + ".pt")
+    if not ckpt.exists():
+        _cli("train", "supernet", "--space", "mini", *TRAINED[label][0], "--out", str(ckpt), cwd=root)
+    return ckpt
+
+
+def accuracy(root: Path) -> dict:
+    """Export min and max of each trained supernet at int8 (onnx and tflite), read the manifests."""
     out = {}
-    runs = {
-        "mini saliency (make demo)": (
-            ["--task", "saliency", "--data", "synthetic", "--epochs", "3", "--selfkd"],
-            ["cc", "kld", "nss", "sauc"],
-        ),
-        "mini digits classification": (["--task", "classification", "--data", "digits", "--epochs", "3"], ["top1"]),
-    }
-    with tempfile.TemporaryDirectory() as tmp:
-        root = Path(tmp)
-        for label, (train, metrics) in runs.items():
-            start = time.perf_counter()
-            _cli("train", "supernet", "--space", "mini", *train, "--out", "sn.pt", cwd=root)
-            train_s = time.perf_counter() - start
-            for arch in ("min", "max"):
-                folder = root / f"{label[:8]}-{arch}".replace(" ", "-")
-                _cli("export", "--supernet", "sn.pt", "--arch", arch, "--format", "onnx,tflite", "--precision", "int8",
-                     "--out", str(folder), "--rounds", "2", cwd=root)  # fmt: skip
-                for fmt in ("onnx", "tflite"):
-                    manifest = json.loads((folder / f"mini-{arch}.{fmt}.json").read_text())
-                    acc = manifest["accuracy"]
-                    key = f"{label} / {arch} / {fmt}"
-                    out[key] = {
-                        "fp32": {m: acc["fp32"][m] for m in metrics}, "int8": {m: acc["scores"][m] for m in metrics},
-                        "drop": {m: acc["drops"][m] for m in metrics}, "images": acc["images"],
-                        "agreement": manifest["agreement"].get("onnx~tflite"),
-                        "latency_ms": (manifest["verification"].get("speed") or {}).get("measured_ms"),
-                        "train_s": train_s,
-                    }  # fmt: skip
-                    scores = ", ".join(
-                        f"{m} {acc['fp32'][m]:.4f} -> {acc['scores'][m]:.4f} (drop {acc['drops'][m]:+.4f})"
-                        for m in metrics
-                    )
-                    print(f"{key}: {scores}", flush=True)
+    for label, (_, metrics) in TRAINED.items():
+        ckpt = _trained(root, label)
+        for arch in ("min", "max"):
+            folder = root / f"{ckpt.stem}-{arch}"
+            _cli("export", "--supernet", str(ckpt), "--arch", arch, "--format", "onnx,tflite", "--precision", "int8",
+                 "--out", str(folder), "--rounds", "2", cwd=root)  # fmt: skip
+            for fmt in ("onnx", "tflite"):
+                manifest = json.loads((folder / f"mini-{arch}.{fmt}.json").read_text())
+                acc = manifest["accuracy"]
+                key = f"{label} / {arch} / {fmt}"
+                out[key] = {
+                    "fp32": {m: acc["fp32"][m] for m in metrics}, "int8": {m: acc["scores"][m] for m in metrics},
+                    "drop": {m: acc["drops"][m] for m in metrics}, "images": acc["images"],
+                    "agreement": manifest["agreement"].get("onnx~tflite"),
+                    "latency_ms": (manifest["verification"].get("speed") or {}).get("measured_ms"),
+                }  # fmt: skip
+                scores = ", ".join(
+                    f"{m} {acc['fp32'][m]:.4f} -> {acc['scores'][m]:.4f} (drop {acc['drops'][m]:+.4f})" for m in metrics
+                )
+                print(f"{key}: {scores}", flush=True)
     return out
+
+
+def ranking(root: Path, samples: int) -> dict:
+    """How int8 reorders subnets: `samples` random mini subnets of the saliency supernet scored at
+    fp32, with int8 simulated in torch (what `search --quantized-accuracy` scores) and as ONNX
+    Runtime's int8 export (calibrated on 64 training images); Kendall tau between each pair."""
+    from scipy import stats
+
+    import hwnas
+    from hwnas.nn.quantize import SCHEMES
+    from hwnas.search.accuracy import SupernetEvaluator
+
+    label = "mini saliency (make demo)"
+    ckpt = _trained(root, label)
+    space = SearchSpace.load("mini")
+    rng = np.random.default_rng(0)
+    archs = list(dict.fromkeys(space.sample(rng) for _ in range(samples)))
+    fp32 = SupernetEvaluator(ckpt, space)
+    simulated = SupernetEvaluator(ckpt, space, quantization=SCHEMES["onnxruntime"])
+    rows = []
+    for i, arch in enumerate(archs):
+        report = hwnas.export(ckpt, arch, formats="onnx", precision="int8", out=root / f"rank{i}", rounds=1)
+        runtime = report.accuracy.scores["onnx"]["cc"]
+        rows.append({"arch": str(arch), "fp32": fp32(arch), "simulated": simulated(arch), "onnxruntime": runtime,
+                     "export_fp32": report.accuracy.reference["cc"]})  # fmt: skip
+    table = {k: np.array([r[k] for r in rows]) for k in ("fp32", "simulated", "onnxruntime")}
+    taus = {
+        f"{a}~{b}": float(stats.kendalltau(table[a], table[b]).statistic)
+        for a, b in (("fp32", "onnxruntime"), ("simulated", "onnxruntime"), ("fp32", "simulated"))
+    }
+    print(f"{label}, {len(rows)} subnets, CC: Kendall tau " + ", ".join(f"{k} {v:.3f}" for k, v in taus.items()))
+    return {"metric": "cc", "subnets": len(rows), "tau": taus, "rows": rows}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--part", default="speed,converters,accuracy")
+    parser.add_argument("--part", default="speed,converters,accuracy,ranking")
     parser.add_argument("--samples", type=int, default=10, help="alphanet subnets for speed and converters")
     parser.add_argument("--rounds", type=int, default=4)
+    parser.add_argument("--ranked", type=int, default=24, help="mini subnets the ranking part scores")
     args = parser.parse_args()
     print(f"machine: {machine()}", flush=True)
     path = OUT / "int8.json"
     report = json.loads(path.read_text()) if path.exists() else {}
-    for part in args.part.split(","):
-        if part == "speed":
-            report["speed"] = speed(args.samples, args.rounds)
-        elif part == "converters":
-            report["converters"] = converters(min(args.samples, 3))
-        elif part == "accuracy":
-            report["accuracy"] = accuracy()
-        else:
-            raise SystemExit(f"unknown --part {part}; allowed: speed, converters, accuracy")
-        save(path, report)
+    with tempfile.TemporaryDirectory() as tmp:
+        for part in args.part.split(","):
+            if part == "speed":
+                report["speed"] = speed(args.samples, args.rounds)
+            elif part == "converters":
+                report["converters"] = converters(min(args.samples, 3))
+            elif part == "accuracy":
+                report["accuracy"] = accuracy(Path(tmp))
+            elif part == "ranking":
+                report["ranking"] = ranking(Path(tmp), args.ranked)
+            else:
+                raise SystemExit(f"unknown --part {part}; allowed: speed, converters, accuracy, ranking")
+            save(path, report)
 
 
 if __name__ == "__main__":

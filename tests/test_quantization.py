@@ -194,3 +194,62 @@ def test_int8_export_is_scored_by_the_task_metric_and_max_drop_fails_it(tmp_path
     assert manifest["verification"]["status"] == "failed"
     (exceeded,) = manifest["accuracy"]["exceeded"]
     assert exceeded.startswith("cc dropped ") and exceeded in manifest["verification"]["reason"]
+
+
+
+@pytest.mark.parametrize("scheme", ["onnxruntime", "onnxruntime-symmetric"])
+def test_simulated_int8_computes_what_onnx_runtimes_int8_convolution_computes(scheme):
+    """`simulated_int8` (what `--quantized-accuracy` scores) against ONNX Runtime's QDQ model of the
+    same convolution calibrated on the same inputs: equal to within one output step (a rounding
+    tie), and on average within 5% of a step, where fp32 is off by a third of a step."""
+    import onnxruntime
+
+    from hwnas.hardware.backends.onnxruntime import OrtRunnable, quantize_onnx, to_onnx
+    from hwnas.nn.quantize import SCHEMES, _affine, simulated_int8
+
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Conv2d(8, 16, 3, padding=1)).eval()
+    shape = (1, 8, 12, 12)
+    rng = np.random.default_rng(0)
+    calibration = [[rng.standard_normal(shape).astype(np.float32)] for _ in range(4)]
+    model = quantize_onnx(to_onnx(net, [shape]), calibration, symmetric=scheme.endswith("symmetric"))
+    runtime = OrtRunnable(onnxruntime.InferenceSession(model, providers=["CPUExecutionProvider"]), [shape])
+    images = torch.from_numpy(np.concatenate([c[0] for c in calibration]))
+    sim = simulated_int8(net, [images], SCHEMES[scheme])
+    with torch.no_grad():
+        outputs = net(images)
+        step, _ = _affine(float(outputs.min()), float(outputs.max()), SCHEMES[scheme])
+        x = calibration[1][0]
+        fp32, simulated = (m(torch.from_numpy(x)).numpy() for m in (net, sim))
+    (int8,) = runtime.run([x])
+    assert np.abs(simulated - int8).max() <= 1.001 * step
+    assert np.abs(simulated - int8).mean() < 0.05 * step < np.abs(fp32 - int8).mean() / 4
+
+
+def test_quantized_accuracy_needs_int8_devices_and_a_supernet():
+    from hwnas.errors import HwnasError
+    from hwnas.search import run
+
+    with pytest.raises(HwnasError, match="--quantized-accuracy scores int8 models, but cpu is not an int8 device"):
+        run(device="cpu", budgets=["1ms"], space="mini", proxy="flops", quantized_accuracy=True)
+    with pytest.raises(HwnasError, match="quantize differently"):
+        run(device=["cpu-int8", "cpu-tflite-int8"], budgets=["cpu-int8:1ms"], space="mini", proxy="flops",
+            quantized_accuracy=True)  # fmt: skip
+
+
+@pytest.mark.slow
+def test_a_search_scores_the_simulated_int8_subnet(mini_run, mini):
+    """The search's evaluator with int8 simulated (ONNX Runtime's CPU scheme): a score of the
+    quantized subnet, near the fp32 one but not it, under an identity of its own (archives of the
+    two never mix)."""
+    from dataclasses import replace
+
+    from hwnas.nn.quantize import SCHEMES
+    from hwnas.search.accuracy import SupernetEvaluator
+
+    arch = replace(mini.max(), resolution=(32, 32))
+    fp32 = SupernetEvaluator(mini_run["ckpt"], mini)
+    int8 = SupernetEvaluator(mini_run["ckpt"], mini, quantization=SCHEMES["onnxruntime"])
+    a, b = fp32(arch), int8(arch)
+    assert np.isfinite(b) and a != b and abs(a - b) < 0.1
+    assert "int8 simulated (uint8 asymmetric activations)" in int8.identity and int8.identity != fp32.identity

@@ -99,6 +99,10 @@ def search(
     devices_dir: DevicesDirOpt = None,
     torch_device: TorchDeviceOpt = "cpu",
     batch_size: EvalBatchOpt = 64,
+    quantized_accuracy: Annotated[
+        bool,
+        flag("--quantized-accuracy", help="score each subnet with int8 simulated as the int8 devices' runtime runs it"),
+    ] = False,
 ) -> None:
     """Search the most accurate subnets under a budget; write archive.json, best.json and pareto.png."""
     on_benchmark = space_name == "nb201" or benchmark is not None  # --device names a column of the table
@@ -114,7 +118,7 @@ def search(
             algorithm=algo, evaluations=evals, settings=settings, predictor=predictor,
             objectives=objectives.split(",") if objectives else None, adapt_epochs=adapt_epochs, data=data,
             seed=seed, out=out_dir, fresh=fresh, devices_dir=devices_dir, torch_device=torch_device,
-            batch_size=batch_size,
+            batch_size=batch_size, quantized_accuracy=quantized_accuracy,
             progress=lambda d, n, k: bar.update(job, completed=d, total=n, label=f"{k} subnets evaluated"),
             on_resume=lambda path, n: err.print(
                 f"resuming {path}: {n} subnets were already evaluated", highlight=False, soft_wrap=True

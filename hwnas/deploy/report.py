@@ -98,6 +98,8 @@ def report(
     chosen = sp.validate(arch) if isinstance(arch, Arch) else sp.pick(arch)
     path = Path(lut) if lut is not None else default_path(spec.name, sp.name)
     table = LatencyTable.load(path, sp) if lut is not None or path.exists() else None
+    if table is not None:
+        table.require_precision(spec.precision, path)
     subnet, weights, classes = None, "untrained (latency and energy do not depend on weight values)", None
     if supernet is not None:
         subnet, source = load_source(supernet, chosen, device=torch_device)

@@ -17,7 +17,9 @@ CPU (`CI`, what the tests run).
 7. `sharded_search_step`: the search of step 4 under torchrun with 2 processes, each scoring its
    share on the device, and whether its archive is the one-process archive;
 8. `tensorrt_step`: an engine of a mini subnet built and timed with hwnas's TensorRT backend, its
-   output against PyTorch's.
+   output against PyTorch's;
+9. `tensorrt_int8_step`: the same subnet as an int8 engine from its QDQ graph, and what the engine
+   inspector says its layers run at (a fallback from int8 named).
 
 `run_steps` times each step; a step that fails is a row with its error, and the others still run.
 """
@@ -248,6 +250,30 @@ def tensorrt_step(folder: Path) -> dict:
     return {"max_abs_error": float(np.abs(runnable.run(inputs)[0] - reference).max()), "median_ms": timing.median_ms}
 
 
+def tensorrt_int8_step(folder: Path) -> dict:
+    """A mini subnet as an int8 TensorRT engine (explicit quantization from the QDQ graph): what its
+    inspector says each layer runs at, its output against PyTorch's over the output's range, its time."""
+    from hwnas.hardware.backends import get_backend
+    from hwnas.hardware.backends.tensorrt import inspect_engine, layer_precisions
+    from hwnas.hardware.device import load_device
+    from hwnas.nn.factory import create
+    from hwnas.space import SearchSpace
+
+    backend = get_backend(load_device("rtx4090-int8"))
+    space = SearchSpace.load("mini")
+    model = create(space, arch=space.max(), task="segmentation", seed=0).eval()
+    w, h = space.max().resolution
+    artifact = backend.prepare(model, [(1, 3, h, w)])
+    layers = layer_precisions(inspect_engine(artifact.payload))
+    runnable = backend.load(artifact)
+    inputs = [np.random.default_rng(1).standard_normal((1, 3, h, w)).astype(np.float32)]
+    with torch.no_grad():
+        reference = model(torch.from_numpy(inputs[0])).numpy()
+    error = float(np.abs(runnable.run(inputs)[0] - reference).max() / (reference.max() - reference.min()))
+    return {"layers": layers.line(), "fallbacks": len(layers.fallbacks), "max_abs_of_range": round(error, 4),
+            "median_ms": runnable.measure().median_ms}  # fmt: skip
+
+
 def run_steps(steps: list[tuple[str, Callable[[], dict]]]) -> list[dict]:
     """Each step timed; a failure becomes its row (with the error's last line), the rest still run."""
     rows = []
@@ -297,4 +323,11 @@ def steps_for(size: Size, folder: Path, *, torch_device: str) -> list[tuple[str,
         return tensorrt_step(folder)
 
     steps.append(("tensorrt", tensorrt))
+
+    def tensorrt_int8() -> dict:
+        if torch_device != "cuda" or importlib.util.find_spec("tensorrt") is None:
+            raise Skipped("tensorrt is not importable here" if torch_device == "cuda" else "no GPU in --cpu form")
+        return tensorrt_int8_step(folder)
+
+    steps.append(("tensorrt int8", tensorrt_int8))
     return steps

@@ -12,6 +12,7 @@ import torch
 
 from hwnas.errors import CheckpointError
 from hwnas.nn.checkpoint import file_digest, load
+from hwnas.nn.quantize import Scheme, simulated_int8
 from hwnas.search.objectives import Costs
 from hwnas.space import Arch, SearchSpace
 from hwnas.torch_device import torch_device
@@ -21,6 +22,7 @@ from hwnas.train.source import checkpoint_data
 from hwnas.train.task import make_task
 
 PROXIES = ("flops", "params")
+CALIBRATION_BATCHES = 2  # training batches of 64 images a simulated int8 subnet is calibrated on
 
 
 class SupernetEvaluator:
@@ -35,6 +37,7 @@ class SupernetEvaluator:
         bn_batches: int | None = None,
         device: str = "cpu",
         batch_size: int = BN_BATCH,
+        quantization: Scheme | None = None,
     ):
         if batch_size < 1:
             raise CheckpointError(f"--batch-size must be at least 1, got {batch_size}")
@@ -51,6 +54,10 @@ class SupernetEvaluator:
         self.metric = self.task.primary
         self.source = "supernet"
         self.identity = f"supernet {file_digest(checkpoint)} on {self.data.name}"  # what scores depend on
+        self.quantization = quantization
+        if quantization is not None:
+            self.source = f"supernet, int8 simulated ({quantization})"
+            self.identity += f", int8 simulated ({quantization})"
         self.cache: dict[str, float] = {}
 
     def __call__(self, arch: Arch) -> float:
@@ -59,10 +66,21 @@ class SupernetEvaluator:
             with torch.random.fork_rng(devices=[]):
                 scores = evaluate(
                     self.model, self.data, self.task, arch=arch, bn_batches=self.bn_batches,
-                    batch_size=self.batch_size,
+                    batch_size=self.batch_size, transform=self._quantized if self.quantization else None,
                 )  # fmt: skip
             self.cache[key] = float(scores[self.metric])
         return self.cache[key]
+
+    def _quantized(self, net: torch.nn.Module) -> torch.nn.Module:
+        """The recalibrated subnet with int8 simulated, its activations calibrated on the first
+        `CALIBRATION_BATCHES` training batches at its resolution (`hwnas.nn.quantize`)."""
+        split = self.data.split("train", net.arch.resolution)
+        batches = []
+        for batch in self.data.batches(split, BN_BATCH):
+            batches.append(batch["image"].to(self.device))
+            if len(batches) == CALIBRATION_BATCHES:
+                break
+        return simulated_int8(net, batches, self.quantization)
 
     def many(self, x: np.ndarray) -> np.ndarray:
         return np.array([self(self.space.decode(row)) for row in np.asarray(x, dtype=np.int64)])

@@ -88,8 +88,9 @@ def default_cache_dir() -> Path:
 
 
 def _supernet_setup(
-    devices, space, supernet, proxy, luts, data, devices_dir, *, torch_device: str = "cpu", batch_size: int = 64
-) -> _Setup:
+    devices, space, supernet, proxy, luts, data, devices_dir, *, torch_device: str = "cpu", batch_size: int = 64,
+    quantized: bool = False,
+) -> _Setup:  # fmt: skip
     """A SalNAS space: each device's latency table, a supernet (or a labelled proxy) for accuracy."""
     from hwnas.hardware.device import load_device
     from hwnas.hardware.table import LatencyTable, default_path
@@ -97,6 +98,7 @@ def _supernet_setup(
     from hwnas.search.objectives import Costs, DeviceCosts
 
     specs = [load_device(d, devices_dir) for d in devices]
+    scheme = _int8_scheme(specs) if quantized else None
     sp = resolve_space(space, supernet)
     if luts and len(luts) != len(specs):
         raise HwnasError(
@@ -129,7 +131,11 @@ def _supernet_setup(
         raise HwnasError(f"the latency tables are for different class counts: {[t.classes for t in tables]}")
     accuracy = None
     if supernet is not None:
-        accuracy = SupernetEvaluator(supernet, sp, data=data, device=torch_device, batch_size=batch_size)
+        accuracy = SupernetEvaluator(
+            supernet, sp, data=data, device=torch_device, batch_size=batch_size, quantization=scheme
+        )
+    elif quantized:
+        raise HwnasError("--quantized-accuracy scores a supernet's subnets: pass --supernet, not --proxy")
         if accuracy.task_name != task:
             raise HwnasError(f"the supernet is a {accuracy.task_name} model but the table is for the {task} head")
         if is_segmentation(task) and accuracy.task.num_classes != classes:
@@ -215,6 +221,7 @@ def run(
     cache_dir: str | Path | None = None,
     torch_device: str = "cpu",
     batch_size: int = 64,
+    quantized_accuracy: bool = False,
 ) -> SearchResult | None:
     """Search the most accurate subnet under `budgets` on `device`; `progress(done, total, evaluated)`
     as it goes, `on_resume(archive_path, n_evaluated)` when it continues an earlier archive.
@@ -231,6 +238,8 @@ def run(
     mps), `batch_size` images per prediction batch. Under `torchrun` (several processes) rank 0
     searches and every rank scores a share of each generation on its own device
     (`hwnas.search.sharding`); the other ranks return None, having written nothing.
+    With `quantized_accuracy` (int8 devices only), each candidate is scored after int8 simulated in
+    torch as its devices' runtime quantizes (`hwnas.nn.quantize`): the search ranks the int8 model.
     """
     from hwnas.search import driver  # noqa: F401 - it needs pymoo, whose absence is said before any file is read
 
@@ -244,12 +253,15 @@ def run(
         if space not in (None, "nb201"):
             raise HwnasError(f"--benchmark goes with --space nb201, not --space {space}")
         rank, world, _ = init_distributed("cpu")  # under torchrun only to refuse it: a table scores nothing
+        if quantized_accuracy:
+            raise HwnasError("--quantized-accuracy scores a supernet's subnets; NAS-Bench-201's table has no int8")
         setup = _benchmark_setup(devices, benchmark, metric, supernet, proxy, luts)
     else:
         rank, world, torch_device = init_distributed(torch_device)
         setup = _supernet_setup(
-            devices, space, supernet, proxy, luts, data, devices_dir, torch_device=torch_device, batch_size=batch_size
-        )
+            devices, space, supernet, proxy, luts, data, devices_dir, torch_device=torch_device, batch_size=batch_size,
+            quantized=quantized_accuracy,
+        )  # fmt: skip
     if world > 1:
         _check_sharded(setup, world, adapt_epochs)
         if rank != 0:
@@ -265,6 +277,25 @@ def run(
     finally:
         if world > 1:
             setup.accuracy.close()
+
+
+def _int8_scheme(specs):
+    """The one int8 scheme every device's runtime quantizes with (`--quantized-accuracy`)."""
+    from hwnas.nn.quantize import scheme_for
+
+    fp = [s.name for s in specs if s.precision != "int8"]
+    if fp:
+        raise HwnasError(
+            f"--quantized-accuracy scores int8 models, but {', '.join(fp)} is not an int8 device: search "
+            "with int8 devices (cpu-int8, cpu-tflite-int8, snapdragon8-int8, rtx4090-int8)"
+        )
+    schemes = {scheme_for(s.backend, s.provider) for s in specs}
+    if len(schemes) > 1:
+        raise HwnasError(
+            "--quantized-accuracy simulates one int8 scheme, but the devices quantize differently: "
+            f"{'; '.join(str(x) for x in schemes)}: search them one at a time"
+        )
+    return schemes.pop()
 
 
 def _check_sharded(setup: _Setup, world: int, adapt_epochs: int) -> None:

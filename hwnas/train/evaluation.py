@@ -124,6 +124,7 @@ def evaluate(
     which: str = "val",
     original: bool = False,
     shuffle: str = "all",
+    transform: Callable[[nn.Module], nn.Module] | None = None,
 ) -> dict[str, float]:
     """Loss and task metrics of `arch` (a supernet's subnet) or of a static subnet on a split.
 
@@ -132,9 +133,11 @@ def evaluate(
     AttentiveNAS); a static subnet is scored with its own statistics. The work runs on the model's
     device; `batch_size` (images per prediction batch) changes the speed, not the scores (beyond
     float rounding). Saliency's IG is against the training split's centre bias; `shuffle` picks
-    sAUC's negatives (`hwnas.data.metrics.saliency.score_saliency`).
+    sAUC's negatives (`hwnas.data.metrics.saliency.score_saliency`). `transform` turns the
+    recalibrated subnet into what is scored (the search's simulated int8, `hwnas.nn.quantize`).
     """
     net = recalibrated_subnet(model, data, arch, bn_batches=bn_batches, batch_size=BN_BATCH)
+    net = transform(net) if transform is not None else net
     predictions = Predictions(net, data, task, which, batch_size=batch_size)
     scores = score(task, data, predictions, which, resolution=net.arch.resolution, original=original, shuffle=shuffle)
     return {"loss": predictions.loss, **scores}  # scored as the batches came: the loss is known now
