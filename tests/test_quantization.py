@@ -253,3 +253,18 @@ def test_a_search_scores_the_simulated_int8_subnet(mini_run, mini):
     a, b = fp32(arch), int8(arch)
     assert np.isfinite(b) and a != b and abs(a - b) < 0.1
     assert "int8 simulated (uint8 asymmetric activations)" in int8.identity and int8.identity != fp32.identity
+
+
+@pytest.mark.slow
+def test_report_on_an_int8_device_gives_the_int8_models_latency_size_and_accuracy_drop(mini_run):
+    from hwnas.deploy.report import report
+
+    fp32 = report("cpu", "max", supernet=mini_run["ckpt"], passes=2, batch=2, rounds=1)
+    int8 = report("cpu-int8", "max", supernet=mini_run["ckpt"], passes=2, batch=2, rounds=1)
+    assert int8.value("size") < 0.5 * fp32.value("size")  # int8 weights: a quarter of the bytes, and the graph
+    assert int8.value("latency") > 0
+    drop = next(m for m in int8.measures if m.name == "accuracy drop")
+    accuracy = int8.details["accuracy"]
+    assert drop.unit == "cc" and drop.value == pytest.approx(accuracy["fp32"]["cc"] - accuracy["scores"]["cc"])
+    assert "onnx int8 on" in drop.source
+    assert all(m.name != "accuracy drop" for m in fp32.measures)

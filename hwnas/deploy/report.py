@@ -105,10 +105,39 @@ def report(
         subnet, source = load_source(supernet, chosen, device=torch_device)
         weights, task, classes = f"{supernet} ({source.bn})", source.task, source.num_classes
     budget = ((arch_search_context(arch) or {}).get("latency_budget_ms") or {}).get(spec.name)
-    return subnet_report(
+    result = subnet_report(
         spec, sp, chosen, task=task, num_classes=classes, subnet=subnet, weights=weights, table=table,
         batch=batch, passes=passes, region=region, meter=meter, rounds=rounds, protocol=protocol, budget_ms=budget,
         table_path=path,
+    )  # fmt: skip
+    if supernet is not None and spec.precision != "fp32":
+        result.measures.append(_accuracy_drop(spec, supernet, chosen, result, torch_device))
+    return result
+
+
+def _accuracy_drop(device: Device, supernet: str | Path, arch: Arch, result: Report, torch_device: str) -> Measure:
+    """The task's primary metric lost by the device's quantized model: the export of `arch` for the
+    device's format at its precision, scored beside fp32 (`hwnas.deploy.accuracy`); every metric's
+    drop goes in `result.details`."""
+    import tempfile
+
+    from hwnas.deploy.export import export
+    from hwnas.deploy.formats import FORMATS
+    from hwnas.train.task import make_task
+
+    fmt = next(n for n in FORMATS.names() if FORMATS.get(n).backend == device.backend)
+    with tempfile.TemporaryDirectory() as tmp:
+        exported = export(supernet, arch, formats=fmt, device=device.source or device.name, out=tmp, rounds=1,
+                          precision=device.precision, torch_device=torch_device)  # fmt: skip
+    scores = exported.accuracy
+    if scores is None or fmt not in scores.scores:
+        return Measure("accuracy drop", None, "", f"{fmt} at {device.precision} was not scored here")
+    metric = make_task(exported.source.task, exported.source.num_classes).primary
+    result.details["accuracy"] = scores.of(fmt)
+    return Measure(
+        "accuracy drop", scores.drops[fmt][metric], metric,
+        f"{fmt} {device.precision} on {scores.images} validation images of {scores.data}: "
+        f"{scores.reference[metric]:.4f} fp32, {scores.scores[fmt][metric]:.4f} {device.precision}",
     )  # fmt: skip
 
 
