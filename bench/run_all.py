@@ -1,7 +1,7 @@
 """Rerun every benchmark, then print one summary table of the figures the README quotes.
 
 Usage: python -m bench.run_all [--only lut_fidelity,lut_calibration,lut_predict,search,selfkd,export,sod_ablation,
-       segmentation_front,profile_speed,first_hour,sharded_search]
+       segmentation_front,profile_speed,first_hour,sharded_search,streaming,int8]
        [--summary]
 `--summary` prints the table from the results already in bench/out/ without rerunning anything.
 The whole set takes about an hour and a half on this 2-core machine; run it on an idle machine.
@@ -33,6 +33,7 @@ STEPS = {
     "first_hour": [],
     "sharded_search": [],
     "streaming": [],
+    "int8": [],
 }
 
 
@@ -140,6 +141,16 @@ def rows() -> list[tuple[str, str, str, str]]:
             peak += f" (+ each worker {r['worker_peak_rss_mb']:.0f} MB)"
         value = f"{r['images_per_s']:.0f} img/s, {peak}"
         out.append(("streaming", f"evaluate {r['images']} images at {streaming['size']}, {how}", value, ""))
+    int8 = _load("int8.json") or {}
+    for runtime, r in int8.get("speed", {}).items():
+        value = f"{r['speedup_median']:.2f}x (min {r['speedup_min']:.2f}, max {r['speedup_max']:.2f})"
+        out.append(("int8", f"{runtime}: int8/fp32 speed-up, {r['subnets']} alphanet subnets 256x192", value, ""))
+    for key, r in int8.get("accuracy", {}).items():
+        drops = ", ".join(f"{m} {v:+.4f}" for m, v in r["drop"].items())
+        out.append(("int8", f"drop: {key}", drops, ""))
+    if "ranking" in int8:
+        taus = ", ".join(f"{k} {v:.3f}" for k, v in int8["ranking"]["tau"].items())
+        out.append(("int8", f"Kendall tau, {int8['ranking']['subnets']} mini subnets (CC)", taus, ""))
     for name in STEPS:
         if not any(r[0] == name for r in out):
             out.append((name, "not run yet", "-", ""))

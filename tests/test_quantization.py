@@ -154,7 +154,7 @@ def test_int8_export_is_scored_by_the_task_metric_and_max_drop_fails_it(tmp_path
 
     out = tmp_path / "int8"
     run_cli(
-        "export", "--supernet", str(mini_run["ckpt"]), "--arch", "max", "--format", "onnx,tflite",
+        "export", "--supernet", str(mini_run["ckpt"]), "--arch", "max", "--format", "onnx,tflite,tensorrt",
         "--precision", "int8", "--calibration-images", "16", "--out", str(out), "--rounds", "1",
         "--max-drop", "cc=0.2",
     )  # fmt: skip
@@ -176,6 +176,17 @@ def test_int8_export_is_scored_by_the_task_metric_and_max_drop_fails_it(tmp_path
 
     ops = {n.op_type for n in onnx.load(out / "mini-max.onnx").graph.node}
     assert {"QuantizeLinear", "DequantizeLinear"} <= ops
+    # without a GPU, TensorRT's input is the symmetric QDQ graph (int8 activations, zero point 0)
+    # beside the onnx format's (uint8), and the engine is built strongly typed on the target
+    trt = json.loads((out / "mini-max.tensorrt.json").read_text())
+    assert trt["precision"] == "int8" and trt["verification"]["status"] == "not verified here"
+    assert "--stronglyTyped" in trt["details"]["trtexec"] and "--int8" not in trt["details"]["trtexec"]
+    from onnx import numpy_helper
+
+    symmetric = onnx.load(out / "mini-max.int8-symmetric.onnx")
+    zeros = [numpy_helper.to_array(i) for i in symmetric.graph.initializer if i.name.endswith("zero_point")]
+    assert {z.dtype for z in zeros} == {np.dtype(np.int8), np.dtype(np.int32)}  # int32: the biases
+    assert not any(z.any() for z in zeros)
 
     grey = tmp_path / "grey"
     grey.mkdir()
@@ -194,7 +205,6 @@ def test_int8_export_is_scored_by_the_task_metric_and_max_drop_fails_it(tmp_path
     assert manifest["verification"]["status"] == "failed"
     (exceeded,) = manifest["accuracy"]["exceeded"]
     assert exceeded.startswith("cc dropped ") and exceeded in manifest["verification"]["reason"]
-
 
 
 @pytest.mark.parametrize("scheme", ["onnxruntime", "onnxruntime-symmetric"])

@@ -54,7 +54,9 @@ class TensorrtFormat(Format):
                                             "fallbacks": list(layers.fallbacks)}  # fmt: skip
                 notes.append(f"engine inspector: {layers.line()}")
             return Written([engine], versions, info, notes)
-        onnx_path = atomic_write_bytes(folder / f"{name}.onnx", data)
+        # at int8 TensorRT's symmetric QDQ graph differs from the onnx format's (uint8 activations)
+        stem = f"{name}.int8-symmetric" if device.precision == "int8" else name
+        onnx_path = atomic_write_bytes(folder / f"{stem}.onnx", data)
         paths, lines = [onnx_path], [f"# build the {device.name} engine on the target, in this folder:"]
         lines += ["# TensorRT 10", trtexec_command(onnx_path.name, self.filename(name), device.precision, "10")]
         onnx_11: str | None = onnx_path.name
