@@ -186,7 +186,7 @@ def export(
         job.calibration = calibrated.input_sets()
     judge = _Judge(ckpt, data, subnet, (w, h), limits) if quantized and verify else None
     name = name or f"{space.name}-{source.label}"
-    done = []
+    items, written_by = [], {}
     for n in names:
         fmt, target = FORMATS.get(n)(), devices[n]
         job.input_shape = (target.batch, 3, h, w)
@@ -200,20 +200,29 @@ def export(
         if judge is not None and runnable is not None and target.precision != "fp32":
             step(f"{n}: scoring on the validation split")
             verification = judge.score(n, runnable, verification)
-        done.append((n, fmt, target, written, verification))
-    accuracy = judge.scores if judge is not None else None
-    agreement = judge.agreement() if judge is not None else {}
-    items = []
-    for n, fmt, target, written, verification in done:
-        extra = {"precision": target.precision}
-        if target.precision == "int8" and calibrated is not None:
-            extra["calibration"] = calibrated.to_dict()
-        if accuracy is not None and n in accuracy.scores:
-            extra["accuracy"] = accuracy.of(n)
-            extra["agreement"] = {k: v for k, v in agreement.items() if n in k.split("~")}
+        written_by[n] = (fmt, target, written, verification)
+        extra = _extra(n, target, calibrated, judge)
         manifest = _write_manifest(fmt, written, target, job, source, verification, name, extra)
         items.append(ExportItem(n, target.name, written.paths, manifest, verification, written.notes))
+    agreement = judge.agreement() if judge is not None else {}
+    for n in {n for pair in agreement for n in pair.split("~")}:  # known once every format has run
+        fmt, target, written, verification = written_by[n]
+        extra = _extra(n, target, calibrated, judge, agreement)
+        _write_manifest(fmt, written, target, job, source, verification, name, extra)
+    accuracy = judge.scores if judge is not None else None
     return ExportReport(name, folder, source, items, calibrated.to_dict() if calibrated else None, accuracy, agreement)
+
+
+def _extra(fmt: str, target: Device, calibrated, judge, agreement: dict | None = None) -> dict:
+    """What a manifest adds for `fmt`: its precision and, quantized, its calibration, task scores
+    and (once known) its agreement with the other quantized formats."""
+    extra: dict = {"precision": target.precision}
+    if target.precision == "int8" and calibrated is not None:
+        extra["calibration"] = calibrated.to_dict()
+    if judge is not None and judge.scores is not None and fmt in judge.scores.scores:
+        extra["accuracy"] = judge.scores.of(fmt)
+        extra["agreement"] = {k: v for k, v in (agreement or {}).items() if fmt in k.split("~")}
+    return extra
 
 
 def _checkpoint_data(ckpt, data: str | None) -> str:
