@@ -4,19 +4,20 @@ Threads follow the measurement protocol: `intra_op_num_threads` from the spec,
 `inter_op_num_threads = 1`, sequential execution, all graph optimisations.
 
 At int8 the graph is quantized statically as ONNX Runtime's quantization guide describes
-(`onnxruntime.quantization`): `quant_pre_process` (shape inference and constant folding: without
-it a convolution whose bias the torchscript exporter routes through an Identity stays float), then
-`quantize_static` to QDQ with per-channel int8 weights and MinMax-calibrated activations, which
-the CPU provider fuses into QLinearConv/QLinearAdd/... kernels. Activations are uint8 (U8S8) for
-the CPU provider: on this machine's AVX-512 VNNI the int8-activation (S8S8) model of an alphanet
-subnet ran 2.3x slower (46 ms against 20 ms at 256x192, a first check); symmetric int8
-activations (S8S8) for the providers that take only those (TensorRT's explicit quantization). A block model for a latency
+(`onnxruntime.quantization`): `quant_pre_process` (shape inference and constant folding: without it
+a convolution whose bias the torchscript exporter routes through an Identity stays float), then
+`quantize_static` to QDQ with per-channel int8 weights and MinMax-calibrated activations, which the
+CPU provider fuses into QLinearConv/QLinearAdd/... kernels. Activations are uint8 (U8S8) for the CPU
+provider: on this machine's AVX-512 VNNI the int8-activation (S8S8) model of an alphanet subnet ran
+2.3x slower (46 ms against 20 ms at 256x192, a first check); symmetric int8 activations (S8S8) for
+the providers that take only those (TensorRT's explicit quantization). A block model for a latency
 table is timed as it runs inside a whole int8 model: its boundary QuantizeLinear and
 DequantizeLinear removed (`integer_io`: between blocks the tensors stay integer) and its input and
 output channels-last (`ChannelsLastIO`: the CPU provider runs QLinearConv in NHWC and, in a whole
 model, transposes only at its ends; a block with NCHW edges paid two transposes the whole does not:
 on six alphanet subnets, one pass each, block sums came to 1.16-1.54x their measured time against
-0.92-1.30x channels-last).
+0.92-1.30x channels-last). The measured int8 table still sums to a steady 0.72x of whole subnets
+(`bench.lut_fidelity`, docs/guides/quantization.md), which its calibration line takes out.
 """
 
 from __future__ import annotations

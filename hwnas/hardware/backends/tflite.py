@@ -4,10 +4,11 @@ At int8 the float flatbuffer is quantized to full integer by ai-edge-quantizer's
 (`static_wi8_ai8`: int8 weights per channel, int8 activations calibrated on sample inputs, int8
 inputs and outputs), which XNNPACK runs with its int8 kernels. Chosen over litert-torch's PT2E
 quantizer on a first comparison (one alphanet subnet at 256x192, docs/guides/quantization.md;
-`python -m bench.int8 --part converters` repeats it): both give int8 I/O; ai-edge-quantizer took
-3.5 s on top of the float conversion where PT2E's export, prepare, calibrate and convert took 43 s,
-and its model ran faster at the same fidelity to fp32. A table's block model is int8 and channels-last at its edges, as the
-tensors between the blocks of a whole int8 model are (NCHW edges cost two TRANSPOSE ops a block).
+`python -m bench.int8 --part converters` repeats it): both give int8 I/O; ai-edge-quantizer took 3.5
+s on top of the float conversion where PT2E's export, prepare, calibrate and convert took 43 s, and
+its model ran faster at the same fidelity to fp32. A table's block model is int8 and channels-last
+at its edges, as the tensors between the blocks of a whole int8 model are (NCHW edges cost two
+TRANSPOSE ops a block).
 """
 
 from __future__ import annotations
