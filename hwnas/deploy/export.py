@@ -238,11 +238,7 @@ class _Judge:
     once), keeps their outputs on the first images for the runtimes' agreement, applies `limits`."""
 
     def __init__(self, ckpt, data: str | None, subnet, resolution: tuple[int, int], limits: dict[str, float]):
-        from hwnas.train.source import checkpoint_data
-        from hwnas.train.task import make_task
-
-        self.dataset = checkpoint_data(ckpt, data)
-        self.task = make_task(ckpt.task, ckpt.num_classes)
+        self.ckpt, self.data = ckpt, data  # the dataset is read when the first artifact is scored
         self.subnet, self.resolution, self.limits = subnet, resolution, limits
         self.scores: TaskScores | None = None  # the fp32 reference is scored with the first artifact
         self.outputs: dict[str, object] = {}
@@ -250,6 +246,11 @@ class _Judge:
     def score(self, fmt: str, runnable, verification: Verification) -> Verification:
         """`verification` with the artifact's task scores recorded, failed if a drop exceeds its limit."""
         if self.scores is None:
+            from hwnas.train.source import checkpoint_data
+            from hwnas.train.task import make_task
+
+            self.dataset = checkpoint_data(self.ckpt, self.data)
+            self.task = make_task(self.ckpt.task, self.ckpt.num_classes)
             reference = task_scores(self.subnet, self.dataset, self.task, resolution=self.resolution)
             self.scores = TaskScores(self.dataset.name, len(self.dataset.val), reference, max_drop=self.limits)
             self.images = _first_images(self.dataset, self.resolution)
