@@ -130,12 +130,12 @@ def _supernet_setup(
     if is_segmentation(task) and any(t.classes != classes for t in tables):
         raise HwnasError(f"the latency tables are for different class counts: {[t.classes for t in tables]}")
     accuracy = None
+    if quantized and supernet is None:
+        raise HwnasError("--quantized-accuracy scores a supernet's subnets: pass --supernet, not --proxy")
     if supernet is not None:
         accuracy = SupernetEvaluator(
             supernet, sp, data=data, device=torch_device, batch_size=batch_size, quantization=scheme
         )
-    elif quantized:
-        raise HwnasError("--quantized-accuracy scores a supernet's subnets: pass --supernet, not --proxy")
         if accuracy.task_name != task:
             raise HwnasError(f"the supernet is a {accuracy.task_name} model but the table is for the {task} head")
         if is_segmentation(task) and accuracy.task.num_classes != classes:
