@@ -155,19 +155,14 @@ def export(
 
 def _check_precision_flags(precision: str | None, calibration: str | None, images: int) -> None:
     """The precision flags as text, before torch loads (the library checks them again)."""
+    from hwnas.deploy.calibration import check_calibration, check_count
     from hwnas.hardware.device import PRECISIONS
 
     if precision is not None and precision not in PRECISIONS:
         raise HwnasError(f"unknown --precision '{precision}'; allowed: {', '.join(PRECISIONS)}")
-    if images < 1:
-        raise HwnasError(f"--calibration-images must be at least 1, got {images}")
+    check_count(images)
     if calibration is not None:
-        from hwnas.data import SOURCES
-
-        if calibration not in SOURCES:
-            from hwnas.deploy.calibration import image_files
-
-            image_files(Path(calibration))
+        check_calibration(calibration)
 
 
 def _render_accuracy(result) -> None:

@@ -5,7 +5,8 @@ sample inputs (ONNX Runtime's `quantize_static`, ai-edge-quantizer's calibration
 be images as the model sees them: resized to its input and normalised with the checkpoint's mean and
 std. DATA is a built-in set (synthetic, digits: its training images), a dataset folder in any
 format `hwnas data check` reads (its training images), or any folder of .jpg/.jpeg/.png images
-(read recursively). By default the checkpoint's own training data is used.
+(read recursively). By default the checkpoint's own training data is used. The checks
+(`check_count`, `check_calibration`) import no torch, so the CLI runs them before it loads it.
 """
 
 from __future__ import annotations
@@ -15,8 +16,6 @@ from pathlib import Path
 
 import numpy as np
 
-from hwnas.data import SOURCES, DataError, load_data, load_folder
-from hwnas.data.split import image_at
 from hwnas.errors import HwnasError
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
@@ -45,12 +44,21 @@ def check_count(count: int) -> int:
     return count
 
 
-def image_files(folder: Path) -> list[Path]:
-    """Every image under `folder` (recursively), sorted, or a one-line error when there is none."""
-    if not folder.is_dir():
+def check_calibration(data: str) -> None:
+    """`data` is a folder holding images, or a built-in set: a one-line error if not."""
+    if Path(data).is_dir():
+        image_files(Path(data))
+        return
+    from hwnas.data import SOURCES
+
+    if data not in SOURCES:
         raise HwnasError(
-            f"--calibration {folder} is neither a built-in set ({', '.join(SOURCES)}) nor an existing folder"
+            f"--calibration {data} is neither a built-in set ({', '.join(SOURCES)}) nor an existing folder"
         )
+
+
+def image_files(folder: Path) -> list[Path]:
+    """Every image under the folder `folder` (recursively), sorted, or a one-line error when there is none."""
     files = sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
     if not files:
         raise HwnasError(
@@ -70,7 +78,10 @@ def calibration_set(
     seed: int = 0,
 ) -> Calibration:
     """`count` images of `data` at `resolution` (width, height), spread evenly over what it holds."""
+    from hwnas.data import SOURCES, DataError, load_data, load_folder
+
     check_count(count)
+    check_calibration(data)
     w, h = resolution
     if data in SOURCES:
         dataset = load_data(data, task=task, size=(h, w), seed=seed, train_size=count, val_size=1)
@@ -102,6 +113,8 @@ def _normalised(split, count: int, mean, std) -> list[np.ndarray]:
 
 def _folder_images(files: list[Path], count: int, size: tuple[int, int], mean, std) -> list[np.ndarray]:
     from PIL import Image
+
+    from hwnas.data.split import image_at
 
     images = []
     for i in _spread(len(files), count):

@@ -15,7 +15,6 @@ from importlib.metadata import version
 from itertools import combinations
 from pathlib import Path
 
-from hwnas.data import SOURCES
 from hwnas.deploy.accuracy import (
     AGREEMENT_IMAGES,
     RuntimeNet,
@@ -27,7 +26,7 @@ from hwnas.deploy.accuracy import (
     task_metrics,
     task_scores,
 )
-from hwnas.deploy.calibration import DEFAULT_IMAGES, calibration_set, check_count, image_files
+from hwnas.deploy.calibration import DEFAULT_IMAGES, calibration_set, check_calibration, check_count
 from hwnas.deploy.formats import FORMATS, parse_formats
 from hwnas.deploy.formats.base import Format, Job, Written
 from hwnas.deploy.verify import FAILED, NOT_HERE, VERIFIED, Verification, compare, fixed_inputs, measure_speed
@@ -148,8 +147,8 @@ def export(
     devices = {n: d.at_precision(precision) for n, d in devices.items()}
     quantized = sorted({d.precision for d in devices.values()} - {"fp32"})
     check_count(calibration_images)
-    if calibration is not None and calibration not in SOURCES:
-        image_files(Path(calibration))  # a folder with images, before any work
+    if calibration is not None:
+        check_calibration(calibration)  # before any work
     if calibration is not None and "int8" not in quantized:
         raise HwnasError("--calibration calibrates int8 artifacts: pass --precision int8 or an int8 --device")
     if exporter not in ("dynamo", "torchscript"):

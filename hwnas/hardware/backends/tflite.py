@@ -50,7 +50,8 @@ def quantize_tflite(model: bytes, calibration: Sequence[Sequence[np.ndarray]]) -
         from ai_edge_litert.interpreter import Interpreter
         from ai_edge_quantizer import quantizer, recipe
 
-        names = sorted(Interpreter(model_content=model).get_signature_list()["serving_default"]["inputs"], key=_arg)
+        inputs = Interpreter(model_content=model).get_signature_list()["serving_default"]["inputs"]
+        names = sorted(inputs, key=lambda n: (_position(n, 0), n))
         engine = quantizer.Quantizer(model)
         engine.load_quantization_recipe(recipe.static_wi8_ai8())
         samples = [dict(zip(names, inputs, strict=True)) for inputs in calibration]
@@ -58,10 +59,10 @@ def quantize_tflite(model: bytes, calibration: Sequence[Sequence[np.ndarray]]) -
         return bytes(engine.quantize(result).quantized_model)
 
 
-def _arg(name: str) -> tuple[int, str]:
-    """Order of a converted input: `args_<i>` after the converter's positional arguments."""
+def _position(name: str, fallback: int) -> int:
+    """A converted input's position: `args_<i>` after the converter's positional arguments."""
     found = re.findall(r"args_(\d+)", name)
-    return (int(found[-1]) if found else 0, name)
+    return int(found[-1]) if found else fallback
 
 
 def _quantized(detail: dict) -> Quantized | None:
@@ -81,13 +82,7 @@ class TfliteRunnable(Runnable):
             self.interpreter = Interpreter(model_content=model, num_threads=threads)
             self.interpreter.allocate_tensors()
         details = self.interpreter.get_input_details()
-        # inputs are named `..._args_<i>` after the converter's positional arguments
-        order = sorted(
-            details,
-            key=lambda d: (
-                int(re.findall(r"args_(\d+)", d["name"])[-1]) if re.findall(r"args_(\d+)", d["name"]) else d["index"]
-            ),
-        )
+        order = sorted(details, key=lambda d: _position(d["name"], d["index"]))
         self.input_indices = [d["index"] for d in order]
         outputs = self.interpreter.get_output_details()
         self.output_indices = [d["index"] for d in outputs]
