@@ -11,7 +11,8 @@ Three parts, each printed as a table and saved to bench/out/int8.json:
   speed (why `hwnas.hardware.backends.tflite` uses ai-edge-quantizer).
 - `accuracy`: `hwnas export --precision int8` of trained subnets, scored by the task's metric on the
   validation split beside fp32: `mini` trained as `make demo` trains it (saliency), and `mini` on the
-  digits classification task; with the ONNX Runtime vs LiteRT int8 agreement.
+  digits classification task; with the ONNX Runtime vs LiteRT int8 agreement. Core ML's W8A8
+  package is scored as the torch graph it was converted from (Core ML runs on macOS only).
 - `ranking`: random subnets of the saliency supernet scored at fp32, with int8 simulated in torch
   (`search --quantized-accuracy`) and as ONNX Runtime's int8 export; Kendall tau between them.
 
@@ -171,9 +172,9 @@ def accuracy(root: Path) -> dict:
         ckpt = _trained(root, label)
         for arch in ("min", "max"):
             folder = root / f"{ckpt.stem}-{arch}"
-            _cli("export", "--supernet", str(ckpt), "--arch", arch, "--format", "onnx,tflite", "--precision", "int8",
-                 "--out", str(folder), "--rounds", "2", cwd=root)  # fmt: skip
-            for fmt in ("onnx", "tflite"):
+            _cli("export", "--supernet", str(ckpt), "--arch", arch, "--format", "onnx,tflite,coreml", "--precision",
+                 "int8", "--out", str(folder), "--rounds", "2", cwd=root)  # fmt: skip
+            for fmt in ("onnx", "tflite", "coreml"):  # Core ML's scores: its torch graph's (no macOS here)
                 manifest = json.loads((folder / f"mini-{arch}.{fmt}.json").read_text())
                 acc = manifest["accuracy"]
                 key = f"{label} / {arch} / {fmt}"

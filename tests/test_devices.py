@@ -11,8 +11,8 @@ from hwnas.hardware.device import DeviceError, device_names, load_device, packag
 
 DEVICES = packaged_dir()
 SHIPPED = [
-    "ascend310", "cpu", "cpu-int8", "cpu-tflite", "cpu-tflite-int8", "cpu-torch", "cuda-torch", "m2", "rtx4090",
-    "rtx4090-int8", "snapdragon8", "snapdragon8-int8",
+    "ascend310", "cpu", "cpu-int8", "cpu-tflite", "cpu-tflite-int8", "cpu-torch", "cuda-torch", "m2", "m2-int8",
+    "rtx4090", "rtx4090-int8", "snapdragon8", "snapdragon8-int8",
 ]  # fmt: skip
 
 GOOD = """
@@ -38,7 +38,7 @@ def test_shipped_specs_load():
     assert specs["ascend310"].provider == "CANNExecutionProvider"
     assert specs["rtx4090"].backend == "tensorrt" and specs["rtx4090"].power.active_w == 450.0
     assert {n: specs[n].precision for n in SHIPPED if n.endswith("-int8")} == dict.fromkeys(
-        ["cpu-int8", "cpu-tflite-int8", "rtx4090-int8", "snapdragon8-int8"], "int8"
+        ["cpu-int8", "cpu-tflite-int8", "m2-int8", "rtx4090-int8", "snapdragon8-int8"], "int8"
     )
 
 

@@ -187,7 +187,7 @@ def test_a_failing_conversion_leaves_earlier_artifacts_whole_and_no_partial_file
         (["--arch", "min", "--opset", "3"], "--opset must be between 7 and 23"),
         (["--arch", "min", "--format", "onnx,tflite", "--lut", "x.parquet"], "--lut names one table"),
         (["--arch", "min", "--name", "../up"], "--name must be a plain file name"),
-        (["--arch", "min", "--format", "coreml", "--precision", "int8"], "precision int8 is not built by coreml"),
+        (["--arch", "min", "--format", "tflite", "--precision", "fp16"], "precision fp16 is not built by tflite"),
         (["--arch", "min", "--precision", "int8", "--calibration", "EMPTY"], "has no images (.jpg, .jpeg, .png)"),
         (["--arch", "min", "--precision", "int8", "--max-drop", "acc=0.1"], "with METRIC one of this task's: auc_judd"),
         (["--arch", "min", "--max-drop", "cc=0.1"], "--max-drop judges a quantized artifact"),

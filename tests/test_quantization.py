@@ -81,6 +81,33 @@ def test_an_int8_subnet_round_trips(device):
     _close_to_fp32(runnable, model, [(1, 3, h, w)])
 
 
+def test_core_ml_int8_is_w8a8_converted_from_the_simulated_graph():
+    """Core ML int8 (no predictions here: macOS): the graph converted computes what `simulated_int8`
+    computes, and the package holds every convolution's weights as int8 constants and quantized
+    activations."""
+    from hwnas.deploy.formats.coreml import package_summary
+    from hwnas.hardware.backends.coreml import w8a8
+    from hwnas.nn.quantize import SCHEMES, simulated_int8
+
+    torch.manual_seed(0)
+    model = SignatureModel(BLOCK).eval()
+    shapes = signature_inputs(BLOCK)
+    calibration = [[np.random.default_rng(i).standard_normal(shapes[0]).astype(np.float32)] for i in range(4)]
+    graph = w8a8(model, calibration)
+    fake = simulated_int8(model, [torch.from_numpy(c[0]) for c in calibration], SCHEMES["coreml"])
+    x = torch.from_numpy(calibration[0][0])
+    with torch.no_grad():
+        explicit, simulated, fp32 = graph(x).numpy(), fake(x).numpy(), model(x).numpy()
+    scale = fp32.max() - fp32.min()
+    assert np.abs(explicit - simulated).mean() < 1e-3 * scale  # equal but for rounding ties
+    assert np.all(np.abs(explicit - fp32) <= TOLERANCES["int8"].bound(fp32)) and not np.array_equal(explicit, fp32)
+    artifact = get_backend(load_device("m2-int8", DEVICES)).prepare(model, shapes)
+    ops = package_summary(artifact.payload)["ops"]
+    convolutions = sum(isinstance(m, torch.nn.Conv2d) for m in model.modules())
+    assert ops["conv"] == ops["constexpr_affine_dequantize"] == convolutions
+    assert ops["quantize"] >= convolutions and ops["dequantize"] >= convolutions
+
+
 def test_quantized_round_trip_by_hand():
     q = Quantized("uint8", 0.5, 10)
     assert q.quantize(np.array([0.0, 1.0, -5.0, -6.0, 200.0])).tolist() == [10, 12, 0, 0, 255]
@@ -93,8 +120,8 @@ def test_precisions_a_backend_does_not_build_are_refused_in_one_line():
         load_device("cpu", DEVICES).at_precision("fp16")
     with pytest.raises(DeviceError, match="precision int8 is not built by torch; it builds: fp32"):
         load_device("cpu-torch", DEVICES).at_precision("int8")
-    with pytest.raises(DeviceError, match="precision int8 is not built by coreml; it builds: fp32, fp16"):
-        load_device("m2", DEVICES).at_precision("int8")
+    with pytest.raises(DeviceError, match="precision fp16 is not built by tflite; it builds: fp32, int8"):
+        load_device("cpu-tflite", DEVICES).at_precision("fp16")
     text = 'name = "x"\nbackend = "tflite"\n[options]\nprecision = "fp16"\n'
     with pytest.raises(DeviceError, match="^x.toml: precision fp16 is not built by tflite; it builds: fp32, int8$"):
         parse_device(text, source="x.toml")
@@ -154,9 +181,9 @@ def test_int8_export_is_scored_by_the_task_metric_and_max_drop_fails_it(tmp_path
 
     out = tmp_path / "int8"
     run_cli(
-        "export", "--supernet", str(mini_run["ckpt"]), "--arch", "max", "--format", "onnx,tflite,tensorrt",
+        "export", "--supernet", str(mini_run["ckpt"]), "--arch", "max",
         "--precision", "int8", "--calibration-images", "16", "--out", str(out), "--rounds", "1",
-        "--max-drop", "cc=0.2",
+        "--max-drop", "cc=0.2", "--format", "onnx,tflite,tensorrt,coreml",
     )  # fmt: skip
     onnx_manifest = json.loads((out / "mini-max.onnx.json").read_text())
     tflite_manifest = json.loads((out / "mini-max.tflite.json").read_text())
@@ -187,6 +214,14 @@ def test_int8_export_is_scored_by_the_task_metric_and_max_drop_fails_it(tmp_path
     zeros = [numpy_helper.to_array(i) for i in symmetric.graph.initializer if i.name.endswith("zero_point")]
     assert {z.dtype for z in zeros} == {np.dtype(np.int8), np.dtype(np.int32)}  # int32: the biases
     assert not any(z.any() for z in zeros)
+
+    # Core ML runs on macOS only: its W8A8 package is scored in torch on the graph it was converted
+    # from, says so, and stays out of the runtimes' agreement
+    coreml = json.loads((out / "mini-max.coreml.json").read_text())
+    assert coreml["precision"] == "int8" and coreml["target"]["device"] == "m2-int8"
+    assert coreml["accuracy"]["drops"]["cc"] <= 0.2 and coreml["agreement"] == {}
+    assert any("scores computed in torch" in note for note in coreml["notes"])
+    assert coreml["details"]["ops"]["constexpr_affine_dequantize"] > 0
 
     grey = tmp_path / "grey"
     grey.mkdir()

@@ -196,9 +196,10 @@ def export(
         inputs = calibrated.images[:3] if calibrated is not None else None
         verification, runnable = _verify(fmt, written, target, job, table, verify, rounds, protocol, step, budget,
                                          inputs)  # fmt: skip
-        if judge is not None and runnable is not None and target.precision != "fp32":
+        scorer = _scorer(runnable, written, job) if judge is not None and target.precision != "fp32" else None
+        if scorer is not None:
             step(f"{n}: scoring on the validation split")
-            verification = judge.score(n, runnable, verification)
+            verification = judge.score(n, scorer, verification, in_runtime=scorer is runnable)
         written_by[n] = (fmt, target, written, verification)
         extra = _extra(n, target, calibrated, judge)
         manifest = _write_manifest(fmt, written, target, job, source, verification, name, extra)
@@ -224,6 +225,21 @@ def _extra(fmt: str, target: Device, calibrated, judge, agreement: dict | None =
     return extra
 
 
+def _scorer(runnable: Runnable | None, written: Written, job: Job) -> Runnable | None:
+    """What scores a quantized artifact: its runtime here, else the torch graph it was converted from
+    where that graph computes what it does (`Written.twin`, noted), else nothing."""
+    if runnable is not None or written.twin is None:
+        return runnable
+    import torch
+
+    from hwnas.hardware.backends.torch import TorchRunnable
+
+    written.notes.append(
+        "task scores computed in torch on the graph the artifact was converted from (its runtime does not run here)"
+    )
+    return TorchRunnable(written.twin, [job.input_shape], "cpu", torch.get_num_threads())
+
+
 def _checkpoint_data(ckpt, data: str | None) -> str:
     """The data a checkpoint trained on (or `data`): the default calibration set."""
     chosen = data or ckpt.data.get("data")
@@ -242,8 +258,9 @@ class _Judge:
         self.scores: TaskScores | None = None  # the fp32 reference is scored with the first artifact
         self.outputs: dict[str, object] = {}
 
-    def score(self, fmt: str, runnable, verification: Verification) -> Verification:
-        """`verification` with the artifact's task scores recorded, failed if a drop exceeds its limit."""
+    def score(self, fmt: str, runnable, verification: Verification, *, in_runtime: bool = True) -> Verification:
+        """`verification` with the artifact's task scores recorded, failed if a drop exceeds its limit;
+        only artifacts run `in_runtime` join the runtimes' agreement."""
         if self.scores is None:
             from hwnas.train.source import checkpoint_data
             from hwnas.train.task import make_task
@@ -257,7 +274,8 @@ class _Judge:
         scores = task_scores(net, self.dataset, self.task, resolution=self.resolution)
         self.scores.scores[fmt] = scores
         self.scores.drops[fmt] = {m: drop(m, v, scores[m]) for m, v in self.scores.reference.items() if m in scores}
-        self.outputs[fmt] = outputs_on(runnable, self.images)
+        if in_runtime:
+            self.outputs[fmt] = outputs_on(runnable, self.images)
         exceeded = self.scores.exceeded(fmt)
         if exceeded:
             reasons = [verification.reason] if verification.status == FAILED else []

@@ -47,14 +47,15 @@ BACKENDS: Registry = Registry(
 )
 
 
-# The precisions each runtime builds (hwnas/hardware/backends): ONNX Runtime and LiteRT quantize to
-# int8 themselves; ONNX Runtime's fp16 is the execution provider's own (CANN's, TensorRT's), not
-# the CPU provider's, which has no fp16 kernels for most of a network; torch eager runs fp32.
+# The precisions each runtime builds (hwnas/hardware/backends): ONNX Runtime, LiteRT and Core ML
+# (W8A8, from torch's explicit quantize/dequantize graph) quantize to int8 themselves; ONNX
+# Runtime's fp16 is the execution provider's own (CANN's, TensorRT's), not the CPU provider's,
+# which has no fp16 kernels for most of a network; torch eager runs fp32.
 BACKEND_PRECISIONS = {
     "onnxruntime": ("fp32", "fp16", "int8"),
     "tflite": ("fp32", "int8"),
     "torch": ("fp32",),
-    "coreml": ("fp32", "fp16"),
+    "coreml": ("fp32", "fp16", "int8"),
     "tensorrt": ("fp32", "fp16", "int8"),
 }
 

@@ -11,6 +11,11 @@ asymmetric, TensorRT int8 symmetric). The runtimes also quantize the outputs of 
 operations (sigmoid, products, sums, resizes); those are not simulated, so the simulation is near
 the runtime's int8 model, not equal to it (`bench.int8 --part ranking` measures how its scores rank
 subnets against the runtime's own).
+
+With `explicit=True` the same numbers are computed with explicit quantize/dequantize operations
+(`torch.ops.quantized_decomposed`) and int8 weight tensors dequantized per channel, the graph that
+`torch.export` hands to a converter that lowers it to integer kernels: Core ML's W8A8 mlprogram
+(`hwnas.hardware.backends.coreml`) is converted from it, so there the simulation *is* the model.
 """
 
 from __future__ import annotations
@@ -47,6 +52,7 @@ SCHEMES = {
     "onnxruntime-symmetric": Scheme("int8", True),
     "tflite": Scheme("int8", False),
     "tensorrt": Scheme("int8", True),
+    "coreml": Scheme("int8", True),  # coremltools' linear_symmetric activations
 }
 
 
@@ -68,45 +74,100 @@ def _affine(lo: float, hi: float, scheme: Scheme) -> tuple[float, int]:
     return scale, int(round(qmin - lo / scale))
 
 
-def _fake(lo: float, hi: float, scheme: Scheme) -> Callable[[torch.Tensor], torch.Tensor]:
-    """Fake quantization of a tensor over [lo, hi] in `scheme`."""
+def _fake(lo: float, hi: float, scheme: Scheme, *, explicit: bool = False) -> Callable[[torch.Tensor], torch.Tensor]:
+    """Fake quantization of a tensor over [lo, hi] in `scheme`; `explicit`: as a quantize and a
+    dequantize operation (same values)."""
     scale, zero = _affine(lo, hi, scheme)
     qmin, qmax = scheme.bounds
-    return lambda x: torch.fake_quantize_per_tensor_affine(x, scale, zero, qmin, qmax)
+    if not explicit:
+        return lambda x: torch.fake_quantize_per_tensor_affine(x, scale, zero, qmin, qmax)
+    ops, dtype = _decomposed(), getattr(torch, scheme.dtype)
+    return lambda x: ops.dequantize_per_tensor(
+        ops.quantize_per_tensor(x, scale, zero, qmin, qmax, dtype), scale, zero, qmin, qmax, dtype
+    )
+
+
+def _decomposed():
+    """`torch.ops.quantized_decomposed` (registered when its module is imported)."""
+    import torch.ao.quantization.fx._decomposed  # noqa: F401
+
+    return torch.ops.quantized_decomposed
+
+
+def _weight_scale(w: torch.Tensor) -> torch.Tensor:
+    """Symmetric int8 per output channel, as ONNX Runtime quantizes symmetric weights: -127..127,
+    scale |w|max / 127, zero point 0."""
+    return (w.abs().flatten(1).amax(dim=1).clamp_min(1e-12) / 127).to(torch.float32)
 
 
 def _weights_int8(module: nn.Module) -> None:
-    """Symmetric int8 per output channel, in place, as ONNX Runtime quantizes symmetric weights:
-    -127..127, scale |w|max / 127, zero point 0."""
+    """The module's weights fake-quantized in place (`_weight_scale`)."""
     w = module.weight.data
-    scale = (w.abs().flatten(1).amax(dim=1).clamp_min(1e-12) / 127).to(torch.float32)
+    scale = _weight_scale(w)
     zero = torch.zeros(len(scale), dtype=torch.int32, device=w.device)
     module.weight.data = torch.fake_quantize_per_channel_affine(w, scale, zero, 0, -127, 127)
 
 
-def simulated_int8(net: nn.Module, batches: Iterable[torch.Tensor], scheme: Scheme) -> nn.Module:
-    """An eval-mode copy of static `net` with int8 simulated (see the module's notes); `batches`
-    are normalised image batches on the net's device, the activations' calibration."""
-    sim = folded(net)
-    layers = [m for m in sim.modules() if isinstance(m, nn.Conv2d | nn.Linear)]
-    seen = {(id(m), side): [float("inf"), float("-inf")] for m in layers for side in ("in", "out")}
+class Int8Weights(nn.Module):
+    """A convolution or linear layer whose weights are held as int8 with a scale per output channel
+    and dequantized in its forward (`_weight_scale`), so an exported graph carries int8 constants."""
+
+    def __init__(self, layer: nn.Conv2d | nn.Linear):
+        super().__init__()
+        self.layer = layer
+        w = layer.weight.data
+        scale = _weight_scale(w)
+        shape = (-1,) + (1,) * (w.dim() - 1)
+        self.register_buffer("scale", scale)
+        self.register_buffer("zero", torch.zeros(len(scale), dtype=torch.int64, device=w.device))
+        self.register_buffer("q", torch.clamp(torch.round(w / scale.view(shape)), -127, 127).to(torch.int8))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        weight = _decomposed().dequantize_per_channel(self.q, self.scale, self.zero, 0, -127, 127, torch.int8)
+        if isinstance(self.layer, nn.Linear):
+            return nn.functional.linear(x, weight, self.layer.bias)
+        return self.layer._conv_forward(x, weight, self.layer.bias)
+
+
+def _ranges(net: nn.Module, layers: dict[str, nn.Module], batches: Iterable[torch.Tensor]) -> dict:
+    """(name, "in"/"out") -> [min, max] each layer's input and output took on `batches` (MinMax);
+    a layer that never ran has none."""
+    seen: dict = {}
 
     def widen(key, x: torch.Tensor) -> None:
-        seen[key][0] = min(seen[key][0], float(x.min()))
-        seen[key][1] = max(seen[key][1], float(x.max()))
+        lo, hi = seen.get(key, (float("inf"), float("-inf")))
+        seen[key] = (min(lo, float(x.min())), max(hi, float(x.max())))
 
-    hooks = [m.register_forward_pre_hook(lambda m, inputs: widen((id(m), "in"), inputs[0])) for m in layers]
-    hooks += [m.register_forward_hook(lambda m, inputs, out: widen((id(m), "out"), out)) for m in layers]
+    hooks = [m.register_forward_pre_hook(lambda m, inputs, n=n: widen((n, "in"), inputs[0])) for n, m in layers.items()]
+    hooks += [m.register_forward_hook(lambda m, inputs, out, n=n: widen((n, "out"), out)) for n, m in layers.items()]
     with torch.no_grad():
-        for batch in batches:
-            sim(batch)
+        for batch in batches:  # a tensor, or a tuple of a model's inputs
+            net(*batch) if isinstance(batch, tuple) else net(batch)
     for hook in hooks:
         hook.remove()
-    for m in layers:
-        if seen[(id(m), "in")][0] > seen[(id(m), "in")][1]:  # never ran on the calibration batches
+    return seen
+
+
+def simulated_int8(
+    net: nn.Module, batches: Iterable[torch.Tensor], scheme: Scheme, *, explicit: bool = False
+) -> nn.Module:
+    """An eval-mode copy of static `net` with int8 simulated (see the module's notes); `batches`
+    are normalised image batches on the net's device (or tuples of its inputs), the activations'
+    calibration; `explicit`: as explicit quantize/dequantize operations and int8 weight tensors
+    (`Int8Weights`), the same values."""
+    sim = folded(net)
+    layers = {n: m for n, m in sim.named_modules() if isinstance(m, nn.Conv2d | nn.Linear)}
+    seen = _ranges(sim, layers, batches)
+    for name, m in layers.items():
+        if (name, "in") not in seen:  # never ran on the calibration batches
             continue
-        before, after = (_fake(*seen[(id(m), side)], scheme) for side in ("in", "out"))
+        before, after = (_fake(*seen[(name, side)], scheme, explicit=explicit) for side in ("in", "out"))
+        if explicit:
+            parent, _, attribute = name.rpartition(".")
+            m = Int8Weights(m)
+            setattr(sim.get_submodule(parent), attribute, m)
+        else:
+            _weights_int8(m)
         m.register_forward_pre_hook(lambda _m, inputs, q=before: (q(inputs[0]), *inputs[1:]))
         m.register_forward_hook(lambda _m, _inputs, out, q=after: q(out))
-        _weights_int8(m)
     return sim

@@ -287,7 +287,7 @@ def _int8_scheme(specs):
     if fp:
         raise HwnasError(
             f"--quantized-accuracy scores int8 models, but {', '.join(fp)} is not an int8 device: search "
-            "with int8 devices (cpu-int8, cpu-tflite-int8, snapdragon8-int8, rtx4090-int8)"
+            "with int8 devices (cpu-int8, cpu-tflite-int8, snapdragon8-int8, rtx4090-int8, m2-int8)"
         )
     schemes = {scheme_for(s.backend, s.provider) for s in specs}
     if len(schemes) > 1:

@@ -75,6 +75,9 @@ class Written:
     verifiable: bool = True
     inputs: list[str] = field(default_factory=lambda: ["input0"])  # tensor names as the artifact has them
     outputs: list[str] = field(default_factory=lambda: ["output0"])
+    # the torch graph the artifact was converted from, where that graph computes what the artifact
+    # does (Core ML int8: explicit quantize/dequantize), scored in torch where the runtime cannot run
+    twin: nn.Module | None = None
 
     @property
     def artifact(self) -> Path:

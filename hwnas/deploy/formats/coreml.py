@@ -1,7 +1,11 @@
 """Core ML: a coremltools mlprogram `.mlpackage` with the device spec's compute precision and units.
 
 Predictions need macOS, so here the package is loaded back with `skip_model_load` and its spec is
-checked instead: input name and shape, and the op counts (one `conv` per convolution of the subnet).
+checked instead: input name and shape, and the op counts (one `conv` per convolution of the subnet;
+int8: one `constexpr_affine_dequantize` per convolution and linear layer, and `quantize` operations).
+An int8 package is converted from a torch graph with explicit quantize/dequantize operations
+(`hwnas.hardware.backends.coreml.w8a8`); where Core ML cannot run, export scores that graph in torch
+for the task's metric and says so in the manifest's notes.
 """
 
 from __future__ import annotations
@@ -17,7 +21,7 @@ from hwnas.errors import HwnasError
 from hwnas.files import atomic_replace_dir
 from hwnas.hardware.backends import Runnable
 from hwnas.hardware.backends.base import Artifact, quiet_fds
-from hwnas.hardware.backends.coreml import CoremlBackend, CoremlRunnable, to_mlmodel
+from hwnas.hardware.backends.coreml import CoremlBackend, CoremlRunnable, to_mlmodel, w8a8
 from hwnas.hardware.device import Device
 
 
@@ -54,9 +58,9 @@ class CoremlFormat(Format):
     suffix = ".mlpackage"
 
     def write(self, job: Job, device: Device, folder: Path, name: str) -> Written:
-        model = to_mlmodel(
-            job.subnet, [job.input_shape], precision=device.precision, compute_units=device.compute_units
-        )
+        int8 = device.precision == "int8"
+        graph = w8a8(job.subnet, job.calibration_sets()) if int8 else job.subnet
+        model = to_mlmodel(graph, [job.input_shape], precision=device.precision, compute_units=device.compute_units)
         path = folder / self.filename(name)
         with tempfile.TemporaryDirectory(prefix=f".{path.name}.", dir=folder) as staging:
             staged = Path(staging) / path.name
@@ -64,9 +68,15 @@ class CoremlFormat(Format):
                 model.save(str(staged))
             summary = package_summary(load_package(staged))
             self._check(summary, job)
+            if int8:
+                self._check_int8(summary, job)
             atomic_replace_dir(staged, path)
         info = {**summary, "precision": device.precision, "compute_units": device.compute_units}
-        return Written([path], CoremlBackend(device).versions(), info)
+        written = Written([path], CoremlBackend(device).versions(), info)
+        if int8:
+            info["quantization"] = "W8A8: int8 weights per output channel, int8 symmetric activations (MinMax)"
+            written.twin = graph
+        return written
 
     @staticmethod
     def _check(summary: dict, job: Job) -> None:
@@ -77,6 +87,17 @@ class CoremlFormat(Format):
         if summary["ops"].get("conv", 0) != expected:
             raise HwnasError(
                 f"the Core ML package has {summary['ops'].get('conv', 0)} conv ops for {expected} convolutions"
+            )
+
+    @staticmethod
+    def _check_int8(summary: dict, job: Job) -> None:
+        """Every convolution and linear layer's weights are int8 constants, and activations quantized."""
+        layers = sum(isinstance(m, nn.Conv2d | nn.Linear) for m in job.subnet.modules())
+        ops = summary["ops"]
+        if ops.get("constexpr_affine_dequantize", 0) != layers or not ops.get("quantize"):
+            raise HwnasError(
+                f"the Core ML int8 package has {ops.get('constexpr_affine_dequantize', 0)} int8 weight tensors "
+                f"for {layers} layers and {ops.get('quantize', 0)} quantize ops"
             )
 
     def load(self, written: Written, device: Device, job: Job) -> tuple[Runnable, Artifact]:
