@@ -6,16 +6,17 @@ import pytest
 import torch
 
 from hwnas.errors import HwnasError
-from hwnas.train.recipe import FOCUSNET, SALNAS, Augmentation, parse_augment, recipe_settings
+from hwnas.train.recipe import FOCUSNET, SALNAS, Augmentation, parse_augment, poly_factor, recipe_settings
 from tests.cli import one_error_line, run_cli
 
 
 def test_sod_defaults_to_focusnets_recipe_and_flags_override_it():
     assert recipe_settings("sod+focus") == {
         "optimizer": "adam", "lr": 1e-4, "weight_decay": 1e-4, "batch_size": 16, "augment": ("flip", "rotate", "blur"),
+        "schedule": "cosine",
     }  # fmt: skip
     assert recipe_settings("saliency") == {
-        "optimizer": "sgd", "lr": 0.05, "weight_decay": 1e-5, "batch_size": 32, "augment": (),
+        "optimizer": "sgd", "lr": 0.05, "weight_decay": 1e-5, "batch_size": 32, "augment": (), "schedule": "cosine",
     }  # fmt: skip
     assert recipe_settings("sod", lr=3e-4, augment="none", batch_size=8)["augment"] == ()
     assert recipe_settings("saliency", augment="flip,blur")["augment"] == ("flip", "blur")
@@ -27,6 +28,32 @@ def test_sod_defaults_to_focusnets_recipe_and_flags_override_it():
         parse_augment("scale", "sod")  # a mask would be cropped, scale-and-crop is segmentation's
     with pytest.raises(HwnasError, match="unknown optimizer 'rmsprop'; allowed: sgd, adam"):
         recipe_settings("sod", optimizer="rmsprop")
+
+
+def test_segmentation_trains_with_mosegnas_recipe_and_its_poly_schedule():
+    """MoSegNAS Section IV-C (after BiSeNet): SGD, momentum 0.9, weight decay 1e-5, batch 8, lr 0.01 x
+    (1 - iter / maxIter)^0.9; the values by hand: 0.5^0.9 = 0.535887, 0.9^0.9 = 0.909533."""
+    assert recipe_settings("segmentation") == {
+        "optimizer": "sgd", "lr": 0.01, "weight_decay": 1e-5, "batch_size": 8, "augment": ("flip", "scale"),
+        "schedule": "poly",
+    }  # fmt: skip
+    assert recipe_settings("segmentation", schedule="cosine")["schedule"] == "cosine"
+    assert [round(poly_factor(step, 100), 6) for step in (0, 10, 50, 100, 120)] == [1.0, 0.909533, 0.535887, 0, 0]
+    with pytest.raises(HwnasError, match="unknown schedule 'step'; allowed: cosine, poly"):
+        recipe_settings("segmentation", schedule="step")
+
+
+def test_the_poly_schedule_sets_the_optimizers_learning_rate_step_by_step():
+    from hwnas.train.trainer import TrainConfig, make_scheduler
+
+    optimizer = torch.optim.SGD(torch.nn.Linear(2, 2).parameters(), lr=0.01, momentum=0.9)
+    scheduler = make_scheduler(optimizer, TrainConfig(lr=0.01, schedule="poly", epochs=2), steps=2)
+    rates = []
+    for _ in range(4):
+        rates.append(optimizer.param_groups[0]["lr"])
+        optimizer.step()
+        scheduler.step()
+    assert rates == pytest.approx([0.01 * (1 - step / 4) ** 0.9 for step in range(4)])
 
 
 def _batch(h: int, w: int) -> dict[str, torch.Tensor]:
@@ -75,6 +102,7 @@ def test_draws_follow_the_probability_and_the_names():
         (["--augment", "rotate"], "--augment 'rotate' is not a list of distinct flip, blur (or none) for saliency"),
         (["--task", "sod", "--optimizer", "rmsprop"], "unknown optimizer 'rmsprop'; allowed: sgd, adam"),
         (["--task", "sod", "--weight-decay", "-1"], "weight decay must be a non-negative number"),
+        (["--task", "segmentation", "--schedule", "step"], "unknown schedule 'step'; allowed: cosine, poly"),
     ],
 )
 def test_bad_recipe_flags_get_one_line(tmp_path, args, message):

@@ -44,6 +44,13 @@ AugmentOpt = Annotated[
     ),
 ]
 T0Opt = Annotated[int, typer.Option("--t0", help="epochs between warm restarts of the cosine schedule")]
+ScheduleOpt = Annotated[
+    str | None,
+    typer.Option(
+        help="cosine (warm restarts every --t0 epochs) or poly, lr x (1 - step/steps)^0.9 over the run "
+        "(default: cosine; segmentation: poly, MoSegNAS's)"
+    ),
+]
 AlphaOpt = Annotated[float, typer.Option(help="weight left on the ground truth after epoch 1 (SalNAS Eq. 3)")]
 MaxStepsOpt = Annotated[int, typer.Option(help="cap on steps per epoch (0: the whole split)")]
 SizeOpt = Annotated[int, typer.Option(help="synthetic data: training images")]
@@ -143,6 +150,7 @@ def train_supernet(
     weight_decay: WeightDecayOpt = None,
     augment: AugmentOpt = None,
     t0: T0Opt = 10,
+    schedule: ScheduleOpt = None,
     alpha: AlphaOpt = 0.5,
     grad_clip: ClipOpt = 5.0,
     seed: SeedOpt = 0,
@@ -177,8 +185,8 @@ def train_supernet(
             train_supernet, title="supernet", space=space_name, task=head_task(task, focus=focus, afe=afe, cfem=cfem),
             data=data, out=ckpt, fresh=fresh, selfkd=selfkd, init=init, torch_device=torch_device,
             train_size=train_size, val_size=val_size, on_inherited=_say_inherited, epochs=epochs, batch_size=batch_size,
-            lr=lr, optimizer=optimizer, weight_decay=weight_decay, augment=augment, t0=t0, alpha=alpha,
-            grad_clip=grad_clip, seed=seed, max_steps=max_steps, sandwich=sandwich, inplace_kd=inplace_kd,
+            lr=lr, optimizer=optimizer, weight_decay=weight_decay, augment=augment, t0=t0, schedule=schedule,
+            alpha=alpha, grad_clip=grad_clip, seed=seed, max_steps=max_steps, sandwich=sandwich, inplace_kd=inplace_kd,
             dropout=dropout, drop_connect=drop_connect, precision=_precision(precision, amp),
             channels_last=channels_last, check_replicas=check_replicas,
         )  # fmt: skip
@@ -217,6 +225,7 @@ def train_selfkd(
     weight_decay: WeightDecayOpt = None,
     augment: AugmentOpt = None,
     t0: T0Opt = 10,
+    schedule: ScheduleOpt = None,
     alpha: AlphaOpt = 0.5,
     grad_clip: ClipOpt = 5.0,
     seed: SeedOpt = 0,
@@ -249,7 +258,8 @@ def train_selfkd(
             task=head_task(task, focus=focus, afe=afe, cfem=cfem), method=method, data=data, out=ckpt, fresh=fresh,
             init=init, torch_device=torch_device, train_size=train_size, val_size=val_size, epochs=epochs,
             batch_size=batch_size, lr=lr, optimizer=optimizer, weight_decay=weight_decay, augment=augment, t0=t0,
-            alpha=alpha, grad_clip=grad_clip, seed=seed, max_steps=max_steps, precision=_precision(precision, amp),
+            schedule=schedule, alpha=alpha, grad_clip=grad_clip, seed=seed, max_steps=max_steps,
+            precision=_precision(precision, amp),
             channels_last=channels_last, teacher_precision=teacher_precision,
         )  # fmt: skip
 

@@ -8,10 +8,12 @@
   of at most 5 px) and a rotation of up to `MAX_ROTATION` degrees (TRACER turns by multiples of
   90, which would change a non-square input's shape);
 - segmentation (MoSegNAS Section IV-C, its post-search training after BiSeNet): SGD, momentum 0.9,
-  lr 0.01, weight decay 1e-5, batch 8, horizontal flips and its scale-and-crop ("scale": each image
-  scaled by one of 0.75, 1.0, ..., 2.0 and cropped back to the training size, `hwnas.data.split.
-  scaled_crop`, done where the rows are read: in the DataLoader workers for a folder); the schedule
-  is hwnas's cosine with restarts, not its "poly").
+  lr 0.01, weight decay 1e-5, batch 8, the "poly" schedule lr x (1 - iter / maxIter)^0.9 over the
+  whole run (`poly_factor`), horizontal flips and its scale-and-crop ("scale": each image scaled by
+  one of 0.75, 1.0, ..., 2.0 and cropped back to the training size, `hwnas.data.split.
+  scaled_crop`, done where the rows are read: in the DataLoader workers for a folder).
+
+The other tasks use cosine annealing with warm restarts every `t0` epochs (SalNAS Section 4.3).
 
 `Augmentation.draw` picks one transform per image for a training step and `apply` runs it on a
 batch at any resolution, so every subnet of a sandwich step sees the same augmented images (and
@@ -31,6 +33,8 @@ from hwnas.errors import HwnasError
 from hwnas.space.tasks import base_task
 
 OPTIMIZERS = ("sgd", "adam")
+SCHEDULES = ("cosine", "poly")
+POLY_POWER = 0.9  # MoSegNAS Section IV-C, after BiSeNet
 AUGMENTATIONS = ("flip", "rotate", "blur", "scale")
 PROBABILITY = 0.5  # of each augmentation, per image (TRACER's)
 MAX_ROTATION = 15.0  # degrees either way
@@ -47,11 +51,18 @@ class Recipe:
     weight_decay: float
     batch_size: int
     augment: tuple[str, ...]
+    schedule: str = "cosine"
 
 
 SALNAS = Recipe("sgd", 0.05, 1e-5, 32, ())
 FOCUSNET = Recipe("adam", 1e-4, 1e-4, 16, ("flip", "rotate", "blur"))
-MOSEGNAS = Recipe("sgd", 0.01, 1e-5, 8, ("flip", "scale"))
+MOSEGNAS = Recipe("sgd", 0.01, 1e-5, 8, ("flip", "scale"), "poly")
+
+
+def poly_factor(step: int, total: int, power: float = POLY_POWER) -> float:
+    """The "poly" learning-rate factor (1 - step / total)^power at optimizer step `step` of `total`
+    (MoSegNAS Section IV-C: lr = 0.01 x (1 - iter / maxIter)^0.9); 0 from `total` on."""
+    return max(0.0, 1.0 - step / total) ** power
 
 
 def recipe_for(task: str) -> Recipe:
@@ -148,11 +159,13 @@ def recipe_settings(
     weight_decay: float | None = None,
     batch_size: int | None = None,
     augment: str | None = None,
+    schedule: str | None = None,
 ) -> dict:
     """The `TrainConfig` fields of the task's recipe, each one given overriding it (the CLI's flags)."""
     base = recipe_for(task)
     return {
         "optimizer": check_optimizer(optimizer or base.optimizer),
+        "schedule": check_schedule(schedule or base.schedule),
         "lr": base.lr if lr is None else lr,
         "weight_decay": base.weight_decay if weight_decay is None else weight_decay,
         "batch_size": base.batch_size if batch_size is None else batch_size,
@@ -166,7 +179,13 @@ def check_optimizer(name: str) -> str:
     return name
 
 
+def check_schedule(name: str) -> str:
+    if name not in SCHEDULES:
+        raise HwnasError(f"unknown schedule '{name}'; allowed: {', '.join(SCHEDULES)}")
+    return name
+
+
 __all__ = [
-    "AUGMENTATIONS", "FOCUSNET", "OPTIMIZERS", "SALNAS", "Augmentation", "Recipe", "check_optimizer",
-    "parse_augment", "recipe_for", "recipe_settings",
+    "AUGMENTATIONS", "FOCUSNET", "OPTIMIZERS", "SALNAS", "SCHEDULES", "Augmentation", "Recipe", "check_optimizer",
+    "check_schedule", "parse_augment", "poly_factor", "recipe_for", "recipe_settings",
 ]  # fmt: skip

@@ -28,7 +28,7 @@ from hwnas.torch_device import torch_device
 from hwnas.train.recipe import recipe_settings
 from hwnas.train.trainer import TrainConfig, TrainResult, check_precision, fit, initial_subnet
 
-RECIPE = ("optimizer", "lr", "weight_decay", "batch_size", "augment")  # from the task's recipe unless given
+RECIPE = ("optimizer", "lr", "weight_decay", "batch_size", "augment", "schedule")  # from the task's recipe unless given
 RUN = ("method", "inplace_kd")  # set by the verb itself
 
 

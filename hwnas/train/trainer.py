@@ -6,7 +6,8 @@ with inplace distillation the largest subnet's detached prediction is the target
 single subnet is the same loop with one arch per step. On top, a `selfkd` method (SalNAS Algorithm
 1) or a comparison method turns targets into gt_bar (Eq. 3). SGD with momentum 0.9 (or Adam, FocusNet's
 recipe: `hwnas.train.recipe`) and cosine annealing with warm restarts every `t0` epochs (SalNAS
-Section 4.3, Table 3); optional augmentation, one draw per step shared by the step's subnets.
+Section 4.3, Table 3) or, for segmentation, MoSegNAS's "poly" schedule; optional augmentation, one
+draw per step shared by the step's subnets.
 
 Subnets and data order are functions of (seed, step) and (seed, epoch), so every DDP rank samples
 the same subnets and a resumed run repeats exactly what an uninterrupted one does. A checkpoint
@@ -39,7 +40,7 @@ from hwnas.process_group import rank_world
 from hwnas.space import Arch, SearchSpace
 from hwnas.space.tasks import base_task
 from hwnas.train.evaluation import evaluate
-from hwnas.train.recipe import AUGMENTATIONS, Augmentation, check_optimizer
+from hwnas.train.recipe import AUGMENTATIONS, Augmentation, check_optimizer, check_schedule, poly_factor
 from hwnas.train.selfkd import PKD, PSKD, Baseline, SelfKD, activate, check_method, predict
 from hwnas.train.task import Task
 
@@ -60,6 +61,7 @@ class TrainConfig:
     weight_decay: float = 1e-5
     augment: tuple[str, ...] = ()  # flip, rotate, blur (FocusNet), drawn per image and step
     t0: int = 10
+    schedule: str = "cosine"  # cosine with warm restarts every t0 epochs, or poly (segmentation's recipe)
     grad_clip: float = 5.0
     sandwich: int = 2
     inplace_kd: bool = True  # train_salnas.py trains every subnet on gt / gt_bar: the CLI turns it off under Self-KD
@@ -78,6 +80,7 @@ class TrainConfig:
     def validate(self) -> TrainConfig:
         check_method(self.method)
         check_optimizer(self.optimizer)
+        check_schedule(self.schedule)
         if not set(self.augment) <= set(AUGMENTATIONS):
             raise HwnasError(f"unknown augmentation in {self.augment}; allowed: {', '.join(AUGMENTATIONS)}")
         if not (self.weight_decay >= 0 and math.isfinite(self.weight_decay)):
@@ -209,6 +212,16 @@ class ArchPool:
         return [self.archs[i] for i in picked]
 
 
+def make_scheduler(optimizer: torch.optim.Optimizer, config: TrainConfig, steps: int):
+    """The learning-rate schedule, stepped once per optimizer step (`steps` a epoch): cosine with
+    warm restarts every `t0` epochs (SalNAS Section 4.3), or "poly" over the whole run (MoSegNAS
+    Section IV-C: lr x (1 - step / total)^0.9, `hwnas.train.recipe.poly_factor`)."""
+    if config.schedule == "poly":
+        total = config.epochs * steps
+        return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: poly_factor(step, total))
+    return torch.optim.lr_scheduler.CosineAnnealingWarmRestarts(optimizer, T_0=config.t0 * steps)
+
+
 def _reinitialise(model: nn.Module, seed: int) -> nn.Module:
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
@@ -264,8 +277,7 @@ class _Run:
             optimizer = torch.optim.SGD(model.parameters(), lr=c.lr, momentum=c.momentum, weight_decay=c.weight_decay)
         steps = len(self.data.train) // (c.batch_size * self.world) or 1
         steps = min(steps, c.max_steps) if c.max_steps else steps
-        scheduler = torch.optim.lr_scheduler.CosineAnnealingWarmRestarts(optimizer, T_0=c.t0 * steps)
-        return optimizer, scheduler
+        return optimizer, make_scheduler(optimizer, c, steps)
 
     def make_distiller(self) -> Baseline:
         c = self.config
