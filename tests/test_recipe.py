@@ -13,10 +13,11 @@ from tests.cli import one_error_line, run_cli
 def test_sod_defaults_to_focusnets_recipe_and_flags_override_it():
     assert recipe_settings("sod+focus") == {
         "optimizer": "adam", "lr": 1e-4, "weight_decay": 1e-4, "batch_size": 16, "augment": ("flip", "rotate", "blur"),
-        "schedule": "cosine",
+        "schedule": "cosine", "ohem": 0.0,
     }  # fmt: skip
     assert recipe_settings("saliency") == {
         "optimizer": "sgd", "lr": 0.05, "weight_decay": 1e-5, "batch_size": 32, "augment": (), "schedule": "cosine",
+        "ohem": 0.0,
     }  # fmt: skip
     assert recipe_settings("sod", lr=3e-4, augment="none", batch_size=8)["augment"] == ()
     assert recipe_settings("saliency", augment="flip,blur")["augment"] == ("flip", "blur")
@@ -35,8 +36,13 @@ def test_segmentation_trains_with_mosegnas_recipe_and_its_poly_schedule():
     (1 - iter / maxIter)^0.9; the values by hand: 0.5^0.9 = 0.535887, 0.9^0.9 = 0.909533."""
     assert recipe_settings("segmentation") == {
         "optimizer": "sgd", "lr": 0.01, "weight_decay": 1e-5, "batch_size": 8, "augment": ("flip", "scale"),
-        "schedule": "poly",
+        "schedule": "poly", "ohem": 0.7,  # OHEM: the BiSeNet reference code's (the paper names no loss)
     }  # fmt: skip
+    assert recipe_settings("segmentation", ohem=0)["ohem"] == 0
+    with pytest.raises(HwnasError, match="--ohem mines the hard pixels of a segmentation loss; the task is saliency"):
+        recipe_settings("saliency", ohem=0.7)
+    with pytest.raises(HwnasError, match=r"--ohem must be a probability in \[0, 1\)"):
+        recipe_settings("segmentation", ohem=1.5)
     assert recipe_settings("segmentation", schedule="cosine")["schedule"] == "cosine"
     assert [round(poly_factor(step, 100), 6) for step in (0, 10, 50, 100, 120)] == [1.0, 0.909533, 0.535887, 0, 0]
     with pytest.raises(HwnasError, match="unknown schedule 'step'; allowed: cosine, poly"):
@@ -103,6 +109,7 @@ def test_draws_follow_the_probability_and_the_names():
         (["--task", "sod", "--optimizer", "rmsprop"], "unknown optimizer 'rmsprop'; allowed: sgd, adam"),
         (["--task", "sod", "--weight-decay", "-1"], "weight decay must be a non-negative number"),
         (["--task", "segmentation", "--schedule", "step"], "unknown schedule 'step'; allowed: cosine, poly"),
+        (["--ohem", "0.7"], "--ohem mines the hard pixels of a segmentation loss; the task is saliency"),
     ],
 )
 def test_bad_recipe_flags_get_one_line(tmp_path, args, message):

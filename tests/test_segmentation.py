@@ -85,6 +85,31 @@ def test_loss_is_cross_entropy_with_an_ignore_label_and_aux_heads_add():
     assert float(task.loss((logits, aux), target, {"seg": labels})) == pytest.approx(float(total), rel=1e-6)
 
 
+def _two_class(p_label: list[float], ignored: int = 0) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Logits, one-hot targets and the labelled mask of one row of pixels labelled 0 whose label has
+    probability `p_label`, then `ignored` pixels labelled 255."""
+    p = torch.tensor(p_label + [0.5] * ignored)
+    logits = torch.stack([torch.log(p / (1 - p)), torch.zeros_like(p)]).reshape(1, 2, 1, -1)
+    labels = torch.tensor([0] * len(p_label) + [255] * ignored, dtype=torch.uint8).reshape(1, 1, 1, -1)
+    return logits, class_targets(labels, 2), labels[:, 0] != 255
+
+
+def test_ohem_averages_the_hard_pixels_or_the_sixteenth_with_the_largest_losses():
+    """By hand: -ln 0.5 = 0.693147 and -ln 0.2 = 1.609438 exceed -ln 0.7 = 0.356675, -ln 0.9 does
+    not; with 32 labelled pixels at least 2 count, so the next largest (-ln 0.8 = 0.223144) joins."""
+    logits, target, labelled = _two_class([0.9, 0.5, 0.2, 0.95], ignored=2)
+    assert float(segmentation_loss(logits, target, labelled, ohem=0.7)) == pytest.approx((0.693147 + 1.609438) / 2)
+    plain = float(segmentation_loss(logits, target, labelled))
+    assert plain == pytest.approx(-np.log([0.9, 0.5, 0.2, 0.95]).mean(), rel=1e-5)
+    logits, target, labelled = _two_class([0.9] * 30 + [0.2, 0.8])
+    assert float(segmentation_loss(logits, target, labelled, ohem=0.7)) == pytest.approx((1.609438 + 0.223144) / 2)
+    task = make_task("segmentation", 2)
+    from dataclasses import replace
+
+    batch = {"seg": torch.tensor([0] * 30 + [0, 0], dtype=torch.uint8).reshape(1, 1, 1, -1)}
+    assert float(replace(task, ohem=0.7).loss(logits, target, batch)) == pytest.approx((1.609438 + 0.223144) / 2)
+
+
 # ---- the head ----------------------------------------------------------------------------------
 @pytest.mark.parametrize("task", ["segmentation", "segmentation+aux"])
 def test_head_gives_class_logits_and_extracts_exactly(mini, task):

@@ -51,6 +51,13 @@ ScheduleOpt = Annotated[
         "(default: cosine; segmentation: poly, MoSegNAS's)"
     ),
 ]
+OhemOpt = Annotated[
+    float | None,
+    typer.Option(
+        help="segmentation: train on the pixels whose label probability is under this (at least 1/16 of them), "
+        "0 for plain cross entropy (default: 0.7, the BiSeNet reference recipe's OHEM)"
+    ),
+]
 AlphaOpt = Annotated[float, typer.Option(help="weight left on the ground truth after epoch 1 (SalNAS Eq. 3)")]
 MaxStepsOpt = Annotated[int, typer.Option(help="cap on steps per epoch (0: the whole split)")]
 SizeOpt = Annotated[int, typer.Option(help="synthetic data: training images")]
@@ -151,6 +158,7 @@ def train_supernet(
     augment: AugmentOpt = None,
     t0: T0Opt = 10,
     schedule: ScheduleOpt = None,
+    ohem: OhemOpt = None,
     alpha: AlphaOpt = 0.5,
     grad_clip: ClipOpt = 5.0,
     seed: SeedOpt = 0,
@@ -186,8 +194,8 @@ def train_supernet(
             data=data, out=ckpt, fresh=fresh, selfkd=selfkd, init=init, torch_device=torch_device,
             train_size=train_size, val_size=val_size, on_inherited=_say_inherited, epochs=epochs, batch_size=batch_size,
             lr=lr, optimizer=optimizer, weight_decay=weight_decay, augment=augment, t0=t0, schedule=schedule,
-            alpha=alpha, grad_clip=grad_clip, seed=seed, max_steps=max_steps, sandwich=sandwich, inplace_kd=inplace_kd,
-            dropout=dropout, drop_connect=drop_connect, precision=_precision(precision, amp),
+            ohem=ohem, alpha=alpha, grad_clip=grad_clip, seed=seed, max_steps=max_steps, sandwich=sandwich,
+            inplace_kd=inplace_kd, dropout=dropout, drop_connect=drop_connect, precision=_precision(precision, amp),
             channels_last=channels_last, check_replicas=check_replicas,
         )  # fmt: skip
 
@@ -226,6 +234,7 @@ def train_selfkd(
     augment: AugmentOpt = None,
     t0: T0Opt = 10,
     schedule: ScheduleOpt = None,
+    ohem: OhemOpt = None,
     alpha: AlphaOpt = 0.5,
     grad_clip: ClipOpt = 5.0,
     seed: SeedOpt = 0,
@@ -258,7 +267,7 @@ def train_selfkd(
             task=head_task(task, focus=focus, afe=afe, cfem=cfem), method=method, data=data, out=ckpt, fresh=fresh,
             init=init, torch_device=torch_device, train_size=train_size, val_size=val_size, epochs=epochs,
             batch_size=batch_size, lr=lr, optimizer=optimizer, weight_decay=weight_decay, augment=augment, t0=t0,
-            schedule=schedule, alpha=alpha, grad_clip=grad_clip, seed=seed, max_steps=max_steps,
+            schedule=schedule, ohem=ohem, alpha=alpha, grad_clip=grad_clip, seed=seed, max_steps=max_steps,
             precision=_precision(precision, amp),
             channels_last=channels_last, teacher_precision=teacher_precision,
         )  # fmt: skip

@@ -7,6 +7,8 @@ the same shape.
 
 from __future__ import annotations
 
+import math
+
 import torch
 import torch.nn.functional as F
 
@@ -133,19 +135,43 @@ def class_targets(labels: torch.Tensor, classes: int) -> torch.Tensor:
     return onehot * labelled[:, None]
 
 
+OHEM_MIN_SHARE = 16  # OHEM keeps at least 1/16 of the labelled pixels (the BiSeNet reference's n_min)
+
+
 def segmentation_loss(
-    logits: torch.Tensor, target: torch.Tensor, labelled: torch.Tensor, aux: tuple[torch.Tensor, ...] = ()
+    logits: torch.Tensor,
+    target: torch.Tensor,
+    labelled: torch.Tensor,
+    aux: tuple[torch.Tensor, ...] = (),
+    *,
+    ohem: float = 0.0,
 ) -> torch.Tensor:
     """Pixel cross entropy against (B, C, H, W) soft targets, summed over pixels and divided by the
     number of labelled ones (`labelled`, (B, H, W) bool): with one-hot targets exactly
     `F.cross_entropy(logits, labels, ignore_index=IGNORE)`; a Self-KD mix (SalNAS Eq. 3) also
     distils the teacher on ignored pixels. Each auxiliary head's logits are upsampled (bilinear) to
-    the target's size and add the same loss with weight 1 (BiSeNet Eq. 2)."""
+    the target's size and add the same loss with weight 1 (BiSeNet Eq. 2).
+
+    `ohem` > 0: online hard example mining as the BiSeNet reference trains (CoinCheung/BiSeNet,
+    `OhemCELoss(0.7)` on the main and auxiliary heads): the mean over the pixels whose loss exceeds
+    -log(ohem) (the label's probability under `ohem`), or over the `labelled / 16` largest losses
+    when fewer do."""
     count = labelled.sum().clamp(min=1)
 
     def term(out: torch.Tensor) -> torch.Tensor:
         if tuple(out.shape[-2:]) != tuple(target.shape[-2:]):
             out = F.interpolate(out, size=target.shape[-2:], mode="bilinear", align_corners=False)
-        return -(target * F.log_softmax(out.float(), dim=1)).sum() / count
+        pixels = -(target * F.log_softmax(out.float(), dim=1)).sum(1)
+        if ohem <= 0:
+            return pixels.sum() / count
+        return _hard_mean(pixels.flatten(), -math.log(ohem), int(labelled.sum()) // OHEM_MIN_SHARE)
 
     return sum((term(a) for a in aux), term(logits))
+
+
+def _hard_mean(losses: torch.Tensor, threshold: float, at_least: int) -> torch.Tensor:
+    """The mean of the losses above `threshold`, or of the `at_least` largest when fewer are."""
+    hard = losses[losses > threshold]
+    if hard.numel() < at_least:
+        hard = losses.topk(at_least).values
+    return hard.mean() if hard.numel() else losses.sum() * 0.0

@@ -9,9 +9,11 @@
   90, which would change a non-square input's shape);
 - segmentation (MoSegNAS Section IV-C, its post-search training after BiSeNet): SGD, momentum 0.9,
   lr 0.01, weight decay 1e-5, batch 8, the "poly" schedule lr x (1 - iter / maxIter)^0.9 over the
-  whole run (`poly_factor`), horizontal flips and its scale-and-crop ("scale": each image scaled by
-  one of 0.75, 1.0, ..., 2.0 and cropped back to the training size, `hwnas.data.split.
-  scaled_crop`, done where the rows are read: in the DataLoader workers for a folder).
+  whole run (`poly_factor`), cross entropy with online hard example mining as the BiSeNet reference
+  code trains (`OHEM`; the paper names no loss beyond BiSeNet's), horizontal flips and its
+  scale-and-crop ("scale": each image scaled by one of 0.75, 1.0, ..., 2.0 and cropped back to the
+  training size, `hwnas.data.split.scaled_crop`, done where the rows are read: in the DataLoader
+  workers for a folder).
 
 The other tasks use cosine annealing with warm restarts every `t0` epochs (SalNAS Section 4.3).
 
@@ -35,6 +37,7 @@ from hwnas.space.tasks import base_task
 OPTIMIZERS = ("sgd", "adam")
 SCHEDULES = ("cosine", "poly")
 POLY_POWER = 0.9  # MoSegNAS Section IV-C, after BiSeNet
+OHEM = 0.7  # the BiSeNet reference recipe's hard-pixel threshold (CoinCheung/BiSeNet `OhemCELoss(0.7)`)
 AUGMENTATIONS = ("flip", "rotate", "blur", "scale")
 PROBABILITY = 0.5  # of each augmentation, per image (TRACER's)
 MAX_ROTATION = 15.0  # degrees either way
@@ -52,11 +55,12 @@ class Recipe:
     batch_size: int
     augment: tuple[str, ...]
     schedule: str = "cosine"
+    ohem: float = 0.0
 
 
 SALNAS = Recipe("sgd", 0.05, 1e-5, 32, ())
 FOCUSNET = Recipe("adam", 1e-4, 1e-4, 16, ("flip", "rotate", "blur"))
-MOSEGNAS = Recipe("sgd", 0.01, 1e-5, 8, ("flip", "scale"), "poly")
+MOSEGNAS = Recipe("sgd", 0.01, 1e-5, 8, ("flip", "scale"), "poly", OHEM)
 
 
 def poly_factor(step: int, total: int, power: float = POLY_POWER) -> float:
@@ -160,10 +164,16 @@ def recipe_settings(
     batch_size: int | None = None,
     augment: str | None = None,
     schedule: str | None = None,
+    ohem: float | None = None,
 ) -> dict:
     """The `TrainConfig` fields of the task's recipe, each one given overriding it (the CLI's flags)."""
     base = recipe_for(task)
+    if ohem is not None and not 0 <= ohem < 1:
+        raise HwnasError(f"--ohem must be a probability in [0, 1) (0: plain cross entropy), got {ohem}")
+    if ohem and base_task(task) != "segmentation":
+        raise HwnasError(f"--ohem mines the hard pixels of a segmentation loss; the task is {task}")
     return {
+        "ohem": base.ohem if ohem is None else ohem,
         "optimizer": check_optimizer(optimizer or base.optimizer),
         "schedule": check_schedule(schedule or base.schedule),
         "lr": base.lr if lr is None else lr,

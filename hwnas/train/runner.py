@@ -12,7 +12,7 @@ recipe (`hwnas.train.recipe`) for those not given. NATv2's post-processing is
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +28,8 @@ from hwnas.torch_device import torch_device
 from hwnas.train.recipe import recipe_settings
 from hwnas.train.trainer import TrainConfig, TrainResult, check_precision, fit, initial_subnet
 
-RECIPE = ("optimizer", "lr", "weight_decay", "batch_size", "augment", "schedule")  # from the task's recipe unless given
+# from the task's recipe unless given
+RECIPE = ("optimizer", "lr", "weight_decay", "batch_size", "augment", "schedule", "ohem")
 RUN = ("method", "inplace_kd")  # set by the verb itself
 
 
@@ -152,6 +153,11 @@ def _config(task: str, settings: dict[str, Any], **run: Any) -> TrainConfig:
     return TrainConfig(**recipe, **settings, **run)
 
 
+def _with_ohem(task, ohem: float):
+    """A segmentation task whose loss mines hard pixels at `ohem` (`recipe_settings` checked it)."""
+    return replace(task, ohem=ohem) if ohem else task
+
+
 def _train(
     model_factory: Callable[[int], torch.nn.Module],
     *,
@@ -185,7 +191,7 @@ def _train(
         model,
         space=space,
         data=dataset,
-        task=make_task(task, dataset.num_classes),
+        task=_with_ohem(make_task(task, dataset.num_classes), config.ohem),
         config=config,
         out=out,
         resume=not fresh,

@@ -171,6 +171,7 @@ class SegmentationTask:
     num_classes: int
     name: str = "segmentation"
     primary: str = "miou"
+    ohem: float = 0.0  # online hard example mining threshold (`segmentation_loss`); 0: plain cross entropy
 
     @classmethod
     def of(cls, name: str, num_classes: int) -> SegmentationTask:
@@ -190,7 +191,7 @@ class SegmentationTask:
     def loss(self, output, target: torch.Tensor, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         main, *aux = output if isinstance(output, tuple) else (output,)
         labelled = batch["seg"].reshape(len(target), *target.shape[-2:]) != IGNORE
-        return segmentation_loss(main, target, labelled, tuple(aux))
+        return segmentation_loss(main, target, labelled, tuple(aux), ohem=self.ohem)
 
     def confusion(self, predictions: torch.Tensor, truths: Sequence[Truth], progress: Progress = None):
         """The split's confusion matrix, each prediction resized to its label map's size."""

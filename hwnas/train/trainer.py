@@ -62,6 +62,7 @@ class TrainConfig:
     augment: tuple[str, ...] = ()  # flip, rotate, blur (FocusNet), drawn per image and step
     t0: int = 10
     schedule: str = "cosine"  # cosine with warm restarts every t0 epochs, or poly (segmentation's recipe)
+    ohem: float = 0.0  # segmentation: hard-pixel threshold of the loss (`segmentation_loss`); 0 is off
     grad_clip: float = 5.0
     sandwich: int = 2
     inplace_kd: bool = True  # train_salnas.py trains every subnet on gt / gt_bar: the CLI turns it off under Self-KD
@@ -81,6 +82,8 @@ class TrainConfig:
         check_method(self.method)
         check_optimizer(self.optimizer)
         check_schedule(self.schedule)
+        if not 0 <= self.ohem < 1:
+            raise HwnasError(f"ohem must be a probability in [0, 1) (0: plain cross entropy), got {self.ohem}")
         if not set(self.augment) <= set(AUGMENTATIONS):
             raise HwnasError(f"unknown augmentation in {self.augment}; allowed: {', '.join(AUGMENTATIONS)}")
         if not (self.weight_decay >= 0 and math.isfinite(self.weight_decay)):
