@@ -101,6 +101,13 @@ def test_core_ml_int8_is_w8a8_converted_from_the_simulated_graph():
     scale = fp32.max() - fp32.min()
     assert np.abs(explicit - simulated).mean() < 1e-3 * scale  # equal but for rounding ties
     assert np.all(np.abs(explicit - fp32) <= TOLERANCES["int8"].bound(fp32)) and not np.array_equal(explicit, fp32)
+    from hwnas.nn.quantize import _grid
+
+    # coremltools' symmetric scheme: a never-negative tensor is uint8 with zero point 0, others int8
+    scale, *rest = _grid(0.0, 2.55, SCHEMES["coreml"])
+    signed_scale, *signed_rest = _grid(-1.0, 2.54, SCHEMES["coreml"])
+    assert scale == pytest.approx(0.01) and rest == [0, 0, 255, "uint8"]
+    assert signed_scale == pytest.approx(0.02) and signed_rest == [0, -127, 127, "int8"]
     artifact = get_backend(load_device("m2-int8", DEVICES)).prepare(model, shapes)
     ops = package_summary(artifact.payload)["ops"]
     convolutions = sum(isinstance(m, torch.nn.Conv2d) for m in model.modules())

@@ -35,6 +35,9 @@ class Scheme:
 
     dtype: str  # "uint8" or "int8"
     symmetric: bool
+    # a tensor never negative on the calibration set is uint8 with zero point 0 (coremltools'
+    # symmetric scheme: twice the steps of int8 over the same range)
+    unsigned_when_nonnegative: bool = False
 
     @property
     def bounds(self) -> tuple[int, int]:
@@ -44,7 +47,8 @@ class Scheme:
         return (-127, 127) if self.symmetric else (-128, 127)
 
     def __str__(self) -> str:
-        return f"{self.dtype} {'symmetric' if self.symmetric else 'asymmetric'} activations"
+        unsigned = ", uint8 where never negative" if self.unsigned_when_nonnegative else ""
+        return f"{self.dtype} {'symmetric' if self.symmetric else 'asymmetric'} activations{unsigned}"
 
 
 SCHEMES = {
@@ -52,7 +56,7 @@ SCHEMES = {
     "onnxruntime-symmetric": Scheme("int8", True),
     "tflite": Scheme("int8", False),
     "tensorrt": Scheme("int8", True),
-    "coreml": Scheme("int8", True),  # coremltools' linear_symmetric activations
+    "coreml": Scheme("int8", True, unsigned_when_nonnegative=True),  # coremltools' symmetric activations
 }
 
 
@@ -74,14 +78,20 @@ def _affine(lo: float, hi: float, scheme: Scheme) -> tuple[float, int]:
     return scale, int(round(qmin - lo / scale))
 
 
+def _grid(lo: float, hi: float, scheme: Scheme) -> tuple[float, int, int, int, str]:
+    """(scale, zero point, qmin, qmax, dtype) of a tensor that took values in [lo, hi]."""
+    if scheme.unsigned_when_nonnegative and lo >= 0:
+        return (hi / 255 if hi > 0 else 1.0), 0, 0, 255, "uint8"
+    return *_affine(lo, hi, scheme), *scheme.bounds, scheme.dtype
+
+
 def _fake(lo: float, hi: float, scheme: Scheme, *, explicit: bool = False) -> Callable[[torch.Tensor], torch.Tensor]:
     """Fake quantization of a tensor over [lo, hi] in `scheme`; `explicit`: as a quantize and a
     dequantize operation (same values)."""
-    scale, zero = _affine(lo, hi, scheme)
-    qmin, qmax = scheme.bounds
+    scale, zero, qmin, qmax, dtype_name = _grid(lo, hi, scheme)
     if not explicit:
         return lambda x: torch.fake_quantize_per_tensor_affine(x, scale, zero, qmin, qmax)
-    ops, dtype = _decomposed(), getattr(torch, scheme.dtype)
+    ops, dtype = _decomposed(), getattr(torch, dtype_name)
     return lambda x: ops.dequantize_per_tensor(
         ops.quantize_per_tensor(x, scale, zero, qmin, qmax, dtype), scale, zero, qmin, qmax, dtype
     )

@@ -74,7 +74,9 @@ class CoremlFormat(Format):
         info = {**summary, "precision": device.precision, "compute_units": device.compute_units}
         written = Written([path], CoremlBackend(device).versions(), info)
         if int8:
-            info["quantization"] = "W8A8: int8 weights per output channel, int8 symmetric activations (MinMax)"
+            info["quantization"] = (
+                "W8A8: int8 weights per output channel, symmetric activations (MinMax; uint8 where never negative)"
+            )
             written.twin = graph
         return written
 

@@ -4,9 +4,10 @@ Conversion runs anywhere coremltools installs; `MLModel.predict` needs macOS, so
 `run` and `measure` raise a `DeviceError` that says to run `hwnas agent` on the Mac.
 
 Int8 is W8A8 as coremltools' optimisation guide describes it (int8 weights per output channel,
-int8 symmetric activations; the Neural Engine's int8-int8 compute): BatchNorm is folded, activation
-ranges are calibrated in torch, and the graph with explicit quantize/dequantize operations
-(`hwnas.nn.quantize.simulated_int8(explicit=True)`) is converted, so the weights become
+symmetric activations, uint8 with zero point 0 where never negative; the Neural Engine's int8-int8
+compute): BatchNorm is folded, activation ranges are calibrated in torch, and the graph with
+explicit quantize/dequantize operations (`hwnas.nn.quantize.simulated_int8(explicit=True)`) is
+converted, so the weights become
 `constexpr_affine_dequantize` constants and each convolution's input and output `quantize` /
 `dequantize` pairs that Core ML fuses into integer kernels. (coremltools' own activation
 calibration, `linear_quantize_activations`, runs predictions and so needs macOS; its PT2E
