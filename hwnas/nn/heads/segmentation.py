@@ -19,12 +19,13 @@ AUX_WIDTH = 64  # BiSeNet's `BiSeNetOutput(..., mid_chan=64, ...)` for the auxil
 
 
 class AuxHead(nn.Module):
-    """A static auxiliary head: conv3x3-BN-ReLU to `AUX_WIDTH`, then a 1x1 conv (with bias) to the classes."""
+    """A static head (BiSeNet's `BiSeNetOutput`): conv3x3-BN-ReLU to `width` (an auxiliary head's
+    `AUX_WIDTH`), then a 1x1 conv (with bias) to the classes."""
 
-    def __init__(self, cin: int, classes: int):
+    def __init__(self, cin: int, classes: int, width: int = AUX_WIDTH):
         super().__init__()
-        self.conv = ConvBnAct(cin, AUX_WIDTH, 3)
-        self.out = nn.Conv2d(AUX_WIDTH, classes, 1)
+        self.conv = ConvBnAct(cin, width, 3)
+        self.out = nn.Conv2d(width, classes, 1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.out(self.conv(x))
