@@ -11,7 +11,13 @@ import torch
 import torch.nn.functional as F
 
 from hwnas.data import DataError, load_data
-from hwnas.data.layout import CITYSCAPES_CLASSES, CITYSCAPES_TRAIN_IDS
+from hwnas.data.layout import (
+    CITYSCAPES_CLASSES,
+    CITYSCAPES_TRAIN_IDS,
+    COCO_STUFF_CLASSES,
+    COCO_STUFF_IDS,
+    VOC_CLASSES,
+)
 from hwnas.data.metrics.segmentation import class_iou, confusion_matrix, segmentation_scores
 from hwnas.data.segmentation import SYNTHETIC_CLASSES, synthetic_segmentation
 from hwnas.hardware.table import LatencyTable
@@ -19,7 +25,17 @@ from hwnas.nn.supernet import Supernet, build_subnet
 from hwnas.train.losses import class_targets, segmentation_loss
 from hwnas.train.task import SegmentationTask, make_task
 from tests.cli import one_error_line, run_cli
-from tests.segdata import CITYSCAPES_IDS, cityscapes_labels, write_cityscapes, write_images_masks
+from tests.segdata import (
+    CITYSCAPES_IDS,
+    COCO_STUFF_EXPECTED,
+    cityscapes_labels,
+    coco_stuff_labels,
+    voc_labels,
+    write_cityscapes,
+    write_coco_stuff,
+    write_images_masks,
+    write_voc,
+)
 
 
 # ---- mIoU on hand-computed confusion matrices --------------------------------------------------
@@ -175,6 +191,82 @@ def test_images_masks_reader_takes_palette_indices_and_the_class_list(tmp_path):
     assert set(np.unique(data.train.rows(slice(None))["seg"]).tolist()) == {0, 1, 2, 255}
     with pytest.raises(DataError, match="for the segmentation task, not sod"):
         load_data(str(tmp_path), task="sod", size=(12, 16))
+
+
+def test_voc_reader_builds_train_aug_from_voc_and_sbd(tmp_path):
+    """VOC val stays out of training even where SBD lists it; VOC's PNG labels an image where it
+    has one (outlines 255), SBD's GTcls.Segmentation the others; without SBD, VOC's train list."""
+    write_voc(tmp_path)
+    data = load_data(str(tmp_path), task="segmentation", size=(12, 20))
+    assert data.num_classes == 21 and data.class_names == VOC_CLASSES
+    train, val = data.train.ground_truth(original=True), data.val.ground_truth(original=True)
+    assert [t.name for t in train] == ["2007_000032", "2007_000039", "2008_000002", "2008_000003"]
+    assert [t.name for t in val] == ["2007_000033"]
+    assert np.array_equal(train[0].array(), voc_labels(20, 12, 1)) and 255 in train[0].array()
+    sbd = voc_labels(20, 12, 10)
+    sbd[sbd == 255] = 0
+    assert np.array_equal(train[2].array(), sbd)  # 2008_000002: SBD's .mat, the first of its lists
+    assert np.array_equal(val[0].array(), voc_labels(20, 12, 3))  # VOC's PNG, not SBD's .mat of it
+    alone = tmp_path / "voc-alone"
+    write_voc(alone, sbd_train=None)
+    assert len(load_data(str(alone), task="segmentation", size=(12, 20)).train) == 2
+
+
+def test_coco_stuff_reader_maps_label_ids_to_its_171_classes(tmp_path):
+    write_coco_stuff(tmp_path)
+    data = load_data(str(tmp_path), task="segmentation", size=(12, 20))
+    assert data.num_classes == 171 and data.class_names[0] == "person" and data.class_names[170] == "wood"
+    assert (len(data.train), len(data.val)) == (2, 1)  # the test list is the validation split
+    (truth,) = data.val.ground_truth(original=True)
+    assert truth.name == "COCO_train2014_000000000081"
+    assert np.array_equal(truth.array(), np.vectorize(COCO_STUFF_EXPECTED.get)(coco_stuff_labels(20, 12, shift=2)))
+    assert COCO_STUFF_IDS[12] == COCO_STUFF_IDS[91] == 255 and COCO_STUFF_CLASSES[COCO_STUFF_IDS[92]] == "banner"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    ("case", "message"),
+    [
+        ("voc-no-val", "missing split list VOCdevkit/VOC2012/ImageSets/Segmentation/val.txt"),
+        ("voc-size", "2007_000032.jpg is 20x12 but its label map 2007_000032.png is 18x12"),
+        ("sbd-field", "label file 2008_000002.mat has no field GTcls.Segmentation"),
+        ("coco-bad-id", "holds 200, outside the class list: allowed are label ids 0..182"),
+        ("coco-no-test", "missing split list imageLists/test.txt"),
+    ],
+)
+def test_bad_voc_and_coco_stuff_folders_are_one_line(tmp_path, case, message):
+    if case == "voc-no-val":
+        write_voc(tmp_path)
+        (tmp_path / "VOCdevkit" / "VOC2012" / "ImageSets" / "Segmentation" / "val.txt").unlink()
+    elif case == "voc-size":
+        write_voc(tmp_path, label_size=(18, 12))
+    elif case == "sbd-field":
+        write_voc(tmp_path, mat_field="Boundaries")
+    elif case == "coco-bad-id":
+        write_coco_stuff(tmp_path, bad_id=200)
+    else:
+        write_coco_stuff(tmp_path, skip_list="test")
+    proc = run_cli("data", "check", str(tmp_path), check=False)
+    assert proc.returncode == 2 and message in one_error_line(proc)
+
+
+@pytest.mark.slow
+def test_voc_and_coco_stuff_in_data_check_and_evaluate(tmp_path):
+    write_voc(tmp_path / "voc")
+    write_coco_stuff(tmp_path / "coco")
+    voc = run_cli("data", "check", str(tmp_path / "voc")).stdout
+    assert "PASCAL VOC (segmentation)" in voc and "train_aug" in voc
+    coco = run_cli("data", "check", str(tmp_path / "coco")).stdout
+    assert "COCO-Stuff-10K (segmentation)" in coco and "171 classes" in coco
+    ckpt = tmp_path / "voc.pt"
+    run_cli("train", "supernet", "--space", "mini", "--task", "segmentation", "--data", str(tmp_path / "voc"),
+            "--epochs", "1", "--batch-size", "2", "--out", str(ckpt))  # fmt: skip
+    out = tmp_path / "scores.json"
+    run_cli("evaluate", "--supernet", str(ckpt), "--arch", "max", "--data", str(tmp_path / "voc"), "--json", str(out))
+    (row,) = json.loads(out.read_text())["rows"]
+    assert row["dataset"] == "PASCAL VOC" and row["images"] == 1 and 0 <= row["scores"]["miou"] <= 1
+    wrong = run_cli("evaluate", "--supernet", str(ckpt), "--arch", "max", "--data", str(tmp_path / "coco"), check=False)
+    assert "predicts 21 classes but COCO-Stuff-10K has 171" in one_error_line(wrong)
 
 
 @pytest.mark.slow

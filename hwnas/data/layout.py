@@ -30,6 +30,18 @@ Semantic segmentation (class-id label maps, 255 ignored; `hwnas.data.segmentatio
   `gtFine/{train,val}/CITY/CITY_SEQ_FRAME_gtFine_labelIds.png`; label ids 0..33 are mapped to the
   19 train ids of cityscapesScripts' `labels.py`, the rest to 255. The test split's labels are
   withheld by the benchmark: its images are read without ground truth.
+- PASCAL VOC 2012 as downloaded (VOCtrainval_11-May-2012.tar), optionally beside SBD
+  (benchmark.tgz): `VOCdevkit/VOC2012/{JPEGImages/NAME.jpg, SegmentationClass/NAME.png,
+  ImageSets/Segmentation/{train,val}.txt}` and `benchmark_RELEASE/dataset/{cls/NAME.mat, train.txt,
+  val.txt}`. The 21 classes (background and VOC's 20) are the palette PNGs' indices, 255 (the
+  objects' outlines) ignored. Validation is VOC's val list; training is VOC's train list or, with
+  SBD, `train_aug`: VOC train and SBD train and val, less VOC val (10,582 images as downloaded),
+  each labelled by VOC's PNG where there is one, else SBD's `GTcls.Segmentation`.
+- COCO-Stuff-10K as downloaded (cocostuff-10k-v1.1.zip): `images/NAME.jpg`, `annotations/NAME.mat`
+  (field `S`: 0 unlabeled, 1..182 COCO-Stuff's label ids) and `imageLists/{train,test}.txt` (9,000
+  and 1,000 images). The 171 classes used (COCO's 80 things and the 91 stuff classes; the 11 thing
+  ids COCO never annotated are left out, as the deeplab and mmsegmentation benchmarks do) get ids
+  0..170 in label-id order, unlabeled 255; the test list is the validation split.
 - images + masks: `images/NAME.{jpg,png}`, `masks/NAME.png` (single-channel class ids, or a
   palette PNG's indices; 255 = ignore) and `classes.txt`, one class name per line (line i = id i);
   validation is a seeded split.
@@ -83,6 +95,7 @@ class Layout:
     map_sigma: float | None = None  # maps made from fixations (OSIE): sigma as a fraction of the width
     classes: tuple[str, ...] = ()  # segmentation: the class names, id = index
     label_ids: tuple[int, ...] | None = None  # segmentation: the class id of each file value (Cityscapes' ids)
+    label_field: str | None = None  # segmentation: the field of a .mat label file (dots into structs)
 
     def items(self, which: str) -> list[Item]:
         if which not in self.splits:
@@ -347,6 +360,103 @@ def _cityscapes(root: Path, seed: int) -> Layout:
     )  # fmt: skip
 
 
+def _name_list(root: Path, path: Path, fmt: str) -> list[str]:
+    """The image names of a split list (one per line, blank lines skipped)."""
+    if not path.is_file():
+        raise DataError(f"{fmt} dataset {root}: missing split list {path.relative_to(root)}")
+    names = [line.strip() for line in path.read_text(encoding="utf-8", errors="replace").splitlines() if line.strip()]
+    if not names:
+        raise DataError(f"{fmt} dataset {root}: split list {path.relative_to(root)} names no images")
+    return names
+
+
+def _listed(root: Path, fmt: str, names: list[str], image: Callable[[str], Path], label: Callable[[str], Path]):
+    """An item per listed name, its image and label files present (one line naming those missing)."""
+    missing = [n for n in names if not image(n).is_file() or not label(n).is_file()]
+    if missing:
+        raise DataError(
+            f"{fmt} dataset {root}: {len(missing)} of {len(names)} listed images have no image or label file: "
+            f"{_examples(missing)}"
+        )
+    return [Item(n, image(n), label(n)) for n in names]
+
+
+VOC_CLASSES = (
+    "background", "aeroplane", "bicycle", "bird", "boat", "bottle", "bus", "car", "cat", "chair", "cow",
+    "diningtable", "dog", "horse", "motorbike", "person", "pottedplant", "sheep", "sofa", "train", "tvmonitor",
+)  # fmt: skip
+VOC, SBD = Path("VOCdevkit/VOC2012"), Path("benchmark_RELEASE/dataset")
+
+
+def _voc(root: Path, seed: int) -> Layout:
+    voc, sbd, fmt = root / VOC, root / SBD, "PASCAL VOC"
+    lists = voc / "ImageSets" / "Segmentation"
+    train, val = (_name_list(root, lists / f"{which}.txt", fmt) for which in ("train", "val"))
+    notes = ["palette indices are the 21 classes; 255 (object outlines) is ignored"]
+    if sbd.is_dir():
+        extra = [n for which in ("train", "val") for n in _name_list(root, sbd / f"{which}.txt", fmt)]
+        train = sorted(set(train) | set(extra) - set(val))
+        notes.append(f"train_aug: VOC train and SBD train and val, less VOC val ({len(train)} images)")
+    else:
+        notes.append("VOC's train list only (put SBD's benchmark_RELEASE beside VOCdevkit for train_aug)")
+
+    def label(name: str) -> Path:
+        png = voc / "SegmentationClass" / f"{name}.png"
+        return png if png.is_file() else sbd / "cls" / f"{name}.mat"
+
+    image = lambda n: voc / "JPEGImages" / f"{n}.jpg"  # noqa: E731
+    splits = {"train": _listed(root, fmt, train, image, label), "val": _listed(root, fmt, val, image, label)}
+    return Layout(
+        fmt, "segmentation", root, splits, frozenset({"train", "val"}), tuple(notes), classes=VOC_CLASSES,
+        label_field="GTcls.Segmentation",
+    )  # fmt: skip
+
+
+# COCO-Stuff's label ids 1..182 (the deeplab/cocostuff `labels.txt`): things 1..91, stuff 92..182;
+# the 11 thing ids COCO never annotated are left out, giving the 171 classes benchmarks use
+COCO_STUFF_UNUSED = (12, 26, 29, 30, 45, 66, 68, 69, 71, 83, 91)
+COCO_STUFF_CLASSES = (
+    "person", "bicycle", "car", "motorcycle", "airplane", "bus", "train", "truck", "boat", "traffic light",
+    "fire hydrant", "stop sign", "parking meter", "bench", "bird", "cat", "dog", "horse", "sheep", "cow",
+    "elephant", "bear", "zebra", "giraffe", "backpack", "umbrella", "handbag", "tie", "suitcase", "frisbee",
+    "skis", "snowboard", "sports ball", "kite", "baseball bat", "baseball glove", "skateboard", "surfboard",
+    "tennis racket", "bottle", "wine glass", "cup", "fork", "knife", "spoon", "bowl", "banana", "apple",
+    "sandwich", "orange", "broccoli", "carrot", "hot dog", "pizza", "donut", "cake", "chair", "couch",
+    "potted plant", "bed", "dining table", "toilet", "tv", "laptop", "mouse", "remote", "keyboard", "cell phone",
+    "microwave", "oven", "toaster", "sink", "refrigerator", "book", "clock", "vase", "scissors", "teddy bear",
+    "hair drier", "toothbrush", "banner", "blanket", "branch", "bridge", "building-other", "bush", "cabinet",
+    "cage", "cardboard", "carpet", "ceiling-other", "ceiling-tile", "cloth", "clothes", "clouds", "counter",
+    "cupboard", "curtain", "desk-stuff", "dirt", "door-stuff", "fence", "floor-marble", "floor-other",
+    "floor-stone", "floor-tile", "floor-wood", "flower", "fog", "food-other", "fruit", "furniture-other", "grass",
+    "gravel", "ground-other", "hill", "house", "leaves", "light", "mat", "metal", "mirror-stuff", "moss",
+    "mountain", "mud", "napkin", "net", "paper", "pavement", "pillow", "plant-other", "plastic", "platform",
+    "playingfield", "railing", "railroad", "river", "road", "rock", "roof", "rug", "salad", "sand", "sea",
+    "shelf", "sky-other", "skyscraper", "snow", "solid-other", "stairs", "stone", "straw", "structural-other",
+    "table", "tent", "textile-other", "towel", "tree", "vegetable", "wall-brick", "wall-concrete", "wall-other",
+    "wall-panel", "wall-stone", "wall-tile", "wall-wood", "water-other", "waterdrops", "window-blind",
+    "window-other", "wood",
+)  # fmt: skip
+COCO_STUFF_IDS = tuple(  # the class id of each label id 0..182 (0 unlabeled and the unused ids: 255)
+    255 if i == 0 or i in COCO_STUFF_UNUSED else i - 1 - sum(u < i for u in COCO_STUFF_UNUSED) for i in range(183)
+)
+
+
+def _coco_stuff(root: Path, seed: int) -> Layout:
+    fmt = "COCO-Stuff-10K"
+    image = lambda n: root / "images" / f"{n}.jpg"  # noqa: E731
+    label = lambda n: root / "annotations" / f"{n}.mat"  # noqa: E731
+    splits = {
+        split: _listed(root, fmt, _name_list(root, root / "imageLists" / f"{which}.txt", fmt), image, label)
+        for split, which in (("train", "train"), ("val", "test"))
+    }
+    return Layout(
+        fmt, "segmentation", root, splits, frozenset({"train", "val"}),
+        notes=("171 classes (the 11 thing ids COCO never annotated left out), unlabeled ignored; "
+               "the test list is the validation split",),
+        classes=COCO_STUFF_CLASSES, label_ids=COCO_STUFF_IDS, label_field="S",
+    )  # fmt: skip
+
+
 def read_class_list(path: Path, root: Path) -> tuple[str, ...]:
     """The class names of a `classes.txt`, one per line, id = line number from 0."""
     try:
@@ -393,11 +503,13 @@ FORMATS = (
     ),  # fmt: skip
     _Format("DUT-OMRON", "sod", ("DUT-OMRON-image",), _test_set("DUT-OMRON", "DUT-OMRON-image", "pixelwiseGT-new-PNG")),
     _Format("Cityscapes", "segmentation", ("leftImg8bit",), _cityscapes),
+    _Format("PASCAL VOC", "segmentation", (str(VOC / "SegmentationClass"),), _voc),
+    _Format("COCO-Stuff-10K", "segmentation", ("images", "annotations", "imageLists"), _coco_stuff),
     _Format("images+masks", "segmentation", ("images", "masks", "classes.txt"), _images_masks),
 )
 KNOWN = (
     "SALICON, MIT1003, CAT2000, OSIE (saliency); DUTS, ECSSD, HKU-IS, PASCAL-S, DUT-OMRON (sod); "
-    "Cityscapes, images+masks with classes.txt (segmentation)"
+    "Cityscapes, PASCAL VOC (with SBD), COCO-Stuff-10K, images+masks with classes.txt (segmentation)"
 )
 
 

@@ -1,12 +1,14 @@
 """Semantic segmentation data: procedural multi-class scenes, and reading a dataset folder's split
-(Cityscapes, images + masks with a class list: `hwnas.data.layout`).
+(Cityscapes, PASCAL VOC with SBD, COCO-Stuff-10K, images + masks with a class list:
+`hwnas.data.layout`).
 
 Both give a `Split` whose images are uint8 (N, 3, H, W) and whose field "seg" is uint8 (N, 1, H, W)
 class ids, `IGNORE` (255) where a pixel is not evaluated. A folder's images are resized bilinearly to
 the requested resolution and their label maps by nearest neighbour; each original-size label map is
 kept as a `Truth`, for mIoU at the labels' resolution as Cityscapes' evaluation computes it. A label
 map must have its image's size, and every value in it must be a class id of the list or 255
-(Cityscapes: a label id 0..33, mapped to its train id).
+(Cityscapes: a label id 0..33, mapped to its train id; COCO-Stuff: 0..182, mapped to its 171
+classes).
 """
 
 from __future__ import annotations
@@ -84,11 +86,8 @@ def synthetic_segmentation(n: int, *, size: tuple[int, int] = (64, 64), seed: in
 
 
 # ---- dataset folders ---------------------------------------------------------------------------
-def read_labels(layout: Layout, path: Path) -> np.ndarray:
-    """A label map as uint8 class ids (255 ignored), checked against the layout's classes.
-
-    A single-channel image's values, or a palette image's indices, are the ids as stored (Cityscapes:
-    label ids, mapped to train ids here); anything else, or an id outside the list, is a `DataError`."""
+def _image_labels(layout: Layout, path: Path) -> np.ndarray:
+    """A single-channel image's values, or a palette image's indices."""
     from PIL import Image, UnidentifiedImageError
 
     try:
@@ -98,9 +97,43 @@ def read_labels(layout: Layout, path: Path) -> np.ndarray:
                     f"{layout.format} dataset {layout.root}: label map {path.name} is a {img.mode} image; label maps "
                     "must be single-channel class ids (or a palette image's indices)"
                 )
-            raw = np.array(img).astype(np.int64)
+            return np.array(img).astype(np.int64)
     except (UnidentifiedImageError, OSError, ValueError) as exc:
         raise DataError(f"cannot read label map {path}: {exc}") from None
+
+
+def _mat_labels(layout: Layout, path: Path) -> np.ndarray:
+    """The 2-D integer array in field `layout.label_field` of a MATLAB file (dots go into structs:
+    SBD's `GTcls.Segmentation`, COCO-Stuff's `S`), read with scipy (no pickles)."""
+    from scipy.io import loadmat
+
+    field = layout.label_field or ""
+    try:
+        value = loadmat(path, squeeze_me=True, struct_as_record=False)
+    except (OSError, ValueError, TypeError, NotImplementedError) as exc:
+        raise DataError(f"cannot read label file {path}: {exc}") from None
+    try:
+        first, *rest = field.split(".")
+        value = value[first]
+        for name in rest:
+            value = getattr(value, name)
+    except (KeyError, AttributeError):
+        raise DataError(f"{layout.format} dataset {layout.root}: label file {path.name} has no field {field}") from None
+    value = np.asarray(value)
+    if value.ndim != 2 or not np.issubdtype(value.dtype, np.integer):
+        raise DataError(
+            f"{layout.format} dataset {layout.root}: field {field} of {path.name} is not a 2-D map of integer ids"
+        )
+    return value.astype(np.int64)
+
+
+def read_labels(layout: Layout, path: Path) -> np.ndarray:
+    """A label map as uint8 class ids (255 ignored), checked against the layout's classes.
+
+    A single-channel image's values, a palette image's indices, or a .mat file's field
+    (`Layout.label_field`) are the ids as stored (Cityscapes' label ids and COCO-Stuff's are mapped
+    through `Layout.label_ids` here); anything else, or an id outside the list, is a `DataError`."""
+    raw = _mat_labels(layout, path) if path.suffix == ".mat" else _image_labels(layout, path)
     table = layout.label_ids
     allowed = len(table) if table is not None else len(layout.classes)
     outside = (raw < 0) | (raw >= allowed)
@@ -108,7 +141,8 @@ def read_labels(layout: Layout, path: Path) -> np.ndarray:
         outside &= raw != IGNORE
     bad = np.unique(raw[outside])
     if bad.size:
-        what = "label ids 0..33" if table is not None else f"class ids 0..{allowed - 1} ({len(layout.classes)} classes)"
+        classes = f"class ids 0..{allowed - 1} ({len(layout.classes)} classes)"
+        what = f"label ids 0..{allowed - 1}" if table is not None else classes
         raise DataError(
             f"{layout.format} dataset {layout.root}: label map {path.name} holds {', '.join(map(str, bad[:5]))}, "
             f"outside the class list: allowed are {what}" + ("" if table is not None else f" and {IGNORE} (ignored)")
@@ -125,7 +159,8 @@ def truth_of(layout: Layout, item: Item, labelled: bool = True, size: tuple[int,
     size = size or image_size(item.image)
     if item.target is None or not labelled:
         return Truth(item.name, size)
-    check_same_size(layout, item.image, size, item.target, image_size(item.target), "label map")
+    label_size = read_labels(layout, item.target).shape if item.target.suffix == ".mat" else image_size(item.target)
+    check_same_size(layout, item.image, size, item.target, label_size, "label map")
     return Truth(item.name, size, dense=partial(read_labels, layout, item.target))
 
 
