@@ -166,8 +166,9 @@ def _hwnas(args: list[str], folder: Path, *, processes: int = 1, port: int = 295
     proc = subprocess.run([*cmd, *args], capture_output=True, text=True, timeout=420, env=env, cwd=folder)
     if proc.returncode != 0:  # torchrun ends with a banner: name the first error line, keep the tail
         lines = (proc.stderr + proc.stdout).strip().splitlines()
-        errors = [line for line in lines if "Error" in line or line.startswith("error:")]
-        raise StepFailed(f"exit {proc.returncode}: {(errors or lines or [''])[0][:300]}", "\n".join(lines[-40:]))
+        ours = [line for line in lines if line.startswith("error:")]  # hwnas's one-line errors first
+        errors = ours or [line for line in lines if "Error" in line and not line.strip().startswith("raise ")]
+        raise StepFailed(f"exit {proc.returncode}: {(errors or lines or [''])[0][:300]}", "\n".join(lines[-80:]))
     return proc
 
 
