@@ -154,8 +154,12 @@ def _config(task: str, settings: dict[str, Any], **run: Any) -> TrainConfig:
 
 
 def _with_ohem(task, ohem: float):
-    """A segmentation task whose loss mines hard pixels at `ohem` (`recipe_settings` checked it)."""
-    return replace(task, ohem=ohem) if ohem else task
+    """A segmentation task whose loss mines hard pixels at `ohem`."""
+    if not ohem:
+        return task
+    if not hasattr(task, "ohem"):
+        raise HwnasError(f"ohem mines the hard pixels of a segmentation loss; the task is {task.name}")
+    return replace(task, ohem=ohem)
 
 
 def _train(
