@@ -395,7 +395,7 @@ def _voc(root: Path, seed: int) -> Layout:
     notes = ["palette indices are the 21 classes; 255 (object outlines) is ignored"]
     if sbd.is_dir():
         extra = [n for which in ("train", "val") for n in _name_list(root, sbd / f"{which}.txt", fmt)]
-        train = sorted(set(train) | set(extra) - set(val))
+        train = sorted((set(train) | set(extra)) - set(val))
         notes.append(f"train_aug: VOC train and SBD train and val, less VOC val ({len(train)} images)")
     else:
         notes.append("VOC's train list only (put SBD's benchmark_RELEASE beside VOCdevkit for train_aug)")
