@@ -16,8 +16,9 @@ DequantizeLinear removed (`integer_io`: between blocks the tensors stay integer)
 output channels-last (`ChannelsLastIO`: the CPU provider runs QLinearConv in NHWC and, in a whole
 model, transposes only at its ends; a block with NCHW edges paid two transposes the whole does not:
 on six alphanet subnets, one pass each, block sums came to 1.16-1.54x their measured time against
-0.92-1.30x channels-last). The measured int8 table still sums to a steady 0.72x of whole subnets
-(`bench.lut_fidelity`, docs/guides/quantization.md), which its calibration line takes out.
+0.92-1.30x channels-last). On an idle machine the measured int8 table sums to 1.27x of whole
+subnets, nearly in proportion (`bench.lut_fidelity`, docs/guides/quantization.md), which its
+calibration line takes out.
 """
 
 from __future__ import annotations

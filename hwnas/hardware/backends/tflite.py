@@ -3,10 +3,10 @@
 At int8 the float flatbuffer is quantized to full integer by ai-edge-quantizer's static recipe
 (`static_wi8_ai8`: int8 weights per channel, int8 activations calibrated on sample inputs, int8
 inputs and outputs), which XNNPACK runs with its int8 kernels. Chosen over litert-torch's PT2E
-quantizer on a first comparison (one alphanet subnet at 256x192, docs/guides/quantization.md;
-`python -m bench.int8 --part converters` repeats it): both give int8 I/O; ai-edge-quantizer took 3.5
-s on top of the float conversion where PT2E's export, prepare, calibrate and convert took 43 s, and
-its model ran faster at the same fidelity to fp32. A table's block model is int8 and channels-last
+quantizer by measurement (`python -m bench.int8 --part converters`, three alphanet subnets at
+256x192, docs/guides/quantization.md): both give int8 I/O; ai-edge-quantizer took 1.7-3.3 s on top
+of the float conversion where PT2E's export, prepare, calibrate and convert took 34-51 s, and its
+models ran faster and followed fp32 at least as closely. A table's block model is int8 and channels-last
 at its edges, as the tensors between the blocks of a whole int8 model are (NCHW edges cost two
 TRANSPOSE ops a block).
 """
