@@ -266,7 +266,7 @@ def test_arch_depth_too_deep(alphanet):
         (lambda d: d.pop("last"), "missing field 'last'"),
         (lambda d: d.update(resolution=[256]), r"resolution must be \[width, height\]"),
         (lambda d: d.update(resolution=[320, 240]), r"resolution = \(320, 240\) is not in space"),
-        (lambda d: d.update(stem="16"), "'stem', 'last' and 'mix' must be integers"),
+        (lambda d: d.update(stem="16"), "'stem', 'stem_kernel', 'last' and 'mix' must be integers"),
         (lambda d: d.update(extra=1), r"unknown arch field\(s\) \['extra'\]"),
         (lambda d: d["stages"].pop(), "arch has 6 stages; space 'alphanet' has 7"),
         (lambda d: d["stages"][1].update(depth=4), r"stages\[1\]\.depth = 4 but it lists 3 blocks"),

@@ -11,6 +11,11 @@ ResNet is replaced by a module that returns them. Every weight and BN statistic 
 from `seeded_state` (a generator seeded by the parameter's name), which the test repeats, so the
 fixture holds only the names and shapes, the inputs and their model's three outputs (eval-mode BN;
 their `aux_mode="train"` returns the main and the two auxiliary heads' logits, upsampled).
+
+It also records the whole BiSeNetV1-R18 (their ResNet-18 and heads, `aux_mode="eval"`, 19 classes)
+as they build it: its parameter count and its FLOPs on a 1024x2048 image by
+`torch.utils.flop_counter.FlopCounterMode`, for the `mosegnas-basic` space's ResNet-18 member
+to be checked against (tests/test_mosegnas.py).
 """
 
 from __future__ import annotations
@@ -66,6 +71,22 @@ class Given(nn.Module):
         return None, self.at16, self.at32
 
 
+R18_INPUT, R18_CLASSES = (1, 3, 1024, 2048), 19
+
+
+def r18_counts(bisenet_v1: type) -> dict:
+    """Params and FLOPs of their BiSeNetV1-R18 in eval mode (no auxiliary heads), counted on meta tensors."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    with torch.device("meta"):
+        net = bisenet_v1(n_classes=R18_CLASSES, aux_mode="eval").eval()
+        image = torch.empty(R18_INPUT)
+    params = sum(p.numel() for p in net.parameters())
+    with torch.no_grad(), FlopCounterMode(display=False) as counter:
+        net(image)
+    return {"input": list(R18_INPUT), "classes": R18_CLASSES, "params": params, "flops": counter.get_total_flops()}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--bisenet", type=Path, required=True)
@@ -80,6 +101,7 @@ def main() -> None:
     resnet.Resnet18.init_weight = lambda self: None  # it downloads ImageNet weights; replaced below anyway
 
     image, at16, at32 = inputs()
+    r18 = r18_counts(BiSeNetV1)
     net = BiSeNetV1(n_classes=CLASSES, aux_mode="train")
     net.cp.resnet = Given(torch.from_numpy(at16), torch.from_numpy(at32))
     shapes = {k: list(v.shape) for k, v in net.state_dict().items()}
@@ -92,7 +114,12 @@ def main() -> None:
         args.out / "heads.npz", image=image, at16=at16, at32=at32, out=main_out.numpy(), out16=out16.numpy(),
         out32=out32.numpy(),
     )  # fmt: skip
-    meta = {"bisenet_commit": commit.stdout.strip() or "unknown", "classes": CLASSES, "shapes": shapes}
+    meta = {
+        "bisenet_commit": commit.stdout.strip() or "unknown",
+        "classes": CLASSES,
+        "shapes": shapes,
+        "bisenetv1_r18": r18,
+    }
     (args.out / "heads.json").write_text(json.dumps(meta, indent=1) + "\n")
 
 

@@ -129,8 +129,10 @@ class LatencyTable:
         overhead: Timing,
         protocol: dict,
         statistic: str = "median",
-        classes: int = 1000,
+        classes: int | None = None,
     ) -> LatencyTable:
+        """An empty table; `classes` (a classifier's or segmentation head's logits) defaults to the
+        task's own (`hwnas.space.tasks.default_classes`), as the arch's signatures take it."""
         if statistic not in STATISTICS:
             raise LutError(f"unknown statistic '{statistic}'; allowed: {', '.join(STATISTICS)}")
         meta = {
@@ -140,7 +142,7 @@ class LatencyTable:
             "space": space.name,
             "space_digest": space.digest(),
             "task": task,
-            "classes": classes,
+            "classes": classes or default_classes(task),
             "resolutions": [list(r) for r in resolutions],
             "host": host_info(),
             "created": now(),

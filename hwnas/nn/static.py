@@ -9,7 +9,9 @@ import torch
 from torch import nn
 
 from hwnas.nn.blocks import ConvBnAct, DecoderStep, FeatureMix, GaussianBlur, LinearHead, MBConv
+from hwnas.nn.heads.bisenet import BiSeNetHeads
 from hwnas.nn.heads.sod import CFEM, FRM
+from hwnas.nn.residual import ConvPool, ResidualLayer
 from hwnas.space.signature import BlockSignature
 
 
@@ -29,6 +31,12 @@ def build_block(sig: BlockSignature) -> nn.Module:
         return LinearHead(sig.cin, sig.cout)
     if sig.op in ("cfem", "frm"):
         return CFEM(sig.cin) if sig.op == "cfem" else FRM(sig)
+    if sig.op in ("bottleneck", "basic"):
+        return ResidualLayer(sig)
+    if sig.op == "convpool":
+        return ConvPool(sig)
+    if sig.op == "bisenet":  # the inference graph: no auxiliary heads
+        return BiSeNetHeads(c16=sig.cin, c32=sig.skip, num_classes=sig.cout, aux=False)
     raise ValueError(f"unknown block op {sig.op!r}")
 
 
@@ -37,7 +45,8 @@ class SignatureModel(nn.Module):
     """One block as a model with tensor inputs only: what backends compile and the table times.
 
     A decoder step takes its skip as a second input and resizes to the signature's output size; a
-    CFEM takes the deeper level as its second input and returns both enhanced levels.
+    CFEM takes the deeper level as its second input and returns both enhanced levels; BiSeNet's
+    heads take the image and the 1/16 and 1/32 features.
     """
 
     def __init__(self, sig: BlockSignature):
@@ -45,12 +54,10 @@ class SignatureModel(nn.Module):
         self.block = build_block(sig)
         self.op, self.size = sig.op, (sig.out_h, sig.out_w)
 
-    def forward(self, x: torch.Tensor, skip: torch.Tensor | None = None):
+    def forward(self, x: torch.Tensor, *more: torch.Tensor):
         if self.op in ("dec", "saldec"):
-            return self.block(x, skip, self.size)
-        if self.op == "cfem":
-            return self.block(x, skip)
-        return self.block(x)
+            return self.block(x, more[0] if more else None, self.size)
+        return self.block(x, *more)
 
 
 def signature_inputs(sig: BlockSignature, batch: int = 1) -> list[tuple[int, ...]]:
@@ -60,6 +67,9 @@ def signature_inputs(sig: BlockSignature, batch: int = 1) -> list[tuple[int, ...
         shapes.append((batch, sig.skip, sig.h, sig.w))
     if sig.op == "cfem":
         shapes.append((batch, sig.cout, sig.out_h, sig.out_w))
+    if sig.op == "bisenet":  # the image, then the encoder's 1/16 and 1/32 features
+        shapes = [(batch, 3, sig.h, sig.w), (batch, sig.cin, sig.h // 16, sig.w // 16)]
+        shapes.append((batch, sig.skip, sig.h // 32, sig.w // 32))
     return shapes
 
 

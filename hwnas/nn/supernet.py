@@ -28,9 +28,11 @@ from hwnas.nn.blocks import (
     DynamicLinearHead,
     DynamicMBConv,
 )
+from hwnas.nn.heads.bisenet import BiSeNetHeads, DynamicBiSeNetHeads
 from hwnas.nn.heads.saliency import decode
 from hwnas.nn.heads.segmentation import AuxHead, DynamicAuxHead
 from hwnas.nn.heads.sod import CFEM, DynamicFRM, Fixed, decode_sod
+from hwnas.nn.residual import DynamicConvPool, DynamicResidualLayer
 from hwnas.nn.static import build_block
 from hwnas.space import Arch, SearchSpace
 from hwnas.space.signature import BlockSignature
@@ -70,16 +72,21 @@ def run(
     skip_sources: Sequence[int],
     task: str,
     aux: Sequence[Callable] = (),
+    bisenet: bool = False,
 ) -> torch.Tensor | tuple[torch.Tensor, ...]:
     """The forward pass shared by the supernet and its extracted subnets (classification, saliency,
     segmentation). Given `aux` heads (segmentation+aux in training) it returns the main output and
-    their logits on the two deepest levels (the deepest tap, then the last conv)."""
+    their logits on the two deepest levels (the deepest tap, then the last conv). With `bisenet`
+    (a residual space's segmentation) the one head is BiSeNet's, on the image and the 1/16 and 1/32
+    features; it has its own auxiliary heads."""
     levels = encode(x, stem, blocks, stage_ends, last, skip_sources)
     if task == "classification":  # [feature mix ->] linear
         y = levels[-1]
         for block in head:
             y = block(y)
         return y
+    if bisenet:
+        return head[0](x, *levels)
     out = decode(head, levels[:-1], levels[-1], tuple(x.shape[-2:]))
     if not aux:
         return out
@@ -121,6 +128,15 @@ def split_sod(sigs: Sequence[BlockSignature], head: SodHead, n_enc: int, n_level
     return parts
 
 
+def _identity(x: torch.Tensor) -> torch.Tensor:
+    return x
+
+
+def n_encoder_blocks(space: SearchSpace, arch: Arch) -> int:
+    """How many of an arch's signatures are its encoder's: stem, layers and (MBConv spaces) last conv."""
+    return 1 + sum(st.depth for st in arch.stages) + (0 if space.residual else 1)
+
+
 def _n_levels(space: SearchSpace) -> int:
     return len(space.skip_sources()) + 1
 
@@ -148,9 +164,10 @@ class SubNet(nn.Module):
         head: list[nn.Module],
         skip_sources: list[int],
         aux: list[nn.Module] | None = None,
+        bisenet: bool = False,
     ):
         super().__init__()
-        self.arch, self.space_name, self.task = arch, space_name, task
+        self.arch, self.space_name, self.task, self.bisenet = arch, space_name, task, bisenet
         self.stem, self.blocks, self.last, self.head = stem, nn.ModuleList(blocks), last, nn.ModuleList(head)
         self.stage_ends = _stage_ends(arch)
         self.skip_sources = list(skip_sources)
@@ -161,7 +178,7 @@ class SubNet(nn.Module):
         aux = list(self.aux) if self.training and hasattr(self, "aux") else ()
         return run(
             x, self.stem, list(self.blocks), self.stage_ends, self.last, list(self.head), self.skip_sources, self.task,
-            aux,
+            aux, self.bisenet,
         )  # fmt: skip
 
 
@@ -209,7 +226,9 @@ def build_subnet(
     """
     num_classes = num_classes or default_classes(task)
     sigs = space.block_signatures(arch, task, num_classes)
-    n_enc = 2 + sum(st.depth for st in arch.stages)
+    n_enc = n_encoder_blocks(space, arch)
+    if space.residual:
+        return _residual_subnet(space, arch, task, sigs, n_enc)
     if is_sod(task):
         head = SodHead.parse(task)
         parts = {k: [build_block(s) for s in v] for k, v in split_sod(sigs, head, n_enc, _n_levels(space)).items()}
@@ -229,6 +248,26 @@ def build_subnet(
     )
 
 
+def _residual_subnet(space: SearchSpace, arch: Arch, task: str, sigs: list[BlockSignature], n_enc: int) -> SubNet:
+    """A residual space's subnet: stem, layers, no last conv, the classifier or BiSeNet's heads (with
+    their auxiliary heads for segmentation+aux)."""
+    head = sigs[n_enc]
+    bisenet = head.op == "bisenet"
+    return SubNet(
+        arch=arch,
+        space_name=space.name,
+        task=task,
+        stem=build_block(sigs[0]),
+        blocks=[build_block(s) for s in sigs[1:n_enc]],
+        last=nn.Identity(),
+        head=[BiSeNetHeads(c16=head.cin, c32=head.skip, num_classes=head.cout, aux=has_aux(task))]
+        if bisenet
+        else [build_block(head)],
+        skip_sources=space.skip_sources(),
+        bisenet=bisenet,
+    )
+
+
 def aux_widths(space: SearchSpace, arch: Arch) -> list[int]:
     """Input widths of the auxiliary heads: the deepest tap's and the last conv's."""
     deepest = space.skip_sources()[-1]
@@ -237,6 +276,8 @@ def aux_widths(space: SearchSpace, arch: Arch) -> list[int]:
 
 def _dynamic_encoder(space: SearchSpace) -> tuple[nn.Module, nn.ModuleList, nn.Module]:
     """Stem, elastic MBConv stages and last conv at the space's largest widths."""
+    if space.residual:
+        return _dynamic_residual_encoder(space)
     big = space.max()
     stem = DynamicConvBlock(3, big.stem, space.stem.kernel, space.stem.stride, space.stem.act)
     cin, stages = big.stem, []
@@ -260,6 +301,24 @@ def _dynamic_encoder(space: SearchSpace) -> tuple[nn.Module, nn.ModuleList, nn.M
     return stem, nn.ModuleList(stages), DynamicConvBlock(cin, big.last, 1, 1, space.last.act)
 
 
+def _dynamic_residual_encoder(space: SearchSpace) -> tuple[nn.Module, nn.ModuleList, nn.Module]:
+    """MoSegNAS's stem and residual stages at the largest widths; no last conv (an identity)."""
+    stem = DynamicConvPool(max(space.stem.widths), space.stem.kernel, space.stem.stride, space.stem.act)
+    cin, stages = max(space.stem.widths), []
+    for spec in space.stages:
+        width, mid = max(spec.widths), max(spec.expansions)
+        layers = [
+            DynamicResidualLayer(
+                op=space.block, in_max=cin if b == 0 else width, out_max=width, mid_max=mid,
+                stride=spec.stride if b == 0 else 1, act=spec.act, first=b == 0,
+            )
+            for b in range(max(spec.depths))
+        ]  # fmt: skip
+        stages.append(nn.ModuleList(layers))
+        cin = width
+    return stem, nn.ModuleList(stages), nn.Identity()
+
+
 class Supernet(nn.Module):
     """Weight-sharing supernet over a `SearchSpace` with a classification, saliency, segmentation or SOD head."""
 
@@ -271,8 +330,13 @@ class Supernet(nn.Module):
         big = space.max()
         sigs = space.block_signatures(big, task, num_classes)
         self.stem, self.stages, self.last = _dynamic_encoder(space)
-        n_enc = 2 + sum(st.depth for st in big.stages)
-        if task == "classification":
+        n_enc = n_encoder_blocks(space, big)
+        if space.residual and task != "classification":
+            head = sigs[n_enc]
+            self.head = nn.ModuleList(
+                [DynamicBiSeNetHeads(c16=head.cin, c32=head.skip, num_classes=num_classes, aux=has_aux(task))]
+            )
+        elif task == "classification":
             self.head = nn.ModuleList(_classifier(sigs[n_enc:]))
         elif not is_sod(task):
             self.head = nn.ModuleList(_decoder_step(s) for s in sigs[n_enc:])
@@ -304,7 +368,7 @@ class Supernet(nn.Module):
         self._sigs = self.space.block_signatures(arch, self.task, self.num_classes)
 
     def _n_enc(self) -> int:
-        return 2 + sum(st.depth for st in self.arch.stages)
+        return n_encoder_blocks(self.space, self.arch)
 
     def _active_blocks(self, stages: nn.ModuleList | None = None) -> list[tuple[nn.Module, BlockSignature]]:
         """The active MBConv blocks of an encoder (default the main one) with their signatures."""
@@ -344,11 +408,14 @@ class Supernet(nn.Module):
             return self._forward_sod(x)
         sigs = self._sigs
         blocks = self._active_blocks()
-        n_enc = 2 + len(blocks)
+        n_enc = self._n_enc()
         dropout = self._regularization[0] if self.training else 0.0
+        bisenet = self.space.residual and self.task != "classification"
         if self.task == "classification":
             head = [partial(m, sig=s) for m, s in zip(self.head, sigs[n_enc:], strict=True)]
             head[-1] = partial(head[-1], dropout=dropout)
+        elif bisenet:  # BiSeNet's heads, no dropout (BiSeNet's recipe has none)
+            head = [partial(self.head[0], sig=sigs[n_enc])]
         else:
             head = [partial(_dec_call, step, sig) for step, sig in zip(self.head, sigs[n_enc:], strict=True)]
             last = max(j for j, sig in enumerate(sigs[n_enc:]) if sig.op == "saldec")  # the map's conv
@@ -358,11 +425,12 @@ class Supernet(nn.Module):
             partial(self.stem, sig=sigs[0]),
             [partial(m, sig=s, drop=d) for (m, s), d in zip(blocks, self._drop_rates(), strict=True)],
             _stage_ends(self.arch),
-            partial(self.last, sig=sigs[n_enc - 1]),
+            _identity if self.space.residual else partial(self.last, sig=sigs[n_enc - 1]),
             head,
             self.space.skip_sources(),
             self.task,
             list(self.aux) if self.training and hasattr(self, "aux") else (),
+            bisenet,
         )
 
     def _forward_sod(self, x: torch.Tensor) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
@@ -403,7 +471,7 @@ class Supernet(nn.Module):
             return self._extract_sod()
         sigs = self._sigs
         blocks = self._active_blocks()
-        n_enc = 2 + len(blocks)
+        n_enc = self._n_enc()
         head_sigs = sigs[n_enc:]
         net = SubNet(
             arch=self.arch,
@@ -411,12 +479,13 @@ class Supernet(nn.Module):
             task=self.task,
             stem=self.stem.extract(sigs[0]),
             blocks=[m.extract(s) for m, s in blocks],
-            last=self.last.extract(sigs[n_enc - 1]),
+            last=nn.Identity() if self.space.residual else self.last.extract(sigs[n_enc - 1]),
             head=[m.extract(s) for m, s in zip(self.head, head_sigs, strict=True)],
             skip_sources=self.space.skip_sources(),
             aux=[m.extract(c) for m, c in zip(self.aux, aux_widths(self.space, self.arch), strict=True)]
             if hasattr(self, "aux")
             else None,
+            bisenet=self.space.residual and self.task != "classification",
         )
         return net
 

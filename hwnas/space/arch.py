@@ -15,14 +15,16 @@ from typing import Any
 
 from hwnas.errors import ArchError
 
-FIELDS = {"space", "resolution", "stem", "stages", "last", "mix", "search"}
+FIELDS = {"space", "resolution", "stem", "stem_kernel", "stages", "last", "mix", "search"}
 # "search": what `hwnas search` wrote beside the arch it chose (budgets, predicted costs, tables);
 # read by `search_context`, not part of the arch
+STAGE_FORM = r"w(\d+)((?: k\d+e\d+)+)"
 
 
 @dataclass(frozen=True)
 class StageArch:
-    """One stage of a subnet: its output width and, per active block, kernel and expansion."""
+    """One stage of a subnet: its output width and, per active block, kernel and expansion (in a
+    residual space, kernel 3 and the layer's intermediate width in channels)."""
 
     width: int
     kernels: tuple[int, ...]
@@ -35,19 +37,31 @@ class StageArch:
 
 @dataclass(frozen=True)
 class Arch:
-    """One subnet. `resolution` is (width, height) of the input image, as in `256x192`."""
+    """One subnet. `resolution` is (width, height) of the input image, as in `256x192`.
+
+    `stem_kernel` is set in a residual space (MoSegNAS's, `hwnas.space.spec`), where the stem's kernel
+    is chosen and `last` is the last stage's width (there is no last conv); its line writes the stem
+    as `s64k7` and each layer by its intermediate width, `m64`.
+    """
 
     resolution: tuple[int, int]
     stem: int
     stages: tuple[StageArch, ...]
     last: int
     mix: int | None = None  # AlphaNet's classifier feature-mix width (spaces with `last_conv.mix`)
+    stem_kernel: int | None = None
+
+    @property
+    def residual(self) -> bool:
+        return self.stem_kernel is not None
 
     def to_dict(self) -> dict[str, Any]:
         mix = {} if self.mix is None else {"mix": self.mix}
+        kernel = {} if self.stem_kernel is None else {"stem_kernel": self.stem_kernel}
         return {
             "resolution": list(self.resolution),
             "stem": self.stem,
+            **kernel,
             "stages": [
                 {
                     "width": s.width,
@@ -64,9 +78,12 @@ class Arch:
     def __str__(self) -> str:
         """Readable one-line form, e.g. `256x192 s16 | w16 k3e1 | w24 k3e4 k5e6 k3e4 | ... | l1296`."""
         w, h = self.resolution
-        parts = [f"{w}x{h} s{self.stem}"]
+        parts = [f"{w}x{h} s{self.stem}" + ("" if self.stem_kernel is None else f"k{self.stem_kernel}")]
         for s in self.stages:
-            blocks = " ".join(f"k{k}e{e}" for k, e in zip(s.kernels, s.expansions, strict=True))
+            if self.residual:
+                blocks = " ".join(f"m{e}" for e in s.expansions)
+            else:
+                blocks = " ".join(f"k{k}e{e}" for k, e in zip(s.kernels, s.expansions, strict=True))
             parts.append(f"w{s.width} {blocks}")
         parts.append(f"l{self.last}" + ("" if self.mix is None else f" m{self.mix}"))
         return " | ".join(parts)
@@ -85,33 +102,39 @@ class Arch:
         res = data["resolution"]
         if not (isinstance(res, list) and len(res) == 2 and all(_is_int(v) for v in res)):
             raise ArchError(f"arch resolution must be [width, height], got {res!r}")
-        if not _is_int(data["stem"]) or not _is_int(data["last"]) or not (_is_int(data.get("mix", 0))):
-            raise ArchError("arch fields 'stem', 'last' and 'mix' must be integers")
+        if not all(_is_int(data.get(k, 0)) for k in ("stem", "last", "mix", "stem_kernel")):
+            raise ArchError("arch fields 'stem', 'stem_kernel', 'last' and 'mix' must be integers")
         if not isinstance(data["stages"], list):
             raise ArchError("arch field 'stages' must be a list")
         stages = tuple(_stage_from_dict(s, i) for i, s in enumerate(data["stages"]))
-        return cls((res[0], res[1]), data["stem"], stages, data["last"], data.get("mix"))
+        return cls((res[0], res[1]), data["stem"], stages, data["last"], data.get("mix"), data.get("stem_kernel"))
 
     @classmethod
     def parse(cls, text: str, *, example: str) -> Arch:
         """Inverse of `str(arch)`; an unreadable line is an `ArchError` showing `example`."""
         parts = [p.strip() for p in text.strip().split("|")]
-        head = re.fullmatch(r"(\d+)x(\d+) s(\d+)", parts[0]) if parts else None
+        head = re.fullmatch(r"(\d+)x(\d+) s(\d+)(?:k(\d+))?", parts[0]) if parts else None
         tail = re.fullmatch(r"l(\d+)(?: m(\d+))?", parts[-1]) if len(parts) > 1 else None
         if head is None or tail is None:
             raise ArchError(f"cannot read arch string {text!r}; expected like '{example}'")
         stages = []
+        residual = head.group(4) is not None
+        stage_form, stage_example = (r"w(\d+)((?: m\d+)+)", "w64 m64") if residual else (STAGE_FORM, "w24 k3e4 k5e6")
         for part in parts[1:-1]:
-            m = re.fullmatch(r"w(\d+)((?: k\d+e\d+)+)", part)
+            m = re.fullmatch(stage_form, part)
             if m is None:
-                raise ArchError(f"cannot read stage {part!r}; expected like 'w24 k3e4 k5e6'")
-            blocks = re.findall(r"k(\d+)e(\d+)", m.group(2))
+                raise ArchError(f"cannot read stage {part!r}; expected like '{stage_example}'")
+            if residual:  # a residual layer's 3x3 and its intermediate width
+                blocks = [("3", mid) for mid in re.findall(r"m(\d+)", m.group(2))]
+            else:
+                blocks = re.findall(r"k(\d+)e(\d+)", m.group(2))
             stages.append(
                 StageArch(int(m.group(1)), tuple(int(k) for k, _ in blocks), tuple(int(e) for _, e in blocks))
             )
         mix = None if tail.group(2) is None else int(tail.group(2))
         res = (int(head.group(1)), int(head.group(2)))
-        return cls(res, int(head.group(3)), tuple(stages), int(tail.group(1)), mix)
+        kernel = int(head.group(4)) if residual else None
+        return cls(res, int(head.group(3)), tuple(stages), int(tail.group(1)), mix, kernel)
 
 
 def parse_resolution(value: str | tuple[int, int] | list[int]) -> tuple[int, int]:

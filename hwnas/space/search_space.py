@@ -24,7 +24,7 @@ from hwnas.files import read_json
 from hwnas.space import signatures
 from hwnas.space.arch import Arch, StageArch
 from hwnas.space.signature import BlockSignature
-from hwnas.space.spec import LastSpec, StageSpec, StemSpec, presets, read_spec, spec_text
+from hwnas.space.spec import RESIDUAL, LastSpec, StageSpec, StemSpec, presets, read_spec, spec_text
 
 DEFAULT_SPACE = "alphanet"
 
@@ -54,10 +54,12 @@ class SearchSpace:
         last: LastSpec,
         decoder_act: str,
         choices: str = "block",
+        block: str = "mbconv",
         description: str = "",
     ):
         self.name = name
         self.choices = choices
+        self.block = block  # the stages' layer: mbconv, or a residual one (bottleneck, basic)
         self.description = description
         self.resolutions = resolutions
         self.stem = stem
@@ -76,6 +78,11 @@ class SearchSpace:
             )
             for i, st in enumerate(self.stages)
         ]
+
+    @property
+    def residual(self) -> bool:
+        """Whether the stages are residual layers (MoSegNAS's space): no last conv, BiSeNet's heads."""
+        return self.block in RESIDUAL
 
     # ---- loading ------------------------------------------------------------------------
     @staticmethod
@@ -100,8 +107,13 @@ class SearchSpace:
             ("resolution", tuple(self.resolutions)),
             ("stem.width", self.stem.widths),
         ]
+        if self.stem.kernels:
+            variables.append(("stem.kernel", self.stem.kernels))
         for i, st in enumerate(self.stages):  # named as the arch JSON's paths, counted from 0
             variables += [(f"stages[{i}].width", st.widths), (f"stages[{i}].depth", st.depths)]
+            if self.residual:  # MoSegNAS: each layer's intermediate width
+                variables += [(f"stages[{i}].mids[{b}]", st.expansions) for b in range(max(st.depths))]
+                continue
             if self.choices == "stage":
                 variables += [(f"stages[{i}].kernel", st.kernels), (f"stages[{i}].expansion", st.expansions)]
                 continue
@@ -116,8 +128,11 @@ class SearchSpace:
             variables.append(("last_conv.mix", self.last.mix))
         return variables
 
-    def block_genes(self, stage: int, block: int) -> tuple[int, int]:
-        """(kernel gene, expansion gene) of a block: its stage's in a per-stage space."""
+    def block_genes(self, stage: int, block: int) -> tuple[int, ...]:
+        """The genes of a block: (kernel, expansion), its stage's in a per-stage space; (mid,) in a
+        residual space."""
+        if self.residual:
+            return (self.gene(f"stages[{stage}].mids[{block}]"),)
         if self.choices == "stage":
             return self.gene(f"stages[{stage}].kernel"), self.gene(f"stages[{stage}].expansion")
         return self.gene(f"stages[{stage}].kernels[{block}]"), self.gene(f"stages[{stage}].expansions[{block}]")
@@ -144,8 +159,13 @@ class SearchSpace:
         """Integer vector of choice indices; blocks beyond a stage's depth encode as 0."""
         self.validate(arch)
         out = [self.resolutions.index(tuple(arch.resolution)), self.stem.widths.index(arch.stem)]
+        if self.stem.kernels:
+            out.append(self.stem.kernels.index(arch.stem_kernel))
         for spec, st in zip(self.stages, arch.stages, strict=True):
             out += [spec.widths.index(st.width), spec.depths.index(st.depth)]
+            if self.residual:
+                out += [spec.expansions.index(e) for e in st.expansions] + [0] * (max(spec.depths) - st.depth)
+                continue
             if self.choices == "stage":
                 out += [spec.kernels.index(st.kernels[0]), spec.expansions.index(st.expansions[0])]
                 continue
@@ -193,17 +213,20 @@ class SearchSpace:
             values.append(choices[int(gene)])
         it = iter(values)
         resolution, stem = next(it), next(it)
+        stem_kernel = next(it) if self.stem.kernels else None
         stages = []
         for spec in self.stages:
             width, depth = next(it), next(it)
-            if self.choices == "stage":
+            if self.residual:
+                genes = [(3, next(it)) for _ in range(max(spec.depths))][:depth]
+            elif self.choices == "stage":
                 genes = [(next(it), next(it))] * depth
             else:
                 genes = [(next(it), next(it)) for _ in range(max(spec.depths))][:depth]
             stages.append(StageArch(width, tuple(k for k, _ in genes), tuple(e for _, e in genes)))
         last = self.last_width(stages[-1].width, None if self.last.expand is not None else next(it))
         mix = next(it) if self.last.mix else None
-        return Arch(tuple(resolution), stem, tuple(stages), last, mix)
+        return Arch(tuple(resolution), stem, tuple(stages), last, mix, stem_kernel)
 
     # ---- sampling ---------------------------------------------------------------------------
     def sample(self, rng: np.random.Generator) -> Arch:
@@ -219,9 +242,8 @@ class SearchSpace:
 
     def size(self) -> int:
         """Number of distinct subnets (blocks beyond a stage's depth do not count)."""
-        total = (
-            len(self.resolutions) * len(self.stem.widths) * max(1, len(self.last.widths)) * max(1, len(self.last.mix))
-        )
+        total = len(self.resolutions) * len(self.stem.widths) * max(1, len(self.stem.kernels))
+        total *= max(1, len(self.last.widths)) * max(1, len(self.last.mix))
         for st in self.stages:
             per_block = len(st.kernels) * len(st.expansions)
             if self.choices == "stage":
@@ -240,6 +262,10 @@ class SearchSpace:
 
         check("resolution", tuple(arch.resolution), self.resolutions)
         check("stem", arch.stem, self.stem.widths)
+        if self.stem.kernels:
+            check("stem_kernel", arch.stem_kernel, self.stem.kernels)
+        elif arch.stem_kernel is not None:
+            raise ArchError(f"arch has a stem kernel (stem_kernel = {arch.stem_kernel}); space '{self.name}' has none")
         if len(arch.stages) != len(self.stages):
             raise ArchError(f"arch has {len(arch.stages)} stages; space '{self.name}' has {len(self.stages)}")
         for i, (spec, st) in enumerate(zip(self.stages, arch.stages, strict=True)):
@@ -258,9 +284,9 @@ class SearchSpace:
         if self.last.expand is not None:
             tied = self.last_width(arch.stages[-1].width)
             if arch.last != tied:
+                what = "has no last conv: last is" if self.residual else f"ties the last conv to {self.last.expand} x"
                 raise ArchError(
-                    f"arch last = {arch.last} but space '{self.name}' ties the last conv to "
-                    f"{self.last.expand} x the last stage's width ({tied})"
+                    f"arch last = {arch.last} but space '{self.name}' {what} the last stage's width ({tied})"
                 )
         else:
             check("last", arch.last, self.last.widths)
@@ -359,6 +385,8 @@ class SearchSpace:
             "stages": [[s.se, s.stride, s.act] for s in self.stages],
             "decoder": self.decoder_act,
         }
+        if self.residual:  # only here, so the digests of the MBConv spaces stay what their tables hold
+            spec |= {"block": self.block, "stem_kernels": list(self.stem.kernels), "pool": self.stem.pool}
         return hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:16]
 
     def __repr__(self) -> str:

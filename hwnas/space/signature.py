@@ -13,7 +13,23 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, fields
 
-OPS = ("conv", "mbconv", "dec", "saldec", "blur", "mix", "linear", "cfem", "frm")
+OPS = (
+    "conv",
+    "mbconv",
+    "dec",
+    "saldec",
+    "blur",
+    "mix",
+    "linear",
+    "cfem",
+    "frm",
+    "convpool",
+    "bottleneck",
+    "basic",
+    "bisenet",
+)
+RESIDUAL_OPS = ("bottleneck", "basic")
+BISENET_WIDTH, BISENET_SPATIAL = 128, 64  # BiSeNetV1's context/spatial path channels, its spatial path's first convs
 ACTIVATIONS = ("relu", "hswish", "swish", "sigmoid")
 
 
@@ -52,6 +68,16 @@ class BlockSignature:
               (out_h x out_w), `cin` = `cout` channels: two conv3x3-BN-ReLU after the shared product
       frm     FocusNet's feature refine module: squeeze-excitation on the deep feature (h x w x cin),
               conv1x1-BN to `cout` at h x w, bilinear upsampling to out_h x out_w
+      convpool a residual space's stem: conv kxk/stride + BN + act, then ResNet's 3x3/2 max pool
+              (out_h x out_w is after the pool)
+      bottleneck ResNet's bottleneck layer (MoSegNAS, Section III-B): 1x1 to `expansion` channels
+              (the intermediate width, in channels), 3x3/stride, 1x1 to `cout` (BN after each, act
+              after the first two), plus the shortcut, then act; the shortcut is the identity when
+              stride is 1 and cin == cout, else a 1x1/stride conv + BN (torchvision's downsample)
+      basic   ResNet's basic layer: 3x3/stride to `expansion` channels, 3x3 to `cout`, shortcut as
+              `bottleneck`'s
+      bisenet BiSeNetV1's heads (`hwnas.nn.heads.bisenet`) on an h x w image, its 1/16 features of
+              `cin` channels and 1/32 features of `skip` channels, to `cout` class logits at h x w
     """
 
     op: str
@@ -71,7 +97,10 @@ class BlockSignature:
     # ---- derived shapes -------------------------------------------------------------------
     @property
     def mid(self) -> int:
-        """Expanded channels of an MBConv block (the input channels when expansion is 1)."""
+        """Expanded channels of an MBConv block (the input channels when expansion is 1); a residual
+        layer's intermediate width."""
+        if self.op in RESIDUAL_OPS:
+            return self.expansion
         return self.cin if self.expansion == 1 else make_divisible(self.cin * self.expansion)
 
     @property
@@ -81,15 +110,20 @@ class BlockSignature:
 
     @property
     def shortcut_conv(self) -> bool:
-        """Whether an MBConv block's shortcut holds a 1x1 conv (its widths differ)."""
+        """Whether an MBConv block's shortcut holds a 1x1 conv (its widths differ); a residual
+        layer's where it strides too (then with BN)."""
+        if self.op in RESIDUAL_OPS:
+            return self.cin != self.cout or self.stride > 1
         return self.op == "mbconv" and self.cin != self.cout
 
     # ---- cost -----------------------------------------------------------------------------
     def params(self) -> int:
         """Trainable parameters of the block (BN affine included, running stats excluded)."""
         k2 = self.kernel * self.kernel
-        if self.op == "conv":
+        if self.op in ("conv", "convpool"):
             return k2 * self.cin * self.cout + 2 * self.cout
+        if self.op in RESIDUAL_OPS or self.op == "bisenet":
+            return self._residual_params() if self.op != "bisenet" else self._bisenet_params()
         if self.op in ("dec", "saldec"):
             return k2 * (self.cin + self.skip) * self.cout + 2 * self.cout
         if self.op == "linear":
@@ -113,6 +147,13 @@ class BlockSignature:
         k2 = self.kernel * self.kernel
         if self.op == "conv":
             return 2 * self.out_h * self.out_w * self.cin * self.cout * k2
+        if self.op == "convpool":
+            h, w = spatial_after(self.h, self.w, self.kernel, self.stride)
+            return 2 * h * w * self.cin * self.cout * k2
+        if self.op in RESIDUAL_OPS:
+            return self._residual_flops()
+        if self.op == "bisenet":
+            return self._bisenet_flops()
         if self.op in ("dec", "saldec"):
             return 2 * self.h * self.w * (self.cin + self.skip) * self.cout * k2
         if self.op in ("linear", "mix"):
@@ -130,6 +171,42 @@ class BlockSignature:
             total += 4 * mid * self.se_mid
         shortcut = 2 * self.out_h * self.out_w * self.cin * self.cout if self.shortcut_conv else 0
         return total + 2 * self.out_h * self.out_w * mid * self.cout + shortcut
+
+    def _residual_params(self) -> int:
+        mid, shortcut = self.mid, (self.cin * self.cout + 2 * self.cout if self.shortcut_conv else 0)
+        if self.op == "basic":
+            return 9 * self.cin * mid + 2 * mid + 9 * mid * self.cout + 2 * self.cout + shortcut
+        return self.cin * mid + 9 * mid * mid + mid * self.cout + 4 * mid + 2 * self.cout + shortcut
+
+    def _residual_flops(self) -> int:
+        mid, out = self.mid, self.out_h * self.out_w
+        shortcut = 2 * out * self.cin * self.cout if self.shortcut_conv else 0
+        if self.op == "basic":
+            return 2 * out * 9 * (self.cin * mid + mid * self.cout) + shortcut
+        return 2 * self.h * self.w * self.cin * mid + 2 * out * (9 * mid * mid + mid * self.cout) + shortcut
+
+    def _bisenet_params(self) -> int:
+        """`hwnas.nn.heads.bisenet.BiSeNetHeads` without the auxiliary heads (not in the inference graph)."""
+        c, s, c16, c32, classes = BISENET_WIDTH, BISENET_SPATIAL, self.cin, self.skip, self.cout
+        context = c32 * c + 2 * c + (9 * c32 + 9 * c16) * c + 2 * (c * c + 4 * c) + 2 * (9 * c * c + 2 * c)
+        spatial = 49 * 3 * s + 2 * (9 * s * s) + 6 * s + s * c + 2 * c
+        fusion = 8 * c * c + 8 * c
+        out = 36 * c * c + 4 * c + 2 * c * classes + classes
+        return context + spatial + fusion + out
+
+    def _bisenet_flops(self) -> int:
+        c, s, c16, c32, classes = BISENET_WIDTH, BISENET_SPATIAL, self.cin, self.skip, self.cout
+        at16, at32 = (self.h // 16) * (self.w // 16), (self.h // 32) * (self.w // 32)
+        h2, w2 = spatial_after(self.h, self.w, 7, 2)
+        h4, w4 = spatial_after(h2, w2, 3, 2)
+        h8, w8 = spatial_after(h4, w4, 3, 2)
+        at8 = 4 * at16  # the context at 1/8 is the 1/16 map upsampled x2
+        context = 2 * c32 * c + 2 * at32 * 9 * c32 * c + 2 * at16 * 9 * c16 * c + 4 * c * c
+        context += 2 * (at16 + at8) * 9 * c * c
+        spatial = 2 * h2 * w2 * 49 * 3 * s + 2 * (h4 * w4 + h8 * w8) * 9 * s * s + 2 * h8 * w8 * s * c
+        fusion = 2 * h8 * w8 * 4 * c * c + 8 * c * c
+        out = 2 * h8 * w8 * (36 * c * c + 2 * c * classes)
+        return context + spatial + fusion + out
 
     # ---- serialisation --------------------------------------------------------------------
     @property

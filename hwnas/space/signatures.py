@@ -7,6 +7,11 @@ widths); SalNAS's decoder steps (`saldec`) and, for `saliency`, the eval `blur`;
 head (laterals, CFEMs, fusion steps, and with FOCUS a second encoder and the FRM). The supernet runs
 each dynamic block with its signature and `hwnas.nn.static.build_block(sig)` builds the same block,
 so one signature is one truth for a block's cost.
+
+A residual space (MoSegNAS's, `SearchSpace.residual`) lists its stem (`convpool`), one `bottleneck`
+or `basic` per active layer and no last conv; then `linear`, or for segmentation BiSeNet's heads as
+one `bisenet` block on the image and the last two stages' outputs (the constant "tail and decoder"
+of MoSegNAS Eq. 7, constant given those widths).
 """
 
 from __future__ import annotations
@@ -55,6 +60,9 @@ def slots(space: SearchSpace, task: str = "saliency") -> list[Slot]:
         return [*slots, Slot(len(slots), (res, last, mix)), Slot(len(slots) + 1, (mix,))]
     if task == "classification":
         return [*slots, Slot(len(slots), (res, last))]
+    if space.residual:  # BiSeNet's heads: the image, the last two stages' widths
+        deep = tuple(space.gene(f"stages[{i}].width") for i in (len(space.stages) - 2, len(space.stages) - 1))
+        return [*slots, Slot(len(slots), (res, *deep))]
     taps = [_width_gene(space, s) for s in reversed(skip_sources(space))]  # deep first
     ups = [_width_gene(space, s) for s in up_sources(space)]
     stem = _width_gene(space, -1)
@@ -71,6 +79,11 @@ def _last_gene(space: SearchSpace) -> int:
 
 
 def _check_head(space: SearchSpace, task: str) -> None:
+    if space.residual and task != "classification" and not is_segmentation(task):
+        raise ArchError(
+            f"space '{space.name}' is a residual space (MoSegNAS's), whose heads are a classifier or BiSeNet's "
+            f"segmentation heads; the {task} head needs an MBConv space (e.g. alphanet)"
+        )
     if space.last.mix and task != "classification":
         raise ArchError(
             f"space '{space.name}' has a classifier feature-mix layer (last_conv.mix), which the {task} head "
@@ -80,18 +93,20 @@ def _check_head(space: SearchSpace, task: str) -> None:
 
 def _encoder_slots(space: SearchSpace, offset: int) -> list[Slot]:
     res = space.gene("resolution")
-    slots = [Slot(offset, (res, space.gene("stem.width")))]
+    stem = (space.gene("stem.width"), space.gene("stem.kernel")) if space.stem.kernels else (space.gene("stem.width"),)
+    slots = [Slot(offset, (res, *stem))]
     prev = space.gene("stem.width")
     for i, spec in enumerate(space.stages):
         width = space.gene(f"stages[{i}].width")
         for b in range(1, max(spec.depths) + 1):  # b counts blocks from 1: the depth that switches it on
-            k, e = space.block_genes(i, b - 1)
-            genes = (res, prev, width, k, e) if b == 1 else (res, width, k, e)
+            own = space.block_genes(i, b - 1)
+            genes = (res, prev, width, *own) if b == 1 else (res, width, *own)
             optional = b > min(spec.depths)
             depth_gene = space.gene(f"stages[{i}].depth") if optional else None
             slots.append(Slot(offset + len(slots), genes, depth_gene, b))
         prev = width
-    slots.append(Slot(offset + len(slots), tuple(dict.fromkeys((res, prev, _last_gene(space))))))
+    if not space.residual:  # the last conv
+        slots.append(Slot(offset + len(slots), tuple(dict.fromkeys((res, prev, _last_gene(space))))))
     return slots
 
 
@@ -141,8 +156,11 @@ def skip_sources(space: SearchSpace) -> list[int]:
     """Encoder features the saliency decoder concatenates, shallow to deep (-1 = the stem).
 
     SalNAS taps the stem and, for each deeper resolution level but the deepest, the last stage
-    at that level; the deepest level enters through the last convolution.
+    at that level; the deepest level enters through the last convolution. A residual space taps its
+    second-to-last stage (BiSeNet's 1/16 features; the last stage's are the 1/32 ones).
     """
+    if space.residual:
+        return [len(space.stages) - 2]
     level = space.stem.stride
     last_at_level: dict[int, int] = {}
     for i, st in enumerate(space.stages):
@@ -187,6 +205,9 @@ def block_signatures(
             sigs.append(last)
         h_in, w_in = (1, 1) if last.op == "mix" else (last.out_h, last.out_w)
         sigs.append(BlockSignature("linear", h_in, w_in, last.cout, num_classes, out_h=1, out_w=1))
+    elif space.residual:
+        (_, _, c16), (_, _, c32) = features[-2], features[-1]
+        sigs.append(BlockSignature("bisenet", h, w, c16, num_classes, skip=c32, out_h=h, out_w=w))
     else:
         classes = num_classes if is_segmentation(task) else None
         sigs += _decoder_signatures(space, features, sigs[-1], h, w, blur=blurs(task), classes=classes)
@@ -208,6 +229,8 @@ def _sod_blocks(
 
 
 def _encoder_signatures(space: SearchSpace, arch: Arch, h: int, w: int) -> tuple[list[BlockSignature], list]:
+    if space.residual:
+        return _residual_signatures(space, arch, h, w)
     st = space.stem
     oh, ow = spatial_after(h, w, st.kernel, st.stride)
     sigs = [BlockSignature("conv", h, w, 3, arch.stem, st.kernel, st.stride, act=st.act, out_h=oh, out_w=ow)]
@@ -224,6 +247,29 @@ def _encoder_signatures(space: SearchSpace, arch: Arch, h: int, w: int) -> tuple
             cin = stage.width
         features.append((oh, ow, stage.width))
     sigs.append(BlockSignature("conv", oh, ow, cin, arch.last, 1, 1, act=space.last.act, out_h=oh, out_w=ow))
+    return sigs, features
+
+
+def _residual_signatures(space: SearchSpace, arch: Arch, h: int, w: int) -> tuple[list[BlockSignature], list]:
+    """MoSegNAS's encoder (Section III-B): the stem conv and max pool, then residual layers, the
+    first of each stage strided (on its 3x3, as torchvision's ResNet v1.5 and BiSeNet's ResNet-18)."""
+    st = space.stem
+    oh, ow = spatial_after(h, w, arch.stem_kernel, st.stride)
+    if st.pool:
+        oh, ow = spatial_after(oh, ow, 3, 2)
+    op = "convpool" if st.pool else "conv"
+    stem = BlockSignature(op, h, w, 3, arch.stem, arch.stem_kernel, st.stride, act=st.act, out_h=oh, out_w=ow)
+    sigs, features, cin = [stem], [(oh, ow, arch.stem)], arch.stem
+    for spec, stage in zip(space.stages, arch.stages, strict=True):
+        for b, mid in enumerate(stage.expansions):
+            stride = spec.stride if b == 0 else 1
+            ih, iw = oh, ow
+            oh, ow = spatial_after(ih, iw, 3, stride)
+            sigs.append(
+                BlockSignature(space.block, ih, iw, cin, stage.width, 3, stride, mid, act=spec.act, out_h=oh, out_w=ow)
+            )
+            cin = stage.width
+        features.append((oh, ow, stage.width))
     return sigs, features
 
 

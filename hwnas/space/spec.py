@@ -8,6 +8,13 @@ stage, and kernel and expansion per stage (`choices = "stage"`, as the authors' 
 AlphaNet's "v3 head" final expand, `expand` x the last stage's width (`last_conv.expand`), or a
 free width choice (`last_conv.widths`); `last_conv.mix` adds AlphaNet's classifier feature-mix
 widths.
+
+`block = "bottleneck"` or `"basic"` makes a residual space, MoSegNAS's (Lu et al., Section III-B
+and Fig. 1): a stem of one conv with a kernel choice (`stem.kernels`) and ResNet's 3x3/2 max pool,
+four stages of residual layers whose intermediate width each layer chooses (`stages.mids`), no last
+conv (the stages' output is the tail's), and BiSeNet's heads as the segmentation decoder. A
+bottleneck layer is 1x1 compress -> 3x3 -> 1x1 expand (the paper's); a basic layer is two 3x3s
+(ResNet-18's, so that space holds BiSeNet's own context path).
 """
 
 from __future__ import annotations
@@ -23,20 +30,42 @@ from hwnas.registry import Registry
 from hwnas.space.signature import ACTIVATIONS
 
 ENCODER_ACTS = tuple(a for a in ACTIVATIONS if a != "sigmoid")
-TOP_FIELDS = {"name", "description", "resolutions", "choices", "stem", "stages", "last_conv", "decoder", "notes"}
+TOP_FIELDS = {
+    "name",
+    "description",
+    "resolutions",
+    "choices",
+    "block",
+    "stem",
+    "stages",
+    "last_conv",
+    "decoder",
+    "notes",
+}
 CHOICES = ("stage", "block")
+BLOCKS = ("mbconv", "bottleneck", "basic")  # the layer a space's stages are made of
+RESIDUAL = ("bottleneck", "basic")
+RESIDUAL_STAGE_FIELDS = {"widths", "depths", "mids", "stride", "act"}
 
 
 @dataclass(frozen=True)
 class StemSpec:
+    """The stem conv; `kernels`: its kernel choices where the kernel is a gene (residual spaces, then
+    `kernel` is the largest); `pool`: ResNet's 3x3/2 max pool after it."""
+
     widths: tuple[int, ...]
     kernel: int
     stride: int
     act: str
+    kernels: tuple[int, ...] = ()
+    pool: bool = False
 
 
 @dataclass(frozen=True)
 class StageSpec:
+    """A stage's choices. In a residual space `kernels` is (3,) and `expansions` holds the layers'
+    intermediate widths in channels (the TOML's `mids`), not ratios."""
+
     widths: tuple[int, ...]
     depths: tuple[int, ...]
     kernels: tuple[int, ...]
@@ -121,7 +150,10 @@ def _parse_resolutions(value: Any, source: str) -> tuple[tuple[int, int], ...]:
 
 PRESETS: Registry[Path] = Registry(  # a packaged space's name -> its file in hwnas/space/presets/
     "search space",
-    {name: Path(f"{name}.toml") for name in ("alphanet", "alphanet-block", "alphanet-imagenet", "mini")},
+    {
+        name: Path(f"{name}.toml")
+        for name in ("alphanet", "alphanet-block", "alphanet-imagenet", "mini", "mosegnas", "mosegnas-basic")
+    },
     error=SpaceError,
     listing="presets",
     hint=", or give the path of a .toml file; nb201 (NAS-Bench-201's cell, a table of every answer) is searched "
@@ -153,6 +185,9 @@ def read_spec(text: str, *, source: str = "<toml>") -> dict[str, Any]:
     data = load_toml(text, source=source, allowed=TOP_FIELDS, error=SpaceError)
     top = _Fields(data, "space", source)
     name = check_name(data.get("name"), source=source, error=SpaceError)
+    block = top.choice("block", BLOCKS, "mbconv")
+    if block in RESIDUAL:
+        return {"name": name, "block": block, **_read_residual(data, top, source)}
     stem_f = _Fields(top.get("stem"), "stem", source)
     stem = StemSpec(
         widths=stem_f.ints("widths"),
@@ -160,10 +195,7 @@ def read_spec(text: str, *, source: str = "<toml>") -> dict[str, Any]:
         stride=stem_f.int("stride", 2),
         act=stem_f.choice("act", ENCODER_ACTS, "swish"),
     )
-    raw_stages = top.get("stages")
-    if not isinstance(raw_stages, list) or not raw_stages:
-        raise SpaceError(f"{source}: field 'stages' must be a non-empty array of tables")
-    stages = tuple(_parse_stage(raw, i, source) for i, raw in enumerate(raw_stages))
+    stages = tuple(_parse_stage(raw, i, source) for i, raw in enumerate(_stage_tables(top, source)))
     last = _parse_last(_Fields(top.get("last_conv"), "last_conv", source))
     dec_f = _Fields(data.get("decoder", {}), "decoder", source)
     return {
@@ -175,6 +207,74 @@ def read_spec(text: str, *, source: str = "<toml>") -> dict[str, Any]:
         "last": last,
         "decoder_act": dec_f.choice("act", ENCODER_ACTS, "swish"),
         "choices": top.choice("choices", CHOICES, "block"),
+    }
+
+
+def _stage_tables(top: _Fields, source: str) -> list:
+    raw_stages = top.get("stages")
+    if not isinstance(raw_stages, list) or not raw_stages:
+        raise SpaceError(f"{source}: field 'stages' must be a non-empty array of tables")
+    return raw_stages
+
+
+def _read_residual(data: dict, top: _Fields, source: str) -> dict[str, Any]:
+    """A residual space (`block = "bottleneck"` or `"basic"`): stem kernels and widths, max pool,
+    stages of `mids`; no last conv and no decoder settings (BiSeNet's heads are fixed)."""
+    for field in ("last_conv", "decoder", "choices"):
+        if field in data:
+            raise SpaceError(
+                f"{source}: a {data['block']} space has no '{field}' (its stages end in the tail, BiSeNet's "
+                "heads are its decoder, and each layer chooses its own intermediate width)"
+            )
+    stem_f = _Fields(top.get("stem"), "stem", source)
+    kernels = stem_f.ints("kernels")
+    if any(k % 2 == 0 for k in kernels):
+        raise stem_f._fail("kernels", "a list of odd kernel sizes")
+    stem = StemSpec(
+        widths=stem_f.ints("widths"),
+        kernel=max(kernels),
+        stride=stem_f.int("stride", 2),
+        act=stem_f.choice("act", ENCODER_ACTS, "relu"),
+        kernels=kernels,
+        pool=stem_f.bool("pool", True),
+    )
+    stages = []
+    for i, raw in enumerate(_stage_tables(top, source)):
+        f = _Fields(raw, f"stages[{i}]", source)
+        unknown = set(raw) - RESIDUAL_STAGE_FIELDS
+        if unknown:
+            raise SpaceError(
+                f"{source}: stages[{i}] of a {data['block']} space has unknown field(s) {sorted(unknown)}; "
+                f"allowed: {sorted(RESIDUAL_STAGE_FIELDS)}"
+            )
+        stride = f.int("stride")
+        if stride not in (1, 2):
+            raise f._fail("stride", "1 or 2")
+        stages.append(
+            StageSpec(
+                widths=f.ints("widths"),
+                depths=f.ints("depths"),
+                kernels=(3,),
+                expansions=f.ints("mids"),
+                se=False,
+                stride=stride,
+                act=f.choice("act", ENCODER_ACTS, "relu"),
+            )
+        )
+    resolutions = _parse_resolutions(top.get("resolutions"), source)
+    if any(w % 32 or h % 32 for w, h in resolutions):
+        raise SpaceError(
+            f"{source}: a {data['block']} space's resolutions must be multiples of 32 (BiSeNet's heads meet its "
+            f"1/8, 1/16 and 1/32 maps), got {[list(r) for r in resolutions]}"
+        )
+    return {
+        "description": str(data.get("description", "")),
+        "resolutions": resolutions,
+        "stem": stem,
+        "stages": tuple(stages),
+        "last": LastSpec(widths=(), act=stem.act, expand=1),  # no conv: the last stage's output itself
+        "decoder_act": stem.act,
+        "choices": "block",
     }
 
 

@@ -107,3 +107,32 @@ class BiSeNetHeads(nn.Module):
             return logits
         aux = (self.aux8(context8), self.aux16(context16))
         return logits, *(F.interpolate(a, size=size, mode="bilinear", align_corners=False) for a in aux)
+
+
+SLICED = {"global_context.conv.weight": "c32", "arm32.conv.conv.weight": "c32", "arm16.conv.conv.weight": "c16"}
+
+
+class DynamicBiSeNetHeads(nn.Module):
+    """BiSeNet's heads in a supernet: the three convs that read the encoder (the global context and
+    the two ARMs) take the first `c16` / `c32` input channels of their max-width weights; everything
+    else is fixed. Called with a `bisenet` signature (`cin` = c16, `skip` = c32)."""
+
+    def __init__(self, *, c16: int, c32: int, num_classes: int, aux: bool):
+        super().__init__()
+        self.heads = BiSeNetHeads(c16=c16, c32=c32, num_classes=num_classes, aux=aux)
+
+    def _sliced(self, c16: int, c32: int) -> dict[str, torch.Tensor]:
+        params = dict(self.heads.named_parameters())
+        widths = {"c16": c16, "c32": c32}
+        return {name: params[name][:, : widths[width]] for name, width in SLICED.items()}
+
+    def forward(self, image: torch.Tensor, at16: torch.Tensor, at32: torch.Tensor, sig):
+        sliced = self._sliced(sig.cin, sig.skip)
+        return torch.func.functional_call(self.heads, sliced, (image, at16, at32))
+
+    def extract(self, sig) -> BiSeNetHeads:
+        out = BiSeNetHeads(c16=sig.cin, c32=sig.skip, num_classes=sig.cout, aux=self.heads.aux8 is not None)
+        state = self.heads.state_dict()
+        state.update({name: w.detach() for name, w in self._sliced(sig.cin, sig.skip).items()})
+        out.load_state_dict(state)
+        return out
