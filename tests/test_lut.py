@@ -197,6 +197,32 @@ def test_a_calibration_that_worsens_held_out_error_is_not_stored(mini):
     assert table.predict(arch) == pytest.approx(table.raw_ms(arch))
 
 
+class FlatMachine:
+    """A fake measurer standing for a machine where every subnet takes about 10 ms whatever its
+    blocks (the whole run dominated by something fixed), a little less for the bigger ones."""
+
+    where = "local"
+
+    def archs(self, space, archs, task, *, num_classes=1000, rounds, statistic, protocol, progress):
+        raw = np.array([self.table.raw_ms(a) for a in archs])
+        return np.tile(10.0 - 0.01 * raw, (rounds, 1))
+
+
+def test_a_line_that_does_not_rise_with_the_block_sum_is_never_stored(mini):
+    """Fitted exactly (held-out MAPE 0), a falling line would still rank every subnet backwards."""
+    from hwnas.hardware.device import load_device
+    from hwnas.hardware.validation import validate
+
+    table = synthetic_table(mini, resolutions=[(32, 32)])
+    machine = FlatMachine()
+    machine.table = table
+    result = validate(load_device("cpu"), table, samples=8, seed=0, resolution=(32, 32), rounds=2, measurer=machine)
+    [fit] = result.fits
+    assert fit.calibration.slope == pytest.approx(-0.01) and fit.after.mape < 1e-6 < fit.before.mape
+    assert not fit.applied and "slope -0.0100 is not positive" in fit.refusal
+    assert table.calibration_at((32, 32)) is None
+
+
 def test_each_resolution_predicts_through_its_own_line():
     """Lines are kept per resolution: predict and predict_many apply each arch's own, a resolution
     without one predicts the raw sum, and the lines survive a save and a load."""

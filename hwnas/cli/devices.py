@@ -195,7 +195,7 @@ def _say_check(result) -> None:
         if fit.applied:
             say(f"checked at {fit.resolution} on whole subnets: {held}, {fit.after.mape:.1f}% calibrated (line stored)")
         else:
-            say(f"checked at {fit.resolution} on whole subnets: {held}; no line stored (it did not lower that error)")
+            say(f"checked at {fit.resolution} on whole subnets: {held}; no line stored ({fit.refusal})")
 
 
 def lut_validate(
@@ -270,9 +270,8 @@ def _render_validation(result, sidecar: Path) -> None:
             say(f"{line}, stored in {sidecar}")
         else:
             say(
-                f"{line}, NOT stored: it raises the held-out MAPE from {fit.before.mape:.1f}% to "
-                f"{fit.after.mape:.1f}%, so the table predicts raw block sums at {fit.resolution} (measure more "
-                "--samples or --rounds to fit a better line)"
+                f"{line}, NOT stored: {fit.refusal}, so the table predicts raw block sums at {fit.resolution} "
+                "(measure more --samples or --rounds to fit a better line)"
             )
 
 

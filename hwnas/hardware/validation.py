@@ -57,13 +57,24 @@ class Fidelity:
 @dataclass(frozen=True)
 class ResolutionFit:
     """The calibration line of one resolution, fitted on its calibration half and judged on its
-    held-out half; stored in the table only if it lowers that half's MAPE (`applied`)."""
+    held-out half; stored in the table only if its slope is positive (a line that does not rise
+    with the block sum ranks every subnet wrongly, however it lowers the error of near-equal ones)
+    and it lowers that half's MAPE (`applied`)."""
 
     resolution: str
     calibration: Calibration
     before: Fidelity
     after: Fidelity
     applied: bool
+
+    @property
+    def refusal(self) -> str:
+        """Why the line is not stored ("" when it is)."""
+        if self.applied:
+            return ""
+        if self.calibration.slope <= 0:
+            return f"its slope {self.calibration.slope:.4f} is not positive: it would not rank the subnets by cost"
+        return f"it raises the held-out MAPE from {self.before.mape:.1f}% to {self.after.mape:.1f}%"
 
 
 @dataclass(frozen=True)
@@ -105,7 +116,7 @@ def validation_archs(space: SearchSpace, samples: int, seed: int, resolutions: l
 
 
 def _at(arch: Arch, resolution: tuple[int, int]) -> Arch:
-    return Arch(tuple(resolution), arch.stem, arch.stages, arch.last)
+    return replace(arch, resolution=tuple(resolution))
 
 
 def validate(
@@ -212,7 +223,8 @@ def _validate(
         line = Calibration.fit(raw[fit_on], measured[fit_on])
         calibrated[index] = line.apply(raw[index])
         before, after = Fidelity.of(raw[held], measured[held]), Fidelity.of(calibrated[held], measured[held])
-        fits.append(ResolutionFit(key, line, before, after, applied=after.mape < before.mape))
+        applied = line.slope > 0 and after.mape < before.mape
+        fits.append(ResolutionFit(key, line, before, after, applied=applied))
         table.set_calibration(target, line if fits[-1].applied else None)
     table.meta["validation"] = {
         "date": now(), "samples": len(archs), "seed": seed, "rounds": rounds,
