@@ -8,6 +8,8 @@ subnets' Kendall tau between the first and the second half of the rounds (two in
 measurements), the ceiling for any table's tau on this machine at the time of the run.
 Prints one row per device; writes the tables under bench/out/.
 Usage: python -m bench.lut_fidelity [--devices cpu,cpu-tflite] [--samples 200] [--rounds 8]
+       python -m bench.lut_fidelity --devices cpu --space mosegnas --task segmentation --resolution 512x256
+(another space and head: validated at the first --resolution given, alphanet's at 256x192).
 Run it on an otherwise idle machine: every other process on the 2 cores shows up in the figures.
 """
 
@@ -43,16 +45,26 @@ class Log:
             print(f"  {time.strftime('%H:%M:%S')} {self.what}: {done}/{total} {label}", file=sys.stderr, flush=True)
 
 
-def run(device_name: str, samples: int, rounds: int, resolutions: list[tuple[int, int]] | None, reuse: bool) -> dict:
+def run(
+    device_name: str,
+    samples: int,
+    rounds: int,
+    resolutions: list[tuple[int, int]] | None,
+    reuse: bool,
+    space_name: str = "alphanet",
+    task: str = "saliency",
+) -> dict:
     """Build the table afresh (timed), or with `reuse` finish an existing one (untimed), then validate."""
     device = load_device(device_name)
-    space = SearchSpace.load("alphanet")
-    path = OUT / f"{device_name}-alphanet.parquet"
+    space = SearchSpace.load(space_name)
+    suffix = "" if space_name == "alphanet" else f"-{space_name}"
+    path = OUT / f"{device_name}-{space_name}.parquet"
     if not reuse:
         path.unlink(missing_ok=True)
         sidecar_path(path).unlink(missing_ok=True)
     start = time.perf_counter()
-    table = profile(device, space, resolutions=resolutions, out=path, progress=Log(f"{device_name} table")).table
+    progress = Log(f"{device_name} table")
+    table = profile(device, space, task=task, resolutions=resolutions, out=path, progress=progress).table
     profile_s = None if reuse else time.perf_counter() - start
     start, log = time.perf_counter(), Log(f"{device_name} subnets")
     result = validate(
@@ -60,14 +72,14 @@ def run(device_name: str, samples: int, rounds: int, resolutions: list[tuple[int
         LatencyTable.load(path, space),
         samples=samples,
         seed=0,
-        resolution=(256, 192),
+        resolution=resolutions[0] if resolutions and space_name != "alphanet" else (256, 192),
         rounds=rounds,
         progress=log,
     )
     validate_s = time.perf_counter() - start
-    save(OUT / f"{device_name}-validation.json", result.to_dict())
+    save(OUT / f"{device_name}{suffix}-validation.json", result.to_dict())
     return {
-        "device": device_name,
+        "device": device_name + suffix,
         "signatures": len(table),
         "profile_s": profile_s,
         "validate_s": validate_s,
@@ -85,6 +97,8 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=8, help="end-to-end rounds per subnet (two halves of 4)")
     parser.add_argument("--reuse-table", action="store_true", help="keep an existing table (its build is not timed)")
     parser.add_argument("--resolution", action="append", help="WxH to profile (default: both)")
+    parser.add_argument("--space", default="alphanet")
+    parser.add_argument("--task", default="saliency")
     args = parser.parse_args()
     OUT.mkdir(exist_ok=True)
     resolutions = [tuple(int(v) for v in r.split("x")) for r in args.resolution] if args.resolution else None
@@ -96,8 +110,8 @@ def main() -> None:
     summary = OUT / "lut_fidelity.json"
     rows = json.loads(summary.read_text())["rows"] if summary.exists() else []  # other devices' rows stay
     for name in args.devices.split(","):
-        row = run(name, args.samples, args.rounds, resolutions, args.reuse_table)
-        rows = [r for r in rows if r["device"] != name] + [{k: v for k, v in row.items() if k != "result"}]
+        row = run(name, args.samples, args.rounds, resolutions, args.reuse_table, args.space, args.task)
+        rows = [r for r in rows if r["device"] != row["device"]] + [{k: v for k, v in row.items() if k != "result"}]
         save(summary, {"rows": rows})
         r = row["result"]
         raw, after = r.holdout_before, r.holdout_after
@@ -105,7 +119,7 @@ def main() -> None:
         if row["convert_s"] is not None:
             print(f"{name}: {len(r.archs)} subnets converted in {row['convert_s'] / 60:.1f} min", file=sys.stderr)
         print(
-            f"{name:<11} {row['signatures']:>4}  {built:>9}  {after.n:>4}  "
+            f"{row['device']:<11} {row['signatures']:>4}  {built:>9}  {after.n:>4}  "
             f"{raw.within_10:10.0%}  {raw.kendall_tau:7.3f} | {after.mape:27.1f}% {after.within_5:7.0%} "
             f"{after.within_10:8.0%}  {after.kendall_tau:.3f}  {after.spearman_rho:.3f} | "
             f"{r.repeatability.kendall_tau:.3f}",

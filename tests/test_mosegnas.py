@@ -15,12 +15,15 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from hwnas.cli import app
 from hwnas.errors import ArchError, SpaceError
+from hwnas.hardware.table import LatencyTable
 from hwnas.nn import Supernet
 from hwnas.nn.static import SignatureModel, build_block, signature_inputs
 from hwnas.nn.supernet import build_subnet
 from hwnas.space import SearchSpace
 from hwnas.space.signature import BlockSignature
+from tests.cli import one_error_line, run_cli
 from tests.conftest import randomize_bn
+from tests.segdata import write_cityscapes
 from tests.test_lut import synthetic_table
 
 DATA = Path(__file__).parent / "data" / "bisenet"
@@ -196,3 +199,46 @@ def cli():
         return result
 
     return invoke
+
+
+MICRO = Path(__file__).parent / "data" / "mosegnas-micro.toml"
+
+
+@pytest.mark.slow
+def test_the_mosegnas_loop_on_its_own_space_trains_searches_and_exports_verified(tmp_path):
+    """MoSegNAS end to end on its space's structure (tests/data/mosegnas-micro.toml: the preset at
+    test widths) and a Cityscapes-format folder: train, profile, the MoSegNAS search, ONNX export."""
+    data, ckpt, lut = tmp_path / "cityscapes", tmp_path / "seg.pt", tmp_path / "lut.parquet"
+    cities = {"train": ["aachen", "bochum", "bremen", "cologne"], "val": ["frankfurt"]}
+    write_cityscapes(data, cities=cities, size=(256, 128))  # BN re-estimated on 8 images: not too few pixels
+    run_cli(
+        "train", "supernet", "--space", str(MICRO), "--task", "segmentation+aux", "--data", str(data), "--epochs", "1",
+        "--batch-size", "2", "--crop", "96x64", "--out", str(ckpt),
+    )  # fmt: skip
+    run_cli("profile", "--device", "cpu", "--space", str(MICRO), "--task", "segmentation+aux", "--rounds", "1",
+            "--resolution", "128x64", "--out", str(lut))  # fmt: skip
+    table = LatencyTable.load(lut, SearchSpace.load(MICRO))
+    assert table.classes == 19 and {s.op for s in table.space.all_block_signatures([(128, 64)], "segmentation")} == {
+        "convpool", "bottleneck", "bisenet"
+    }  # fmt: skip
+    space = table.space
+    rng = np.random.default_rng(0)
+    limit = float(
+        np.quantile([table.predict(replace(space.sample(rng), resolution=(128, 64))) for _ in range(200)], 0.75)
+    )
+    out = tmp_path / "search"
+    proc = run_cli(
+        "search", "--device", "cpu", "--budget", f"{limit:.3f}ms", "--supernet", str(ckpt), "--lut", str(lut),
+        "--algo", "mosegnas", "--evals", "8", "--data", str(data), "--out", str(out),
+    )  # fmt: skip
+    chosen = space.arch_from_dict(json.loads((out / "best.json").read_text()))
+    assert chosen.residual and table.predict(chosen) <= limit * 1.001 and "miou (supernet)" in proc.stdout
+    exported = tmp_path / "export"
+    run_cli("export", "--supernet", str(ckpt), "--arch", str(out / "best.json"), "--format", "onnx", "--device", "cpu",
+            "--lut", str(lut), "--data", str(data), "--out", str(exported))  # fmt: skip
+    manifest = json.loads(next(exported.glob("*.onnx.json")).read_text())
+    assert manifest["output"]["num_classes"] == 19 and manifest["verification"]["numerics"]["passed"]
+    args = ("evaluate", "--supernet", str(ckpt), "--arch", str(out / "best.json"), "--data", str(data))
+    proc = run_cli(*args, "--scales", "0.75,1,1.25")
+    assert "mIoU" in proc.stdout and "averaged over input scales 0.75, 1, 1.25" in proc.stdout
+    assert "--scales must look like" in one_error_line(run_cli(*args, "--scales", "big", check=False))

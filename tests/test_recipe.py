@@ -13,11 +13,11 @@ from tests.cli import one_error_line, run_cli
 def test_sod_defaults_to_focusnets_recipe_and_flags_override_it():
     assert recipe_settings("sod+focus") == {
         "optimizer": "adam", "lr": 1e-4, "weight_decay": 1e-4, "batch_size": 16, "augment": ("flip", "rotate", "blur"),
-        "schedule": "cosine", "ohem": 0.0,
+        "schedule": "cosine", "ohem": 0.0, "crop": None,
     }  # fmt: skip
     assert recipe_settings("saliency") == {
         "optimizer": "sgd", "lr": 0.05, "weight_decay": 1e-5, "batch_size": 32, "augment": (), "schedule": "cosine",
-        "ohem": 0.0,
+        "ohem": 0.0, "crop": None,
     }  # fmt: skip
     assert recipe_settings("sod", lr=3e-4, augment="none", batch_size=8)["augment"] == ()
     assert recipe_settings("saliency", augment="flip,blur")["augment"] == ("flip", "blur")
@@ -37,7 +37,13 @@ def test_segmentation_trains_with_mosegnas_recipe_and_its_poly_schedule():
     assert recipe_settings("segmentation") == {
         "optimizer": "sgd", "lr": 0.01, "weight_decay": 1e-5, "batch_size": 8, "augment": ("flip", "scale"),
         "schedule": "poly", "ohem": 0.7,  # OHEM: the BiSeNet reference code's (the paper names no loss)
+        "crop": (1536, 768),  # the paper's Cityscapes crop, width x height
     }  # fmt: skip
+    assert recipe_settings("segmentation", crop="1024x512")["crop"] == (1024, 512)
+    with pytest.raises(HwnasError, match="--crop is segmentation's training crop; the task is sod"):
+        recipe_settings("sod", crop="64x64")
+    with pytest.raises(HwnasError, match="--crop must look like 1536x768 .width x height, each at least 32., got '64'"):
+        recipe_settings("segmentation", crop="64")
     assert recipe_settings("segmentation", ohem=0)["ohem"] == 0
     with pytest.raises(HwnasError, match="--ohem mines the hard pixels of a segmentation loss; the task is saliency"):
         recipe_settings("saliency", ohem=0.7)

@@ -20,6 +20,7 @@ from hwnas.data.layout import (
 )
 from hwnas.data.metrics.segmentation import class_iou, confusion_matrix, segmentation_scores
 from hwnas.data.segmentation import SYNTHETIC_CLASSES, synthetic_segmentation
+from hwnas.errors import HwnasError
 from hwnas.hardware.table import LatencyTable
 from hwnas.nn.supernet import Supernet, build_subnet
 from hwnas.train.losses import class_targets, segmentation_loss
@@ -356,3 +357,29 @@ def test_mini_segmentation_trains_searches_under_a_budget_and_exports_verified(t
     args = ["search", "--device", "cpu", "--budget", budget, "--supernet", str(ckpt), "--lut", str(lut)]
     line = one_error_line(run_cli(*args, "--out", str(tmp_path / "s2"), check=False))
     assert "the supernet predicts 4 classes but the latency table profiled 19: profile with --classes 4" in line
+
+
+def test_multi_scale_inference_averages_the_class_probabilities_of_each_scale():
+    """MoSegNAS's multi-scale row: the image at each scale x the input size (a multiple of 32 for
+    BiSeNet's heads), each softmax resized back bilinearly, their mean; by hand here."""
+    from pathlib import Path
+
+    from hwnas.space import SearchSpace
+    from hwnas.train.evaluation import Predictions
+
+    space = SearchSpace.load(Path(__file__).parent / "data" / "mosegnas-micro.toml")
+    data = load_data("synthetic", task="segmentation", size=(32, 64), train_size=4, val_size=3)
+    torch.manual_seed(0)
+    net = build_subnet(space, replace(space.min(), resolution=(64, 32)), task="segmentation", num_classes=4).eval()
+    task = make_task("segmentation", 4)
+    single = torch.stack(list(Predictions(net, data, task, scales=(1.0,))))
+    multi = torch.stack(list(Predictions(net, data, task, scales=(0.5, 1.0, 1.5))))
+    image = data.batch(data.split("val", (64, 32)), slice(None))["image"]
+    with torch.no_grad():
+        by_hand = [F.softmax(net(F.interpolate(image, size=size, mode="bilinear")), 1) for size in ((32, 32), (64, 96))]
+    by_hand = [F.interpolate(p, size=(32, 64), mode="bilinear") for p in by_hand]  # 0.5: 16x32 -> one 32 each
+    torch.testing.assert_close(multi, (by_hand[0] + single + by_hand[1]) / 3, rtol=1e-5, atol=1e-6)
+    with pytest.raises(HwnasError, match="--scales must be distinct numbers from 0.25 to 4"):
+        Predictions(net, data, task, scales=(1.0, 1.0))
+    with pytest.raises(HwnasError, match="--scales averages segmentation's class probabilities"):
+        Predictions(net, data, make_task("saliency"), scales=(1.0, 2.0))

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from hwnas.data import Step, load_data
-from hwnas.data.split import Split, scaled_crop
+from hwnas.data.split import Split, scaled_crop, training_size
 from hwnas.data.stream import FolderSplit
 from hwnas.nn.factory import create
 from hwnas.space import SearchSpace
@@ -118,6 +118,46 @@ def test_scale_and_crop_keeps_the_size_and_pairs_each_label_with_its_pixel():
         padded |= bool((~inside).any()) and bool((out["image"][:, ~inside] == 0).all())
         sizes.add((int(inside.sum()), int(right.sum())))
     assert padded and len(sizes) > 2
+
+
+def test_a_crop_never_leaves_the_scaled_image_and_labels_are_only_ever_class_ids():
+    """A 2:1 row cut to a smaller window: at scale 1 the window is a piece of the row (never past its
+    edge); at any scale the labels are ids of the row (nearest neighbour, no blends) or padding."""
+    rng = np.random.default_rng(0)
+    seg = torch.from_numpy(rng.integers(0, 5, (1, 32, 64), dtype=np.uint8))
+    image = torch.from_numpy(rng.integers(0, 255, (3, 32, 64), dtype=np.uint8))
+    places = set()
+    for seed in range(30):
+        out = scaled_crop({"image": image, "seg": seg}, np.random.default_rng(seed), crop=(24, 48), scale=False)
+        assert out["seg"].shape == (1, 24, 48)
+        found = [
+            (top, left) for top in range(32 - 24 + 1) for left in range(64 - 48 + 1)
+            if torch.equal(out["seg"], seg[:, top : top + 24, left : left + 48])
+            and torch.equal(out["image"], image[:, top : top + 24, left : left + 48])
+        ]  # fmt: skip
+        assert found  # the window lies inside the image
+        places.add(found[0])
+        scaled = scaled_crop({"image": image, "seg": seg}, np.random.default_rng(seed), crop=(24, 48))
+        assert set(scaled["seg"].unique().tolist()) <= {0, 1, 2, 3, 4, 255}
+    assert len(places) > 10
+
+
+def test_each_subnet_trains_on_the_crop_at_its_own_scale():
+    """MoSegNAS: a 1536x768 crop of Cityscapes' 2048x1024; a subnet of input 1024x512 (scale 1/2) sees
+    it at 768x384, one of 512x256 at 384x192; sizes stay multiples of 32 for BiSeNet's heads."""
+    assert training_size((1024, 512), (1024, 2048), (768, 1536), 32) == (384, 768)
+    assert training_size((512, 256), (1024, 2048), (768, 1536), 32) == (192, 384)
+    assert training_size((768, 384), (1024, 2048), (768, 1536), 32) == (288, 576)
+    assert training_size((100, 50), (64, 128), (48, 96), 1) == (38, 75)
+    rows = {
+        "image": torch.zeros((2, 3, 64, 128), dtype=torch.uint8),
+        "seg": torch.zeros((2, 1, 64, 128), dtype=torch.uint8),
+    }
+    step = Step(np.array([0, 1]), [(128, 64), (64, 32)], crop_seed=1, crop=(32, 64), scale=True, multiple=32)
+    at = step.at_sizes(rows)
+    assert {k: tuple(v["image"].shape[-2:]) for k, v in at.items()} == {(64, 128): (32, 64), (32, 64): (32, 32)}
+    whole = Step(np.array([0, 1]), [(128, 64)], crop_seed=1, crop=(768, 1536), scale=False)  # larger: the whole row
+    assert tuple(whole.at_sizes(rows)[(64, 128)]["image"].shape[-2:]) == (64, 128)
 
 
 @pytest.mark.slow

@@ -48,6 +48,13 @@ def evaluate(
     json_out: Annotated[Path | None, typer.Option("--json", help="also write the scores as JSON")] = None,
     torch_device: TorchDeviceOpt = "cpu",
     batch_size: EvalBatchOpt = 64,
+    scales: Annotated[
+        str,
+        typer.Option(
+            help="segmentation: input scales whose class probabilities are averaged, e.g. 0.75,1,1.25,1.5,1.75 "
+            "(MoSegNAS's multi-scale row); 1 is single scale"
+        ),
+    ] = "1",
 ) -> None:
     """Score one subnet on a dataset with every metric of its task, as the benchmarks compute them."""
     check_early(torch_device=torch_device, batch_size=batch_size)
@@ -60,6 +67,7 @@ def evaluate(
         result = evaluate_checkpoint(
             supernet, arch_pick, data, which=split, original=original, shuffle=sauc, submission=submission,
             bn_data=bn_data, progress=bar.counter, device=torch_device, batch_size=batch_size,
+            scales=parse_scales(scales),
         )  # fmt: skip
         if result is None:  # a torchrun rank other than 0: its share is computed, rank 0 reports
             return
@@ -68,6 +76,16 @@ def evaluate(
     _render(result)
     if json_out is not None:
         say(f"wrote {json_out}")
+
+
+def parse_scales(text: str) -> tuple[float, ...]:
+    """`0.75,1,1.25` -> (0.75, 1.0, 1.25); anything else one `HwnasError` showing the form."""
+    from hwnas.errors import HwnasError
+
+    try:
+        return tuple(float(part) for part in text.split(","))
+    except ValueError:
+        raise HwnasError(f"--scales must look like 0.75,1,1.25 (numbers, comma-separated), got '{text}'") from None
 
 
 def _render(result) -> None:

@@ -58,6 +58,13 @@ OhemOpt = Annotated[
         "0 for plain cross entropy (default: 0.7, the BiSeNet reference recipe's OHEM)"
     ),
 ]
+CropOpt = Annotated[
+    str | None,
+    typer.Option(
+        help="segmentation: WxH window of the scaled image each step trains on, each subnet at its own scale of "
+        "it (default: MoSegNAS's 1536x768, or the whole training size where smaller)"
+    ),
+]
 AlphaOpt = Annotated[float, typer.Option(help="weight left on the ground truth after epoch 1 (SalNAS Eq. 3)")]
 MaxStepsOpt = Annotated[int, typer.Option(help="cap on steps per epoch (0: the whole split)")]
 SizeOpt = Annotated[int, typer.Option(help="synthetic data: training images")]
@@ -159,6 +166,7 @@ def train_supernet(
     t0: T0Opt = 10,
     schedule: ScheduleOpt = None,
     ohem: OhemOpt = None,
+    crop: CropOpt = None,
     alpha: AlphaOpt = 0.5,
     grad_clip: ClipOpt = 5.0,
     seed: SeedOpt = 0,
@@ -194,7 +202,8 @@ def train_supernet(
             data=data, out=ckpt, fresh=fresh, selfkd=selfkd, init=init, torch_device=torch_device,
             train_size=train_size, val_size=val_size, on_inherited=_say_inherited, epochs=epochs, batch_size=batch_size,
             lr=lr, optimizer=optimizer, weight_decay=weight_decay, augment=augment, t0=t0, schedule=schedule,
-            ohem=ohem, alpha=alpha, grad_clip=grad_clip, seed=seed, max_steps=max_steps, sandwich=sandwich,
+            ohem=ohem, crop=crop, alpha=alpha, grad_clip=grad_clip, seed=seed, max_steps=max_steps,
+            sandwich=sandwich,
             inplace_kd=inplace_kd, dropout=dropout, drop_connect=drop_connect, precision=_precision(precision, amp),
             channels_last=channels_last, check_replicas=check_replicas,
         )  # fmt: skip
@@ -235,6 +244,7 @@ def train_selfkd(
     t0: T0Opt = 10,
     schedule: ScheduleOpt = None,
     ohem: OhemOpt = None,
+    crop: CropOpt = None,
     alpha: AlphaOpt = 0.5,
     grad_clip: ClipOpt = 5.0,
     seed: SeedOpt = 0,
@@ -267,7 +277,7 @@ def train_selfkd(
             task=head_task(task, focus=focus, afe=afe, cfem=cfem), method=method, data=data, out=ckpt, fresh=fresh,
             init=init, torch_device=torch_device, train_size=train_size, val_size=val_size, epochs=epochs,
             batch_size=batch_size, lr=lr, optimizer=optimizer, weight_decay=weight_decay, augment=augment, t0=t0,
-            schedule=schedule, ohem=ohem, alpha=alpha, grad_clip=grad_clip, seed=seed, max_steps=max_steps,
+            schedule=schedule, ohem=ohem, crop=crop, alpha=alpha, grad_clip=grad_clip, seed=seed, max_steps=max_steps,
             precision=_precision(precision, amp),
             channels_last=channels_last, teacher_precision=teacher_precision,
         )  # fmt: skip

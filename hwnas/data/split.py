@@ -119,17 +119,21 @@ def resize_fields(fields: dict[str, torch.Tensor], size: tuple[int, int]) -> dic
 SCALES = (0.75, 1.0, 1.25, 1.5, 1.75, 2.0)  # MoSegNAS's random scales (Section IV-C, after BiSeNet)
 
 
-def scaled_crop(row: dict[str, torch.Tensor], rng: np.random.Generator) -> dict[str, torch.Tensor]:
+def scaled_crop(
+    row: dict[str, torch.Tensor], rng: np.random.Generator, *, crop: tuple[int, int] | None = None, scale: bool = True
+) -> dict[str, torch.Tensor]:
     """One stored row ("image" (3, H, W) and "seg" (1, H, W)) scaled by a random factor of `SCALES`
-    (bilinear, nearest for class ids) and cropped back to (H, W) at a random place; a smaller scale
-    is padded, with 0 and the ignore label 255 (MoSegNAS's training, as BiSeNet's and mmseg's)."""
+    (with `scale`; bilinear, nearest for class ids) and cropped to (height, width) `crop` (default
+    (H, W)) at a random place that never leaves the scaled image; a scaled image smaller than the
+    crop is padded, with 0 and the ignore label 255 (MoSegNAS's training, as BiSeNet's and mmseg's)."""
     if set(row) - {"image", "seg"}:
         raise HwnasError(
             f"scale-and-crop augments segmentation rows only, not {', '.join(sorted(set(row) - {'image', 'seg'}))}"
         )
-    h, w = row["image"].shape[-2:]
-    factor = SCALES[int(rng.integers(len(SCALES)))]
-    size = (max(round(h * factor), 1), max(round(w * factor), 1))
+    h, w = crop or tuple(row["image"].shape[-2:])
+    sh, sw = row["image"].shape[-2:]
+    factor = SCALES[int(rng.integers(len(SCALES)))] if scale else 1.0
+    size = (max(round(sh * factor), 1), max(round(sw * factor), 1))
     image, seg = resize_uint8(row["image"][None], size)[0], resize_labels(row["seg"][None], size)[0]
     top, left = int(rng.integers(0, max(size[0] - h, 0) + 1)), int(rng.integers(0, max(size[1] - w, 0) + 1))
     out = {"image": torch.zeros((3, h, w), dtype=torch.uint8), "seg": torch.full((1, h, w), 255, dtype=torch.uint8)}
@@ -139,25 +143,51 @@ def scaled_crop(row: dict[str, torch.Tensor], rng: np.random.Generator) -> dict[
     return out
 
 
+def training_size(resolution: tuple[int, int], stored: tuple[int, int], crop: tuple[int, int], multiple: int = 1):
+    """(height, width) a subnet of (width, height) `resolution` trains at on a (height, width) `crop`
+    of rows stored at `stored`: the crop at the subnet's scale (its resolution over the stored size),
+    rounded to a multiple of `multiple` (BiSeNet's heads meet 1/8, 1/16 and 1/32 maps: 32)."""
+    (w, h), (sh, sw), (ch, cw) = resolution, stored, crop
+
+    def scaled(n: int, full: int, part: int) -> int:
+        return max(multiple, round(n * part / full / multiple) * multiple)
+
+    return scaled(h, sh, ch), scaled(w, sw, cw)
+
+
 @dataclass(frozen=True)
 class Step:
     """One training step's data: its `rows` of the training split, the `resolutions` (width,
-    height) its subnets run at, and, to scale and crop each row (`scaled_crop`), a `crop_seed`."""
+    height) its subnets run at, and, to scale (`scale`) and crop each row (`scaled_crop`), a
+    `crop_seed`; `crop` (height, width) is a window smaller than the stored rows, and then each
+    subnet trains on it at the subnet's scale (`training_size`, a multiple of `multiple`)."""
 
     rows: np.ndarray
     resolutions: list[tuple[int, int]]
     crop_seed: int | None = None
+    crop: tuple[int, int] | None = None
+    scale: bool = True
+    multiple: int = 1
 
     def at_sizes(self, stored: dict[str, torch.Tensor]) -> dict[tuple[int, int], dict[str, torch.Tensor]]:
-        """The step's rows as stored (uint8, stacked), scaled and cropped where asked, at each
-        resolution as (height, width)."""
+        """The step's rows as stored (uint8, stacked), scaled and cropped where asked, each keyed by a
+        resolution as (height, width): at that resolution, or with a `crop`, at `training_size`."""
+        full = tuple(stored["image"].shape[-2:])
+        crop = None if self.crop is None else (min(self.crop[0], full[0]), min(self.crop[1], full[1]))
         if self.crop_seed is not None:
             rows = [
-                scaled_crop({k: v[j] for k, v in stored.items()}, np.random.default_rng([self.crop_seed, int(row)]))
+                scaled_crop(
+                    {k: v[j] for k, v in stored.items()}, np.random.default_rng([self.crop_seed, int(row)]),
+                    crop=crop, scale=self.scale,
+                )
                 for j, row in enumerate(self.rows)
-            ]
+            ]  # fmt: skip
             stored = {k: torch.stack([r[k] for r in rows]) for k in stored}
-        return {(h, w): resize_rows(stored, (h, w)) for w, h in self.resolutions}
+        if crop is None:
+            return {(h, w): resize_rows(stored, (h, w)) for w, h in self.resolutions}
+        return {
+            (h, w): resize_rows(stored, training_size((w, h), full, crop, self.multiple)) for w, h in self.resolutions
+        }
 
 
 @dataclass(frozen=True)

@@ -19,6 +19,11 @@ from each dataset's own training split, or, for a test set, from the first datas
 has one, or from `bn_data`. By default every score is computed at each image's original size.
 Saliency's IG is against the centre bias of all the training split's fixations.
 
+Segmentation is scored single-scale by default; with `scales` (e.g. 0.75 to 1.75, as MoSegNAS's
+multi-scale row in its Table II) each image also runs at those multiples of the subnet's input
+size (a multiple of 32 where BiSeNet's heads decode) and the class probabilities, resized back
+bilinearly, are averaged before scoring.
+
 With `submission`, the predictions are also written as PNGs at each image's original size, named
 after the image (`NAME.png`; CAT2000: `CATEGORY/NNN.png`), the form the SALICON and MIT/CAT2000
 benchmarks take: the map min-max scaled to 0..255. The folder is written whole or not at all.
@@ -34,6 +39,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from hwnas.data import SOURCES, DataError, DataSet, Split
@@ -64,10 +70,12 @@ class Predictions:
     other ranks yield nothing); rank 0's `loss` is the whole split's."""
 
     def __init__(self, net: nn.Module, data: DataSet, task: Task, which: str = "val", *, batch_size: int = 64,
-                 progress: Callable[[int], None] | None = None, rank: int = 0, world: int = 1):  # fmt: skip
+                 progress: Callable[[int], None] | None = None, rank: int = 0, world: int = 1,
+                 scales: tuple[float, ...] = (1.0,)):  # fmt: skip
         self.net, self.data, self.task, self.batch_size, self.progress = net, data, task, batch_size, progress
         self.split = data.split(which, net.arch.resolution)
         self.rank, self.world = rank, world
+        self.scales = check_scales(scales, task.name)
         self.loss: float | None = None
 
     def __len__(self) -> int:
@@ -94,7 +102,23 @@ class Predictions:
                     if split.labelled
                     else 0.0
                 )
-                yield self.task.prediction(out).cpu(), loss  # scored on the host
+                prediction = self.task.prediction(out)
+                if self.scales != (1.0,):
+                    prediction = self._multi_scale(batch["image"], prediction)
+                yield prediction.cpu(), loss  # scored on the host
+
+    def _multi_scale(self, image: torch.Tensor, at_one: torch.Tensor) -> torch.Tensor:
+        """The mean of the class probabilities at each of `scales` x the input size, each resized back."""
+        size, multiple = tuple(image.shape[-2:]), 32 if getattr(self.net, "bisenet", False) else 1
+        total = torch.zeros_like(at_one)
+        for scale in self.scales:
+            if scale == 1.0:
+                total += at_one
+                continue
+            scaled = tuple(max(multiple, round(n * scale / multiple) * multiple) for n in size)
+            out = self.net(F.interpolate(image, size=scaled, mode="bilinear", align_corners=False))
+            total += self.task.resize(self.task.prediction(out), size)
+        return total / len(self.scales)
 
     def _gathered(self) -> Iterator[tuple[torch.Tensor, float]]:
         """This rank's batches computed here; on rank 0, every rank's, gathered round by round."""
@@ -111,6 +135,16 @@ class Predictions:
             for gathered in parts or []:
                 if gathered is not None:
                     yield gathered
+
+
+def check_scales(scales: tuple[float, ...], task: str) -> tuple[float, ...]:
+    """Evaluation scales: positive, distinct; more than one for segmentation only."""
+    scales = tuple(float(s) for s in scales)
+    if not scales or any(not 0.25 <= s <= 4 for s in scales) or len(set(scales)) != len(scales):
+        raise HwnasError(f"--scales must be distinct numbers from 0.25 to 4 (e.g. 0.75,1,1.25), got {list(scales)}")
+    if scales != (1.0,) and base_task(task) != "segmentation":
+        raise HwnasError(f"--scales averages segmentation's class probabilities over input sizes; the task is {task}")
+    return scales
 
 
 def evaluate(
@@ -332,10 +366,12 @@ def evaluate_checkpoint(
     progress: Progress = None,
     device: str = "cpu",
     batch_size: int = BN_BATCH,
+    scales: tuple[float, ...] = (1.0,),
 ) -> Evaluation | None:
     """Score `arch` of `checkpoint` on the `which` split of `data` (default: the data it trained on,
     when that is a built-in set), the network on `device` (a `--torch-device`), `batch_size` images
-    per prediction batch. Every problem with an input is an `HwnasError` raised before any model runs.
+    per prediction batch; `scales`: segmentation's multi-scale inference (`Predictions`). Every
+    problem with an input is an `HwnasError` raised before any model runs.
 
     Under torchrun every rank recalibrates the same subnet and predicts its share of the batches
     (`Predictions`); rank 0 scores, writes and returns the `Evaluation`, the others None."""
@@ -352,6 +388,7 @@ def evaluate_checkpoint(
     ckpt = load(checkpoint)
     path, chosen = ckpt.path, resolve_arch(ckpt, arch)
     task = make_task(ckpt.task, ckpt.num_classes)
+    scales = check_scales(scales, task.name)
     batches = bn_batches(ckpt)
     w, h = chosen.resolution
     if data is None or data in SOURCES:
@@ -395,7 +432,9 @@ def evaluate_checkpoint(
         net, bn = subnet_for(dataset)
         split = dataset.val
         step = progress(f"{name} {which}: predicting and scoring", len(split)) if progress and rank == 0 else None
-        flow = Predictions(net, dataset, task, "val", batch_size=batch_size, progress=step, rank=rank, world=world)
+        flow = Predictions(
+            net, dataset, task, "val", batch_size=batch_size, progress=step, rank=rank, world=world, scales=scales
+        )
         if rank != 0:  # computes its share of the batches for rank 0, which scores and writes
             for _ in flow:
                 pass
@@ -420,11 +459,16 @@ def evaluate_checkpoint(
     if rank != 0:
         return None
     notes = [] if any(r.scores for r in rows) else [f"the {which} split has no ground truth: nothing to score"]
+    scored_at = "original size" if original else f"{w}x{h} (the subnet's input)"
+    if scales != (1.0,):
+        scored_at += f", probabilities averaged over input scales {', '.join(f'{s:g}' for s in scales)}"
     return Evaluation(
         checkpoint=path, arch=chosen, task=ckpt.task, bn="; ".join(dict.fromkeys(r.bn for r in rows)),
-        scored_at="original size" if original else f"{w}x{h} (the subnet's input)", shuffle=shuffle,
+        scored_at=scored_at, shuffle=shuffle,
         rows=rows, seconds=time.perf_counter() - start, notes=notes, class_names=sets[0][1].class_names,
     )  # fmt: skip
 
 
-__all__ = ["Evaluation", "Predictions", "Row", "Submission", "evaluate_checkpoint", "write_submission"]
+__all__ = [
+    "Evaluation", "Predictions", "Row", "Submission", "check_scales", "evaluate_checkpoint", "write_submission"
+]  # fmt: skip

@@ -11,9 +11,11 @@
   lr 0.01, weight decay 1e-5, batch 8, the "poly" schedule lr x (1 - iter / maxIter)^0.9 over the
   whole run (`poly_factor`), cross entropy with online hard example mining as the BiSeNet reference
   code trains (`OHEM`; the paper names no loss beyond BiSeNet's), horizontal flips and its
-  scale-and-crop ("scale": each image scaled by one of 0.75, 1.0, ..., 2.0 and cropped back to the
-  training size, `hwnas.data.split.scaled_crop`, done where the rows are read: in the DataLoader
-  workers for a folder).
+  scale-and-crop ("scale": each image scaled by one of 0.75, 1.0, ..., 2.0, then a `CROP` window,
+  1536x768 as the paper's Cityscapes training, or the whole training size where that is smaller,
+  `hwnas.data.split.scaled_crop`; done where the rows are read: in the DataLoader workers for a
+  folder). Each subnet trains on the crop at its own input scale: a subnet of half the largest
+  resolution on a 768x384 image (`hwnas.data.split.training_size`).
 
 The other tasks use cosine annealing with warm restarts every `t0` epochs (SalNAS Section 4.3).
 
@@ -37,6 +39,7 @@ from hwnas.space.tasks import base_task
 OPTIMIZERS = ("sgd", "adam")
 SCHEDULES = ("cosine", "poly")
 POLY_POWER = 0.9  # MoSegNAS Section IV-C, after BiSeNet
+CROP = (1536, 768)  # MoSegNAS's training crop on Cityscapes (width, height), Section IV-C
 OHEM = 0.7  # the BiSeNet reference recipe's hard-pixel threshold (CoinCheung/BiSeNet `OhemCELoss(0.7)`)
 AUGMENTATIONS = ("flip", "rotate", "blur", "scale")
 PROBABILITY = 0.5  # of each augmentation, per image (TRACER's)
@@ -56,11 +59,12 @@ class Recipe:
     augment: tuple[str, ...]
     schedule: str = "cosine"
     ohem: float = 0.0
+    crop: tuple[int, int] | None = None  # (width, height) of segmentation's training crop
 
 
 SALNAS = Recipe("sgd", 0.05, 1e-5, 32, ())
 FOCUSNET = Recipe("adam", 1e-4, 1e-4, 16, ("flip", "rotate", "blur"))
-MOSEGNAS = Recipe("sgd", 0.01, 1e-5, 8, ("flip", "scale"), "poly", OHEM)
+MOSEGNAS = Recipe("sgd", 0.01, 1e-5, 8, ("flip", "scale"), "poly", OHEM, CROP)
 
 
 def poly_factor(step: int, total: int, power: float = POLY_POWER) -> float:
@@ -165,14 +169,18 @@ def recipe_settings(
     augment: str | None = None,
     schedule: str | None = None,
     ohem: float | None = None,
+    crop: str | tuple[int, int] | None = None,
 ) -> dict:
     """The `TrainConfig` fields of the task's recipe, each one given overriding it (the CLI's flags)."""
     base = recipe_for(task)
+    if crop is not None and base_task(task) != "segmentation":
+        raise HwnasError(f"--crop is segmentation's training crop; the task is {task}")
     if ohem is not None and not 0 <= ohem < 1:
         raise HwnasError(f"--ohem must be a probability in [0, 1) (0: plain cross entropy), got {ohem}")
     if ohem and base_task(task) != "segmentation":
         raise HwnasError(f"--ohem mines the hard pixels of a segmentation loss; the task is {task}")
     return {
+        "crop": base.crop if crop is None else parse_crop(crop),
         "ohem": base.ohem if ohem is None else ohem,
         "optimizer": check_optimizer(optimizer or base.optimizer),
         "schedule": check_schedule(schedule or base.schedule),
@@ -181,6 +189,18 @@ def recipe_settings(
         "batch_size": base.batch_size if batch_size is None else batch_size,
         "augment": parse_augment(augment, task),
     }
+
+
+def parse_crop(value: str | tuple[int, int] | list[int]) -> tuple[int, int]:
+    """`"1536x768"` (width x height) or a pair -> (width, height), each at least 32."""
+    if isinstance(value, tuple | list):
+        pair = tuple(value)
+    else:
+        parts = str(value).lower().split("x")
+        pair = tuple(int(p) for p in parts) if len(parts) == 2 and all(p.isdigit() for p in parts) else ()
+    if len(pair) != 2 or not all(isinstance(v, int) and v >= 32 for v in pair):
+        raise HwnasError(f"--crop must look like 1536x768 (width x height, each at least 32), got '{value}'")
+    return (int(pair[0]), int(pair[1]))
 
 
 def check_optimizer(name: str) -> str:
@@ -196,6 +216,6 @@ def check_schedule(name: str) -> str:
 
 
 __all__ = [
-    "AUGMENTATIONS", "FOCUSNET", "OPTIMIZERS", "SALNAS", "SCHEDULES", "Augmentation", "Recipe", "check_optimizer",
-    "check_schedule", "parse_augment", "poly_factor", "recipe_for", "recipe_settings",
+    "AUGMENTATIONS", "CROP", "FOCUSNET", "OPTIMIZERS", "SALNAS", "SCHEDULES", "Augmentation", "Recipe",
+    "check_optimizer", "check_schedule", "parse_augment", "parse_crop", "poly_factor", "recipe_for", "recipe_settings",
 ]  # fmt: skip

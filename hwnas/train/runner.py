@@ -29,7 +29,7 @@ from hwnas.train.recipe import recipe_settings
 from hwnas.train.trainer import TrainConfig, TrainResult, check_precision, fit, initial_subnet
 
 # from the task's recipe unless given
-RECIPE = ("optimizer", "lr", "weight_decay", "batch_size", "augment", "schedule", "ohem")
+RECIPE = ("optimizer", "lr", "weight_decay", "batch_size", "augment", "schedule", "ohem", "crop")
 RUN = ("method", "inplace_kd")  # set by the verb itself
 
 

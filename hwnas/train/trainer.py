@@ -40,7 +40,14 @@ from hwnas.process_group import rank_world
 from hwnas.space import Arch, SearchSpace
 from hwnas.space.tasks import base_task
 from hwnas.train.evaluation import evaluate
-from hwnas.train.recipe import AUGMENTATIONS, Augmentation, check_optimizer, check_schedule, poly_factor
+from hwnas.train.recipe import (
+    AUGMENTATIONS,
+    Augmentation,
+    check_optimizer,
+    check_schedule,
+    parse_crop,
+    poly_factor,
+)
 from hwnas.train.selfkd import PKD, PSKD, Baseline, SelfKD, activate, check_method, predict
 from hwnas.train.task import Task
 
@@ -63,6 +70,7 @@ class TrainConfig:
     t0: int = 10
     schedule: str = "cosine"  # cosine with warm restarts every t0 epochs, or poly (segmentation's recipe)
     ohem: float = 0.0  # segmentation: hard-pixel threshold of the loss (`segmentation_loss`); 0 is off
+    crop: tuple[int, int] | None = None  # segmentation: (width, height) of the training crop (`hwnas.data.split.Step`)
     grad_clip: float = 5.0
     sandwich: int = 2
     inplace_kd: bool = True  # train_salnas.py trains every subnet on gt / gt_bar: the CLI turns it off under Self-KD
@@ -84,6 +92,8 @@ class TrainConfig:
         check_schedule(self.schedule)
         if not 0 <= self.ohem < 1:
             raise HwnasError(f"ohem must be a probability in [0, 1) (0: plain cross entropy), got {self.ohem}")
+        if self.crop is not None:
+            parse_crop(self.crop)
         if not set(self.augment) <= set(AUGMENTATIONS):
             raise HwnasError(f"unknown augmentation in {self.augment}; allowed: {', '.join(AUGMENTATIONS)}")
         if not (self.weight_decay >= 0 and math.isfinite(self.weight_decay)):
@@ -251,10 +261,12 @@ class _Run:
             ids = [self.device] if self.device.type == "cuda" else None
             self.wrapped = nn.parallel.DistributedDataParallel(model, device_ids=ids, find_unused_parameters=True)
         self.optimizer, self.scheduler = self.make_optimizer(model)
-        if config.augment and not self.supernet and config.method in ("selfkd", "pskd"):
+        if (config.augment or self.cropped()) and not self.supernet and config.method in ("selfkd", "pskd"):
+            what = "--augment" if config.augment else f"--crop {config.crop[0]}x{config.crop[1]}"
             raise HwnasError(
-                f"--augment with --method {config.method} on one subnet: its teacher predicts the training "
-                "split once, un-augmented; pass --augment none (or train a supernet)"
+                f"{what} with --method {config.method} on one subnet: its teacher predicts the training split "
+                "once, whole and un-augmented; pass --augment none and a --crop of the training size (or train a "
+                "supernet)"
             )
         self.distiller = self.make_distiller()
         self.scaler = torch.amp.GradScaler("cuda") if config.precision == "fp16" else None
@@ -262,6 +274,13 @@ class _Run:
         self.epoch = 0
 
     # ---- construction -----------------------------------------------------------------
+    def cropped(self) -> bool:
+        """Whether training cuts a window smaller than the stored rows (segmentation's `crop`)."""
+        if self.config.crop is None:
+            return False
+        h, w = self.data.train.size
+        return self.config.crop[1] < h or self.config.crop[0] < w
+
     def steps_per_epoch(self) -> int:
         per_step = self.config.batch_size * self.world
         steps = len(self.data.train) // per_step
@@ -405,7 +424,8 @@ class _Run:
             if augmentation is not None:
                 batch = augmentation.apply(batch)
             batch["index"] = torch.as_tensor(rows, device=self.device)
-            gt = task.gt(batch) if inplace_target is None else task.resize(inplace_target, (h, w))
+            size = tuple(batch["image"].shape[-2:])  # the arch's resolution, or its scale of a crop
+            gt = task.gt(batch) if inplace_target is None else task.resize(inplace_target, size)
             target = self.distiller.target(batch["image"], gt, batch, arch, self.epoch)
             activate(self.model, arch)
             with self.autocast(), self.regularization(arch):
@@ -476,10 +496,15 @@ class _Run:
         start, losses, checked = time.perf_counter(), [], 0
         draws = [self.archs(self.epoch * steps + s) for s in range(steps)]
         scale = "scale" in c.augment  # MoSegNAS's scale-and-crop, per row, where the rows are read
+        crop = (c.crop[1], c.crop[0]) if self.cropped() else None
+        multiple = 32 if getattr(self.space, "residual", False) else 1  # BiSeNet's heads meet 1/8 to 1/32 maps
         plan = [
             Step(
                 order[s * per_step : (s + 1) * per_step][self.rank :: self.world], self.resolutions(archs),
-                int(np.random.SeedSequence([c.seed, self.epoch, s]).generate_state(1)[0]) if scale else None,
+                int(np.random.SeedSequence([c.seed, self.epoch, s]).generate_state(1)[0])
+                if scale or crop
+                else None,
+                crop, scale, multiple,
             )
             for s, archs in enumerate(draws)
         ]  # fmt: skip

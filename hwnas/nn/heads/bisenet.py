@@ -28,9 +28,10 @@ from torch import nn
 
 from hwnas.nn.blocks import ConvBnAct
 from hwnas.nn.heads.segmentation import AuxHead
+from hwnas.space.signature import BISENET_SPATIAL, BISENET_WIDTH, BlockSignature
 
-WIDTH = 128  # the context and spatial paths' channels (BiSeNetV1's ContextPath and SpatialPath)
-SPATIAL_WIDTH = 64  # the spatial path's first three convolutions
+WIDTH = BISENET_WIDTH  # the context and spatial paths' channels (BiSeNetV1's ContextPath and SpatialPath)
+SPATIAL_WIDTH = BISENET_SPATIAL  # the spatial path's first three convolutions
 
 
 class ChannelAttention(nn.Module):
@@ -109,6 +110,7 @@ class BiSeNetHeads(nn.Module):
         return logits, *(F.interpolate(a, size=size, mode="bilinear", align_corners=False) for a in aux)
 
 
+# the weights that read the encoder, and which of its widths slices their input channels
 SLICED = {"global_context.conv.weight": "c32", "arm32.conv.conv.weight": "c32", "arm16.conv.conv.weight": "c16"}
 
 
@@ -126,11 +128,11 @@ class DynamicBiSeNetHeads(nn.Module):
         widths = {"c16": c16, "c32": c32}
         return {name: params[name][:, : widths[width]] for name, width in SLICED.items()}
 
-    def forward(self, image: torch.Tensor, at16: torch.Tensor, at32: torch.Tensor, sig):
+    def forward(self, image: torch.Tensor, at16: torch.Tensor, at32: torch.Tensor, sig: BlockSignature):
         sliced = self._sliced(sig.cin, sig.skip)
         return torch.func.functional_call(self.heads, sliced, (image, at16, at32))
 
-    def extract(self, sig) -> BiSeNetHeads:
+    def extract(self, sig: BlockSignature) -> BiSeNetHeads:
         out = BiSeNetHeads(c16=sig.cin, c32=sig.skip, num_classes=sig.cout, aux=self.heads.aux8 is not None)
         state = self.heads.state_dict()
         state.update({name: w.detach() for name, w in self._sliced(sig.cin, sig.skip).items()})
