@@ -222,10 +222,8 @@ def test_the_mosegnas_loop_on_its_own_space_trains_searches_and_exports_verified
         "convpool", "bottleneck", "bisenet"
     }  # fmt: skip
     space = table.space
-    rng = np.random.default_rng(0)
-    limit = float(
-        np.quantile([table.predict(replace(space.sample(rng), resolution=(128, 64))) for _ in range(200)], 0.75)
-    )
+    rng = np.random.default_rng(0)  # a budget most subnets meet (the budget's own logic: the mini tests)
+    limit = float(np.max([table.predict(replace(space.sample(rng), resolution=(128, 64))) for _ in range(200)]))
     out = tmp_path / "search"
     proc = run_cli(
         "search", "--device", "cpu", "--budget", f"{limit:.3f}ms", "--supernet", str(ckpt), "--lut", str(lut),
@@ -240,5 +238,6 @@ def test_the_mosegnas_loop_on_its_own_space_trains_searches_and_exports_verified
     assert manifest["output"]["num_classes"] == 19 and manifest["verification"]["numerics"]["passed"]
     args = ("evaluate", "--supernet", str(ckpt), "--arch", str(out / "best.json"), "--data", str(data))
     proc = run_cli(*args, "--scales", "0.75,1,1.25")
-    assert "mIoU" in proc.stdout and "averaged over input scales 0.75, 1, 1.25" in proc.stdout
+    assert "mIoU" in proc.stdout  # the subnet runs at 128x64; its probabilities are scored on the 256x128 labels
+    assert "scored at original size, probabilities averaged over input scales 0.75, 1, 1.25" in proc.stdout
     assert "--scales must look like" in one_error_line(run_cli(*args, "--scales", "big", check=False))
