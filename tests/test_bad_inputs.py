@@ -136,6 +136,17 @@ CASES = [
     ),
     ("lut-other-space", "lut validate --device cpu --space alphanet --lut LUT DEV", "was built for space 'mini'"),
     ("lut-samples", "lut validate --device cpu --space mini --lut LUT --samples 2 DEV", "--samples must be at least 4"),
+    ("lut-transfer-device", "lut transfer --device tpu --out T/t.parquet", "has no latency column for device 'tpu'"),
+    (
+        "lut-transfer-samples",
+        "lut transfer --device fpga --samples 1 --out T/t.parquet",
+        "--samples must be at least 2",
+    ),
+    (
+        "lut-transfer-benchmark",
+        "lut transfer --device fpga --benchmark T/garbage.parquet --out T/t.parquet",
+        "is not a readable Parquet table",
+    ),
     # training: data folders, flags, checkpoints
     ("train-data-missing", "train supernet --space mini --data T/nodata --out T/x.pt", "neither a built-in set"),
     (

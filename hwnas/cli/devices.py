@@ -236,6 +236,47 @@ def lut_validate(
     _render_validation(result, sidecar_path(result.table_path))
 
 
+def lut_transfer(
+    device: Annotated[str, typer.Option("--device", "-d", help="the latency column to predict (latency_ms_DEVICE)")],
+    benchmark: Annotated[
+        Path | None,
+        typer.Option(help="a NAS-Bench-201 table with latency_ms_* columns (default: the packaged one)"),
+    ] = None,
+    samples: Annotated[int, typer.Option(help="cells of the device's column to look up (its 'measurements')")] = 10,
+    seed: Annotated[int, typer.Option(help="seed of the cells looked up")] = 0,
+    choose: Annotated[
+        str, typer.Option(help="which cells: spread (one per slice of the sources' latency range) or random")
+    ] = "spread",
+    source: Annotated[
+        list[str] | None, typer.Option(help="a column to learn from, repeatable (default: every other one)")
+    ] = None,
+    out_path: Annotated[Path, typer.Option("--out", "-o", help="the predicted table (.parquet)")] = Path(
+        "lut/nb201-fewshot.parquet"
+    ),
+) -> None:
+    """Predict a device's latency column from a few of its cells and the other devices' columns (few-shot)."""
+    from hwnas.hardware.transfer import transfer_benchmark
+
+    with user_errors(), progress_bar() as bar:
+        job = bar.add_task("settings on the sources", total=None, label="")
+        result = transfer_benchmark(
+            benchmark, device, samples=samples, seed=seed, choice=choose, sources=source, out=out_path,
+            progress=lambda done, total: bar.update(job, completed=done, total=total, label=""),
+        )  # fmt: skip
+    s = result.settings
+    say(
+        f"{device}: {len(result.predicted_ms):,} cells predicted from {result.samples} looked up ({result.choice}) "
+        f"and {len(result.sources)} other devices ({', '.join(result.sources)})"
+    )
+    say(
+        f"settings chosen on those devices (each predicted from {result.samples} of its cells and the others): "
+        f"tau {s.tau:g}, sigma {s.sigma:g}, source_var {s.source_var:g}; their Spearman rho {result.meta_spearman:.4f}"
+    )
+    say(f"against the table's own latency_ms_{device}, which a new device would not have: Spearman rho "
+        f"{result.checked_rho:.4f}")  # fmt: skip
+    say(f"wrote {out_path} (predicted; its metadata says from what)")
+
+
 def _render_validation(result, sidecar: Path) -> None:
     figures = Table("subnets", "n", "MAPE %", "within 5%", "within 10%", "Kendall tau", "Spearman rho")
     rows = [
@@ -303,7 +344,11 @@ def agent(
 def register(app: typer.Typer) -> None:
     app.command()(devices)
     app.command()(profile)
-    lut_app = typer.Typer(help="Latency tables: validate against end-to-end measurements.", no_args_is_help=True)
+    lut_app = typer.Typer(
+        help="Latency tables: validate against end-to-end measurements; predict a new device's (few-shot).",
+        no_args_is_help=True,
+    )
     lut_app.command("validate")(lut_validate)
+    lut_app.command("transfer")(lut_transfer)
     app.add_typer(lut_app, name="lut")
     app.command()(agent)
