@@ -104,8 +104,8 @@ def main() -> None:
     resolutions = [tuple(int(v) for v in r.split("x")) for r in args.resolution] if args.resolution else None
     print(f"machine: {machine()}")
     print(
-        "device      sigs  profile   n_held  raw within10  tau_raw | held-out after cal: MAPE  within5 "
-        "within10  tau    rho   | re-measured tau"
+        "device      sigs  profile   n_held  raw within10  tau_raw | held-out as stored: MAPE  within5 "
+        "within10 (count, 95% interval)  tau    rho   | re-measured tau"
     )
     summary = OUT / "lut_fidelity.json"
     rows = json.loads(summary.read_text())["rows"] if summary.exists() else []  # other devices' rows stay
@@ -121,7 +121,7 @@ def main() -> None:
         print(
             f"{row['device']:<11} {row['signatures']:>4}  {built:>9}  {after.n:>4}  "
             f"{raw.within_10:10.0%}  {raw.kendall_tau:7.3f} | {after.mape:27.1f}% {after.within_5:7.0%} "
-            f"{after.within_10:8.0%}  {after.kendall_tau:.3f}  {after.spearman_rho:.3f} | "
+            f"{after.share_text(after.within_10)}  {after.kendall_tau:.3f}  {after.spearman_rho:.3f} | "
             f"{r.repeatability.kendall_tau:.3f}",
             flush=True,
         )

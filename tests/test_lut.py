@@ -164,37 +164,58 @@ def test_repeatability_compares_the_two_halves_of_the_rounds():
 
 
 class DisagreeingMachine:
-    """A fake measurer standing for a machine whose end-to-end timings of the calibration half run
-    2x the table while the held-out half match it: the fitted line makes held-out predictions worse."""
+    """A fake measurer standing for a machine whose end-to-end timings of the fitting half run 2x
+    the table (and agree with each other) while the held-out half match the table."""
 
     where = "local"
 
-    def __init__(self, holdout):
-        self.holdout = holdout
+    def __init__(self, table, held):
+        self.table, self.held = table, held
 
     def archs(self, space, archs, task, *, num_classes=1000, rounds, statistic, protocol, progress):
         raw = np.array([self.table.raw_ms(a) for a in archs])
-        return np.tile(np.where(self.holdout, raw, 2 * raw + 0.3 * np.arange(len(raw))), (rounds, 1))
+        return np.tile(np.where(self.held, raw, 2 * raw), (rounds, 1))
 
 
-def test_a_calibration_that_worsens_held_out_error_is_not_stored(mini):
+def test_the_held_out_half_decides_nothing_and_reports_what_is_stored(mini):
+    """Leave-one-out on the fitting half says a line helps, so it is stored; the held-out half, which
+    the line fits badly, is reported through that stored line (not through raw sums it beat)."""
     from hwnas.hardware.device import load_device
-    from hwnas.hardware.validation import validate
+    from hwnas.hardware.validation import fitting_split, validate, validation_archs
 
     table = synthetic_table(mini, resolutions=[(32, 32)])
     samples, seed = 8, 0
-    holdout = np.random.default_rng(seed + 1).permutation(samples) % 2 == 1  # validate()'s split
-    machine = DisagreeingMachine(holdout)
-    machine.table = table
+    raw = np.array([table.raw_ms(a) for a in validation_archs(mini, samples, seed, [(32, 32)])])
+    _, held = fitting_split(raw, np.random.default_rng(seed + 1))  # validate()'s split, as it draws it
     result = validate(load_device("cpu"), table, samples=samples, seed=seed, resolution=(32, 32), rounds=2,
-                      measurer=machine)  # fmt: skip
-    assert result.holdout_before.mape == pytest.approx(0.0, abs=1e-9)  # raw sums match the held-out half
+                      measurer=DisagreeingMachine(table, np.isin(np.arange(samples), held)))  # fmt: skip
     [fit] = result.fits
-    assert result.holdout_after.mape > 10 and not fit.applied
-    assert table.calibration_at((32, 32)) is None
-    assert table.meta["validation"]["calibration_applied"] == {"32x32": False}
-    arch = mini.parse(result.archs[0])
-    assert table.predict(arch) == pytest.approx(table.raw_ms(arch))
+    assert np.flatnonzero(result.holdout).tolist() == held.tolist()
+    assert fit.applied and fit.decided_on[1] < 1e-9 < fit.decided_on[0]  # leave-one-out: the 2x line is exact
+    assert result.holdout_before.mape == pytest.approx(0.0, abs=1e-9)  # raw sums match the held-out half
+    assert fit.after.mape == pytest.approx(100.0) and result.holdout_after == fit.after  # the stored line's
+    assert table.calibration_at((32, 32)).slope == pytest.approx(2.0)
+
+
+def test_the_splits_are_disjoint_and_the_extremes_fit_the_line():
+    from hwnas.hardware.validation import fitting_split
+
+    rng = np.random.default_rng(0)
+    for n in (4, 5, 8, 31, 64):
+        for _ in range(20):
+            raw = rng.uniform(1, 10, n)
+            fitting, held = fitting_split(raw, rng)
+            assert set(fitting).isdisjoint(held) and sorted([*fitting, *held]) == list(range(n))
+            assert {int(np.argmin(raw)), int(np.argmax(raw))} <= set(fitting.tolist()) and len(held) == n // 2
+
+
+def test_a_share_is_reported_with_its_count_and_95_percent_interval():
+    from hwnas.hardware.validation import Fidelity, share_interval
+
+    assert share_interval(32, 32) == pytest.approx((0.8928, 1.0), abs=1e-4)  # Wilson, as scipy's binomtest
+    assert share_interval(31, 32) == pytest.approx((0.8425, 0.9945), abs=1e-4)
+    f = Fidelity(32, 3.0, 0.84375, 31 / 32, 0.7, 0.8)
+    assert f.share_text(f.within_10) == "97% (31 of 32, 84-99%)"
 
 
 class FlatMachine:
@@ -218,7 +239,7 @@ def test_a_line_that_does_not_rise_with_the_block_sum_is_never_stored(mini):
     machine.table = table
     result = validate(load_device("cpu"), table, samples=8, seed=0, resolution=(32, 32), rounds=2, measurer=machine)
     [fit] = result.fits
-    assert fit.calibration.slope == pytest.approx(-0.01) and fit.after.mape < 1e-6 < fit.before.mape
+    assert fit.calibration.slope == pytest.approx(-0.01) and fit.decided_on[1] < 1e-6 < fit.decided_on[0]
     assert not fit.applied and "slope -0.0100 is not positive" in fit.refusal
     assert table.calibration_at((32, 32)) is None
 

@@ -35,8 +35,8 @@ def test_profile_measures_each_block_once_and_a_rerun_measures_nothing(tmp_path)
     assert len(first.table) == blocks and first.measured == 2 * blocks and first.found == 0
     stored = LatencyTable.load(path, SearchSpace.load(MICRO)).meta
     assert seen[-1] == 2 * blocks and stored["rounds"] == 2
-    # the profile ended with its end-to-end check: 4 subnets per resolution, the held-out error stored
-    assert first.validation is not None and len(first.validation.archs) == 4 * len(stored["resolutions"])
+    # the profile ended with its end-to-end check: 6 subnets per resolution, the held-out error stored
+    assert first.validation is not None and len(first.validation.archs) == 6 * len(stored["resolutions"])
     assert set(stored["validation"]["heldout_mape"]) == {f.resolution for f in first.validation.fits}
     again = profile("cpu-torch", MICRO, rounds=2, out=path, protocol=QUICK)
     assert again.measured == 0 and again.found == 2 * blocks and again.validation is None  # checked already

@@ -31,7 +31,7 @@ from hwnas.space.tasks import base_task, check_task, default_classes, is_segment
 
 SAVE_EVERY_S = 1.0
 DEFAULT_ROUNDS = 2  # 4 until issue 33; bench.profile_speed: the same fidelity in 0.23x the time
-VALIDATION_SAMPLES = 4  # subnets per resolution after a profile: two fit its line, two judge it
+VALIDATION_SAMPLES = 6  # per resolution after a profile: three fit the line (judged by leave-one-out), three test it
 VALIDATION_ROUNDS = 2
 
 
@@ -126,7 +126,8 @@ def profile(
     `hwnas agent` at that URL.
     With `validate` (the default), a short end-to-end check follows (`validate_table`: subnets
     measured whole, `VALIDATION_SAMPLES` per resolution in `VALIDATION_ROUNDS` rounds), which stores
-    each resolution's calibration line where it lowers the held-out error; it is skipped when
+    each resolution's calibration line where leave-one-out on its fitting half says it lowers the
+    error (`hwnas.hardware.validation`); it is skipped when
     nothing new was measured and the table was validated before.
 
     Every input is checked before any measurement (one `HwnasError`). Round r measures each

@@ -1,8 +1,12 @@
 """Checking a latency table against whole subnets (`hwnas lut validate`).
 
 `validate` measures whole subnets end to end, compares them with the table (MAPE, share within 5% /
-10%, Kendall tau, Spearman rho), fits the calibration on one half and reports it on the held-out
-half (MoSegNAS Fig. 4 / 11 report the same rank correlation for their table). It also reports how
+10% with its 95% interval, Kendall tau, Spearman rho), fits the calibration on one half and reports
+it on the held-out half (MoSegNAS Fig. 4 / 11 report the same rank correlation for their table).
+The protocol keeps the held-out half out of every decision (`fitting_split`, `ResolutionFit`): the
+smallest and largest subnets by block sum are always in the fitting half (a line is not extrapolated
+to them), whether the line is stored is judged by leave-one-out on the fitting half, and the
+held-out figures are those of what is stored. It also reports how
 well the measurement agrees with itself: the held-out subnets' figures from the first half of the
 rounds against those from the second half. No table can rank subnets better than two measurements
 of the same subnets rank each other, so on a noisy machine that figure, not the table, bounds the
@@ -39,6 +43,15 @@ class Fidelity:
     kendall_tau: float
     spearman_rho: float
 
+    def interval(self, share: float) -> tuple[float, float]:
+        """The 95% (Wilson) interval of a share of these `n` subnets, e.g. `within_10`."""
+        return share_interval(round(share * self.n), self.n)
+
+    def share_text(self, share: float) -> str:
+        """A share with its count and 95% interval, e.g. `97% (31 of 32, 84-99%)`."""
+        low, high = self.interval(share)
+        return f"{share:.0%} ({round(share * self.n)} of {self.n}, {low * 100:.0f}-{high:.0%})"
+
     @classmethod
     def of(cls, predicted: np.ndarray, measured: np.ndarray) -> Fidelity:
         error = np.abs(predicted - measured) / measured
@@ -54,18 +67,51 @@ class Fidelity:
         )
 
 
+def share_interval(count: int, n: int) -> tuple[float, float]:
+    """Wilson's 95% interval of `count` successes in `n` (scipy's `binomtest`)."""
+    if n == 0:
+        return (0.0, 1.0)
+    found = stats.binomtest(count, n).proportion_ci(confidence_level=0.95, method="wilson")
+    return float(found.low), float(found.high)
+
+
+MIN_DECIDING = 3  # fitting-half subnets to judge a line by leave-one-out (each fit needs two)
+
+
+def fitting_split(raw: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """(fitting, held-out) positions of subnets with block sums `raw`: the smallest and largest in the
+    fitting half, the others shuffled so the held-out half has len(raw) // 2."""
+    ends = list(dict.fromkeys([int(np.argmin(raw)), int(np.argmax(raw))]))
+    rest = rng.permutation([i for i in range(len(raw)) if i not in ends])
+    held = np.sort(rest[: len(raw) // 2])
+    return np.sort(np.setdiff1d(np.arange(len(raw)), held)), held
+
+
+def leave_one_out(raw: np.ndarray, measured: np.ndarray) -> tuple[float, float] | None:
+    """(MAPE of the raw sums, MAPE of a line fitted on the others) over the fitting half, each
+    subnet predicted by a line it was not fitted on; None with fewer than `MIN_DECIDING` subnets."""
+    if len(raw) < MIN_DECIDING:
+        return None
+    guesses = [Calibration.fit(np.delete(raw, i), np.delete(measured, i)).apply(raw[i]) for i in range(len(raw))]
+    line = float(np.mean(np.abs(np.array(guesses) - measured) / measured) * 100)
+    return float(np.mean(np.abs(raw - measured) / measured) * 100), line
+
+
 @dataclass(frozen=True)
 class ResolutionFit:
-    """The calibration line of one resolution, fitted on its calibration half and judged on its
-    held-out half; stored in the table only if its slope is positive (a line that does not rise
-    with the block sum ranks every subnet wrongly, however it lowers the error of near-equal ones)
-    and it lowers that half's MAPE (`applied`)."""
+    """The calibration line of one resolution, fitted on its fitting half. It is stored only if
+    its slope is positive (a line that does not rise with the block sum ranks the subnets wrongly,
+    however it lowers the error of near-equal ones) and, by leave-one-out on the fitting half
+    (`decided_on`: MAPE of the raw sums, MAPE with a line), it lowers the error (`applied`); the
+    held-out half decides nothing. `before` / `after`: the held-out figures of the raw sums and of
+    what is stored (the same when no line is)."""
 
     resolution: str
     calibration: Calibration
     before: Fidelity
     after: Fidelity
     applied: bool
+    decided_on: tuple[float, float] | None = None
 
     @property
     def refusal(self) -> str:
@@ -74,7 +120,13 @@ class ResolutionFit:
             return ""
         if self.calibration.slope <= 0:
             return f"its slope {self.calibration.slope:.4f} is not positive: it would not rank the subnets by cost"
-        return f"it raises the held-out MAPE from {self.before.mape:.1f}% to {self.after.mape:.1f}%"
+        if self.decided_on is None:
+            return f"the fitting half is too small to judge a line by leave-one-out (at least {MIN_DECIDING})"
+        raw, line = self.decided_on
+        return (
+            f"by leave-one-out on the fitting half it does not lower the error ({line:.1f}% with it, {raw:.1f}% "
+            "without)"
+        )
 
 
 @dataclass(frozen=True)
@@ -218,18 +270,19 @@ def _validate(
     for target in targets:
         key = resolution_key(target)
         index = np.flatnonzero(keys == key)
-        holdout[index] = split.permutation(len(index)) % 2 == 1
-        fit_on, held = index[~holdout[index]], index[holdout[index]]
-        line = Calibration.fit(raw[fit_on], measured[fit_on])
-        calibrated[index] = line.apply(raw[index])
+        fitting, held = (index[p] for p in fitting_split(raw[index], split))
+        holdout[held] = True
+        line = Calibration.fit(raw[fitting], measured[fitting])
+        decided_on = leave_one_out(raw[fitting], measured[fitting])
+        applied = line.slope > 0 and decided_on is not None and decided_on[1] < decided_on[0]
+        calibrated[index] = line.apply(raw[index]) if applied else raw[index]  # what the table now predicts
         before, after = Fidelity.of(raw[held], measured[held]), Fidelity.of(calibrated[held], measured[held])
-        applied = line.slope > 0 and after.mape < before.mape
-        fits.append(ResolutionFit(key, line, before, after, applied=applied))
-        table.set_calibration(target, line if fits[-1].applied else None)
+        fits.append(ResolutionFit(key, line, before, after, applied=applied, decided_on=decided_on))
+        table.set_calibration(target, line if applied else None)
     table.meta["validation"] = {
         "date": now(), "samples": len(archs), "seed": seed, "rounds": rounds,
         "calibration_applied": {fit.resolution: fit.applied for fit in fits},
-        "heldout_mape": {fit.resolution: (fit.after if fit.applied else fit.before).mape for fit in fits},
+        "heldout_mape": {fit.resolution: fit.after.mape for fit in fits},
         "heldout_n": {fit.resolution: fit.before.n for fit in fits},
     }  # fmt: skip
     return Validation(
