@@ -25,10 +25,13 @@ def write_cityscapes(
     bad_id: int | None = None,
     skip_labels: str | None = None,
     test: bool = False,
+    varied: bool = False,
 ) -> None:
     """Cityscapes as unzipped: leftImg8bit/{train,val}/CITY/CITY_000000_NNNNNN_leftImg8bit.png and
     gtFine/{train,val}/CITY/..._gtFine_labelIds.png. `bad_id` writes one label id outside 0..33,
-    `label_size` labels of another size, `skip_labels` leaves out one city's gtFine folder."""
+    `label_size` labels of another size, `skip_labels` leaves out one city's gtFine folder. With
+    `varied` each image has its own brightness and colour cast, as photos do (uniform noise alone
+    makes every image's mean the same, and a BN after a global pooling then divides by ~0)."""
     cities = cities or {"train": ["aachen", "bochum"], "val": ["frankfurt"]}
     w, h = size
     lw, lh = label_size or size
@@ -42,6 +45,8 @@ def write_cityscapes(
             for frame in range(2):
                 stem = f"{city}_000000_{frame:06d}"
                 pixels = rng.integers(0, 255, (h, w, 3), dtype=np.uint8)
+                if varied:
+                    pixels = (pixels * rng.uniform(0.2, 1.0, 3)).astype(np.uint8)
                 Image.fromarray(pixels).save(images / f"{stem}_leftImg8bit.png")
                 if city == skip_labels:
                     continue
