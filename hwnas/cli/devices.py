@@ -250,13 +250,14 @@ def lut_transfer(
     source: Annotated[
         list[str] | None, typer.Option(help="a column to learn from, repeatable (default: every other one)")
     ] = None,
-    out_path: Annotated[Path, typer.Option("--out", "-o", help="the predicted table (.parquet)")] = Path(
-        "lut/nb201-fewshot.parquet"
-    ),
+    out_path: Annotated[
+        Path | None, typer.Option("--out", "-o", help="the predicted table (default lut/nb201-DEVICE-fewshot.parquet)")
+    ] = None,
 ) -> None:
     """Predict a device's latency column from a few of its cells and the other devices' columns (few-shot)."""
     from hwnas.hardware.transfer import transfer_benchmark
 
+    out_path = out_path or Path(f"lut/nb201-{device}-fewshot.parquet")
     with user_errors(), progress_bar() as bar:
         job = bar.add_task("settings on the sources", total=None, label="")
         result = transfer_benchmark(

@@ -5,9 +5,9 @@ Lee et al., NeurIPS 2021, solves by meta-learning, its Table 3 at 10 samples).
 The predictor is Bayesian linear regression with its prior learned from the source devices
 (empirical Bayes; the "meta-training"). A device's latency over the cells, divided by its mean, is
 modelled as `features @ w`: the architecture's features (`NB201Space.features`: each edge's
-operation, the live operations' counts, a dead-cell flag; a per-operation cost model, which fits
-every measured device to a Spearman rho of 0.96-0.9998 when given all of its cells) beside the
-source devices' own normalised latencies. Each source device's least-squares architecture weights
+operation, the live operations' counts, a dead-cell flag: a per-operation cost model) beside the
+source devices' own normalised latencies; fitted on all of a device's cells, that model ranks them at
+0.976-0.9998 (`bench.fewshot`'s ceiling rows). Each source device's least-squares architecture weights
 give the prior's mean and covariance over the architecture part (plus `tau`^2 on the diagonal), the
 source latencies' weights have prior variance `source_var`, the measurements noise `sigma`^2; the
 posterior mean from the N measured cells predicts all of them. The three settings are chosen by
