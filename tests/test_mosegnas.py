@@ -160,6 +160,7 @@ def test_a_table_prices_every_arch_as_its_block_sum(mosegnas, task):
         (lambda t: t.replace("[512, 256],", "[500, 250],"), "must be multiples of 32"),
         (lambda t: t.replace("kernels = [3, 5, 7]", "kernels = [3, 4]"), "'stem.kernels' must be a list of odd"),
         (lambda t: t.replace('block = "bottleneck"', 'block = "dense"'), "field 'space.block' must be one of"),
+        (lambda t: t.replace("pool = true", "pool = false"), "stages at 1/2, 1/4, 1/8, 1/16"),
     ],
 )
 def test_a_bad_residual_spec_is_one_error_naming_the_field(edit, message):

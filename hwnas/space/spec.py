@@ -261,6 +261,15 @@ def _read_residual(data: dict, top: _Fields, source: str) -> dict[str, Any]:
                 act=f.choice("act", ENCODER_ACTS, "relu"),
             )
         )
+    ends, scale = [], stem.stride * (2 if stem.pool else 1)  # each stage's output stride
+    for st in stages:
+        scale *= st.stride
+        ends.append(scale)
+    if ends[-2:] != [16, 32]:
+        raise SpaceError(
+            f"{source}: BiSeNet's heads read a {data['block']} space's last two stages at 1/16 and 1/32 of the input; "
+            f"its stem and strides end its stages at {', '.join(f'1/{e}' for e in ends)}"
+        )
     resolutions = _parse_resolutions(top.get("resolutions"), source)
     if any(w % 32 or h % 32 for w, h in resolutions):
         raise SpaceError(
