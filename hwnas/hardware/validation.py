@@ -131,8 +131,8 @@ class ResolutionFit:
 
 @dataclass(frozen=True)
 class Validation:
-    """End-to-end check of a table: raw figures on all subnets, before/after calibration on held-out
-    ones (all resolutions together, each through its own line), and each resolution's fit."""
+    """End-to-end check of a table: raw figures on all subnets; on held-out ones raw and as stored
+    (through each resolution's line, where one is stored), all resolutions together; each resolution's fit."""
 
     archs: list[str]
     resolutions: list[str]
