@@ -143,16 +143,17 @@ def scaled_crop(
     return out
 
 
+def scaled_size(n: int, factor: float, multiple: int = 1) -> int:
+    """`n` pixels scaled by `factor`, rounded to a multiple of `multiple` (at least one of it)."""
+    return max(multiple, round(n * factor / multiple) * multiple)
+
+
 def training_size(resolution: tuple[int, int], stored: tuple[int, int], crop: tuple[int, int], multiple: int = 1):
     """(height, width) a subnet of (width, height) `resolution` trains at on a (height, width) `crop`
     of rows stored at `stored`: the crop at the subnet's scale (its resolution over the stored size),
     rounded to a multiple of `multiple` (BiSeNet's heads meet 1/8, 1/16 and 1/32 maps: 32)."""
     (w, h), (sh, sw), (ch, cw) = resolution, stored, crop
-
-    def scaled(n: int, full: int, part: int) -> int:
-        return max(multiple, round(n * part / full / multiple) * multiple)
-
-    return scaled(h, sh, ch), scaled(w, sw, cw)
+    return scaled_size(ch, h / sh, multiple), scaled_size(cw, w / sw, multiple)
 
 
 @dataclass(frozen=True)

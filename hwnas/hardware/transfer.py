@@ -182,8 +182,6 @@ def fewshot(
     if unknown:
         raise TransferError(f"unknown source device(s) {', '.join(unknown)}; devices: {', '.join(latencies)}")
     check(samples, len(features), len(names))
-    if choice not in CHOICES:
-        raise TransferError(f"unknown cell choice '{choice}'; allowed: {', '.join(CHOICES)}")
     source = np.stack([np.asarray(latencies[d], dtype=np.float64) for d in names], axis=1)
     if not (np.isfinite(source).all() and (source > 0).all()):
         raise TransferError("every source latency must be a positive number")

@@ -32,6 +32,11 @@ from hwnas.space import DEFAULT_SPACE, Arch, SearchSpace
 from hwnas.space.arch import parse_resolution
 
 
+def relative_error(predicted: np.ndarray, measured: np.ndarray) -> np.ndarray:
+    """|predicted - measured| / measured, per subnet (x 100 and averaged: the MAPE)."""
+    return np.abs(np.asarray(predicted) - measured) / measured
+
+
 @dataclass(frozen=True)
 class Fidelity:
     """How well predictions match measurements over a set of subnets."""
@@ -54,7 +59,7 @@ class Fidelity:
 
     @classmethod
     def of(cls, predicted: np.ndarray, measured: np.ndarray) -> Fidelity:
-        error = np.abs(predicted - measured) / measured
+        error = relative_error(predicted, measured)
         tau = stats.kendalltau(predicted, measured).statistic
         rho = stats.spearmanr(predicted, measured).statistic
         return cls(
@@ -93,8 +98,7 @@ def leave_one_out(raw: np.ndarray, measured: np.ndarray) -> tuple[float, float] 
     if len(raw) < MIN_DECIDING:
         return None
     guesses = [Calibration.fit(np.delete(raw, i), np.delete(measured, i)).apply(raw[i]) for i in range(len(raw))]
-    line = float(np.mean(np.abs(np.array(guesses) - measured) / measured) * 100)
-    return float(np.mean(np.abs(raw - measured) / measured) * 100), line
+    return float(relative_error(raw, measured).mean() * 100), float(relative_error(guesses, measured).mean() * 100)
 
 
 @dataclass(frozen=True)

@@ -30,6 +30,7 @@ OPS = (
 )
 RESIDUAL_OPS = ("bottleneck", "basic")
 BISENET_WIDTH, BISENET_SPATIAL = 128, 64  # BiSeNetV1's context/spatial path channels, its spatial path's first convs
+BISENET_STRIDE = 32  # its deepest features' stride: inputs are multiples of it (the 1/8, 1/16, 1/32 maps meet)
 ACTIVATIONS = ("relu", "hswish", "swish", "sigmoid")
 
 

@@ -27,7 +27,7 @@ from typing import Any
 from hwnas.config import check_name, load_toml
 from hwnas.errors import SpaceError
 from hwnas.registry import Registry
-from hwnas.space.signature import ACTIVATIONS
+from hwnas.space.signature import ACTIVATIONS, BISENET_STRIDE
 
 ENCODER_ACTS = tuple(a for a in ACTIVATIONS if a != "sigmoid")
 TOP_FIELDS = {
@@ -265,13 +265,13 @@ def _read_residual(data: dict, top: _Fields, source: str) -> dict[str, Any]:
     for st in stages:
         scale *= st.stride
         ends.append(scale)
-    if ends[-2:] != [16, 32]:
+    if ends[-2:] != [BISENET_STRIDE // 2, BISENET_STRIDE]:
         raise SpaceError(
             f"{source}: BiSeNet's heads read a {data['block']} space's last two stages at 1/16 and 1/32 of the input; "
             f"its stem and strides end its stages at {', '.join(f'1/{e}' for e in ends)}"
         )
     resolutions = _parse_resolutions(top.get("resolutions"), source)
-    if any(w % 32 or h % 32 for w, h in resolutions):
+    if any(w % BISENET_STRIDE or h % BISENET_STRIDE for w, h in resolutions):
         raise SpaceError(
             f"{source}: a {data['block']} space's resolutions must be multiples of 32 (BiSeNet's heads meet its "
             f"1/8, 1/16 and 1/32 maps), got {[list(r) for r in resolutions]}"

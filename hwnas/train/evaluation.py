@@ -43,10 +43,12 @@ import torch.nn.functional as F
 from torch import nn
 
 from hwnas.data import SOURCES, DataError, DataSet, Split
+from hwnas.data.split import scaled_size
 from hwnas.errors import HwnasError
 from hwnas.files import nan_to_none
 from hwnas.process_group import init_distributed
 from hwnas.space import Arch
+from hwnas.space.signature import BISENET_STRIDE
 from hwnas.space.tasks import base_task
 from hwnas.torch_device import device_of, on_device, torch_device
 from hwnas.train.bn import recalibrated_subnet
@@ -109,13 +111,14 @@ class Predictions:
 
     def _multi_scale(self, image: torch.Tensor, at_one: torch.Tensor) -> torch.Tensor:
         """The mean of the class probabilities at each of `scales` x the input size, each resized back."""
-        size, multiple = tuple(image.shape[-2:]), 32 if getattr(self.net, "bisenet", False) else 1
+        size = tuple(image.shape[-2:])
+        multiple = BISENET_STRIDE if getattr(self.net, "bisenet", False) else 1
         total = torch.zeros_like(at_one)
         for scale in self.scales:
             if scale == 1.0:
                 total += at_one
                 continue
-            scaled = tuple(max(multiple, round(n * scale / multiple) * multiple) for n in size)
+            scaled = tuple(scaled_size(n, scale, multiple) for n in size)
             out = self.net(F.interpolate(image, size=scaled, mode="bilinear", align_corners=False))
             total += self.task.resize(self.task.prediction(out), size)
         return total / len(self.scales)

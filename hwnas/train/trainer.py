@@ -38,6 +38,7 @@ from hwnas.nn.checkpoint import load, save_checkpoint
 from hwnas.nn.factory import create
 from hwnas.process_group import rank_world
 from hwnas.space import Arch, SearchSpace
+from hwnas.space.signature import BISENET_STRIDE
 from hwnas.space.tasks import base_task
 from hwnas.train.evaluation import evaluate
 from hwnas.train.recipe import (
@@ -497,7 +498,7 @@ class _Run:
         draws = [self.archs(self.epoch * steps + s) for s in range(steps)]
         scale = "scale" in c.augment  # MoSegNAS's scale-and-crop, per row, where the rows are read
         crop = (c.crop[1], c.crop[0]) if self.cropped() else None
-        multiple = 32 if getattr(self.space, "residual", False) else 1  # BiSeNet's heads meet 1/8 to 1/32 maps
+        multiple = BISENET_STRIDE if getattr(self.space, "residual", False) else 1  # its heads meet 1/8 to 1/32
         plan = [
             Step(
                 order[s * per_step : (s + 1) * per_step][self.rank :: self.world], self.resolutions(archs),
