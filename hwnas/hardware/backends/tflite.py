@@ -6,9 +6,13 @@ inputs and outputs), which XNNPACK runs with its int8 kernels. Chosen over liter
 quantizer by measurement (`python -m bench.int8 --part converters`, three alphanet subnets at
 256x192, docs/guides/quantization.md): both give int8 I/O; ai-edge-quantizer took 1.7-3.3 s on top
 of the float conversion where PT2E's export, prepare, calibrate and convert took 34-51 s, and its
-models ran faster and followed fp32 at least as closely. A table's block model is int8 and channels-last
-at its edges, as the tensors between the blocks of a whole int8 model are (NCHW edges cost two
-TRANSPOSE ops a block).
+models ran faster and followed fp32 at least as closely.
+
+Every model measured here, a table's block or a whole subnet, fp32 or int8, takes and returns
+channels-last (NHWC) tensors (`ChannelsLastIO`), as the tensors between the blocks of a whole model
+are inside XNNPACK: with NCHW edges each block paid two TRANSPOSE ops the whole model pays once, and
+raw block sums were 1.15x the whole (issue 37; the layout is recorded in the table's versions, so a
+table from before is not resumed).
 """
 
 from __future__ import annotations
@@ -26,6 +30,8 @@ from torch import nn
 from hwnas.hardware.backends.base import Artifact, Backend, Quantized, Runnable, calibration_inputs, quiet_fds
 from hwnas.nn.blocks import folded
 from hwnas.nn.static import ChannelsLastIO, channels_last_shapes
+
+IO_LAYOUT = "nhwc"  # every measured model's edges (module docstring); in each table's versions
 
 
 def to_tflite(module: nn.Module, input_shapes: Sequence[tuple[int, ...]]) -> bytes:
@@ -111,22 +117,23 @@ class TfliteBackend(Backend):
         return TfliteRunnable(artifact.payload, artifact.input_shapes, self.device.threads, artifact.channels_last)
 
     def prepare(self, module: nn.Module, input_shapes: Sequence[tuple[int, ...]]) -> Artifact:
-        """The float flatbuffer; at int8 its full-integer model calibrated on `calibration_inputs`
-        with NHWC edges (`ChannelsLastIO`: the converter's own layout transposes at a block's edges
-        cancel, as between the blocks of a whole model; an export calibrates on images and keeps
-        NCHW: `quantize_tflite`)."""
+        """The float flatbuffer with NHWC edges (`ChannelsLastIO`: the converter's own layout
+        transposes at a block's edges cancel, as between the blocks of a whole model); at int8 its
+        full-integer model calibrated on `calibration_inputs` (an export calibrates on images and
+        keeps NCHW: `quantize_tflite`)."""
         shapes = tuple(tuple(s) for s in input_shapes)
-        if self.device.precision == "int8":  # timed as inside a whole int8 model: int8, NHWC edges
-            nhwc = channels_last_shapes(list(input_shapes))
-            model = quantize_tflite(to_tflite(ChannelsLastIO(module), nhwc), calibration_inputs(nhwc))
-            return Artifact(model, shapes, channels_last=True)
-        return Artifact(to_tflite(module, input_shapes), shapes)
+        nhwc = channels_last_shapes(list(input_shapes))
+        model = to_tflite(ChannelsLastIO(module), nhwc)
+        if self.device.precision == "int8":
+            model = quantize_tflite(model, calibration_inputs(nhwc))
+        return Artifact(model, shapes, channels_last=True)
 
     def versions(self) -> dict[str, str]:
         found = {
             "ai-edge-litert": version("ai-edge-litert"),
             "litert-torch": version("litert-torch"),
             "torch": torch.__version__,
+            "io-layout": IO_LAYOUT,
         }
         if self.device.precision == "int8":
             found["ai-edge-quantizer"] = version("ai-edge-quantizer")
