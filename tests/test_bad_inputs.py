@@ -136,6 +136,33 @@ CASES = [
     ),
     ("lut-other-space", "lut validate --device cpu --space alphanet --lut LUT DEV", "was built for space 'mini'"),
     ("lut-samples", "lut validate --device cpu --space mini --lut LUT --samples 2 DEV", "--samples must be at least 4"),
+    (
+        "profile-fewshot-no-sources",
+        "profile --device cpu-torch --space mini --resolution 32x32 --few-shot 6 --out T/search/t.parquet DEV",
+        "has none measured for space 'mini'",
+    ),
+    (
+        "profile-fewshot-too-few",
+        "profile --device cpu-torch --space mini --resolution 32x32 --few-shot 2 --source LUT --out T/t.parquet DEV",
+        "--few-shot 2 is too few for 1 source table(s)",
+    ),
+    (
+        "profile-fewshot-own-device",
+        "profile --device cpu --space mini --resolution 32x32 --few-shot 6 --source LUT --out T/t.parquet DEV",
+        "it is a table of 'cpu' itself",
+    ),
+    (
+        "profile-fewshot-energy",
+        "profile --device cpu-torch --space mini --few-shot 6 --energy --out T/t.parquet DEV",
+        "--few-shot predicts latency only",
+    ),
+    (
+        "profile-fewshot-choose",
+        "profile --device cpu-torch --space mini --resolution 32x32 --few-shot 6 --choose best --source LUT "
+        "--out T/t.parquet DEV",
+        "unknown --choose 'best'; allowed: spread, random",
+    ),
+    ("profile-source-alone", "profile --device cpu-torch --space mini --source LUT DEV", "add --few-shot N"),
     ("lut-transfer-device", "lut transfer --device tpu --out T/t.parquet", "has no latency column for device 'tpu'"),
     (
         "lut-transfer-samples",

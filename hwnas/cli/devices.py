@@ -112,9 +112,39 @@ def profile(
     ] = None,
     token: TokenOpt = None,
     devices_dir: DevicesDirOpt = None,
+    few_shot: Annotated[
+        int | None,
+        typer.Option(
+            "--few-shot",
+            metavar="N",
+            help="measure N whole subnets instead of every block, and predict the blocks from other devices' "
+            "tables (a PREDICTED table; see --source)",
+        ),
+    ] = None,
+    source: Annotated[
+        list[Path] | None,
+        typer.Option(
+            metavar="TABLE",
+            help="--few-shot: a measured table to learn from, repeatable (default: every table of the space and head "
+            "in the --out folder)",
+        ),
+    ] = None,
+    seed: Annotated[int, typer.Option(help="--few-shot: seed of the subnets measured")] = 0,
+    choose: Annotated[
+        str, typer.Option(help="--few-shot: which subnets: spread (over the sources' latency range) or random")
+    ] = "spread",
 ) -> None:
-    """Measure every block of the space on the device into a latency table (resumable)."""
+    """Measure every block of the space on the device into a latency table (resumable), or with
+    --few-shot N, N whole subnets into a table predicted from other devices' tables."""
     check_early(space=space_name, devices=device, devices_dir=devices_dir, resolutions=resolution, task=task)
+    if few_shot is not None:
+        _profile_fewshot(device, remote, space_name, few_shot, source, lut_out=lut_out, task=task, classes=classes,
+                         resolutions=resolution, rounds=rounds, energy=energy, seed=seed, choice=choose,
+                         token=token, devices_dir=devices_dir)  # fmt: skip
+        return
+    if source:
+        with user_errors():
+            raise HwnasError("--source names the tables a --few-shot table learns from; add --few-shot N")
     if len(device) > 1:
         _profile_several(device, remote or [], space_name, devices_dir, token, lut_out=lut_out, task=task,
                          classes=classes, resolutions=resolution, rounds=rounds, statistic=statistic, energy=energy,
@@ -159,6 +189,34 @@ def _say_profile(result, *, energy: bool, validate: bool) -> None:
         _say_check(result.validation)
     elif not validate:
         warn("not validated (--no-validate): searches will trust raw block sums; `hwnas lut validate` checks them")
+
+
+def _profile_fewshot(devices, remotes, space_name, samples, sources, *, lut_out, energy, rounds, **options) -> None:
+    """`profile --few-shot N`: one device, its N subnets measured whole, the table predicted."""
+    from hwnas.hardware.fewshot import DEFAULT_FEWSHOT_ROUNDS, fewshot_profile
+
+    with user_errors():
+        if len(devices) > 1 or (remotes and len(remotes) > 1):
+            raise HwnasError("--few-shot predicts one device's table: give one --device (and at most one --remote)")
+        if energy:
+            raise HwnasError("--few-shot predicts latency only; profile the device in full for --energy")
+    with user_errors(), progress_bar() as bar:
+        job = bar.add_task(f"few-shot {Path(devices[0]).stem}", total=None, label="")
+        result = fewshot_profile(
+            devices[0], space_name, samples=samples, out=lut_out, sources=sources,
+            rounds=rounds or DEFAULT_FEWSHOT_ROUNDS, remote=remotes[0] if remotes else None, **options,
+            progress=lambda done, total, label: bar.update(job, completed=done, total=total, label=label[:48]),
+        )  # fmt: skip
+    fit, table = result.fit, result.table
+    mix = " + ".join(f"{w:.3f} x {Path(s).stem}" for w, s in zip(fit.weights, result.sources, strict=True))
+    say(
+        f"wrote {result.path}: {len(table)} block signatures {table.provenance()}; {len(result.archs)} subnets "
+        f"measured in {result.device_s:.0f} s"
+    )
+    say(f"whole-subnet latency = {mix} {fit.intercept_ms:+.3f} ms (block sums of each source table)")
+    warn(
+        f"a PREDICTED table: `hwnas lut validate --device {devices[0]} --lut {result.path}` checks it on other subnets"
+    )
 
 
 def _profile_several(devices, remotes, space_name, devices_dir, token, *, lut_out, **options) -> None:
@@ -233,6 +291,8 @@ def lut_validate(
             report=report_out, remote=remote, token=token, devices_dir=devices_dir, warn=warn,
             progress=lambda d, n, label: bar.update(job, completed=d, total=n, label=""),
         )  # fmt: skip
+    if result.predicted_from is not None:
+        warn(f"the table checked is {result.predicted_from}")
     _render_validation(result, sidecar_path(result.table_path))
 
 

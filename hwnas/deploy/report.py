@@ -188,7 +188,8 @@ def subnet_report(
     if table is not None:
         predicted = table.predict(arch)
         calibrated = "calibrated" if table.calibration_at(arch.resolution) is not None else "uncalibrated"
-        report.measures.append(Measure("latency (table)", predicted, "ms", f"latency table, {calibrated}"))
+        label = "latency table" if table.prediction is None else f"latency table {table.provenance()}"
+        report.measures.append(Measure("latency (table)", predicted, "ms", f"{label}, {calibrated}"))
     if budget_ms is not None:
         report.details["latency_budget_ms"] = budget_ms
         report.details["within_budget"] = measured <= budget_ms

@@ -52,6 +52,11 @@ def open_or_create(
     versions = measurer.versions()
     if path.exists():
         table = LatencyTable.load(path, space)
+        if table.prediction is not None:
+            raise LutError(
+                f"cannot resume {path}: it holds a few-shot prediction, not measurements; remove it or choose "
+                "another --out to measure every block"
+            )
         notes = table.compatibility_warnings(device.options(), versions)
         if table.meta["device"].get("name", device.name) != device.name:
             notes.insert(0, f"it was built for device '{table.meta['device'].get('name')}'")
@@ -135,7 +140,7 @@ def profile(
     last one stopped (`on_resume(path, done, total)` is told) and never repeats a finished one.
     """
     rounds = DEFAULT_ROUNDS if rounds is None else rounds
-    spec, sp, chosen, path = _checked(
+    spec, sp, chosen, path = checked_inputs(
         device, space, task=task, classes=classes, resolutions=resolutions, out=out, rounds=rounds,
         statistic=statistic, energy=energy, remote=remote, measurer=measurer, devices_dir=devices_dir,
     )  # fmt: skip
@@ -180,10 +185,11 @@ def profile(
     return Profile(table, path, rounds, done - found, found, checked)
 
 
-def _checked(
+def checked_inputs(
     device, space, *, task, classes, resolutions, out, rounds, statistic, energy, remote, measurer, devices_dir
 ) -> tuple[Device, SearchSpace, list[tuple[int, int]], Path]:
-    """`profile`'s inputs checked, before any measurement: (spec, space, resolutions, table path)."""
+    """`profile`'s inputs (and a few-shot profile's) checked, before any measurement: (spec, space,
+    resolutions, table path)."""
     check_task(task)
     spec = device if isinstance(device, Device) else load_device(device, devices_dir)
     sp = space if isinstance(space, SearchSpace) else SearchSpace.load(space or DEFAULT_SPACE)
@@ -251,7 +257,7 @@ def profile_devices(
     checks = {k: options.get(k) for k in ("classes", "resolutions")}
     measurers = []
     for device, remote in zip(devices, remotes, strict=True):
-        spec, *_ = _checked(
+        spec, *_ = checked_inputs(
             device, space, task=options.get("task", "saliency"), **checks, out=None, rounds=rounds,
             statistic=options.get("statistic", DEFAULT_STATISTIC), energy=False, remote=remote, measurer=None,
             devices_dir=devices_dir,

@@ -331,6 +331,13 @@ class LatencyTable:
             how = "calibrated" if self.calibration_at(resolution) is not None else "raw block sums"
             error = f"held-out error {errors[key]:.1f}% on {checked['heldout_n'][key]} subnets" if key in errors else ""
             parts.append(f"{key} {how}" + (f", {error}" if error else ""))
+        if self.prediction is not None:
+            parts.insert(0, self.provenance())
+            if unchecked:
+                return False, (
+                    f"{self.provenance()}; not checked on other subnets at {', '.join(unchecked)}: `hwnas lut "
+                    "validate` measures how far off it is and calibrates it"
+                )
         if unchecked:
             return False, (
                 f"never checked against whole subnets at {', '.join(unchecked)}: its latencies are raw block sums, "
@@ -338,6 +345,27 @@ class LatencyTable:
                 "how far off they are and calibrates them"
             )
         return True, "checked against whole subnets: " + "; ".join(parts)
+
+    @property
+    def prediction(self) -> dict | None:
+        """How the table was predicted (`hwnas profile --few-shot`), None for a measured one."""
+        return self.meta.get("predicted")
+
+    def provenance(self) -> str:
+        """`measured`, or what a predicted table was predicted from, for every output that uses it."""
+        found = self.prediction
+        if found is None:
+            return "measured"
+        sources = ", ".join(s["device"] for s in found["sources"])
+        loo = "" if found.get("loo_mape") is None else f", leave-one-out error {found['loo_mape']:.1f}% on them"
+        return (
+            f"PREDICTED (few-shot: {found['samples']} subnets measured whole on {self.meta['device']['name']}, every "
+            f"block from the tables of {sources}{loo})"
+        )
+
+    def block_ms(self) -> dict[str, float]:
+        """Each row's latency (ms, the table's statistic, the per-call overhead included) by key."""
+        return self._per_block("latency")[0]
 
     @property
     def precision(self) -> str:

@@ -150,6 +150,7 @@ class Validation:
     fits: list[ResolutionFit]
     repeatability: Fidelity | None = None  # held-out: first half of the rounds vs the second half
     table_path: str | None = None  # where the table (and its calibration sidecar) was saved
+    predicted_from: str | None = None  # a predicted table's provenance (`LatencyTable.provenance`)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -256,7 +257,8 @@ def _validate(
     space, task = table.space, table.meta["task"]
     targets = _targets(table, resolution)
     archs = validation_archs(space, samples, seed, targets)
-    raw = np.array([table.raw_ms(a) for a in archs])  # raises early, naming missing signatures
+    for arch in archs:
+        table.raw_ms(arch)  # raises before any measurement, naming missing signatures
     per_round = measurer.archs(
         space,
         archs,
@@ -267,11 +269,22 @@ def _validate(
         protocol=protocol or Protocol(),
         progress=progress,
     )
+    return judge(table, archs, per_round, seed=seed, resolutions=targets)
+
+
+def judge(
+    table: LatencyTable, archs: list[Arch], per_round: np.ndarray, *, seed: int, resolutions: list[tuple[int, int]]
+) -> Validation:
+    """The check of `table` on subnets `archs` already measured (`per_round`: rounds x archs, as
+    `Measurer.archs` returns them), by `validate`'s protocol at each of `resolutions`; stores each
+    resolution's line in `table` where it is kept. Several tables judged on one set of measurements
+    are compared on the same subnets and the same split."""
     measured = aggregate(per_round, table.statistic)
+    raw = np.array([table.raw_ms(a) for a in archs])
     keys = np.array([resolution_key(a.resolution) for a in archs])
     holdout, calibrated, fits = np.zeros(len(archs), dtype=bool), raw.copy(), []
     split = np.random.default_rng(seed + 1)
-    for target in targets:
+    for target in resolutions:
         key = resolution_key(target)
         index = np.flatnonzero(keys == key)
         fitting, held = (index[p] for p in fitting_split(raw[index], split))
@@ -284,7 +297,7 @@ def _validate(
         fits.append(ResolutionFit(key, line, before, after, applied=applied, decided_on=decided_on))
         table.set_calibration(target, line if applied else None)
     table.meta["validation"] = {
-        "date": now(), "samples": len(archs), "seed": seed, "rounds": rounds,
+        "date": now(), "samples": len(archs), "seed": seed, "rounds": len(per_round),
         "calibration_applied": {fit.resolution: fit.applied for fit in fits},
         "heldout_mape": {fit.resolution: fit.after.mape for fit in fits},
         "heldout_n": {fit.resolution: fit.before.n for fit in fits},
@@ -301,6 +314,7 @@ def _validate(
         holdout_after=Fidelity.of(calibrated[holdout], measured[holdout]),
         fits=fits,
         repeatability=repeatability(per_round[:, holdout], table.statistic),
+        predicted_from=table.provenance() if table.prediction is not None else None,
     )
 
 

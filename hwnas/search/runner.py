@@ -152,6 +152,9 @@ def _supernet_setup(
     names = "+".join(spec.name for spec in specs)
     table_meta = str(paths[0]) if len(paths) == 1 else [str(p) for p in paths]
     meta = {"device": names, "table": table_meta, "supernet": str(supernet or "")}
+    predicted = {spec.name: t.provenance() for spec, t in zip(specs, tables, strict=True) if t.prediction is not None}
+    if predicted:
+        meta["table_predicted"] = predicted
     resolutions = [sp.resolutions[i] for i in allowed]
     trust = [
         (ok, f"latency table {path} ({spec.name}): {line}")
@@ -393,4 +396,5 @@ def _context(setup: _Setup, budgets: list[Budget], chosen: Record) -> dict[str, 
         "device": setup.device,
         "table": setup.meta.get("table") or setup.meta.get("benchmark"),
         "table_checked": all(ok for ok, _ in setup.trust),
+        "table_predicted": setup.meta.get("table_predicted", {}),
     }
