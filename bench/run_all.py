@@ -34,6 +34,8 @@ STEPS = {
     "sharded_search": [],
     "streaming": [],
     "int8": [],
+    "fewshot": [],
+    "fewshot_profile": [],
 }
 
 
@@ -151,6 +153,19 @@ def rows() -> list[tuple[str, str, str, str]]:
     if "ranking" in int8:
         taus = ", ".join(f"{k} {v:.3f}" for k, v in int8["ranking"]["tau"].items())
         out.append(("int8", f"Kendall tau, {int8['ranking']['subnets']} mini subnets (CC)", taus, ""))
+    for r in (_load("fewshot_10.json") or {}).get("rows", []):
+        sources = "HELP's split" if r["sources"] == "help" else "all other devices"
+        figure = f"{r['device']} from {sources}, {r['choice']} cells: Spearman rho, {r['samples']} samples"
+        out.append(("fewshot", figure, f"{r['mean']:.3f} (lowest {r['lowest']:.3f})", f">= {r['help']} (HELP)"))
+    for device, r in (_load("fewshot_profile.json") or {}).get("rows", {}).items():
+        own = r["full"]["repeatability"]["kendall_tau"]
+        for kind, seconds in (("full", r["profile_s"]), ("fewshot", r.get("fewshot", {}).get("device_s"))):
+            if kind not in r:
+                continue
+            stored = r[kind]["held_out_as_stored"]
+            value = f"{stored['within_10_text']} within 10%, tau {stored['kendall_tau']:.3f}, {seconds:.0f} s"
+            label = "full table" if kind == "full" else f"{r['fewshot']['samples']}-shot table"
+            out.append(("fewshot_profile", f"{device}: {label}, held out", value, f">= 99%, tau >= {own:.3f}"))
     for name in STEPS:
         if not any(r[0] == name for r in out):
             out.append((name, "not run yet", "-", ""))

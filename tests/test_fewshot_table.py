@@ -141,7 +141,7 @@ def test_a_prediction_is_never_learnt_from_nor_resumed_by_a_full_profile(folder,
 
 
 def test_a_predicted_table_is_labelled_wherever_it_is_used(folder, mini):
-    """search (its warnings and best.json), report's table figure and validate all say PREDICTED."""
+    """trust (search's line) and validate say PREDICTED, before and after the table is checked."""
     from hwnas.hardware.validation import validate
 
     result, machine = _run(folder, mini)
@@ -155,8 +155,9 @@ def test_a_predicted_table_is_labelled_wherever_it_is_used(folder, mini):
     assert ok and line.startswith("checked against whole subnets: PREDICTED (few-shot")
 
 
-def test_search_and_report_label_a_predicted_table(folder, mini, tmp_path):
+def test_search_report_and_export_label_a_predicted_table(folder, mini, tmp_path):
     from hwnas.deploy.report import subnet_report
+    from hwnas.deploy.verify import table_prediction
     from hwnas.search import run
 
     _run(folder, mini)
@@ -169,6 +170,8 @@ def test_search_and_report_label_a_predicted_table(folder, mini, tmp_path):
     report = subnet_report(load_device("cpu"), mini, mini.min(), table=table, passes=1, rounds=1)
     [measure] = [m for m in report.measures if m.name == "latency (table)"]
     assert "PREDICTED (few-shot" in measure.source
+    _, note, _ = table_prediction(folder / "cpu-mini.parquet", mini, mini.min(), "saliency")  # export's check
+    assert note.startswith(f"{folder / 'cpu-mini.parquet'}, uncalibrated, PREDICTED (few-shot")
 
 
 @pytest.mark.slow

@@ -99,6 +99,7 @@ def _record(name: str) -> dict | None:
     """The JSON a benchmark wrote (lut_fidelity: its summary, else a device's validation)."""
     candidates = [f"{name}.json"] + (["cpu-validation.json"] if name == "lut_fidelity" else [])
     candidates += [p.name for p in sorted(OUT.glob(f"{name}-seed*.json"))]  # profile_speed: one file a seed
+    candidates += [p.name for p in sorted(OUT.glob(f"{name}_[0-9]*.json"))]  # fewshot: one file a sample count
     for candidate in candidates:
         path = OUT / candidate
         if path.exists():

@@ -184,16 +184,15 @@ def subnet_report(
     per_round = measure_rounds(backend, [single], rounds=rounds, protocol=protocol)
     measured = float(aggregate(per_round, DEFAULT_STATISTIC)[0])
     report.measures.append(Measure("latency", measured, "ms", f"measured ({device.backend}, batch {device.batch})"))
-    predicted, calibrated = None, "no table"
+    predicted, described = None, "no table"
     if table is not None:
         predicted = table.predict(arch)
-        calibrated = "calibrated" if table.calibration_at(arch.resolution) is not None else "uncalibrated"
-        label = "latency table" if table.prediction is None else f"latency table {table.provenance()}"
-        report.measures.append(Measure("latency (table)", predicted, "ms", f"{label}, {calibrated}"))
+        described = table.describe(table_path or "latency table", arch.resolution)
+        report.measures.append(Measure("latency (table)", predicted, "ms", described))
     if budget_ms is not None:
         report.details["latency_budget_ms"] = budget_ms
         report.details["within_budget"] = measured <= budget_ms
-        report.notes.append(budget_line(device.name, measured, budget_ms, predicted, f"{table_path}, {calibrated}"))
+        report.notes.append(budget_line(device.name, measured, budget_ms, predicted, described))
     runnable = backend.compile(net, [(batch, 3, h, w)])
     energy = measure_inference_energy(runnable.bind(runnable.example_inputs()), energy_meter, batch=batch, calls=passes)
     emission = carbon(energy, region)

@@ -138,9 +138,7 @@ def table_prediction(
             return None, f"{path} profiles the {table.meta.get('task')} head, not {task}", table.statistic
         if is_segmentation(task) and table.classes != num_classes:
             return None, f"{path} profiles {table.classes} classes, not {num_classes}", table.statistic
-        calibrated = table.calibration_at(arch.resolution) is not None
-        note = f"{path}{', calibrated' if calibrated else ', uncalibrated'}"
-        return float(table.predict(arch)), note, table.statistic
+        return float(table.predict(arch)), table.describe(path, arch.resolution), table.statistic
     except HwnasError as exc:
         return None, f"{path}: {exc}", DEFAULT_STATISTIC
 

@@ -363,6 +363,13 @@ class LatencyTable:
             f"block from the tables of {sources}{loo})"
         )
 
+    def describe(self, path: str | Path, resolution: tuple[int, int]) -> str:
+        """How a prediction at `resolution` was made, for a line beside it: the table's path, whether
+        a calibration line applies there, and, for a predicted table, what it was predicted from."""
+        calibrated = "calibrated" if self.calibration_at(resolution) is not None else "uncalibrated"
+        predicted = "" if self.prediction is None else f", {self.provenance()}"
+        return f"{path}, {calibrated}{predicted}"
+
     def block_ms(self) -> dict[str, float]:
         """Each row's latency (ms, the table's statistic, the per-call overhead included) by key."""
         return self._per_block("latency")[0]
