@@ -57,9 +57,6 @@ class Fit:
     intercept_ms: float
     loo_mape: float | None
 
-    def apply(self, raw: np.ndarray) -> np.ndarray:
-        return raw @ np.asarray(self.weights) + self.intercept_ms
-
 
 def fit_mix(raw: np.ndarray, measured_ms: np.ndarray) -> Fit:
     """`Fit` of the measured latencies (n) on the sources' raw block sums (n x sources)."""
