@@ -8,6 +8,7 @@ Multi-node runs use torchrun's rendezvous; nothing here depends on the number of
 from __future__ import annotations
 
 import os
+import sys
 
 from hwnas.errors import HwnasError
 
@@ -67,3 +68,13 @@ def rank_world() -> tuple[int, int]:
     import torch.distributed as dist
 
     return (dist.get_rank(), dist.get_world_size()) if dist.is_initialized() else (0, 1)
+
+
+def leave() -> None:
+    """Leave the process group this process joined, if any: gloo's threads then stop before the
+    interpreter does (a rank left to exit with the group alive can abort at exit with "terminate
+    called without an active exception", failing a run whose work was done). Imports nothing: a
+    verb that never loaded torch.distributed never joined a group."""
+    dist = sys.modules.get("torch.distributed")
+    if dist is not None and dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()

@@ -10,6 +10,7 @@ import sys
 import pytest
 
 from hwnas.hardware.table import LatencyTable
+from hwnas.process_group import leave
 from hwnas.space import SearchSpace
 from tests.cli import HWNAS, one_error_line
 
@@ -80,3 +81,15 @@ def test_evaluate_over_two_processes_gives_the_scores_of_one(mini_run, tmp_path)
     one, two = (runs[k]["rows"] for k in ("one", "two"))
     assert [r["images"] for r in one] == [r["images"] for r in two] and one[0]["images"] % 5 != 0  # a short last batch
     assert [r["scores"] for r in two] == [r["scores"] for r in one]  # batches split over the ranks, scored by rank 0
+
+
+def test_a_process_leaves_the_group_it_joined_before_exiting(tmp_path):
+    # Left alive to interpreter exit, gloo's threads can abort a finished rank (SIGABRT, "terminate
+    # called without an active exception"; pytorch/pytorch#190489): `hwnas`'s main leaves the group.
+    import torch.distributed as dist
+
+    leave()  # no group: nothing to do
+    dist.init_process_group("gloo", init_method=f"file://{tmp_path / 'store'}", rank=0, world_size=1)
+    assert dist.is_initialized()
+    leave()
+    assert not dist.is_initialized()

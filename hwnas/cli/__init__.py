@@ -15,6 +15,7 @@ from rich.markup import escape
 from hwnas.cli import convert, data, deploy, devices, evaluate, search, spaces, train
 from hwnas.cli.common import err
 from hwnas.errors import missing_extra
+from hwnas.process_group import leave
 
 app = typer.Typer(
     help="hwnas: hardware-aware latency profiling, architecture search and export.",
@@ -48,7 +49,8 @@ for group in (spaces, devices, data, train, search, evaluate, deploy, convert):
 
 def main() -> None:
     """The `hwnas` script: the app, with an optional dependency that is not installed answered by
-    the extra that brings it (one line, exit code 2) wherever the verb imports it."""
+    the extra that brings it (one line, exit code 2) wherever the verb imports it. A process that
+    joined torchrun's group leaves it before exiting, whatever the verb's outcome."""
     try:
         app()
     except ModuleNotFoundError as exc:
@@ -57,6 +59,8 @@ def main() -> None:
             raise
         err.print(f"[red]error:[/red] {escape(str(missing))}", highlight=False, soft_wrap=True)
         raise SystemExit(2) from None
+    finally:
+        leave()
 
 
 __all__ = ["app", "main"]
