@@ -10,10 +10,16 @@ the device's highest latency), then
   (`Archive.pick`, its most accurate queried cell under the budget); and the same in test accuracy
   (the best `*_test` of any cell under the budget minus the picked cell's `*_test`);
 - queries used and seconds.
+Settings are tuned on `TUNED` devices only; the summary gives them and the rest (held out) apart,
+and, per budget, how often the picked cell computes the same network as the best cell under it
+(`NB201Space.functions`: the table trained every wiring of a network separately, so the best cell
+under a budget may be one lucky copy of a network whose other copies score less). `--oracle`
+prints what a search that knew every network's mean accuracy over its copies would reach.
 PNAG's own protocol (`--pnag-protocol`): trained once per device and seed on 200 queries, then 10
 budgets answered by inference from its cache (`pnag_protocol`).
 Usage: python -m bench.nb201 [--algos random,evolution,...] [--devices pixel3,...] [--seeds 5]
-       [--queries 50,100,200] [--metric cifar100_val] [--pnag-protocol] [--summary] [--out FILE]
+       [--queries 50,100,200] [--metric cifar100_val] [--set KEY=VALUE] [--pnag-protocol] [--summary] [--oracle]
+       [--out FILE]
 Results go to bench/out/nb201.json or --out (rows keep runs of other settings); --summary only
 prints them, from every bench/out/nb201*.json.
 """
@@ -34,6 +40,7 @@ from hwnas.space.nb201 import Benchmark, BenchmarkAccuracy, BenchmarkCosts
 
 OUT = Path(__file__).parent / "out" / "nb201.json"
 ALGOS = ("random", "evolution", "nsga2", "mosegnas", "natv2", "pnag")
+TUNED = ("pixel3", "gold_6226", "titan_rtx_256", "fpga", "samsung_s7")  # the search defaults' tuning devices
 
 
 def front_hv(accuracy: np.ndarray, latency: np.ndarray) -> float:
@@ -59,6 +66,7 @@ def exact(table: Benchmark, device: str, metric: str) -> dict:
         "hv": front_hv(val_acc / 100, (latency - lo) / (hi - lo)),
         "budgets": budgets,
         "best_val": [float(val_acc[latency <= b].max()) for b in budgets],
+        "best_row": [int(np.flatnonzero(latency <= b)[np.argmax(val_acc[latency <= b])]) for b in budgets],
         "best_test": [float(test_acc[latency <= b].max()) for b in budgets],
     }
 
@@ -79,19 +87,25 @@ def one_run(
     lat = table.column(f"latency_ms_{device}", x)
     test = table.column(metric.replace("_val", "_test"), x)
     hv = front_hv(val / 100, (lat - truth["lo"]) / (truth["hi"] - truth["lo"]))
-    regret_val, regret_test = [], []
-    for b, best_val, best_test in zip(truth["budgets"], truth["best_val"], truth["best_test"], strict=True):
+    regret_val, regret_test, same_network = [], [], []
+    best_networks = table.space.functions(np.array([table.space.encode(table.space.parse(c)) for c in
+                                                    table.frame["cell"].iloc[truth["best_row"]]]))  # fmt: skip
+    for b, best_val, best_test, best in zip(truth["budgets"], truth["best_val"], truth["best_test"], best_networks,
+                                            strict=True):  # fmt: skip
         ok = np.flatnonzero(lat <= b)
         if len(ok) == 0:
             regret_val.append(float("nan"))
             regret_test.append(float("nan"))
+            same_network.append(False)
             continue
         pick = ok[np.argmax(val[ok])]  # Archive.pick: the most accurate queried cell under the budget
         regret_val.append(best_val - float(val[pick]))
         regret_test.append(best_test - float(test[pick]))
+        same_network.append(table.space.functions(x[pick])[0] == best)
     return {
         "algo": algo, "device": device, "seed": seed, "queries": queries, "used": len(archive),
-        "hv_ratio": hv / truth["hv"], "regret_val": regret_val, "regret_test": regret_test, "seconds": seconds,
+        "hv_ratio": hv / truth["hv"], "regret_val": regret_val, "regret_test": regret_test,
+        "same_network": same_network, "seconds": seconds, "settings": list(settings or []),
     }  # fmt: skip
 
 
@@ -182,23 +196,74 @@ def pnag_summary(rows: list[dict]) -> str:
     )
 
 
+def label(row: dict) -> str:
+    """A run's algorithm and the settings it was given (`--set`), as the summary names it."""
+    return " ".join([row["algo"], *row.get("settings", [])])
+
+
 def summary(rows: list[dict], queries: int) -> str:
     lines = [
-        f"median over devices and seeds at {queries} queries (regret in points of accuracy, budgets p25/p50/p75):",
-        "| algorithm | runs | HV ratio | regret val p25 / p50 / p75 | regret test p50 | seconds |",
-        "| --- | --- | --- | --- | --- | --- |",
+        f"median over devices and seeds at {queries} queries (regret in points of accuracy, budgets p25/p50/p75; "
+        f"tuned on {', '.join(TUNED)}, the rest held out):",
+        "| algorithm | devices | runs | HV ratio | regret val p25 / p50 / p75 | regret test p50 | p50 pick is the best "
+        "cell's network | seconds |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
-    for algo in ALGOS:
-        mine = [r for r in rows if r["algo"] == algo and r["queries"] == queries]
-        if not mine:
-            continue
-        hv = np.median([r["hv_ratio"] for r in mine])
-        rv = [np.nanmedian([r["regret_val"][i] for r in mine]) for i in range(3)]
-        rt = np.nanmedian([r["regret_test"][1] for r in mine])
-        sec = np.median([r["seconds"] for r in mine])
-        lines.append(
-            f"| {algo} | {len(mine)} | {hv:.4f} | {rv[0]:.2f} / {rv[1]:.2f} / {rv[2]:.2f} | {rt:.2f} | {sec:.1f} |"
-        )
+    groups = {"all": lambda d: True, "tuned": lambda d: d in TUNED, "held out": lambda d: d not in TUNED}
+    labels = sorted(
+        {label(r) for r in rows if r["algo"] in ALGOS}, key=lambda name: (ALGOS.index(name.split()[0]), name)
+    )
+    for algo in labels:
+        for group, member in groups.items():
+            mine = [r for r in rows if label(r) == algo and r["queries"] == queries and member(r["device"])]
+            if not mine:
+                continue
+            hv = np.median([r["hv_ratio"] for r in mine])
+            rv = [np.nanmedian([r["regret_val"][i] for r in mine]) for i in range(3)]
+            rt = np.nanmedian([r["regret_test"][1] for r in mine])
+            same = [r["same_network"][1] for r in mine if "same_network" in r]
+            share = f"{np.mean(same):.0%}" if same else "-"
+            sec = np.median([r["seconds"] for r in mine])
+            lines.append(
+                f"| {algo} | {group} | {len(mine)} | {hv:.4f} | {rv[0]:.2f} / {rv[1]:.2f} / {rv[2]:.2f} | {rt:.2f} "
+                f"| {share} | {sec:.1f} |"
+            )
+    return "\n".join(lines)
+
+
+def network_oracle(table: Benchmark, metric: str) -> str:
+    """What a search that knew every network's accuracy would reach on this table: per device, the
+    front of (mean accuracy over a network's copies, each cell's latency), scored as the searches
+    are (its cells' own accuracies), and the regret of the best network under the median budget and
+    under PNAG's 10 budgets (`PNAG_PERCENTILES`)."""
+    from collections import defaultdict
+
+    from pymoo.util.nds.non_dominated_sorting import NonDominatedSorting
+
+    frame = table.frame
+    x = np.array([table.space.encode(table.space.parse(c)) for c in frame["cell"]])
+    networks = table.space.functions(x)
+    copies: dict[str, list[int]] = defaultdict(list)
+    for row, network in enumerate(networks):
+        copies[network].append(row)
+    val = frame[metric].to_numpy(np.float64)
+    mean = np.array([val[copies[n]].mean() for n in networks])
+    lines = [
+        f"{len(copies)} networks among {len(frame)} cells; a search knowing each network's mean {metric}:",
+        "| device | front cells | HV ratio | regret p50 | median regret over PNAG's 10 budgets |",
+        "| --- | --- | --- | --- | --- |",
+    ]
+    for device in table.devices:
+        truth = exact(table, device, metric)
+        lat = frame[f"latency_ms_{device}"].to_numpy(np.float64)
+        front = NonDominatedSorting().do(np.column_stack([-mean, lat]), only_non_dominated_front=True)
+        hv = front_hv(val[front] / 100, (lat[front] - truth["lo"]) / (truth["hi"] - truth["lo"])) / truth["hv"]
+        regret = {}
+        for q in (50, *PNAG_PERCENTILES):
+            under = np.flatnonzero(lat <= np.percentile(lat, q))
+            regret[q] = val[under].max() - val[under[np.argmax(mean[under])]]
+        pnag = np.median([regret[q] for q in PNAG_PERCENTILES])
+        lines.append(f"| {device} | {len(front)} | {hv:.4f} | {regret[50]:.2f} | {pnag:.2f} |")
     return "\n".join(lines)
 
 
@@ -211,6 +276,8 @@ def main() -> None:
     parser.add_argument("--metric", default="cifar100_val")
     parser.add_argument("--summary", action="store_true")
     parser.add_argument("--pnag-protocol", action="store_true", help="PNAG trained once, 10 budgets by inference")
+    parser.add_argument("--set", action="append", default=[], help="a searcher setting, KEY=VALUE (repeatable)")
+    parser.add_argument("--oracle", action="store_true", help="what knowing each network's accuracy would reach")
     parser.add_argument("--out", type=Path, default=OUT, help="results file (runs in parallel each need one)")
     args = parser.parse_args()
     out = args.out
@@ -220,7 +287,7 @@ def main() -> None:
     if not args.summary:
         devices = args.devices.split(",") if args.devices else table.devices
         algos = args.algos.split(",")
-        done = {(r["algo"], r["device"], r["seed"], r["queries"]) for r in saved["rows"]}
+        done = {(label(r), r["device"], r["seed"], r["queries"]) for r in saved["rows"]}
         for device in devices:
             for seed in range(args.seeds if args.pnag_protocol else 0):
                 if ("pnag-protocol", device, seed, 200) in done:
@@ -238,9 +305,9 @@ def main() -> None:
             for algo in algos:
                 for q in queries:
                     for seed in range(args.seeds):
-                        if (algo, device, seed, q) in done:
+                        if (label({"algo": algo, "settings": args.set}), device, seed, q) in done:
                             continue
-                        row = one_run(table, device, args.metric, algo, q, seed, truth)
+                        row = one_run(table, device, args.metric, algo, q, seed, truth, args.set or None)
                         saved["rows"].append(row)
                         out.parent.mkdir(exist_ok=True)
                         save(out, {**saved, "metric": args.metric})
@@ -252,6 +319,8 @@ def main() -> None:
     for q in queries:
         print(summary(saved["rows"], q))
     print(pnag_summary(saved["rows"]))
+    if args.oracle:
+        print(network_oracle(table, args.metric))
 
 
 if __name__ == "__main__":

@@ -42,6 +42,26 @@ def test_the_gene_order_is_the_cell_strings_edge_order():
     assert NB201Space().encode(cell).tolist() == [2, 3, 0, 1, 0, 4]
 
 
+def test_cells_wired_differently_that_compute_one_network_share_its_string():
+    # genes: edges 1<-0, 2<-0, 2<-1, 3<-0, 3<-1, 3<-2; 0 none, 1 skip, 2 conv1x1, 3 conv3x3, 4 avg_pool
+    functions = NB201Space().functions(
+        np.array([
+            [1, 3, 0, 0, 1, 3],  # node 1 = x; node 3 = node 1 + conv3(node 2), node 2 = conv3(x)
+            [1, 0, 3, 1, 0, 3],  # node 2 = conv3(node 1) = conv3(x); node 3 = x + conv3(node 2)
+            [1, 0, 1, 0, 0, 1],  # a chain of skips: x
+            [0, 0, 0, 1, 0, 0],  # one skip from the input: x
+            [3, 0, 0, 0, 0, 0],  # nothing reaches the output
+            [0, 0, 0, 0, 0, 3],  # a convolution of nothing: BatchNorm's constant, not zero
+            [0, 0, 0, 4, 0, 0],  # the same wiring as the next, another operation
+            [0, 0, 0, 2, 0, 0],
+        ])
+    )  # fmt: skip
+    assert functions[0] == functions[1] == "nor_conv_3x3(nor_conv_3x3(x)) + x"
+    assert functions[2] == functions[3] == "x"
+    assert functions[4] == "0" and functions[5] == "nor_conv_3x3()"
+    assert functions[6] != functions[7]
+
+
 @pytest.mark.parametrize(
     "text",
     [

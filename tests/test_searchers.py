@@ -96,6 +96,34 @@ def test_a_warm_started_surrogate_search_starts_from_the_given_population(mini):
     assert not np.array_equal(cold, start)
 
 
+def test_front_neighbours_are_one_gene_from_the_front_within_budget_and_new(mini):
+    from hwnas.search.archive import Archive, Objective
+    from hwnas.search.problem import ArchProblem, front_neighbours
+
+    table = synthetic_table(mini)
+    costs = Costs(mini, task="saliency", table=table)
+    budgets = parse_budgets([f"{(table.predict(mini.min()) + table.predict(mini.max())) / 2:.5f}ms"])
+    archive = Archive(space=mini, objectives=[Objective("accuracy", maximise=True), Objective(budgets[0].objective)])
+    problem = ArchProblem(archive=archive, accuracy=ProxyEvaluator("flops", costs, mini), costs=costs, budgets=budgets)
+    problem.evaluate(problem.repair._do(problem, np.array([mini.encode(mini.min())])))
+    front = np.array([mini.encode(r.arch) for r in archive.front()])
+    near = front_neighbours(problem)
+    assert len(near) > 0
+    assert all(mini.decode(r) not in archive for r in near)
+    assert (costs(budgets[0].objective, near) <= budgets[0].limit).all()
+    # each is a repaired one-gene move of a front arch: some move of a front row repairs to it
+    _, xu = mini.bounds()
+    reachable = set()
+    for row in front:
+        for gene in range(mini.n_var):
+            for value in range(xu[gene] + 1):
+                moved = row.copy()
+                moved[gene] = value
+                reachable.add(tuple(problem.repair._do(problem, moved[None])[0]))
+    assert {tuple(r) for r in near} <= reachable
+    assert len({tuple(r) for r in near}) == len(near)
+
+
 def test_uniformity_is_the_ks_distance():
     assert uniformity(np.array([0.5]), 0.0, 1.0) == pytest.approx(0.5)
     assert uniformity(np.linspace(0.05, 0.95, 10), 0.0, 1.0) == pytest.approx(0.05)
@@ -218,6 +246,7 @@ def test_settings_reach_the_algorithm_and_are_checked(mini):
     assert settings(SEARCHERS.get("mosegnas")) == {
         "per_generation": 8, "initial": None, "predictor": "ranknet", "surrogate_pop": 100, "surrogate_gens": 60,
         "init": "cost-uniform", "screening": "hvi", "warm_start": True, "warm_epochs": 100, "warm_gens": 20,
+        "local": False,
     }  # fmt: skip
     assert parse_settings("mosegnas", SEARCHERS.get("mosegnas"), ["warm_start=false"]) == {"warm_start": False}
     assert parse_settings("mosegnas", SEARCHERS.get("mosegnas"), ["surrogate_gens=5", "initial=4"]) == {

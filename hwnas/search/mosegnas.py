@@ -18,7 +18,7 @@ import numpy as np
 
 from hwnas.search.archive import Archive
 from hwnas.search.predictors import make_predictor
-from hwnas.search.problem import ArchProblem, Progress, initial_design
+from hwnas.search.problem import ArchProblem, Progress, initial_design, new_candidates
 from hwnas.search.searchers import Searcher, Termination
 
 
@@ -212,7 +212,10 @@ class MosegnasSearch(Searcher):
     With `warm_start` (hwnas's default) each generation after the first continues from the last:
     RankNet from its weights for `warm_epochs` epochs, the surrogate NSGA-II from its final
     population for `warm_gens` generations. Off, every generation starts afresh as Algorithm 1
-    reads (`surrogate_gens` generations, Table I's 500 epochs)."""
+    reads (`surrogate_gens` generations, Table I's 500 epochs).
+
+    With `local` (off here, natv2's default) the evaluated front's one-gene neighbours are chosen
+    among beside the surrogate search's population (`new_candidates`)."""
 
     per_generation: int = 8
     initial: int | None = None
@@ -224,6 +227,7 @@ class MosegnasSearch(Searcher):
     warm_start: bool = True
     warm_epochs: int = 100
     warm_gens: int = 20
+    local: bool = False
 
     def solve(
         self, problem: ArchProblem, termination: Termination, *, seed: int = 0, progress: Progress | None = None
@@ -264,7 +268,7 @@ class MosegnasSearch(Searcher):
                 nsga3_above_two=True,
                 start=population if warm else None,
             )  # NSGA-III's reference directions keep a 3+ objective front (several devices) spread
-            candidates = np.array([c for c in candidates if space.decode(c) not in archive]).reshape(-1, space.n_var)
+            candidates = new_candidates(problem, candidates, local=self.local)
             k = min(self.per_generation, evaluations - len(archive))
             if len(candidates) == 0:  # the surrogate front is all evaluated already: explore at random
                 candidates = problem.repair._do(problem, rng.integers(0, xu + 1, (k, len(xu))))

@@ -37,7 +37,7 @@ from hwnas.search.archive import Archive, Record
 from hwnas.search.budget import BudgetError
 from hwnas.search.mosegnas import PredictedAccuracy, calibrated, pick_by_hvi, surrogate_search
 from hwnas.search.predictors import LightGBMEnsemble, make_predictor
-from hwnas.search.problem import ArchProblem, Progress, initial_design
+from hwnas.search.problem import ArchProblem, Progress, initial_design, new_candidates
 from hwnas.search.searchers import OWN_FLAG, Searcher, Termination
 from hwnas.space import SearchSpace
 
@@ -137,7 +137,10 @@ class Natv2Search(Searcher):
     iterations of predictor fit, surrogate search, evaluation, archive replacement and, with
     `adapt_epochs`, supernet adaptation (the adapted supernet is written to `adapt_out`).
     `warm_start`, `warm_epochs` and `warm_gens` as `MosegnasSearch`'s: each iteration after the first
-    continues the last one's RankNet and surrogate population (off: every iteration afresh)."""
+    continues the last one's RankNet and surrogate population (off: every iteration afresh). With
+    `local` (hwnas's default) the evaluated front's one-gene neighbours are chosen among beside the
+    surrogate search's population (`new_candidates`; on NAS-Bench-201 at 100 queries 0.9854 -> 0.9902
+    of the exact hypervolume, docs/results/measured.md)."""
 
     archive_size: int | None = None
     oversample: int = 1
@@ -152,6 +155,7 @@ class Natv2Search(Searcher):
     warm_start: bool = True
     warm_epochs: int = 100
     warm_gens: int = 20
+    local: bool = True
 
     def solve(
         self, problem: ArchProblem, termination: Termination, *, seed: int = 0, progress: Progress | None = None
@@ -198,7 +202,7 @@ class Natv2Search(Searcher):
                 nsga3_above_two=True,
                 start=population if warm else None,
             )
-            candidates = np.array([c for c in candidates if space.decode(c) not in archive]).reshape(-1, space.n_var)
+            candidates = new_candidates(problem, candidates, local=self.local)
             k = min(self.per_iteration, evaluations - len(archive))
             if len(candidates) == 0:
                 candidates = problem.repair._do(problem, depth_uniform(space, k, rng))

@@ -123,3 +123,35 @@ def initial_design(
     k = max(0, n - len(ends))
     rest = spread_over_cost(problem, pool, k, rng) if spread else pool[:k]
     return np.vstack([ends, rest])[:n]
+
+
+def front_neighbours(problem: ArchProblem) -> np.ndarray:
+    """Every arch one gene away from an arch on the archive's front, repaired, within the budgets
+    and not evaluated yet: the local-search candidates a surrogate ranks beside those of its own
+    search (`local=True` in mosegnas and natv2; measured in docs/guides/search.md)."""
+    archive = problem.archive
+    space = archive.space
+    front = np.array([space.encode(r.arch) for r in archive.front()], dtype=np.int64).reshape(-1, space.n_var)
+    xl, xu = space.bounds()
+    moves = []
+    for gene in range(space.n_var):
+        for value in range(int(xl[gene]), int(xu[gene]) + 1):
+            moved = front.copy()
+            moved[:, gene] = value
+            moves.append(moved[front[:, gene] != value])
+    if not moves:
+        return front[:0]
+    x = np.unique(problem.repair._do(problem, np.vstack(moves)), axis=0)
+    for budget in problem.budgets:
+        x = x[problem.costs(budget.objective, x) <= budget.limit]
+    return np.array([r for r in x if space.decode(r) not in archive], dtype=np.int64).reshape(-1, space.n_var)
+
+
+def new_candidates(problem: ArchProblem, population: np.ndarray, *, local: bool) -> np.ndarray:
+    """What a surrogate-assisted searcher chooses among: the archs of its surrogate search's
+    `population` not evaluated yet and, with `local`, the front's one-gene neighbours
+    (`front_neighbours`)."""
+    space = problem.archive.space
+    fresh = [row for row in population if space.decode(row) not in problem.archive]
+    candidates = np.array(fresh, dtype=np.int64).reshape(-1, space.n_var)
+    return np.unique(np.vstack([candidates, front_neighbours(problem)]), axis=0) if local else candidates

@@ -130,6 +130,28 @@ class NB201Space:
         dead = ~live_path.any(axis=1, keepdims=True)
         return np.hstack([one_hot(self, x), counts, dead]).astype(np.float32)
 
+    def functions(self, x: np.ndarray) -> list[str]:
+        """What each encoded cell computes, written canonically: node 0 is `x`; `skip_connect` passes
+        its input's terms on, `none` drops them, any other operation is a term `op(input)` (even of a
+        zero input: a convolution's BatchNorm makes that a constant); a node is the sorted sum of its
+        terms. Two cells with the same string are one network wired two ways (isomorphic): the
+        benchmark trained each separately, so their accuracies differ only by training noise."""
+        rows = np.asarray(x, dtype=np.int64).reshape(-1, self.n_var)
+        out = []
+        for row in rows:
+            node: dict[int, list[str]] = {0: ["x"]}
+            for j in (1, 2, 3):
+                terms: list[str] = []
+                for i, (to, src) in enumerate(EDGES):
+                    op = self.ops[row[i]] if to == j else "none"
+                    if op == "skip_connect":
+                        terms += node[src]
+                    elif op != "none":
+                        terms.append(f"{op}({' + '.join(node[src])})")
+                node[j] = sorted(terms)
+            out.append(" + ".join(node[3]) or "0")
+        return out
+
     def code(self, x: np.ndarray) -> np.ndarray:
         """Row-major integer of each encoded cell (base len(ops)): a table's row key."""
         x = np.asarray(x, dtype=np.int64).reshape(-1, self.n_var)
