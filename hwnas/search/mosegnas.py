@@ -214,8 +214,8 @@ class MosegnasSearch(Searcher):
     population for `warm_gens` generations. Off, every generation starts afresh as Algorithm 1
     reads (`surrogate_gens` generations, Table I's 500 epochs).
 
-    With `local` (off here, natv2's default) the evaluated front's one-gene neighbours are chosen
-    among beside the surrogate search's population (`new_candidates`)."""
+    With `local` (off here, natv2's default) the candidates also hold every one-gene neighbour of
+    the evaluated front (`new_candidates`)."""
 
     per_generation: int = 8
     initial: int | None = None

@@ -138,9 +138,9 @@ class Natv2Search(Searcher):
     `adapt_epochs`, supernet adaptation (the adapted supernet is written to `adapt_out`).
     `warm_start`, `warm_epochs` and `warm_gens` as `MosegnasSearch`'s: each iteration after the first
     continues the last one's RankNet and surrogate population (off: every iteration afresh). With
-    `local` (hwnas's default) the evaluated front's one-gene neighbours are chosen among beside the
-    surrogate search's population (`new_candidates`; on NAS-Bench-201 at 100 queries 0.9854 -> 0.9902
-    of the exact hypervolume, docs/results/measured.md)."""
+    `local` (hwnas's default) the candidates also hold every one-gene neighbour of the evaluated
+    front (`new_candidates`; on NAS-Bench-201 at 100 queries 0.9854 -> 0.9902 of the exact
+    hypervolume, docs/results/measured.md)."""
 
     archive_size: int | None = None
     oversample: int = 1

@@ -128,7 +128,7 @@ def initial_design(
 def front_neighbours(problem: ArchProblem) -> np.ndarray:
     """Every arch one gene away from an arch on the archive's front, repaired, within the budgets
     and not evaluated yet: the local-search candidates a surrogate ranks beside those of its own
-    search (`local=True` in mosegnas and natv2; measured in docs/guides/search.md)."""
+    search (`local=True` in mosegnas and natv2; measured in docs/results/measured.md)."""
     archive = problem.archive
     space = archive.space
     front = np.array([space.encode(r.arch) for r in archive.front()], dtype=np.int64).reshape(-1, space.n_var)

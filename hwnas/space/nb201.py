@@ -135,7 +135,9 @@ class NB201Space:
         its input's terms on, `none` drops them, any other operation is a term `op(input)` (even of a
         zero input: a convolution's BatchNorm makes that a constant); a node is the sorted sum of its
         terms. Two cells with the same string are one network wired two ways (isomorphic): the
-        benchmark trained each separately, so their accuracies differ only by training noise."""
+        benchmark trained each separately, so their accuracies differ only by training noise. The
+        form errs one way only: an `avg_pool_3x3` of a zero input is kept as a term, so a few cells
+        that compute the same thing get different strings; never one string for two networks."""
         rows = np.asarray(x, dtype=np.int64).reshape(-1, self.n_var)
         out = []
         for row in rows:
