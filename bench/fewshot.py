@@ -38,7 +38,7 @@ def main() -> None:
     args = parser.parse_args()
     table = Benchmark.load()
     space = table.space
-    x = np.array(list(itertools.product(range(len(space.ops)), repeat=space.n_var)))
+    x = space.every_cell()
     features = space.features(x)
     latencies = {d: table.column(f"latency_ms_{d}", x) for d in table.devices}
     print(f"machine: {machine()}")

@@ -88,8 +88,7 @@ def one_run(
     test = table.column(metric.replace("_val", "_test"), x)
     hv = front_hv(val / 100, (lat - truth["lo"]) / (truth["hi"] - truth["lo"]))
     regret_val, regret_test, same_network = [], [], []
-    best_networks = table.space.functions(np.array([table.space.encode(table.space.parse(c)) for c in
-                                                    table.frame["cell"].iloc[truth["best_row"]]]))  # fmt: skip
+    best_networks = table.space.functions(table.space.every_cell()[truth["best_row"]])
     for b, best_val, best_test, best in zip(truth["budgets"], truth["best_val"], truth["best_test"], best_networks,
                                             strict=True):  # fmt: skip
         ok = np.flatnonzero(lat <= b)
@@ -161,7 +160,7 @@ def evaluator_regret(table: Benchmark, model, limit: float, latency: np.ndarray,
     cells under the budget: what a perfect generator for that evaluator would reach (a diagnosis,
     not an answer: it reads the whole table's latencies, no accuracies)."""
     under = np.flatnonzero(latency <= limit)
-    x = np.stack([(under // 5 ** (5 - i)) % 5 for i in range(6)], axis=1)  # table row r is the cell of code r
+    x = table.space.every_cell()[under]
     return float(val[under].max() - val[under[int(np.argmax(model.score(x, limit)))]])
 
 
@@ -241,8 +240,7 @@ def network_oracle(table: Benchmark, metric: str) -> str:
     from pymoo.util.nds.non_dominated_sorting import NonDominatedSorting
 
     frame = table.frame
-    x = np.array([table.space.encode(table.space.parse(c)) for c in frame["cell"]])
-    networks = table.space.functions(x)
+    networks = table.space.functions(table.space.every_cell())
     copies: dict[str, list[int]] = defaultdict(list)
     for row, network in enumerate(networks):
         copies[network].append(row)

@@ -222,7 +222,7 @@ def transfer_benchmark(
     table = Benchmark.load(benchmark)
     table.latency_column(device)
     space = table.space
-    x = np.array(list(itertools.product(range(len(space.ops)), repeat=space.n_var)))  # row r: the cell of code r
+    x = space.every_cell()
     latencies = {d: table.column(f"latency_ms_{d}", x) for d in table.devices}
     transfer = fewshot(space.features(x), latencies, device, samples=samples, seed=seed, choice=choice,
                        sources=sources, progress=progress)  # fmt: skip

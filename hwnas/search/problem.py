@@ -83,12 +83,16 @@ class ArchProblem(Problem):
             out["G"] = np.column_stack([values[b.objective] - b.limit for b in self.budgets])
 
 
+def unevaluated(problem: ArchProblem, x: np.ndarray) -> np.ndarray:
+    """The rows of `x` whose arch is not in the archive yet, in their order."""
+    space = problem.archive.space
+    return np.array([r for r in x if space.decode(r) not in problem.archive], dtype=np.int64).reshape(-1, space.n_var)
+
+
 def unarchived(problem: ArchProblem, x: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     """The distinct repaired rows of `x` that are not in the archive yet, in random order."""
-    space = problem.archive.space
     x = np.unique(problem.repair._do(problem, x), axis=0)
-    x = x[rng.permutation(len(x))]
-    return np.array([r for r in x if space.decode(r) not in problem.archive], dtype=np.int64).reshape(-1, space.n_var)
+    return unevaluated(problem, x[rng.permutation(len(x))])
 
 
 def spread_over_cost(problem: ArchProblem, x: np.ndarray, n: int, rng: np.random.Generator) -> np.ndarray:
@@ -144,14 +148,12 @@ def front_neighbours(problem: ArchProblem) -> np.ndarray:
     x = np.unique(problem.repair._do(problem, np.vstack(moves)), axis=0)
     for budget in problem.budgets:
         x = x[problem.costs(budget.objective, x) <= budget.limit]
-    return np.array([r for r in x if space.decode(r) not in archive], dtype=np.int64).reshape(-1, space.n_var)
+    return unevaluated(problem, x)
 
 
 def new_candidates(problem: ArchProblem, population: np.ndarray, *, local: bool) -> np.ndarray:
     """What a surrogate-assisted searcher chooses among: the archs of its surrogate search's
     `population` not evaluated yet and, with `local`, the front's one-gene neighbours
     (`front_neighbours`)."""
-    space = problem.archive.space
-    fresh = [row for row in population if space.decode(row) not in problem.archive]
-    candidates = np.array(fresh, dtype=np.int64).reshape(-1, space.n_var)
+    candidates = unevaluated(problem, population)
     return np.unique(np.vstack([candidates, front_neighbours(problem)]), axis=0) if local else candidates

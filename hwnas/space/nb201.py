@@ -12,6 +12,7 @@ complete space. The space offers the methods the searchers use on `SearchSpace`.
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 import re
 from dataclasses import dataclass
@@ -153,6 +154,10 @@ class NB201Space:
                 node[j] = sorted(terms)
             out.append(" + ".join(node[3]) or "0")
         return out
+
+    def every_cell(self) -> np.ndarray:
+        """Every encoded cell, row r the cell of code r (`code`): a `Benchmark`'s row r."""
+        return np.array(list(itertools.product(range(len(self.ops)), repeat=self.n_var)), dtype=np.int64)
 
     def code(self, x: np.ndarray) -> np.ndarray:
         """Row-major integer of each encoded cell (base len(ops)): a table's row key."""
