@@ -12,7 +12,7 @@ import pyarrow.parquet as pq
 import pytest
 from scipy import stats
 
-from hwnas.hardware.transfer import Settings, TransferError, check, choose_cells, fewshot
+from hwnas.hardware.transfer import Regression, Settings, TransferError, check, choose_cells, fewshot
 from hwnas.space.nb201 import NB201Space, packaged_benchmark, parse_cell
 from tests.cli import one_error_line, run_cli
 
@@ -43,8 +43,10 @@ def test_a_table_that_cannot_be_made_is_refused_in_one_line():
     lat = dict(zip("abc", _devices(x, 3).T, strict=True))
     with pytest.raises(TransferError, match="no latency column for device 'z'"):
         fewshot(space.features(x), lat, "z", samples=5)
-    with pytest.raises(TransferError, match="unknown cell choice 'best'; allowed: spread, random"):
+    with pytest.raises(TransferError, match="unknown cell choice 'best'; allowed: design, spread, random"):
         fewshot(space.features(x), lat, "a", samples=5, choice="best")
+    with pytest.raises(TransferError, match="unknown cell choice 'design'; allowed: spread, random"):
+        choose_cells(_devices(x, 3), 5, 0, "design")  # a design needs the prior, not only the sources
 
 
 def test_spread_takes_one_cell_from_each_slice_of_the_sources_latency_range():
@@ -57,6 +59,32 @@ def test_spread_takes_one_cell_from_each_slice_of_the_sources_latency_range():
         assert sorted((rank[chosen] * 9) // len(x)) == list(range(9))  # one in each ninth of the order
         assert len(set(choose_cells(sources, 9, seed, "random"))) == 9
     assert not np.array_equal(choose_cells(sources, 9, 0, "spread"), choose_cells(sources, 9, 1, "spread"))
+
+
+def test_design_measures_the_cells_the_prior_is_least_sure_of():
+    """Each designed cell is, among its pool, the one whose latency the prior and the cells chosen
+    before it predict least surely: so N designed cells leave less of the prior's uncertainty over
+    every cell than N random ones (the posterior variance after them, summed over the cells). The
+    pool is every cell of a space this small, so every seed gives the same design."""
+    space, x = _cells()
+    sources = _devices(x, 4)
+    model = Regression(space.features(x), sources)
+    settings = Settings(tau=0.01, sigma=0.03, source_var=0.01)
+
+    def left(cells: np.ndarray) -> float:
+        _, cov = model.prior(settings, [0, 1, 2, 3])
+        seen = model.rows(cells, [0, 1, 2, 3])
+        cov = cov - cov @ seen.T @ np.linalg.solve(
+            seen @ cov @ seen.T + settings.sigma**2 * np.eye(len(cells)), seen @ cov
+        )
+        every = model.rows(slice(None), [0, 1, 2, 3])
+        return float(np.einsum("ij,jk,ik->", every, cov, every))
+
+    designed = model.choose(sources, 8, settings, 0, "design")
+    assert len(set(designed)) == 8
+    np.testing.assert_array_equal(designed, model.choose(sources, 8, settings, 0, "design"))
+    np.testing.assert_array_equal(designed, model.choose(sources, 8, settings, 1, "design"))
+    assert left(designed) < min(left(choose_cells(sources, 8, seed, "random")) for seed in range(5))
 
 
 def test_a_device_the_sources_explain_is_ranked_from_ten_cells():

@@ -305,8 +305,12 @@ def lut_transfer(
     samples: Annotated[int, typer.Option(help="cells of the device's column to look up (its 'measurements')")] = 10,
     seed: Annotated[int, typer.Option(help="seed of the cells looked up")] = 0,
     choose: Annotated[
-        str, typer.Option(help="which cells: spread (one per slice of the sources' latency range) or random")
-    ] = "spread",
+        str,
+        typer.Option(
+            help="which cells: design (each the one the sources' prior predicts least surely), spread (one per "
+            "slice of the sources' latency range) or random"
+        ),
+    ] = "design",
     source: Annotated[
         list[str] | None, typer.Option(help="a column to learn from, repeatable (default: every other one)")
     ] = None,

@@ -37,7 +37,7 @@ from hwnas.hardware.backends.base import Timing
 from hwnas.hardware.device import Device
 from hwnas.hardware.measurer import DEFAULT_STATISTIC, Measurer, Progress, aggregate, no_progress
 from hwnas.hardware.table import LatencyTable, LutError, now, sidecar_path
-from hwnas.hardware.transfer import CHOICES, choose_cells
+from hwnas.hardware.transfer import SOURCE_CHOICES, choose_cells
 from hwnas.hardware.validation import relative_error
 from hwnas.space import Arch, SearchSpace
 from hwnas.space.signature import BlockSignature
@@ -124,8 +124,8 @@ def fewshot_profile(
         statistic=DEFAULT_STATISTIC, energy=False, remote=remote, measurer=measurer, devices_dir=devices_dir,
     )  # fmt: skip
     classes = classes or default_classes(task)
-    if choice not in CHOICES:
-        raise LutError(f"unknown --choose '{choice}'; allowed: {', '.join(CHOICES)}")
+    if choice not in SOURCE_CHOICES:
+        raise LutError(f"unknown --choose '{choice}'; allowed: {', '.join(SOURCE_CHOICES)}")
     _refuse_overwriting_measurements(path, space)
     sigs = space.all_block_signatures(resolutions, task, classes)
     found = source_tables(space, task, classes, sigs, spec.name, path, sources)
