@@ -5,8 +5,8 @@ For each test device of HELP's Table 3 that the shipped table has (titan_rtx_256
 raspi4), `hwnas.hardware.transfer.fewshot` predicts its whole latency column from N of its cells
 and the other devices' columns, in two source sets: HELP's own split where the table allows (its
 meta-training devices that the table has: pixel3, silver_4210r, titan_rtx_1, 1080ti_1, samsung_s7)
-and every other column (`hwnas lut transfer`'s default); with the cells chosen `spread` and
-`random`. The settings are chosen on the sources only (leave-one-source-out), once per device and
+and every other column (`hwnas lut transfer`'s default); with the cells chosen `design`, `spread`
+and `random`. The settings are chosen on the sources only (leave-one-source-out), once per device and
 source set; each seed draws other cells. Spearman rho over all 15,625 cells, mean and lowest of
 the seeds, beside HELP's figure; and rho on HELP's own evaluation cells (`help_query`), the set its
 Table 3 is measured on.
