@@ -31,13 +31,16 @@ from hwnas.nn.blocks import folded
 
 @dataclass(frozen=True)
 class Scheme:
-    """How a runtime quantizes activations (weights: symmetric int8 per output channel)."""
+    """How a runtime quantizes activations, and the bound of its symmetric per-channel int8
+    weights: 127, or 64 for ONNX Runtime's models, quantized with `reduce_range` (7-bit weights, as
+    ONNX Runtime's quantization guide advises: x86 CPUs without VNNI saturate 8-bit U8S8 products)."""
 
     dtype: str  # "uint8" or "int8"
     symmetric: bool
     # a tensor never negative on the calibration set is uint8 with zero point 0 (coremltools'
     # symmetric scheme: twice the steps of int8 over the same range)
     unsigned_when_nonnegative: bool = False
+    weight_bound: int = 127
 
     @property
     def bounds(self) -> tuple[int, int]:
@@ -52,10 +55,10 @@ class Scheme:
 
 
 SCHEMES = {
-    "onnxruntime": Scheme("uint8", False),
-    "onnxruntime-symmetric": Scheme("int8", True),
+    "onnxruntime": Scheme("uint8", False, weight_bound=64),
+    "onnxruntime-symmetric": Scheme("int8", True, weight_bound=64),
     "tflite": Scheme("int8", False),
-    "tensorrt": Scheme("int8", True),
+    "tensorrt": Scheme("int8", True, weight_bound=64),  # its QDQ graph is ONNX Runtime's (`quantize_onnx`)
     "coreml": Scheme("int8", True, unsigned_when_nonnegative=True),  # coremltools' symmetric activations
 }
 
@@ -104,18 +107,18 @@ def _decomposed():
     return torch.ops.quantized_decomposed
 
 
-def _weight_scale(w: torch.Tensor) -> torch.Tensor:
-    """Symmetric int8 per output channel, as ONNX Runtime quantizes symmetric weights: -127..127,
-    scale |w|max / 127, zero point 0."""
-    return (w.abs().flatten(1).amax(dim=1).clamp_min(1e-12) / 127).to(torch.float32)
+def _weight_scale(w: torch.Tensor, bound: int = 127) -> torch.Tensor:
+    """Symmetric int8 per output channel, as ONNX Runtime quantizes symmetric weights: -bound..bound,
+    scale |w|max / bound, zero point 0."""
+    return (w.abs().flatten(1).amax(dim=1).clamp_min(1e-12) / bound).to(torch.float32)
 
 
-def _weights_int8(module: nn.Module) -> None:
+def _weights_int8(module: nn.Module, bound: int = 127) -> None:
     """The module's weights fake-quantized in place (`_weight_scale`)."""
     w = module.weight.data
-    scale = _weight_scale(w)
+    scale = _weight_scale(w, bound)
     zero = torch.zeros(len(scale), dtype=torch.int32, device=w.device)
-    module.weight.data = torch.fake_quantize_per_channel_affine(w, scale, zero, 0, -127, 127)
+    module.weight.data = torch.fake_quantize_per_channel_affine(w, scale, zero, 0, -bound, bound)
 
 
 class Int8Weights(nn.Module):
@@ -177,7 +180,7 @@ def simulated_int8(
             m = Int8Weights(m)
             setattr(sim.get_submodule(parent), attribute, m)
         else:
-            _weights_int8(m)
+            _weights_int8(m, scheme.weight_bound)
         m.register_forward_pre_hook(lambda _m, inputs, q=before: (q(inputs[0]), *inputs[1:]))
         m.register_forward_hook(lambda _m, _inputs, out, q=after: q(out))
     return sim

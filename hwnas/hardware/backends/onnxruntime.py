@@ -7,7 +7,10 @@ At int8 the graph is quantized statically as ONNX Runtime's quantization guide d
 (`onnxruntime.quantization`): `quant_pre_process` (shape inference and constant folding: without it
 a convolution whose bias the torchscript exporter routes through an Identity stays float), then
 `quantize_static` to QDQ with per-channel int8 weights and MinMax-calibrated activations, which the
-CPU provider fuses into QLinearConv/QLinearAdd/... kernels. Activations are uint8 (U8S8) for the CPU
+CPU provider fuses into QLinearConv/QLinearAdd/... kernels. Weights are 7-bit (`reduce_range`, as
+the guide advises where a CPU may lack VNNI: on an AVX2-only AMD EPYC the 8-bit U8S8 products
+saturated, one convolution's outputs up to 37 output steps off; a file that ships must compute right on any x86
+CPU). Activations are uint8 (U8S8) for the CPU
 provider: on this machine's AVX-512 VNNI the int8-activation (S8S8) model of an alphanet subnet ran
 2.3x slower (46 ms against 20 ms at 256x192, a first check); symmetric int8 activations (S8S8) for
 the providers that take only those (TensorRT's explicit quantization). A block model for a latency
@@ -95,7 +98,7 @@ def quantize_onnx(
     symmetric: bool = False,
     integer_io: bool = False,
 ) -> bytes:
-    """The QDQ int8 model of float `onnx_bytes`: per-channel int8 weights, activations calibrated
+    """The QDQ int8 model of float `onnx_bytes`: per-channel 7-bit int8 weights, activations calibrated
     (MinMax) on `calibration` (input sets), uint8 or, `symmetric`, int8 with zero point 0; with
     `integer_io`, the graph's boundary Quantize/DequantizeLinear removed (see the module's notes)."""
     import onnx
@@ -118,7 +121,7 @@ def quantize_onnx(
         quant_pre_process(str(raw), str(pre))
         activations = QuantType.QInt8 if symmetric else QuantType.QUInt8
         quantize_static(
-            str(pre), str(out), Reader(), quant_format=QuantFormat.QDQ, per_channel=True,
+            str(pre), str(out), Reader(), quant_format=QuantFormat.QDQ, per_channel=True, reduce_range=True,
             activation_type=activations, weight_type=QuantType.QInt8,
             extra_options={"ActivationSymmetric": symmetric, "WeightSymmetric": True},
         )  # fmt: skip
