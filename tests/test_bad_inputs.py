@@ -108,6 +108,36 @@ CASES = [
         "--rounds must be at least 1",
     ),
     (
+        "profile-precise-to-zero",
+        "profile --device cpu --space mini --precise-to 0 DEV --out T/p.parquet",
+        "--precise-to must be a positive percentage (e.g. 3 for +-3%), got 0%",
+    ),
+    (
+        "profile-precise-to-negative",
+        "profile --device cpu --space mini --precise-to -3 DEV --out T/p.parquet",
+        "--precise-to must be a positive percentage",
+    ),
+    (
+        "profile-max-rounds",
+        "profile --device cpu --space mini --rounds 4 --max-rounds 2 DEV --out T/p.parquet",
+        "--max-rounds (2) must be at least the rounds every row gets (4)",
+    ),
+    (
+        "profile-strict-remote",
+        "profile --device cpu --space mini --strict --remote http://127.0.0.1:9 --token 0123456789abcdef DEV "
+        "--out T/p.parquet",
+        "--strict needs the measuring machine's state (governor, other processes, steal), which the agent at "
+        "http://127.0.0.1:9 does not report",
+    ),
+    (
+        "validate-strict-remote",
+        "lut validate --device cpu --space mini --lut LUT --strict --remote http://127.0.0.1:9 "
+        "--token 0123456789abcdef DEV",
+        "--strict needs the measuring machine's state",
+    ),
+    ("doctor-seconds", "doctor --device cpu --seconds 0 DEV", "--seconds must be positive, got 0.0"),
+    ("doctor-unknown-device", "doctor --device gpu9 DEV", "unknown device 'gpu9'"),
+    (
         "profile-statistic",
         "profile --device cpu --space mini --statistic mean DEV --out T/p.parquet",
         "unknown --statistic 'mean'",

@@ -18,6 +18,7 @@ from hwnas.hardware.device import load_device
 from hwnas.hardware.fewshot import candidate_archs, fewshot_profile, fit_mix
 from hwnas.hardware.table import LatencyTable, LutError
 from hwnas.space import SearchSpace
+from tests.fake_machine import QuietSentinel
 
 RESOLUTIONS = [(32, 32)]
 TRUE_MIX = (0.5, 2.0, 0.3)  # the fake device: 0.5 x A's block sum + 2 x B's + 0.3 ms
@@ -36,7 +37,7 @@ def source_table(space: SearchSpace, name: str, per_flop: float, per_kernel: flo
     return table
 
 
-class MixedDevice:
+class MixedDevice(QuietSentinel):
     """A fake measurer standing for a device whose whole-subnet time is `TRUE_MIX` of two tables."""
 
     where = "local"

@@ -9,8 +9,9 @@ import numpy as np
 import pytest
 
 from hwnas.hardware.backends.base import Timing
-from hwnas.hardware.table import Calibration, LatencyTable, LutError, sidecar_path
+from hwnas.hardware.table import INTERVAL_COLUMNS, SCHEMA_VERSION, Calibration, LatencyTable, LutError, sidecar_path
 from hwnas.space import SearchSpace
+from tests.fake_machine import QuietSentinel
 
 
 def synthetic_table(space: SearchSpace, *, task="saliency", resolutions=None, skip=0, overhead=0.01) -> LatencyTable:
@@ -78,16 +79,24 @@ def test_save_load_roundtrip(tmp_path, mini_table, mini):
     loaded = LatencyTable.load(path, mini)
     assert len(loaded) == len(mini_table) and loaded.meta["space_digest"] == mini.digest()
     assert loaded.predict(mini.max()) == mini_table.predict(mini.max())
-    assert json.loads(sidecar_path(path).read_text())["schema_version"] == 4
+    assert json.loads(sidecar_path(path).read_text())["schema_version"] == SCHEMA_VERSION == 5
+
+
+def as_schema(path, version: int):
+    """The table at `path` rewritten as an older schema wrote it (before issue 48's interval columns)."""
+    import pandas as pd
+
+    pd.read_parquet(path).drop(columns=INTERVAL_COLUMNS).to_parquet(path, index=False)
+    meta = json.loads(sidecar_path(path).read_text())
+    sidecar_path(path).write_text(json.dumps({**meta, "schema_version": version}))
+    return path
 
 
 def test_a_schema_3_table_loads_without_its_frm_rows(tmp_path, mini):
     """Schema 3 timed FocusNet's FRM with its 1x1 conv after the upsampling: those rows are dropped
     (named as missing, for `hwnas profile` to measure again); every other row is kept."""
     table = synthetic_table(mini, task="sod+focus")
-    path = table.save(tmp_path / "t.parquet")
-    meta = json.loads(sidecar_path(path).read_text())
-    sidecar_path(path).write_text(json.dumps({**meta, "schema_version": 3}))
+    path = as_schema(table.save(tmp_path / "t.parquet"), 3)
     loaded = LatencyTable.load(path, mini)
     frm = int((table.rows["op"] == "frm").sum())
     assert frm > 0 and len(loaded) == len(table) - frm and not (loaded.rows["op"] == "frm").any()
@@ -163,7 +172,7 @@ def test_repeatability_compares_the_two_halves_of_the_rounds():
     assert repeatability(per_round, "min").kendall_tau == pytest.approx(4 / 6)
 
 
-class DisagreeingMachine:
+class DisagreeingMachine(QuietSentinel):
     """A fake measurer standing for a machine whose end-to-end timings of the fitting half run 2x
     the table (and agree with each other) while the held-out half match the table."""
 
@@ -218,7 +227,7 @@ def test_a_share_is_reported_with_its_count_and_95_percent_interval():
     assert f.share_text(f.within_10) == "97% (31 of 32, 84-99%)"
 
 
-class FlatMachine:
+class FlatMachine(QuietSentinel):
     """A fake measurer standing for a machine where every subnet takes about 10 ms whatever its
     blocks (the whole run dominated by something fixed), a little less for the bigger ones."""
 
@@ -280,7 +289,7 @@ def test_a_table_calibrated_with_one_line_keeps_it_until_a_resolution_gets_its_o
     assert reloaded.calibrations == {"256x192": Calibration(1.1, 0.0, 8)}
 
 
-class TwoSpeedMachine:
+class TwoSpeedMachine(QuietSentinel):
     """A fake measurer (no timing at all) standing for a device whose end-to-end time is a different
     line of the block sum at each resolution: 1.2 x raw + 0.1 at 256x192, 0.8 x raw + 0.5 at 384x288."""
 

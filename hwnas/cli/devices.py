@@ -88,11 +88,31 @@ def profile(
     ] = None,
     rounds: Annotated[
         int | None,
-        typer.Option(help="interleaved measurement rounds per block (default: 2)"),
+        typer.Option(
+            help="exactly N interleaved rounds per block (with --max-rounds: at least N); default: at least 3, "
+            "then more for each block until it is within --precise-to"
+        ),
+    ] = None,
+    precise_to: Annotated[
+        float,
+        typer.Option(
+            "--precise-to", metavar="PERCENT", help="measure each block until its 95% interval is within +-PERCENT"
+        ),
+    ] = 3.0,
+    max_rounds: Annotated[
+        int | None, typer.Option(help="the most rounds a block gets while not yet precise (default: 6)")
+    ] = None,
+    max_time: Annotated[
+        float | None,
+        typer.Option(metavar="SECONDS", help="start no further round after this long (every block gets --rounds)"),
     ] = None,
     statistic: Annotated[
-        str, typer.Option(help="what a row predicts with: median (over rounds of each round's median) or min")
-    ] = "median",
+        str | None,
+        typer.Option(
+            help="what a row predicts with, of its rounds' medians: geomean (a new table's default), median, or min "
+            "(the fastest call); default for a table resumed: its own"
+        ),
+    ] = None,
     energy: Annotated[bool, flag("--energy", help="add each block's energy (NVML/RAPL, else ESTIMATED)")] = False,
     validate: Annotated[
         bool,
@@ -129,6 +149,10 @@ def profile(
             "in the --out folder)",
         ),
     ] = None,
+    strict: Annotated[
+        bool,
+        flag("--strict", help="stop (exit 2) when the machine check finds it noisy or it stays busy while measuring"),
+    ] = False,
     seed: Annotated[int, typer.Option(help="--few-shot: seed of the subnets measured")] = 0,
     choose: Annotated[
         str, typer.Option(help="--few-shot: which subnets: spread (over the sources' latency range) or random")
@@ -137,6 +161,10 @@ def profile(
     """Measure every block of the space on the device into a latency table (resumable), or with
     --few-shot N, N whole subnets into a table predicted from other devices' tables."""
     check_early(space=space_name, devices=device, devices_dir=devices_dir, resolutions=resolution, task=task)
+    from hwnas.hardware.precision import Precision
+
+    with user_errors():
+        precision = Precision.from_flags(rounds=rounds, percent=precise_to, max_rounds=max_rounds, max_s=max_time)
     if few_shot is not None:
         _profile_fewshot(device, remote, space_name, few_shot, source, lut_out=lut_out, task=task, classes=classes,
                          resolutions=resolution, rounds=rounds, energy=energy, seed=seed, choice=choose,
@@ -147,8 +175,8 @@ def profile(
             raise HwnasError("--source names the tables a --few-shot table learns from; add --few-shot N")
     if len(device) > 1:
         _profile_several(device, remote or [], space_name, devices_dir, token, lut_out=lut_out, task=task,
-                         classes=classes, resolutions=resolution, rounds=rounds, statistic=statistic, energy=energy,
-                         validate=validate)  # fmt: skip
+                         classes=classes, resolutions=resolution, precision=precision, statistic=statistic,
+                         energy=energy, validate=validate)  # fmt: skip
         return
     if remote and len(remote) > 1:
         with user_errors():
@@ -161,13 +189,14 @@ def profile(
             f"profiling {Path(device).stem}/{Path(space_name or DEFAULT_SPACE).stem}", total=None, label=""
         )
         result = run_profile(
-            device, space_name, task=task, classes=classes, resolutions=resolution, out=lut_out, rounds=rounds,
+            device, space_name, task=task, classes=classes, resolutions=resolution, out=lut_out, precision=precision,
             statistic=statistic, energy=energy, validate=validate, meter=meter, remote=remote, token=token,
             devices_dir=devices_dir,
             progress=lambda done, total, label: bar.update(job, completed=done, total=total, label=label[:48]),
             on_resume=lambda path, done, total: err.print(
                 f"resuming {path}: {done} of {total} measurements already done", highlight=False
             ),
+            strict=strict, on_check=_say_machine, on_wait=warn,
         )  # fmt: skip
     table = result.table
     if table.energy_source is not None:
@@ -176,15 +205,29 @@ def profile(
     _say_profile(result, energy=energy, validate=validate)
 
 
+def _say_machine(check) -> None:
+    """The machine check's one line: a warning where it is noisy."""
+    (warn if check.noisy else say)(check.line())
+
+
 def _say_profile(result, *, energy: bool, validate: bool) -> None:
     table = result.table
     what = f"wrote {result.path}"
     if result.measured == 0 and not energy:
-        what = f"{result.path} already had every block at {result.rounds} rounds: nothing measured"
+        what = f"{result.path} already had every block measured as far as asked: nothing measured"
     say(
         f"{len(table)} block signatures on {table.meta['device']['name']} ({table.meta['versions']}); "
         f"per-call overhead {table.overhead_ms * 1000:.1f} us; {what}"
     )
+    target = f"+-{result.precision.target * 100:g}%"
+    if result.imprecise:
+        warn(
+            f"{result.imprecise} of {len(table)} blocks are not within {target} (95% interval) after "
+            f"{result.rounds} rounds: the machine is too noisy for that target; they are flagged "
+            "(column `precise`), and `hwnas doctor` says what is loading it"
+        )
+    else:
+        say(f"every block within {target} (95% interval)")
     if result.validation is not None:
         _say_check(result.validation)
     elif not validate:
@@ -276,6 +319,7 @@ def lut_validate(
     remote: RemoteOpt = None,
     token: TokenOpt = None,
     devices_dir: DevicesDirOpt = None,
+    strict: Annotated[bool, flag("--strict", help="stop (exit 2) when the machine check finds it noisy")] = False,
 ) -> None:
     """Compare table predictions with end-to-end latency; store the calibration if it helps."""
     check_early(
@@ -289,6 +333,7 @@ def lut_validate(
         result = validate(
             device, lut_path, space=space_name, samples=samples, seed=seed, resolution=resolution, rounds=rounds,
             report=report_out, remote=remote, token=token, devices_dir=devices_dir, warn=warn,
+            strict=strict, on_check=_say_machine,
             progress=lambda d, n, label: bar.update(job, completed=d, total=n, label=""),
         )  # fmt: skip
     if result.predicted_from is not None:
@@ -384,6 +429,32 @@ def _render_validation(result, sidecar: Path) -> None:
             )
 
 
+def doctor(
+    device: Annotated[str, typer.Option("--device", "-d", help="whose runtime times the sentinel")] = "cpu",
+    remote: RemoteOpt = None,
+    token: TokenOpt = None,
+    seconds: Annotated[float, typer.Option(help="how long to time the sentinel")] = 5.0,
+    devices_dir: DevicesDirOpt = None,
+) -> None:
+    """Check the measuring machine: what could skew timings (governor, boost, other processes, steal,
+    throttling, power) and how noisy it measures now (a sentinel block timed in windows)."""
+    check_early(devices=[device], devices_dir=devices_dir)
+    from hwnas.hardware.agent.client import measurer_for
+    from hwnas.hardware.doctor import check_machine
+
+    with user_errors():
+        if not seconds > 0:
+            raise HwnasError(f"--seconds must be positive, got {seconds}")
+        measurer = measurer_for(load_device(device, devices_dir), remote, token)
+        check = check_machine(measurer, seconds=seconds)
+    table = Table("what", "found")
+    for name, found in check.findings.items():
+        table.add_row(name, found)
+    table.add_row("sentinel", f"{check.sentinel_ms:.3f} ms median, {check.noise_cv:.1%} between windows")
+    out.print(table)
+    _say_machine(check)
+
+
 def agent(
     host: Annotated[str, typer.Option(help="address to listen on (loopback unless told otherwise)")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="TCP port")] = 8765,
@@ -420,3 +491,4 @@ def register(app: typer.Typer) -> None:
     lut_app.command("transfer")(lut_transfer)
     app.add_typer(lut_app, name="lut")
     app.command()(agent)
+    app.command()(doctor)

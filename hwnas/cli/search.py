@@ -103,6 +103,14 @@ def search(
         bool,
         flag("--quantized-accuracy", help="score each subnet with int8 simulated as the int8 devices' runtime runs it"),
     ] = False,
+    confidence: Annotated[
+        float | None,
+        typer.Option(
+            metavar="P",
+            help="keep a subnet only if its latency stays under the budget with probability P (e.g. 0.9): latency "
+            "is the upper bound of its interval",
+        ),
+    ] = None,
 ) -> None:
     """Search the most accurate subnets under a budget; write archive.json, best.json and pareto.png."""
     on_benchmark = space_name == "nb201" or benchmark is not None  # --device names a column of the table
@@ -118,7 +126,7 @@ def search(
             algorithm=algo, evaluations=evals, settings=settings, predictor=predictor,
             objectives=objectives.split(",") if objectives else None, adapt_epochs=adapt_epochs, data=data,
             seed=seed, out=out_dir, fresh=fresh, devices_dir=devices_dir, torch_device=torch_device,
-            batch_size=batch_size, quantized_accuracy=quantized_accuracy,
+            batch_size=batch_size, quantized_accuracy=quantized_accuracy, confidence=confidence,
             progress=lambda d, n, k: bar.update(job, completed=d, total=n, label=f"{k} subnets evaluated"),
             on_resume=lambda path, n: err.print(
                 f"resuming {path}: {n} subnets were already evaluated", highlight=False, soft_wrap=True
@@ -162,6 +170,12 @@ def _render(result) -> None:
     score = "not evaluated (the generator's answer)" if math.isnan(score) else _score(metric, score)
     say(f"chosen: {label} {score}, {costs_line} under {', '.join(map(str, budgets))}")
     say(str(chosen.arch))
+    confidence = archive.meta.get("latency_confidence")
+    if confidence is not None:
+        say(
+            f"latency figures are upper bounds: each subnet stays under its figure with probability {confidence:g} "
+            "(--confidence; the blocks' measured intervals and the calibration's scatter)"
+        )
     say(hypervolume_line(archive))
     if archive.meta.get("pnag_cache") == "reused":
         say(

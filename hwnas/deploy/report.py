@@ -12,7 +12,7 @@ from pathlib import Path
 
 from torch import nn
 
-from hwnas.deploy.verify import budget_line
+from hwnas.deploy.verify import budget_line, budget_verdict, measured_interval
 from hwnas.hardware.backends import Protocol, get_backend
 from hwnas.hardware.device import Device, load_device
 from hwnas.hardware.energy import (
@@ -24,7 +24,7 @@ from hwnas.hardware.energy import (
     choose_meter,
     measure_inference_energy,
 )
-from hwnas.hardware.measurer import DEFAULT_STATISTIC, aggregate, measure_rounds
+from hwnas.hardware.measurer import DEFAULT_STATISTIC, measure_rounds
 from hwnas.hardware.table import LatencyTable, default_path
 from hwnas.nn.factory import create
 from hwnas.space import Arch, SearchSpace
@@ -182,17 +182,32 @@ def subnet_report(
     report.measures.append(Measure("size", size, "MB", size_source))
     single = backend.prepare(net, [(device.batch, 3, h, w)])
     per_round = measure_rounds(backend, [single], rounds=rounds, protocol=protocol)
-    measured = float(aggregate(per_round, DEFAULT_STATISTIC)[0])
-    report.measures.append(Measure("latency", measured, "ms", f"measured ({device.backend}, batch {device.batch})"))
+    measured, low, high = measured_interval(per_round, DEFAULT_STATISTIC)
+    how = (
+        f"measured ({device.backend}, batch {device.batch}; 95% interval {low:.3f}-{high:.3f} ms over {rounds} rounds)"
+    )
+    report.measures.append(Measure("latency", measured, "ms", how))
+    report.details["latency_interval_ms"] = [low, high]
     predicted, described = None, "no table"
     if table is not None:
-        predicted = table.predict(arch)
+        prediction = table.predict_interval(arch)
+        predicted = prediction.estimate_ms
         described = table.describe(table_path or "latency table", arch.resolution)
-        report.measures.append(Measure("latency (table)", predicted, "ms", described))
+        inside = "inside" if prediction.contains(measured) else "OUTSIDE"
+        report.measures.append(
+            Measure(
+                "latency (table)", predicted, "ms",
+                f"{described}; 95% interval {prediction.low_ms:.3f}-{prediction.high_ms:.3f} ms, the measured "
+                f"{inside} it",
+            )
+        )  # fmt: skip
+        report.details["latency_table_interval_ms"] = [prediction.low_ms, prediction.high_ms]
     if budget_ms is not None:
+        verdict = budget_verdict(low, high, budget_ms)
         report.details["latency_budget_ms"] = budget_ms
-        report.details["within_budget"] = measured <= budget_ms
-        report.notes.append(budget_line(device.name, measured, budget_ms, predicted, described))
+        report.details["within_budget"] = {"keeps": True, "breaks": False}.get(verdict)
+        report.details["budget_verdict"] = verdict
+        report.notes.append(budget_line(device.name, (measured, low, high), budget_ms, predicted, described))
     runnable = backend.compile(net, [(batch, 3, h, w)])
     energy = measure_inference_energy(runnable.bind(runnable.example_inputs()), energy_meter, batch=batch, calls=passes)
     emission = carbon(energy, region)

@@ -16,7 +16,8 @@ from hwnas.hardware.backends import Protocol, Runnable, get_backend
 from hwnas.hardware.backends.base import Artifact
 from hwnas.hardware.device import Device
 from hwnas.hardware.measurer import DEFAULT_STATISTIC, aggregate, measure_rounds
-from hwnas.hardware.table import LatencyTable
+from hwnas.hardware.precision import interval
+from hwnas.hardware.table import LatencyTable, Prediction
 from hwnas.space import Arch, SearchSpace
 from hwnas.space.tasks import is_segmentation
 
@@ -37,7 +38,8 @@ class Numerics:
 
 @dataclass(frozen=True)
 class Speed:
-    """Measured end-to-end latency on `device` and what the table predicted for the same subnet."""
+    """Measured end-to-end latency on `device`, with the 95% interval of its rounds, beside what the
+    table predicted for the same subnet, with its 95% interval (issue 48: neither is a point)."""
 
     device: str
     measured_ms: float
@@ -46,44 +48,104 @@ class Speed:
     table_ms: float | None
     table: str
     budget_ms: float | None = None  # the latency budget the arch was searched under on this device
+    measured_low_ms: float = 0.0
+    measured_high_ms: float = float("inf")
+    table_low_ms: float | None = None
+    table_high_ms: float | None = None
 
     @property
     def delta_pct(self) -> float | None:
         return None if self.table_ms is None else 100 * (self.measured_ms - self.table_ms) / self.table_ms
 
     @property
+    def verdict(self) -> str | None:
+        """`keeps`, `breaks` or `undecided` (the budget inside the measurement's interval); None without a budget."""
+        return None if self.budget_ms is None else budget_verdict(self.measured_low_ms, self.measured_high_ms,
+                                                                  self.budget_ms)  # fmt: skip
+
+    @property
     def within_budget(self) -> bool | None:
-        return None if self.budget_ms is None else self.measured_ms <= self.budget_ms
+        """True where the whole measured interval keeps the budget, False where it breaks it, None
+        where undecided or without a budget."""
+        return {"keeps": True, "breaks": False}.get(self.verdict)
+
+    @property
+    def within_table_interval(self) -> bool | None:
+        """Whether the measured latency lies inside the table's 95% interval (None: no table)."""
+        if self.table_low_ms is None:
+            return None
+        return self.table_low_ms <= self.measured_ms <= self.table_high_ms
 
     def line(self) -> str:
+        measured = f"measured {self.measured_ms:.3f} ms {_interval(self.measured_low_ms, self.measured_high_ms)}"
         if self.table_ms is None:
-            return f"measured {self.measured_ms:.3f} ms, no table"
-        return f"table {self.table_ms:.3f} ms, measured {self.measured_ms:.3f} ms, {self.delta_pct:+.1f}%"
+            return f"{measured}, no table"
+        inside = "inside" if self.within_table_interval else "OUTSIDE"
+        return (
+            f"table {self.table_ms:.3f} ms {_interval(self.table_low_ms, self.table_high_ms)}, {measured}, "
+            f"{self.delta_pct:+.1f}%, {inside} the table's interval"
+        )
 
     def budget_line(self) -> str | None:
         """Whether the measured latency keeps the search's budget, by how much, and why not."""
         if self.budget_ms is None:
             return None
-        return budget_line(self.device, self.measured_ms, self.budget_ms, self.table_ms, self.table)
+        return budget_line(
+            self.device, (self.measured_ms, self.measured_low_ms, self.measured_high_ms), self.budget_ms,
+            self.table_ms, self.table,
+        )  # fmt: skip
 
 
-def budget_line(device: str, measured_ms: float, budget_ms: float, table_ms: float | None, table: str) -> str:
-    """One line on a measured latency against the budget its arch was searched under: the margin
-    left, or the overshoot and what the table predicted (the why: its error, calibrated or not)."""
-    over = measured_ms - budget_ms
-    if over <= 0:
+def _interval(low: float | None, high: float | None) -> str:
+    if low is None or high is None or not np.isfinite(high):
+        return "(no interval: one round)"
+    return f"(95%: {low:.3f}-{high:.3f})"
+
+
+def budget_verdict(low_ms: float, high_ms: float, budget_ms: float) -> str:
+    """`keeps` where the measurement's whole 95% interval is within the budget, `breaks` where all
+    of it is over, else `undecided`."""
+    if high_ms <= budget_ms:
+        return "keeps"
+    return "breaks" if low_ms > budget_ms else "undecided"
+
+
+def budget_line(
+    device: str, measured: tuple[float, float, float], budget_ms: float, table_ms: float | None, table: str
+) -> str:
+    """One line on a measured latency (ms, and its 95% interval) against the budget its arch was
+    searched under: the margin left, the overshoot and what the table predicted (the why: its error,
+    calibrated or not), or that the budget lies inside the measurement's interval."""
+    ms, low, high = measured
+    over = ms - budget_ms
+    verdict = budget_verdict(low, high, budget_ms)
+    if verdict == "keeps":
         return (
-            f"{device}: measured {measured_ms:.3f} ms keeps the {budget_ms:.3f} ms budget it was searched under "
-            f"({-over:.3f} ms, {-100 * over / budget_ms:.0f}% to spare)"
+            f"{device}: measured {ms:.3f} ms {_interval(low, high)} keeps the {budget_ms:.3f} ms budget it was "
+            f"searched under ({-over:.3f} ms, {-100 * over / budget_ms:.0f}% to spare)"
+        )
+    if verdict == "undecided":
+        return (
+            f"{device}: measured {ms:.3f} ms {_interval(low, high)}: the {budget_ms:.3f} ms budget it was searched "
+            "under lies inside the measurement's interval, so whether it keeps it is UNDECIDED on this machine now; "
+            "measure again with more --rounds on a quieter machine (`hwnas doctor`), or search under a lower budget"
         )
     why = "no table predicted it"
     if table_ms is not None:
-        why = f"the table ({table}) predicted {table_ms:.3f} ms, {100 * (measured_ms - table_ms) / table_ms:+.0f}% off"
+        why = f"the table ({table}) predicted {table_ms:.3f} ms, {100 * (ms - table_ms) / table_ms:+.0f}% off"
     return (
-        f"{device}: measured {measured_ms:.3f} ms BREAKS the {budget_ms:.3f} ms budget it was searched under, by "
-        f"{over:.3f} ms ({100 * over / budget_ms:+.0f}%): {why}; check the table with `hwnas lut validate "
-        f"--device {device}` and search again, or search under a lower budget"
+        f"{device}: measured {ms:.3f} ms {_interval(low, high)} BREAKS the {budget_ms:.3f} ms budget it was "
+        f"searched under, by {over:.3f} ms ({100 * over / budget_ms:+.0f}%): {why}; check the table with `hwnas lut "
+        f"validate --device {device}` and search again, or search under a lower budget"
     )
+
+
+def measured_interval(per_round: np.ndarray, statistic: str) -> tuple[float, float, float]:
+    """(figure, low, high) of one model's rounds (`measure_rounds`' column): the statistic over
+    rounds and the 95% interval of its round values (`hwnas.hardware.precision.interval`)."""
+    figure = float(aggregate(per_round, statistic)[0])
+    low, high = interval(per_round[:, 0], estimate=figure)
+    return figure, low, high
 
 
 @dataclass(frozen=True)
@@ -99,6 +161,8 @@ class Verification:
             out["speed"]["delta_pct"] = self.speed.delta_pct
             out["speed"]["line"] = self.speed.line()
             out["speed"]["within_budget"] = self.speed.within_budget
+            out["speed"]["budget_verdict"] = self.speed.verdict
+            out["speed"]["within_table_interval"] = self.speed.within_table_interval
             out["speed"]["budget_line"] = self.speed.budget_line()
         return out
 
@@ -126,8 +190,9 @@ def compare(runnable: Runnable, reference: nn.Module, inputs: list[np.ndarray], 
 
 def table_prediction(
     path: Path, space: SearchSpace, arch: Arch, task: str, num_classes: int = 1000, precision: str = "fp32"
-) -> tuple[float | None, str, str]:
-    """(predicted ms or None, a note naming the table or why there is no prediction, its statistic)."""
+) -> tuple[Prediction | None, str, str]:
+    """(the table's prediction with its 95% interval, or None; a note naming the table or why there
+    is no prediction; its statistic)."""
     if not path.exists():
         return None, f"no table at {path}: `hwnas profile` builds one", DEFAULT_STATISTIC
     try:
@@ -138,7 +203,7 @@ def table_prediction(
             return None, f"{path} profiles the {table.meta.get('task')} head, not {task}", table.statistic
         if is_segmentation(task) and table.classes != num_classes:
             return None, f"{path} profiles {table.classes} classes, not {num_classes}", table.statistic
-        return float(table.predict(arch)), table.describe(path, arch.resolution), table.statistic
+        return table.predict_interval(arch), table.describe(path, arch.resolution), table.statistic
     except HwnasError as exc:
         return None, f"{path}: {exc}", DEFAULT_STATISTIC
 
@@ -157,9 +222,13 @@ def measure_speed(
     budget_ms: float | None = None,
 ) -> Speed:
     """End-to-end latency of `artifact` on `device` in `rounds` interleaved rounds (as `lut validate`),
-    aggregated with the table's statistic, beside the table's prediction for `arch` and the
-    latency budget `budget_ms` it was searched under, if any."""
+    aggregated with the table's statistic, with its 95% interval, beside the table's prediction for
+    `arch` (with its interval) and the latency budget `budget_ms` it was searched under, if any."""
     predicted, note, statistic = table_prediction(table_path, space, arch, task, num_classes, device.precision)
     per_round = measure_rounds(get_backend(device), [artifact], rounds=rounds, statistic=statistic, protocol=protocol)
-    measured = float(aggregate(per_round, statistic)[0])
-    return Speed(device.name, measured, statistic, rounds, predicted, note, budget_ms)
+    measured, low, high = measured_interval(per_round, statistic)
+    return Speed(
+        device.name, measured, statistic, rounds, None if predicted is None else predicted.estimate_ms, note,
+        budget_ms, low, high, None if predicted is None else predicted.low_ms,
+        None if predicted is None else predicted.high_ms,
+    )  # fmt: skip

@@ -23,7 +23,10 @@ from hwnas.space import Arch, SearchSpace
 from hwnas.space.signature import BlockSignature
 
 Progress = Callable[[int, int, str], None]
-DEFAULT_STATISTIC = "median"
+# What a row and a whole subnet predict with: the geometric mean of the round medians, whose 95%
+# interval (`hwnas.hardware.precision`) held for 90-98% of rows between two builds, the median's for
+# 79-88% (bench.round_statistic, 8 December 2026, twice; docs/results/measured.md).
+DEFAULT_STATISTIC = "geomean"
 OVERHEAD_SHAPE = (8, 8, 8)
 BLOCK_CHUNK = 32  # blocks converted between measurements (what an interruption can lose)
 ARCH_CHUNK = 8  # whole subnets built and converted at a time
@@ -49,14 +52,25 @@ def measure_rounds(
     for r in range(rounds):
         for i, artifact in enumerate(artifacts):
             timing = backend.load(artifact).measure(protocol)
-            per_round[r, i] = getattr(timing, f"{statistic}_ms")
+            per_round[r, i] = round_figure(timing, statistic)
             progress(r * len(artifacts) + i + 1, len(artifacts) * rounds, f"round {r + 1}/{rounds}")
     return per_round
 
 
+def round_figure(timing: Timing, statistic: str) -> float:
+    """What one round of one model gives a `statistic` to aggregate: its fastest call for `min`,
+    else its median."""
+    return timing.min_ms if statistic == "min" else timing.median_ms
+
+
 def aggregate(per_round: np.ndarray, statistic: str) -> np.ndarray:
-    """(rounds, models) -> one figure per model: median of the rounds' medians, or the minimum."""
-    return np.median(per_round, axis=0) if statistic == "median" else per_round.min(axis=0)
+    """(rounds, models) -> one figure per model: the geometric mean of the rounds' medians, their
+    median, or the minimum."""
+    if statistic == "min":
+        return per_round.min(axis=0)
+    if statistic == "geomean":
+        return np.exp(np.log(per_round).mean(axis=0))
+    return np.median(per_round, axis=0)
 
 
 class Measurer(ABC):

@@ -18,8 +18,10 @@ from hwnas.files import writable_file
 from hwnas.hardware.agent.client import measurer_for
 from hwnas.hardware.backends import Protocol, get_backend
 from hwnas.hardware.device import Device, load_device
+from hwnas.hardware.doctor import SENTINEL, MachineCheck, Watch, check_before_measuring, require_readable_state
 from hwnas.hardware.energy import EnergyMeter, choose_meter, measure_inference_energy, require_power
 from hwnas.hardware.measurer import DEFAULT_STATISTIC, LocalMeasurer, Measurer, Progress, no_progress
+from hwnas.hardware.precision import Precision
 from hwnas.hardware.table import STATISTICS, LatencyTable, LutError, default_path
 from hwnas.hardware.validation import Validation
 from hwnas.hardware.validation import validate as validate_table
@@ -30,7 +32,8 @@ from hwnas.space.signature import BlockSignature
 from hwnas.space.tasks import base_task, check_task, default_classes, is_segmentation
 
 SAVE_EVERY_S = 1.0
-DEFAULT_ROUNDS = 2  # 4 until issue 33; bench.profile_speed: the same fidelity in 0.23x the time
+WATCH_CHUNK = 8  # blocks measured between two sentinel timings
+MAX_REMEASURE = 3  # a chunk measured again at most this often while the machine stays busy
 VALIDATION_SAMPLES = 6  # per resolution after a profile: three fit the line (judged by leave-one-out), three test it
 VALIDATION_ROUNDS = 2
 
@@ -42,12 +45,13 @@ def open_or_create(
     task: str,
     resolutions: list[tuple[int, int]],
     protocol: Protocol,
-    statistic: str = "median",
+    statistic: str | None = None,
     measurer: Measurer | None = None,
     classes: int = 1000,
 ) -> LatencyTable:
-    """The table at `path` if it was built for this device, space, task, class count and runtime;
-    else a new one."""
+    """The table at `path` if it was built for this device, space, task, class count and runtime
+    (and `statistic`, where one is asked for); else a new one (`statistic` default
+    `DEFAULT_STATISTIC`)."""
     measurer = measurer or LocalMeasurer(device)
     versions = measurer.versions()
     if path.exists():
@@ -60,7 +64,7 @@ def open_or_create(
         notes = table.compatibility_warnings(device.options(), versions)
         if table.meta["device"].get("name", device.name) != device.name:
             notes.insert(0, f"it was built for device '{table.meta['device'].get('name')}'")
-        if table.statistic != statistic:
+        if statistic is not None and table.statistic != statistic:
             notes.insert(0, f"it predicts with the {table.statistic} statistic, not {statistic}")
         if table.meta["task"] != task:
             notes.insert(0, f"it was built for the {table.meta['task']} head")
@@ -79,7 +83,7 @@ def open_or_create(
         resolutions=resolutions,
         overhead=measurer.overhead(protocol),
         protocol=protocol.to_dict(),
-        statistic=statistic,
+        statistic=statistic or DEFAULT_STATISTIC,
         classes=classes,
     )
     table.meta["host"] = measurer.host()
@@ -90,14 +94,16 @@ def open_or_create(
 @dataclass(frozen=True)
 class Profile:
     """What `profile` did: the table (saved at `path`), how many block measurements this call took
-    (0: the table already had every block at `rounds` rounds) and how many it found done."""
+    (0: the table already had every block measured as far as asked) and how many it found done."""
 
     table: LatencyTable
     path: Path
-    rounds: int
+    rounds: int  # the most rounds any row has
     measured: int
     found: int
     validation: Validation | None = None  # the end-to-end check that followed, if one ran
+    imprecise: int = 0  # rows whose 95% interval stayed wider than the target (flagged in the table)
+    precision: Precision = Precision()
 
 
 def profile(
@@ -109,7 +115,8 @@ def profile(
     resolutions: list[str | tuple[int, int]] | None = None,
     out: str | Path | None = None,
     rounds: int | None = None,
-    statistic: str = DEFAULT_STATISTIC,
+    precision: Precision | None = None,
+    statistic: str | None = None,
     energy: bool = False,
     validate: bool = True,
     meter: str | EnergyMeter | None = None,
@@ -120,12 +127,19 @@ def profile(
     measurer: Measurer | None = None,
     progress: Progress = no_progress,
     on_resume: Callable[[Path, int, int], None] | None = None,
+    watch: bool = True,
+    strict: bool = False,
+    on_check: Callable[[MachineCheck], None] | None = None,
+    on_wait: Callable[[str], None] | None = None,
 ) -> Profile:
     """`hwnas profile`: measure every block signature of `space` (a preset, a .toml or a
-    `SearchSpace`; default alphanet) on `device` (a spec name, a .toml or a `Device`) in `rounds`
-    (default `DEFAULT_ROUNDS`) interleaved passes into the table `out` (default
-    `lut/DEVICE-SPACE.parquet`), saving as it goes; with `energy`, then add each block's energy
-    per call (`profile_energy`, with `meter`: a meter kind or an `EnergyMeter`). `classes` is the
+    `SearchSpace`; default alphanet) on `device` (a spec name, a .toml or a `Device`) in interleaved
+    rounds into the table `out` (default `lut/DEVICE-SPACE.parquet`), saving as it goes: by
+    `precision` (default `Precision()`: at least 3 rounds, then more for each row whose 95% interval
+    is wider than +-3%, up to 6), or exactly `rounds` rounds where only that is given. Rows still
+    imprecise at the cap are flagged in the table (`precise`) and counted in `Profile.imprecise`.
+    With `energy`, each block's energy per call follows (`profile_energy`, with `meter`: a meter
+    kind or an `EnergyMeter`). `classes` is the
     width of a segmentation head's logits (default Cityscapes' 19) or a classifier's (default
     1000); `resolutions` ("256x192" or pairs) default to all of the space's. `remote` measures on
     `hwnas agent` at that URL.
@@ -135,15 +149,28 @@ def profile(
     error (`hwnas.hardware.validation`); it is skipped when
     nothing new was measured and the table was validated before.
 
+    `statistic` is what the rows predict with: a resumed table's own by default, `DEFAULT_STATISTIC`
+    for a new one.
+
     Every input is checked before any measurement (one `HwnasError`). Round r measures each
-    signature that has fewer than r+1 rounds, so a rerun after an interruption continues where the
-    last one stopped (`on_resume(path, done, total)` is told) and never repeats a finished one.
+    signature that has r rounds or fewer and still wants one (`_measure_blocks`), so a rerun after
+    an interruption continues where the last one stopped (`on_resume(path, done, total)` is told)
+    and never repeats a finished one.
+
+    With `watch` (the default), the machine is checked first (`check_machine`, told to `on_check`
+    and stored in the sidecar as `machine_check`) and the sentinel is timed after every
+    `WATCH_CHUNK` blocks (`Watch`: busy stretches measured again, waits told to `on_wait`, its trace
+    stored as `watch`). `strict` stops with `NoisyMachine` where the check finds the machine noisy
+    (before anything is written) or it stays busy while measuring; it needs a machine whose state
+    can be read (not an agent's).
     """
-    rounds = DEFAULT_ROUNDS if rounds is None else rounds
+    precision = precision or (Precision() if rounds is None else Precision.fixed(rounds))
     spec, sp, chosen, path = checked_inputs(
-        device, space, task=task, classes=classes, resolutions=resolutions, out=out, rounds=rounds,
+        device, space, task=task, classes=classes, resolutions=resolutions, out=out, rounds=precision.min_rounds,
         statistic=statistic, energy=energy, remote=remote, measurer=measurer, devices_dir=devices_dir,
     )  # fmt: skip
+    if strict:
+        require_readable_state(remote or (measurer.where if measurer is not None else "local"))
     measurer = measurer or measurer_for(spec, remote, token)
     if energy:
         meter = meter if isinstance(meter, EnergyMeter) else choose_meter(spec, kind=meter, region=spec.region)
@@ -151,38 +178,98 @@ def profile(
             require_power(spec)  # before any measurement: the estimate needs the spec's power model
     protocol = protocol or Protocol()
     classes = classes or default_classes(task)
-    sigs = sp.all_block_signatures(chosen, task, classes)
-    table = open_or_create(path, spec, sp, task, chosen, protocol, statistic, measurer, classes)
-    table.meta["rounds"] = max(rounds, table.meta.get("rounds", 0))
+    sigs = list(dict.fromkeys(sp.all_block_signatures(chosen, task, classes)))
+    table = open_or_create(path, spec, sp, task, chosen, protocol, statistic, measurer, classes)  # writes nothing
+    table.set_timing_precision(precision)
+    pending = any(precision.wants_round(table.round_values(s)) for s in sigs)
+    machine = None
+    if (watch or strict) and pending:  # a finished table is not measured, so the machine is not checked
+        machine = check_before_measuring(measurer, strict=strict, on_check=on_check, protocol=protocol)
+    table.meta["rounds"] = max(precision.min_rounds, table.meta.get("rounds", 0))
     table.save(path)
-    total = len(sigs) * rounds
-    done = found = sum(min(table.rounds_done(s), rounds) for s in sigs)
-    if on_resume is not None and 0 < found < total:
-        on_resume(path, found, total)
-    progress(done, total, "")
-    last_save = time.monotonic()
-    for r in range(rounds):
-        todo = [sig for sig in sigs if table.rounds_done(sig) <= r]
-        for sig, timing in measurer.blocks(todo, protocol):
-            table.record(sig, timing)
-            done += 1
-            if time.monotonic() - last_save > SAVE_EVERY_S:
-                table.save(path)
-                last_save = time.monotonic()
-            progress(done, total, f"round {r + 1}/{rounds} {sig.key}")
-        table.save(path)
+    found = sum(table.rounds_done(s) for s in sigs)
+    if on_resume is not None and found and pending:
+        on_resume(path, found, sum(max(table.rounds_done(s), precision.min_rounds) for s in sigs))
+    watcher = None
+    if machine is not None:
+        table.meta["machine_check"] = machine.to_dict()
+        watcher = Watch(measurer, protocol=protocol, strict=strict, on_wait=on_wait or (lambda message: None))
+        watcher.seed(machine.windows_ms)
+    try:
+        done = _measure_blocks(measurer, table, sigs, path, precision, protocol, progress, watcher)
+    finally:
+        if watcher is not None:
+            table.meta["watch"] = watcher.to_dict()
+            table.save(path)
     if energy:
         profile_energy(spec, table, sigs, path, meter=meter, progress=progress)
     checked = None
-    if validate and (done > found or "validation" not in table.meta):
+    if validate and (done > 0 or "validation" not in table.meta):
         samples = VALIDATION_SAMPLES * len(table.meta["resolutions"])
         checked = validate_table(
             spec, table, samples=samples, rounds=VALIDATION_ROUNDS, protocol=protocol, measurer=measurer,
+            strict=strict, on_check=on_check,
             progress=lambda d, n, label: progress(d, n, f"whole subnets: {label}"),
         )  # fmt: skip
         table.save(path)
         checked = replace(checked, table_path=str(path))
-    return Profile(table, path, rounds, done - found, found, checked)
+    return Profile(table, path, max(table.rounds_done(s) for s in sigs), done, found, checked,
+                   imprecise=len(table.imprecise()), precision=precision)  # fmt: skip
+
+
+def _measure_blocks(
+    measurer: Measurer,
+    table: LatencyTable,
+    sigs: list[BlockSignature],
+    path: Path,
+    precision: Precision,
+    protocol: Protocol,
+    progress: Progress,
+    watch: Watch | None,
+) -> int:
+    """Round r measures each signature that has r rounds or fewer and still wants one
+    (`Precision.wants_round`: fewer than the minimum, or its interval still wider than the target);
+    no round starts after `precision.max_s` once every row has its minimum. Blocks go `WATCH_CHUNK`
+    at a time, each chunk followed by the sentinel (`Watch`: a chunk measured while the machine was
+    busy is measured again). Saves at least once a second and after each round; returns how many
+    block measurements it kept."""
+    started = last_save = time.monotonic()
+    done = 0
+    total = sum(max(0, precision.min_rounds - table.rounds_done(s)) for s in sigs)  # grows by each extra round
+    for r in range(precision.max_rounds):
+        todo = [s for s in sigs if table.rounds_done(s) <= r and precision.wants_round(table.round_values(s))]
+        if not todo:
+            continue
+        if precision.max_s is not None and time.monotonic() - started > precision.max_s and r >= precision.min_rounds:
+            break
+        extra = ""
+        if r >= precision.min_rounds:
+            total += len(todo)
+            extra = f" ({len(todo)} not within +-{precision.target:.0%})"
+        for start in range(0, len(todo), WATCH_CHUNK):
+            chunk = todo[start : start + WATCH_CHUNK]
+            for sig, timing in zip(chunk, _watched(measurer, chunk, protocol, watch), strict=True):
+                table.record(sig, timing)
+            done += len(chunk)
+            if time.monotonic() - last_save > SAVE_EVERY_S:
+                table.save(path)
+                last_save = time.monotonic()
+            progress(done, total, f"round {r + 1}{extra} {chunk[-1].key}")
+        table.save(path)
+    return done
+
+
+def _watched(measurer: Measurer, chunk: list[BlockSignature], protocol: Protocol, watch: Watch | None) -> list:
+    """The chunk's timings, measured again (after the machine settles) while the sentinel after it
+    says the machine was busy, `MAX_REMEASURE` times at most."""
+    if watch is None:
+        return [timing for _, timing in measurer.blocks(chunk, protocol)]
+    for _ in range(MAX_REMEASURE + 1):
+        *timings, sentinel = [timing for _, timing in measurer.blocks([*chunk, SENTINEL], protocol)]
+        if watch.keep(sentinel.median_ms):
+            break
+        watch.settle()
+    return timings
 
 
 def checked_inputs(
@@ -202,7 +289,7 @@ def checked_inputs(
         raise LutError(
             f"--classes is a positive class count for the segmentation or classification head; got {classes} for {task}"
         )
-    if statistic not in STATISTICS:
+    if statistic is not None and statistic not in STATISTICS:
         raise LutError(f"unknown --statistic '{statistic}'; allowed: {', '.join(STATISTICS)}")
     if energy and (remote is not None or (measurer is not None and measurer.where != "local")):
         raise LutError("--energy with --remote is not supported yet: profile energy on the device itself")
@@ -253,13 +340,13 @@ def profile_devices(
             raise LutError(f"each {what} once: {', '.join(values)}")
     if options.get("energy"):
         raise LutError("--energy with --remote is not supported yet: profile energy on the device itself")
-    rounds = options.get("rounds") or DEFAULT_ROUNDS
+    rounds = options.get("rounds") or (options.get("precision") or Precision()).min_rounds
     checks = {k: options.get(k) for k in ("classes", "resolutions")}
     measurers = []
     for device, remote in zip(devices, remotes, strict=True):
         spec, *_ = checked_inputs(
             device, space, task=options.get("task", "saliency"), **checks, out=None, rounds=rounds,
-            statistic=options.get("statistic", DEFAULT_STATISTIC), energy=False, remote=remote, measurer=None,
+            statistic=options.get("statistic"), energy=False, remote=remote, measurer=None,
             devices_dir=devices_dir,
         )  # fmt: skip
         measurers.append(measurer_for(spec, remote, token))  # the agent reached, the device there, the token taken

@@ -6,11 +6,13 @@ backend and runtime versions, threads, precision, batch, the space (name and dig
 dates, the schema version, the per-call overhead and the calibration.
 
 Each block is measured in several rounds spread over the whole profiling run (this shared machine's
-speed drifts by 20-30% over tens of seconds). A row keeps every round's median; `median_ms` is the
-median of those, `min_ms` the fastest call of all rounds, `p90_ms` and `cv` the worst round's,
-`mean_ms` and `n` over all calls, `noisy` whether any round stayed noisy. The table's `statistic`
-(`median`, the default, or `min`) is what predictions sum, and `hwnas lut validate` measures whole
-subnets the same way.
+speed drifts by 20-30% over tens of seconds). A row keeps every round's median; `geomean_ms` is
+their geometric mean, `median_ms` their median, `min_ms` the fastest call of all rounds, `p90_ms`
+and `cv` the worst round's, `mean_ms` and `n` over all calls, `noisy` whether any round stayed
+noisy; `ci_low_ms` and `ci_high_ms` the 95% interval around the table's statistic and `precise`
+whether it is within the table's `timing_precision` target. The table's `statistic` (`geomean`,
+the default since issue 48, chosen by `bench.round_statistic`; `median`, tables before it; or
+`min`) is what predictions sum, and `hwnas lut validate` measures whole subnets the same way.
 
 Prediction (MoSegNAS Eq. 7, with the overhead made explicit): each block's median includes one
 per-call overhead `o` measured on an identity model, so the raw estimate of a subnet is
@@ -26,6 +28,7 @@ from __future__ import annotations
 import datetime as dt
 import io
 import json
+import math
 import platform
 from dataclasses import dataclass, fields
 from pathlib import Path
@@ -33,24 +36,30 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from scipy import stats
 
 from hwnas.errors import HwnasError
 from hwnas.files import atomic_write_bytes, atomic_write_json
 from hwnas.hardware.backends.base import Timing
+from hwnas.hardware.precision import Precision, interval, log_standard_error
 from hwnas.space import Arch, SearchSpace
 from hwnas.space.signature import BlockSignature
 from hwnas.space.slotcost import SlotCost
 from hwnas.space.tasks import default_classes
 
-SCHEMA_VERSION = 4  # 3: blocks as the authors' (issue 20); 4: FocusNet's FRM convolves before upsampling (issue 21)
-READABLE_SCHEMAS = (3, 4)  # a schema-3 table loads without its `frm` rows, which `hwnas profile` measures again
+SCHEMA_VERSION = 5  # 3: blocks as the authors' (issue 20); 4: FocusNet's FRM convolves before upsampling (issue 21);
+# 5: each row's 95% interval and whether it is precise (issue 48)
+READABLE_SCHEMAS = (3, 4, 5)  # a schema-3 table loads without its `frm` rows, which `hwnas profile` measures again;
+# a schema-4 one gets its intervals from the round medians it kept
 _BEFORE = {1: "from before the energy columns and the authors' blocks", 2: "from before the authors' blocks"}
 SIGNATURE_COLUMNS = [f.name for f in fields(BlockSignature)]
 TIMING_COLUMNS = [f.name for f in fields(Timing)]
-STATISTICS = ("median", "min")
+STATISTICS = ("geomean", "median", "min")  # of each row's round medians; the fastest call of all, for min
 ANY_RESOLUTION = "*"  # the key of a calibration line fitted before lines were kept per resolution
 ENERGY_COLUMNS = ["energy_mj", "energy_source"]
-COLUMNS = ["key", *SIGNATURE_COLUMNS, *TIMING_COLUMNS, "rounds", "round_medians_ms", *ENERGY_COLUMNS]
+INTERVAL_COLUMNS = ["geomean_ms", "ci_low_ms", "ci_high_ms", "precise"]
+COLUMNS = ["key", *SIGNATURE_COLUMNS, *TIMING_COLUMNS, "rounds", "round_medians_ms", *INTERVAL_COLUMNS, *ENERGY_COLUMNS]
+_SCHEMA_4_COLUMNS = [c for c in COLUMNS if c not in INTERVAL_COLUMNS]
 
 
 class LutError(HwnasError):
@@ -85,6 +94,22 @@ def now() -> str:
 
 
 @dataclass(frozen=True)
+class Prediction:
+    """A predicted latency (ms) and its two-sided `confidence` interval."""
+
+    estimate_ms: float
+    low_ms: float
+    high_ms: float
+    confidence: float
+
+    def contains(self, measured_ms: float) -> bool:
+        return self.low_ms <= measured_ms <= self.high_ms
+
+    def __str__(self) -> str:
+        return f"{self.estimate_ms:.3f} ms ({self.confidence:.0%}: {self.low_ms:.3f}-{self.high_ms:.3f})"
+
+
+@dataclass(frozen=True)
 class Calibration:
     """Linear map from the raw block sum to end-to-end latency: `slope * raw + intercept_ms`."""
 
@@ -96,8 +121,11 @@ class Calibration:
         return self.slope * raw_ms + self.intercept_ms
 
     @classmethod
-    def fit(cls, raw_ms: np.ndarray, measured_ms: np.ndarray) -> Calibration:
-        slope, intercept = np.polyfit(np.asarray(raw_ms), np.asarray(measured_ms), 1)
+    def fit(cls, raw_ms: np.ndarray, measured_ms: np.ndarray, error_ms: np.ndarray | None = None) -> Calibration:
+        """Least squares; with `error_ms` (each measurement's standard error), weighted by its
+        inverse, so a subnet measured more surely pulls the line more."""
+        weights = None if error_ms is None else 1.0 / np.asarray(error_ms)
+        slope, intercept = np.polyfit(np.asarray(raw_ms), np.asarray(measured_ms), 1, w=weights)
         return cls(float(slope), float(intercept), len(raw_ms))
 
 
@@ -112,6 +140,9 @@ class LatencyTable:
             row["round_medians_ms"] = [float(v) for v in row["round_medians_ms"]]
             if row["energy_mj"] is not None and np.isnan(row["energy_mj"]):
                 row["energy_mj"], row["energy_source"] = None, None
+            if "precise" not in row:  # a schema-4 table: its intervals from the round medians it kept
+                self._set_interval(row)
+            row["precise"] = bool(row["precise"])
             self._rows[row["key"]] = row
         self.space = space or SearchSpace.load(meta["space"])
         self._slot_cache: dict[str, SlotCost] = {}
@@ -128,7 +159,7 @@ class LatencyTable:
         resolutions: list[tuple[int, int]],
         overhead: Timing,
         protocol: dict,
-        statistic: str = "median",
+        statistic: str = "geomean",
         classes: int | None = None,
     ) -> LatencyTable:
         """An empty table; `classes` (a classifier's or segmentation head's logits) defaults to the
@@ -188,11 +219,12 @@ class LatencyTable:
                 f"latency table {path} is damaged or truncated ({type(exc).__name__}); "
                 "rerun `hwnas profile` to rebuild it"
             ) from None
-        if list(rows.columns) != COLUMNS or rows["key"].duplicated().any():
+        expected = COLUMNS if meta["schema_version"] == SCHEMA_VERSION else _SCHEMA_4_COLUMNS
+        if list(rows.columns) != expected or rows["key"].duplicated().any():
             raise LutError(f"latency table {path} has unexpected columns or duplicate rows; rebuild it")
         if meta["schema_version"] == 3:  # its FRM rows timed the 1x1 conv after the upsampling
             rows = rows[rows["op"] != "frm"].reset_index(drop=True)
-            meta = {**meta, "schema_version": SCHEMA_VERSION}
+        meta = {**meta, "schema_version": SCHEMA_VERSION}
         table_space = space if space is not None else _space_of(meta, path)
         if meta.get("space") != table_space.name or meta.get("space_digest") != table_space.digest():
             raise LutError(
@@ -247,7 +279,37 @@ class LatencyTable:
         row["rounds"] += 1
         row["round_medians_ms"] = [*row["round_medians_ms"], timing.median_ms]
         row["median_ms"] = float(np.median(row["round_medians_ms"]))
+        self._set_interval(row)
         self._slot_cache = {}
+
+    def _set_interval(self, row: dict) -> None:
+        """A row's geometric mean of round medians, its 95% interval around the table's statistic
+        (`hwnas.hardware.precision.interval`) and whether that is within the precision target."""
+        values = row["round_medians_ms"]
+        row["geomean_ms"] = float(np.exp(np.log(values).mean()))
+        row["ci_low_ms"], row["ci_high_ms"] = interval(values, estimate=float(row[f"{self.statistic}_ms"]))
+        row["precise"] = self.timing_precision.precise(values)
+
+    @property
+    def timing_precision(self) -> Precision:
+        """What the table's rows were measured to (tables from before issue 48: the default target)."""
+        found = self.meta.get("timing_precision") or {}
+        return Precision(**{k: found[k] for k in ("target", "min_rounds", "max_rounds", "max_s") if k in found})
+
+    def set_timing_precision(self, precision: Precision) -> None:
+        """Measure the rows to `precision` from now on; every row's flag is judged against it again."""
+        self.meta["timing_precision"] = precision.to_dict()
+        for row in self._rows.values():
+            self._set_interval(row)
+
+    def round_values(self, sig: BlockSignature) -> list[float]:
+        """The round medians (ms) measured for `sig` so far (empty if none)."""
+        row = self._rows.get(sig.key)
+        return [] if row is None else list(row["round_medians_ms"])
+
+    def imprecise(self) -> list[str]:
+        """The keys of rows whose interval is wider than the precision target."""
+        return [key for key, row in self._rows.items() if not row["precise"]]
 
     def rows_by_key(self, key: str) -> dict:
         """One row as a dict (a copy)."""
@@ -274,7 +336,8 @@ class LatencyTable:
 
     @property
     def statistic(self) -> str:
-        """Which figure of each row predictions sum: `median` or `min` (see the module docstring)."""
+        """Which figure of each row predictions sum: `geomean`, `median` or `min` (see the module
+        docstring; tables from before it was recorded: `median`)."""
         return self.meta.get("statistic", "median")
 
     @property
@@ -285,7 +348,8 @@ class LatencyTable:
 
     @property
     def overhead_ms(self) -> float:
-        return float(self.meta["overhead"][f"{self.statistic}_ms"])
+        overhead = self.meta["overhead"]  # one timing: its median stands for the geometric mean of rounds
+        return float(overhead.get(f"{self.statistic}_ms", overhead["median_ms"]))
 
     @property
     def calibrations(self) -> dict[str, Calibration]:
@@ -419,6 +483,32 @@ class LatencyTable:
         cal = self.calibration_at(arch.resolution)
         return float(cal.apply(raw)) if calibrated and cal is not None else raw
 
+    def predict_interval(self, arch: Arch, *, confidence: float = 0.95) -> Prediction:
+        """`predict(arch)` with its two-sided `confidence` interval (`spread`)."""
+        estimate = self.predict(arch)
+        z = float(stats.norm.ppf(0.5 + confidence / 2))
+        spread = self._relative_spread(np.array([self._sum(arch, "variance")]), [arch.resolution], estimate)[0]
+        return Prediction(estimate, estimate * math.exp(-z * spread), estimate * math.exp(z * spread), confidence)
+
+    def upper_many(self, archs: list[Arch] | np.ndarray, *, confidence: float) -> np.ndarray:
+        """Vectorised one-sided upper bounds: each arch's latency is below this with probability
+        `confidence` (what `hwnas search --confidence` holds to the budget)."""
+        x = self._encoded(archs)
+        estimate = self.predict_many(x)
+        resolutions = [self.space.resolutions[r] for r in x[:, self.space.gene("resolution")]]
+        spread = self._relative_spread(self._sum_many(x, "variance"), resolutions, estimate)
+        return estimate * np.exp(float(stats.norm.ppf(confidence)) * spread)
+
+    def _relative_spread(self, variance: np.ndarray, resolutions: list, estimate: np.ndarray | float) -> np.ndarray:
+        """The standard error of a prediction on the log scale (see the module docstring): the
+        blocks' measurement error (variance in raw ms^2, through the calibration's slope) and the
+        calibration's own scatter on whole subnets (`validation.spread`, 0 where never checked)."""
+        slopes = np.array([(self.calibration_at(r) or Calibration(1.0, 0.0, 0)).slope for r in resolutions])
+        scatter = (self.meta.get("validation") or {}).get("spread", {})
+        residual = np.array([scatter.get(resolution_key(r), 0.0) for r in resolutions])
+        blocks = np.abs(slopes) * np.sqrt(variance) / np.asarray(estimate)
+        return np.sqrt(blocks**2 + residual**2)
+
     def predict_energy(self, arch: Arch) -> float:
         """Predicted energy of one inference call of `arch` in mJ (block energies, the per-call
         overhead's energy counted once, as for latency); its source is `energy_source`."""
@@ -440,9 +530,16 @@ class LatencyTable:
 
     # ---- sums over blocks -------------------------------------------------------------------
     def _per_block(self, what: str) -> tuple[dict[str, float], float]:
-        """Each row's cost of `what` (latency ms or energy mJ) and the per-call overhead's."""
+        """Each row's cost of `what` (latency ms, energy mJ, or the variance of its latency, ms^2)
+        and the per-call overhead's."""
         if what == "latency":
             return {k: float(r[f"{self.statistic}_ms"]) for k, r in self._rows.items()}, self.overhead_ms
+        if what == "variance":  # (the block's own time x its relative standard error)^2; o is exact
+            o = self.overhead_ms
+            return {
+                k: ((float(r[f"{self.statistic}_ms"]) - o) * log_standard_error(r["round_medians_ms"])) ** 2
+                for k, r in self._rows.items()
+            }, 0.0
         if self.energy_source is None:
             raise LutError("this latency table has no energy column; build it with `hwnas profile --energy`")
         costs = {k: float(r["energy_mj"]) for k, r in self._rows.items() if r["energy_mj"] is not None}

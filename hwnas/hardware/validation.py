@@ -26,7 +26,9 @@ from hwnas.files import atomic_write_json, writable_file
 from hwnas.hardware.agent.client import measurer_for
 from hwnas.hardware.backends import Protocol
 from hwnas.hardware.device import Device, load_device
+from hwnas.hardware.doctor import MachineCheck, check_before_measuring, require_readable_state
 from hwnas.hardware.measurer import Measurer, Progress, aggregate, no_progress
+from hwnas.hardware.precision import log_standard_error
 from hwnas.hardware.table import Calibration, LatencyTable, LutError, default_path, now, resolution_key, sidecar_path
 from hwnas.space import DEFAULT_SPACE, Arch, SearchSpace
 from hwnas.space.arch import parse_resolution
@@ -81,6 +83,7 @@ def share_interval(count: int, n: int) -> tuple[float, float]:
 
 
 MIN_DECIDING = 3  # fitting-half subnets to judge a line by leave-one-out (each fit needs two)
+MIN_ERROR = 0.001  # a measurement's relative standard error is taken as at least 0.1%
 
 
 def fitting_split(raw: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
@@ -92,23 +95,53 @@ def fitting_split(raw: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray
     return np.sort(np.setdiff1d(np.arange(len(raw)), held)), held
 
 
-def leave_one_out(raw: np.ndarray, measured: np.ndarray) -> tuple[float, float] | None:
+def measurement_error(per_round: np.ndarray) -> np.ndarray:
+    """Each subnet's relative standard error from its rounds (`log_standard_error`; rounds that
+    agree exactly, or one round, get the floor `MIN_ERROR`'s and the median's, as they cannot say)."""
+    se = np.array([log_standard_error(per_round[:, i]) for i in range(per_round.shape[1])])
+    finite = se[np.isfinite(se) & (se > 0)]
+    fill = float(np.median(finite)) if len(finite) else MIN_ERROR
+    return np.maximum(np.where(np.isfinite(se) & (se > 0), se, fill), MIN_ERROR)
+
+
+def loo_predictions(raw: np.ndarray, measured: np.ndarray, error: np.ndarray | None = None) -> np.ndarray:
+    """Each subnet predicted by a line fitted on the others (its block sum through it); with
+    `error` (ms), each line weighted by the others' measurement errors."""
+    out = []
+    for i in range(len(raw)):
+        rest = None if error is None else np.delete(error, i)
+        out.append(Calibration.fit(np.delete(raw, i), np.delete(measured, i), rest).apply(raw[i]))
+    return np.array(out)
+
+
+def leave_one_out(raw: np.ndarray, measured: np.ndarray, error: np.ndarray | None = None) -> tuple[float, float] | None:
     """(MAPE of the raw sums, MAPE of a line fitted on the others) over the fitting half, each
     subnet predicted by a line it was not fitted on; None with fewer than `MIN_DECIDING` subnets."""
     if len(raw) < MIN_DECIDING:
         return None
-    guesses = [Calibration.fit(np.delete(raw, i), np.delete(measured, i)).apply(raw[i]) for i in range(len(raw))]
+    guesses = loo_predictions(raw, measured, error)
     return float(relative_error(raw, measured).mean() * 100), float(relative_error(guesses, measured).mean() * 100)
+
+
+def scatter(raw: np.ndarray, measured: np.ndarray, applied: bool, error: np.ndarray | None = None) -> float:
+    """How far what is stored misses whole subnets of the fitting half, on the log scale (root mean
+    square of log(predicted / measured)): leave-one-out predictions where a line is stored, raw sums
+    where not. Predictions' intervals carry it (`LatencyTable.predict_interval`)."""
+    predicted = loo_predictions(raw, measured, error) if applied else raw
+    ratio = np.asarray(predicted) / measured
+    return float(np.sqrt(np.mean(np.log(np.clip(ratio, 1e-3, None)) ** 2)))  # a non-positive guess: far off
 
 
 @dataclass(frozen=True)
 class ResolutionFit:
-    """The calibration line of one resolution, fitted on its fitting half. It is stored only if
+    """The calibration line of one resolution, fitted on its fitting half, each subnet weighted by
+    the inverse of its measurement's standard error (from its rounds: issue 48). It is stored only if
     its slope is positive (a line that does not rise with the block sum ranks the subnets wrongly,
     however it lowers the error of near-equal ones) and, by leave-one-out on the fitting half
-    (`decided_on`: MAPE of the raw sums, MAPE with a line), it lowers the error (`applied`); the
-    held-out half decides nothing. `before` / `after`: the held-out figures of the raw sums and of
-    what is stored (the same when no line is)."""
+    (`decided_on`: MAPE of the raw sums, MAPE with a line), it lowers the error by more than the
+    measurements' own 95% error (`noise_pct`, the median over the fitting half; within it the data
+    are `too_noisy` to decide) (`applied`); the held-out half decides nothing. `before` / `after`:
+    the held-out figures of the raw sums and of what is stored (the same when no line is)."""
 
     resolution: str
     calibration: Calibration
@@ -116,6 +149,15 @@ class ResolutionFit:
     after: Fidelity
     applied: bool
     decided_on: tuple[float, float] | None = None
+    noise_pct: float = 0.0  # the fitting half's measurements' own 95% error (%, median): what a gain must beat
+
+    @property
+    def too_noisy(self) -> bool:
+        """Whether the line's leave-one-out gain is within the measurements' own error."""
+        if self.decided_on is None:
+            return False
+        raw, line = self.decided_on
+        return line < raw and raw - line <= self.noise_pct
 
     @property
     def refusal(self) -> str:
@@ -127,6 +169,12 @@ class ResolutionFit:
         if self.decided_on is None:
             return f"the fitting half is too small to judge a line by leave-one-out (at least {MIN_DECIDING})"
         raw, line = self.decided_on
+        if self.too_noisy:
+            return (
+                f"the measurements are too noisy to decide: by leave-one-out the line gains {raw - line:.1f} points "
+                f"({line:.1f}% with it, {raw:.1f}% without), within their own 95% error of {self.noise_pct:.1f}%; "
+                "measure more --rounds on a quieter machine (`hwnas doctor`)"
+            )
         return (
             f"by leave-one-out on the fitting half it does not lower the error ({line:.1f}% with it, {raw:.1f}% "
             "without)"
@@ -193,6 +241,8 @@ def validate(
     measurer: Measurer | None = None,
     progress: Progress = no_progress,
     warn: Callable[[str], None] | None = None,
+    strict: bool = False,
+    on_check: Callable[[MachineCheck], None] | None = None,
 ) -> Validation:
     """`hwnas lut validate`: measure `samples` subnets end to end in `rounds` interleaved rounds
     (aggregated like the table's rows), at `resolution` or shared evenly between every resolution
@@ -203,7 +253,9 @@ def validate(
 
     `table` is a path (default `lut/DEVICE-SPACE.parquet`, `space` default alphanet), saved with its
     lines when done, or a `LatencyTable` the caller saves. `report` is a JSON file for the
-    per-subnet figures; `warn` is told where the table's runtime differs from this one's.
+    per-subnet figures; `warn` is told where the table's runtime differs from this one's. The
+    machine is checked first (`check_before_measuring`, told to `on_check`, kept in the sidecar's
+    `validation` record); `strict` stops there where it is noisy.
     """
     spec = device if isinstance(device, Device) else load_device(device, devices_dir)
     path = None
@@ -226,11 +278,15 @@ def validate(
         writable_file(report, what="--report file")
     if path is not None:
         writable_file(sidecar_path(path), what="latency table sidecar")
+    if strict:
+        require_readable_state(remote or (measurer.where if measurer is not None else "local"))
     measurer = measurer or measurer_for(spec, remote, token)
     if warn is not None:
         for note in table.compatibility_warnings(spec.options(), measurer.versions()):
             warn(note)
+    machine = check_before_measuring(measurer, strict=strict, on_check=on_check, protocol=protocol)
     result = _validate(table, samples, seed, resolution, rounds, protocol, progress, measurer)
+    table.meta["validation"]["machine_check"] = machine.to_dict()
     if path is not None:
         table.save(path)
         result = replace(result, table_path=str(path))
@@ -280,27 +336,32 @@ def judge(
     resolution's line in `table` where it is kept. Several tables judged on one set of measurements
     are compared on the same subnets and the same split."""
     measured = aggregate(per_round, table.statistic)
+    error = measured * measurement_error(per_round)  # each subnet's standard error, ms
     raw = np.array([table.raw_ms(a) for a in archs])
     keys = np.array([resolution_key(a.resolution) for a in archs])
-    holdout, calibrated, fits = np.zeros(len(archs), dtype=bool), raw.copy(), []
+    holdout, calibrated, fits, spreads = np.zeros(len(archs), dtype=bool), raw.copy(), [], {}
     split = np.random.default_rng(seed + 1)
     for target in resolutions:
         key = resolution_key(target)
         index = np.flatnonzero(keys == key)
         fitting, held = (index[p] for p in fitting_split(raw[index], split))
         holdout[held] = True
-        line = Calibration.fit(raw[fitting], measured[fitting])
-        decided_on = leave_one_out(raw[fitting], measured[fitting])
-        applied = line.slope > 0 and decided_on is not None and decided_on[1] < decided_on[0]
+        line = Calibration.fit(raw[fitting], measured[fitting], error[fitting])
+        decided_on = leave_one_out(raw[fitting], measured[fitting], error[fitting])
+        noise = float(np.median(1.96 * error[fitting] / measured[fitting]) * 100)
+        gain = None if decided_on is None else decided_on[0] - decided_on[1]
+        applied = line.slope > 0 and gain is not None and gain > noise
         calibrated[index] = line.apply(raw[index]) if applied else raw[index]  # what the table now predicts
         before, after = Fidelity.of(raw[held], measured[held]), Fidelity.of(calibrated[held], measured[held])
-        fits.append(ResolutionFit(key, line, before, after, applied=applied, decided_on=decided_on))
+        fits.append(ResolutionFit(key, line, before, after, applied=applied, decided_on=decided_on, noise_pct=noise))
         table.set_calibration(target, line if applied else None)
+        spreads[key] = scatter(raw[fitting], measured[fitting], applied, error[fitting])
     table.meta["validation"] = {
         "date": now(), "samples": len(archs), "seed": seed, "rounds": len(per_round),
         "calibration_applied": {fit.resolution: fit.applied for fit in fits},
         "heldout_mape": {fit.resolution: fit.after.mape for fit in fits},
         "heldout_n": {fit.resolution: fit.before.n for fit in fits},
+        "spread": spreads,
     }  # fmt: skip
     return Validation(
         archs=[str(a) for a in archs],

@@ -44,10 +44,19 @@ class Objective:
 
 
 class Costs:
-    """The hardware-side objectives of encoded archs."""
+    """The hardware-side objectives of encoded archs; with `confidence`, latency is the upper
+    bound a subnet stays under with that probability (`LatencyTable.upper_many`)."""
 
-    def __init__(self, space: SearchSpace, *, task: str, num_classes: int = 1, table: LatencyTable | None = None):
-        self.space, self.table = space, table
+    def __init__(
+        self,
+        space: SearchSpace,
+        *,
+        task: str,
+        num_classes: int = 1,
+        table: LatencyTable | None = None,
+        confidence: float | None = None,
+    ):
+        self.space, self.table, self.confidence = space, table, confidence
         self._params = SlotCost(space, lambda s: float(s.params()), task=task, num_classes=num_classes)
         self._flops = SlotCost(space, lambda s: float(s.flops()), task=task, num_classes=num_classes)
 
@@ -81,6 +90,8 @@ class Costs:
         if name == "latency":
             if self.table is None:
                 raise BudgetError("latency needs a latency table: build one with `hwnas profile --device D`")
+            if self.confidence is not None:
+                return self.table.upper_many(x, confidence=self.confidence)
             return self.table.predict_many(x)
         if name == "params":
             return self._params(x)[0]

@@ -89,7 +89,7 @@ def default_cache_dir() -> Path:
 
 def _supernet_setup(
     devices, space, supernet, proxy, luts, data, devices_dir, *, torch_device: str = "cpu", batch_size: int = 64,
-    quantized: bool = False,
+    quantized: bool = False, confidence: float | None = None,
 ) -> _Setup:  # fmt: skip
     """A SalNAS space: each device's latency table, a supernet (or a labelled proxy) for accuracy."""
     from hwnas.hardware.device import load_device
@@ -114,6 +114,12 @@ def _supernet_setup(
         built_for = table.meta.get("device", {}).get("name")
         if built_for != spec.name:
             raise HwnasError(f"latency table {path} was built for device '{built_for}', not '{spec.name}'")
+        single = int((table.rows["rounds"] < 2).sum())
+        if confidence is not None and single:
+            raise HwnasError(
+                f"--confidence needs every row's spread, but {single} row(s) of {path} were measured in one round "
+                "(no spread): profile it again with at least 2 rounds (the default measures 3 or more)"
+            )
     if supernet is None and proxy is None:
         raise HwnasError(
             "search needs a trained supernet to score subnets: train one with `hwnas train supernet --space "
@@ -145,13 +151,18 @@ def _supernet_setup(
             )
         classes = getattr(accuracy.task, "num_classes", classes)  # params and FLOPs of the model searched
     costs = DeviceCosts(
-        {spec.name: Costs(sp, task=task, num_classes=classes, table=t) for spec, t in zip(specs, tables, strict=True)}
+        {
+            spec.name: Costs(sp, task=task, num_classes=classes, table=t, confidence=confidence)
+            for spec, t in zip(specs, tables, strict=True)
+        }
     )
     if accuracy is None:
         accuracy = ProxyEvaluator(proxy, costs, sp)
     names = "+".join(spec.name for spec in specs)
     table_meta = str(paths[0]) if len(paths) == 1 else [str(p) for p in paths]
     meta = {"device": names, "table": table_meta, "supernet": str(supernet or "")}
+    if confidence is not None:
+        meta["latency_confidence"] = confidence  # every latency is the upper bound at this confidence
     predicted = {spec.name: t.provenance() for spec, t in zip(specs, tables, strict=True) if t.prediction is not None}
     if predicted:
         meta["table_predicted"] = predicted
@@ -225,6 +236,7 @@ def run(
     torch_device: str = "cpu",
     batch_size: int = 64,
     quantized_accuracy: bool = False,
+    confidence: float | None = None,
 ) -> SearchResult | None:
     """Search the most accurate subnet under `budgets` on `device`; `progress(done, total, evaluated)`
     as it goes, `on_resume(archive_path, n_evaluated)` when it continues an earlier archive.
@@ -243,12 +255,17 @@ def run(
     (`hwnas.search.sharding`); the other ranks return None, having written nothing.
     With `quantized_accuracy` (int8 devices only), each candidate is scored after int8 simulated in
     torch as its devices' runtime quantizes (`hwnas.nn.quantize`): the search ranks the int8 model.
+    With `confidence` (in (0, 1)), a subnet's latency is the upper bound it stays under with that
+    probability (`LatencyTable.upper_many`: the blocks' measured intervals and the calibration's
+    scatter), so the subnet chosen keeps its budget with at least that confidence.
     """
     from hwnas.search import driver  # noqa: F401 - it needs pymoo, whose absence is said before any file is read
 
     check_device(torch_device)  # before any table or checkpoint is read, whether or not a network runs
     if batch_size < 1:
         raise HwnasError(f"--batch-size must be at least 1, got {batch_size}")
+    if confidence is not None and not 0 < confidence < 1:
+        raise HwnasError(f"--confidence must be between 0 and 1 (e.g. 0.9), got {confidence:g}")
     budgets = parse_budgets(budgets) if budgets and isinstance(budgets[0], str) else list(budgets)
     devices = list(dict.fromkeys(device if isinstance(device, list | tuple) else [device]))
     luts = lut if isinstance(lut, list | tuple) else ([lut] if lut is not None else None)
@@ -258,12 +275,14 @@ def run(
         rank, world, _ = init_distributed("cpu")  # under torchrun only to refuse it: a table scores nothing
         if quantized_accuracy:
             raise HwnasError("--quantized-accuracy scores a supernet's subnets; NAS-Bench-201's table has no int8")
+        if confidence is not None:
+            raise HwnasError("--confidence needs measured latency tables; NAS-Bench-201's latencies have no intervals")
         setup = _benchmark_setup(devices, benchmark, metric, supernet, proxy, luts)
     else:
         rank, world, torch_device = init_distributed(torch_device)
         setup = _supernet_setup(
             devices, space, supernet, proxy, luts, data, devices_dir, torch_device=torch_device, batch_size=batch_size,
-            quantized=quantized_accuracy,
+            quantized=quantized_accuracy, confidence=confidence,
         )  # fmt: skip
     if world > 1:
         _check_sharded(setup, world, adapt_epochs)
@@ -330,6 +349,14 @@ def _search_and_write(
     previous = None
     if not fresh and (folder / "archive.json").exists():
         previous = Archive.load(folder / "archive.json", sp)
+        was, now = previous.meta.get("latency_confidence"), setup.meta.get("latency_confidence")
+        if was != now:
+            said = {None: "without --confidence"}
+            raise HwnasError(
+                f"{folder / 'archive.json'} was searched {said.get(was, f'with --confidence {was}')}, this search "
+                f"{said.get(now, f'with --confidence {now}')}: its latencies mean something else; pass --fresh or "
+                "another --out"
+            )
     writable_file(folder / "archive.json", what="search archive")
 
     def report(done: int, total: int, archive: Archive) -> None:
@@ -397,4 +424,5 @@ def _context(setup: _Setup, budgets: list[Budget], chosen: Record) -> dict[str, 
         "table": setup.meta.get("table") or setup.meta.get("benchmark"),
         "table_checked": all(ok for ok, _ in setup.trust),
         "table_predicted": setup.meta.get("table_predicted", {}),
+        "latency_confidence": setup.meta.get("latency_confidence"),  # predicted latencies: upper bounds at this
     }

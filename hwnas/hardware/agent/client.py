@@ -12,7 +12,7 @@ import numpy as np
 from hwnas.hardware.agent.wire import DEFAULT_PORT, MAX_ITEMS, TOKEN_ENV, AgentError
 from hwnas.hardware.backends import Protocol, Timing
 from hwnas.hardware.device import Device
-from hwnas.hardware.measurer import LocalMeasurer, Measurer, Progress, no_progress
+from hwnas.hardware.measurer import LocalMeasurer, Measurer, Progress, no_progress, round_figure
 from hwnas.space import Arch, SearchSpace
 from hwnas.space.signature import BlockSignature
 
@@ -84,7 +84,7 @@ class RemoteMeasurer(Measurer):
         per_round = np.zeros((rounds, len(archs)))
         done = 0
         for index, timing in self._stream(items, protocol, space=space, task=task, num_classes=num_classes):
-            per_round[index // len(archs), index % len(archs)] = getattr(timing, f"{statistic}_ms")
+            per_round[index // len(archs), index % len(archs)] = round_figure(timing, statistic)
             done += 1
             progress(done, len(items), f"round {index // len(archs) + 1}/{rounds}")
         return per_round
