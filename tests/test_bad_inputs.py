@@ -135,6 +135,11 @@ CASES = [
         "--token 0123456789abcdef DEV",
         "--strict needs the measuring machine's state",
     ),
+    (
+        "profile-fewshot-strict",
+        "profile --device cpu --space mini --few-shot 4 --strict DEV --out T/p.parquet",
+        "--strict: for a full profile's blocks; --few-shot N measures N whole subnets in --rounds rounds",
+    ),
     ("doctor-seconds", "doctor --device cpu --seconds 0 DEV", "--seconds must be positive, got 0.0"),
     ("doctor-unknown-device", "doctor --device gpu9 DEV", "unknown device 'gpu9'"),
     (

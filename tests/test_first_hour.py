@@ -257,7 +257,8 @@ def test_the_progress_bar_at_80_columns():
 
 @pytest.mark.slow
 def test_profile_help_states_the_library_default_rounds():
-    from hwnas.hardware.profiling import DEFAULT_ROUNDS
+    from hwnas.hardware.precision import DEFAULT_MAX_ROUNDS, DEFAULT_MIN_ROUNDS, DEFAULT_TARGET
 
     shown = " ".join(run_cli("profile", "--help").stdout.split())
-    assert f"(default: {DEFAULT_ROUNDS})" in shown
+    assert f"default: at least {DEFAULT_MIN_ROUNDS}," in shown and f"(default: {DEFAULT_MAX_ROUNDS})" in shown
+    assert f"[default: {DEFAULT_TARGET * 100:.1f}]" in shown  # --precise-to, in percent

@@ -165,6 +165,18 @@ def profile(
 
     with user_errors():
         precision = Precision.from_flags(rounds=rounds, percent=precise_to, max_rounds=max_rounds, max_s=max_time)
+        if strict and remote:
+            from hwnas.hardware.doctor import require_readable_state
+
+            require_readable_state(remote[0])
+        adaptive = {"--strict": strict, "--max-rounds": max_rounds, "--max-time": max_time,
+                    "--precise-to": precise_to != Precision.from_flags().target * 100}  # fmt: skip
+        given = [flag for flag, on in adaptive.items() if on]
+        if few_shot is not None and given:
+            raise HwnasError(
+                f"{', '.join(given)}: for a full profile's blocks; --few-shot N measures N whole subnets in "
+                "--rounds rounds"
+            )
     if few_shot is not None:
         _profile_fewshot(device, remote, space_name, few_shot, source, lut_out=lut_out, task=task, classes=classes,
                          resolutions=resolution, rounds=rounds, energy=energy, seed=seed, choice=choose,

@@ -42,6 +42,7 @@ BAND = 0.25  # the sentinel more than this above its quiet level: busy (idle her
 WAIT_S = 60.0  # how long profile waits for a busy machine before measuring anyway (flagged)
 CHECK_S = 2.0  # the check before `hwnas profile` and `hwnas lut validate` measure
 MAX_WINDOWS = 100  # sentinel windows a check times at most (a fast runtime fills 2 s with more)
+WINDOWS_PER_CALL = 4
 
 
 class NoisyMachine(HwnasError):
@@ -124,7 +125,8 @@ def _sentinel_windows(measurer, seconds: float, protocol: Protocol) -> list[floa
     windows: list[float] = []
     start = time.monotonic()
     while (time.monotonic() - start < seconds or len(windows) < 3) and len(windows) < MAX_WINDOWS:
-        windows += [timing.median_ms for _, timing in measurer.blocks([SENTINEL], protocol)]
+        # a few windows per call: an agent converts the sentinel once per job
+        windows += [timing.median_ms for _, timing in measurer.blocks([SENTINEL] * WINDOWS_PER_CALL, protocol)]
     return windows
 
 
@@ -255,7 +257,7 @@ class Watch:
         self.on_wait(self._busy("waiting for it to settle"))
         while time.monotonic() - started < self.wait_s:
             time.sleep(0.5)
-            timing = next(iter(self.measurer.blocks([SENTINEL], self.protocol)))[1]
+            [(_, timing)] = list(self.measurer.blocks([SENTINEL], self.protocol))  # read to the end: an agent's job
             if self._in_band(timing.median_ms):
                 self.waited_s += time.monotonic() - started
                 self._quiet_before = True

@@ -245,7 +245,7 @@ def _measure_blocks(
         extra = ""
         if r >= precision.min_rounds:
             total += len(todo)
-            extra = f" ({len(todo)} not within +-{precision.target:.0%})"
+            extra = f" ({len(todo)} not within +-{precision.target * 100:g}%)"
         for start in range(0, len(todo), WATCH_CHUNK):
             chunk = todo[start : start + WATCH_CHUNK]
             for sig, timing in zip(chunk, _watched(measurer, chunk, protocol, watch), strict=True):
@@ -264,10 +264,10 @@ def _watched(measurer: Measurer, chunk: list[BlockSignature], protocol: Protocol
     says the machine was busy, `MAX_REMEASURE` times at most."""
     if watch is None:
         return [timing for _, timing in measurer.blocks(chunk, protocol)]
-    for _ in range(MAX_REMEASURE + 1):
+    for attempt in range(MAX_REMEASURE + 1):
         *timings, sentinel = [timing for _, timing in measurer.blocks([*chunk, SENTINEL], protocol)]
-        if watch.keep(sentinel.median_ms):
-            break
+        if watch.keep(sentinel.median_ms) or attempt == MAX_REMEASURE:
+            break  # the last attempt is kept whatever the sentinel says: the rows' intervals tell
         watch.settle()
     return timings
 
