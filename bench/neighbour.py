@@ -2,16 +2,21 @@
 bursts of 0.2-3 s at 50% duty (each burst followed by an idle stretch as long), the load a shared
 machine's other tenant puts on a measurement.
 
-As a context manager (`with Neighbour(seed=0): ...`) it runs in a child process for the block's
-duration and stops with it; `python -m bench.neighbour --seconds 60` runs it alone.
+As a context manager (`with Neighbour(seed=0): ...`) it runs for the block's duration and stops
+with it, as another tenant's process: started through `setsid -f`, so it is not a child of the
+benchmark (the machine check counts a measuring process's own children as its own, and would not
+see it); `python -m bench.neighbour --seconds 60` runs it alone.
 """
 
 from __future__ import annotations
 
 import argparse
-import multiprocessing
 import random
+import subprocess
+import sys
 import time
+import uuid
+from pathlib import Path
 
 
 def _burn(seed: int, stop_at: float) -> None:
@@ -30,24 +35,22 @@ class Neighbour:
 
     def __init__(self, *, seed: int = 0, seconds: float = 24 * 3600):
         self.seed, self.seconds = seed, seconds
-        self._process: multiprocessing.Process | None = None
+        self.tag = f"hwnas-neighbour-{uuid.uuid4().hex}"
 
     def __enter__(self) -> Neighbour:
-        context = multiprocessing.get_context("spawn")
-        self._process = context.Process(target=_burn, args=(self.seed, time.monotonic() + self.seconds), daemon=True)
-        self._process.start()
+        command = [sys.executable, "-m", "bench.neighbour", "--seconds", str(self.seconds), "--seed", str(self.seed)]
+        subprocess.run(["setsid", "-f", *command, "--tag", self.tag], check=True, cwd=Path(__file__).parents[1])
         return self
 
     def __exit__(self, *exc) -> None:
-        if self._process is not None:
-            self._process.terminate()
-            self._process.join(timeout=5)
+        subprocess.run(["pkill", "-f", self.tag], check=False)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=60.0)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--tag", default="", help="a mark in the command line to stop it by (pkill -f)")
     args = parser.parse_args()
     _burn(args.seed, time.monotonic() + args.seconds)
 

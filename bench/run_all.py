@@ -36,6 +36,7 @@ STEPS = {
     "int8": [],
     "fewshot": [],
     "fewshot_profile": [],
+    "timings": [],
 }
 
 
@@ -166,6 +167,16 @@ def rows() -> list[tuple[str, str, str, str]]:
             value = f"{stored['within_10_text']} within 10%, tau {stored['kendall_tau']:.3f}, {seconds:.0f} s"
             label = "full table" if kind == "full" else f"{r['fewshot']['samples']}-shot table"
             out.append(("fewshot_profile", f"{device}: {label}, held out", value, f">= 99%, tau >= {own:.3f}"))
+    for path in sorted(OUT.glob("timings-*.json")):  # one file a run: idle or beside the neighbour, and when
+        run = json.loads(path.read_text())
+        when = f"{run['date']} {path.stem.rsplit('-', 1)[-1]}, {'neighbour' if run['args']['neighbour'] else 'idle'}"
+        for protocol, share in run["agreement"].items():
+            builds = [b for b in run["builds"] if b["protocol"] == protocol]
+            held = ", ".join(b["within_10_text"] for b in builds)
+            seconds = ", ".join(f"{b['seconds']:.0f}" for b in builds)
+            out.append(("timings", f"{when}: {protocol}, held out within 10% (builds A, B)", held, ">= 95%"))
+            out.append(("timings", f"{when}: {protocol}, rows of two builds within 5%", f"{share:.0%}", ">= 95%"))
+            out.append(("timings", f"{when}: {protocol}, profile s", seconds, "now <= 3x before"))
     for name in STEPS:
         if not any(r[0] == name for r in out):
             out.append((name, "not run yet", "-", ""))

@@ -70,11 +70,13 @@ def held_out(space: SearchSpace, resolution: tuple[int, int], count: int) -> lis
 def judged(table: LatencyTable, archs: list, reference: np.ndarray) -> dict:
     predicted = np.array([table.predict(a) for a in archs])
     fidelity = Fidelity.of(predicted, reference)
-    inside = [table.predict_interval(a).contains(m) for a, m in zip(archs, reference, strict=True)]
+    intervals = [table.predict_interval(a) for a in archs]
+    inside = [p.contains(m) for p, m in zip(intervals, reference, strict=True)]
     return {
         **asdict(fidelity),
         "within_10_text": fidelity.share_text(fidelity.within_10),
         "inside_interval": float(np.mean(inside)),
+        "interval_half_width": float(np.median([(p.high_ms - p.low_ms) / 2 / p.estimate_ms for p in intervals])),
         "imprecise": len(table.imprecise()),
         "rows": len(table),
     }
@@ -122,21 +124,31 @@ def main() -> None:
                                on_check=lambda check, said=said: said.append(check.line()), **options)  # fmt: skip
                 seconds = time.perf_counter() - start
                 tables[(name, build)] = done.table
-                row = {"protocol": name, "build": build, "seconds": seconds, "said": said,
+                fits = done.validation.fits if done.validation is not None else []
+                lines = [{"resolution": f.resolution, "stored": f.applied, "slope": f.calibration.slope,
+                          "intercept_ms": f.calibration.intercept_ms, "refusal": f.refusal, "noise_pct": f.noise_pct}
+                         for f in fits]  # fmt: skip
+                row = {"protocol": name, "build": build, "seconds": seconds, "said": said, "calibration": lines,
+                       "raw_ratio": float(np.median([done.table.raw_ms(a) for a in archs] / reference)),
                        **judged(done.table, archs, reference)}  # fmt: skip
                 results["builds"].append(row)
                 print(f"{name} {build}: {seconds:.0f} s, within 10% {row['within_10_text']}, MAPE {row['mape']:.1f}%, "
-                      f"tau {row['kendall_tau']:.3f}, inside its interval {row['inside_interval']:.0%}, "
-                      f"{row['imprecise']} of {row['rows']} rows imprecise", file=sys.stderr, flush=True)  # fmt: skip
+                      f"tau {row['kendall_tau']:.3f}, inside its interval {row['inside_interval']:.0%} "
+                      f"(+-{row['interval_half_width']:.0%}), "
+                      f"{row['imprecise']} of {row['rows']} rows imprecise; raw sums {row['raw_ratio']:.2f}x the "
+                      f"reference; line {'stored' if lines and lines[0]['stored'] else 'not stored'}",
+                      file=sys.stderr, flush=True)  # fmt: skip
     results["agreement"] = {name: agreement(tables[(name, "A")], tables[(name, "B")]) for name in PROTOCOLS}
     print(f"machine: {machine()}; {args.space} at {args.resolution} on cpu, {'with' if args.neighbour else 'no'} "
           f"neighbour; reference {len(archs)} subnets x {args.reference_rounds} rounds, its halves within 10% "
           f"{itself.within_10:.0%} (tau {itself.kendall_tau:.3f})")  # fmt: skip
-    print("| protocol | build | profile s | within 10% | MAPE % | Kendall tau | inside 95% interval | rows imprecise |")
+    print("| protocol | build | profile s | within 10% | MAPE % | Kendall tau | inside 95% interval (median +-) "
+          "| rows imprecise |")  # fmt: skip
     print("| --- | --- | --- | --- | --- | --- | --- | --- |")
     for r in results["builds"]:
         print(f"| {r['protocol']} | {r['build']} | {r['seconds']:.0f} | {r['within_10_text']} | {r['mape']:.1f} | "
-              f"{r['kendall_tau']:.3f} | {r['inside_interval']:.0%} | {r['imprecise']} of {r['rows']} |")  # fmt: skip
+              f"{r['kendall_tau']:.3f} | {r['inside_interval']:.0%} (+-{r['interval_half_width']:.0%}) | "
+              f"{r['imprecise']} of {r['rows']} |")  # fmt: skip
     for name, share in results["agreement"].items():
         print(f"{name}: the two builds agree within 5% on {share:.0%} of rows")
     stem = f"timings{'-neighbour' if args.neighbour else ''}-{time.strftime('%H%M')}"

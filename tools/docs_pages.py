@@ -100,6 +100,7 @@ def _record(name: str) -> dict | None:
     candidates = [f"{name}.json"] + (["cpu-validation.json"] if name == "lut_fidelity" else [])
     candidates += [p.name for p in sorted(OUT.glob(f"{name}-seed*.json"))]  # profile_speed: one file a seed
     candidates += [p.name for p in sorted(OUT.glob(f"{name}_[0-9]*.json"))]  # fewshot: one file a sample count
+    candidates += [p.name for p in sorted(OUT.glob(f"{name}-[0-9]*.json"))]  # timings: one file a run
     for candidate in candidates:
         path = OUT / candidate
         if path.exists():

@@ -24,8 +24,8 @@ from hwnas.space.signature import BlockSignature
 
 Progress = Callable[[int, int, str], None]
 # What a row and a whole subnet predict with: the geometric mean of the round medians, whose 95%
-# interval (`hwnas.hardware.precision`) held for 90-98% of rows between two builds, the median's for
-# 79-88% (bench.round_statistic, 8 December 2026, twice; docs/results/measured.md).
+# interval (`hwnas.hardware.precision`) held for 87-98% of rows between two builds of 4-8 rounds, the
+# median's for 79-89% (bench.round_statistic, 8 December 2026, twice; docs/results/measured.md).
 DEFAULT_STATISTIC = "geomean"
 OVERHEAD_SHAPE = (8, 8, 8)
 BLOCK_CHUNK = 32  # blocks converted between measurements (what an interruption can lose)

@@ -208,7 +208,7 @@ def profile(
         samples = VALIDATION_SAMPLES * len(table.meta["resolutions"])
         checked = validate_table(
             spec, table, samples=samples, rounds=VALIDATION_ROUNDS, protocol=protocol, measurer=measurer,
-            strict=strict, on_check=on_check,
+            strict=strict, on_check=on_check, machine=machine,  # the profile's own check, watched since
             progress=lambda d, n, label: progress(d, n, f"whole subnets: {label}"),
         )  # fmt: skip
         table.save(path)

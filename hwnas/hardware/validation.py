@@ -243,6 +243,7 @@ def validate(
     warn: Callable[[str], None] | None = None,
     strict: bool = False,
     on_check: Callable[[MachineCheck], None] | None = None,
+    machine: MachineCheck | None = None,
 ) -> Validation:
     """`hwnas lut validate`: measure `samples` subnets end to end in `rounds` interleaved rounds
     (aggregated like the table's rows), at `resolution` or shared evenly between every resolution
@@ -255,7 +256,8 @@ def validate(
     lines when done, or a `LatencyTable` the caller saves. `report` is a JSON file for the
     per-subnet figures; `warn` is told where the table's runtime differs from this one's. The
     machine is checked first (`check_before_measuring`, told to `on_check`, kept in the sidecar's
-    `validation` record); `strict` stops there where it is noisy.
+    `validation` record; `machine`, a check just made, stands for it); `strict` stops there where it
+    is noisy.
     """
     spec = device if isinstance(device, Device) else load_device(device, devices_dir)
     path = None
@@ -284,7 +286,8 @@ def validate(
     if warn is not None:
         for note in table.compatibility_warnings(spec.options(), measurer.versions()):
             warn(note)
-    machine = check_before_measuring(measurer, strict=strict, on_check=on_check, protocol=protocol)
+    if machine is None:
+        machine = check_before_measuring(measurer, strict=strict, on_check=on_check, protocol=protocol)
     result = _validate(table, samples, seed, resolution, rounds, protocol, progress, measurer)
     table.meta["validation"]["machine_check"] = machine.to_dict()
     if path is not None:
